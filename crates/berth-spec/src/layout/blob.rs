@@ -1,0 +1,273 @@
+//! Blob reads and writes: verified on the way in and on the way out.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
+use rustix::io::Errno;
+
+use super::error::{IoContext, LayoutError, Result};
+use super::lock::{TempFile, fsync_dir};
+use super::{Layout, LayoutWriter};
+use crate::digest::{self, Algorithm, Digest, Hasher, VerifyError, VerifyingReader};
+
+/// Size of the copy buffer for blob streams.
+const COPY_BUF: usize = 1 << 20;
+
+fn kind_name(ft: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "directory"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() || ft.is_char_device() {
+        "device"
+    } else {
+        "regular file"
+    }
+}
+
+impl Layout {
+    /// The path a blob has (or would have) in this layout.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(digest.hex())
+    }
+
+    /// Opens a blob as a regular file, never following a symlink (anywhere on the path below the layout root)
+    /// and never blocking on a FIFO.
+    pub(crate) fn open_blob_file(&self, digest: &Digest) -> Result<File> {
+        let path = self.blob_path(digest);
+        let rel = format!("blobs/{}/{}", digest.algorithm(), digest.hex());
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let file = match openat2(&*self.dir, &rel, flags, Mode::empty(), resolve) {
+            Ok(fd) => File::from(fd),
+            Err(Errno::NOSYS) => {
+                // Kernels before 5.6: check the directories, then refuse a symlinked final component.
+                for dir in [
+                    self.root.join("blobs"),
+                    self.root.join("blobs").join(digest.algorithm().as_str()),
+                ] {
+                    if let Ok(m) = fs::symlink_metadata(&dir)
+                        && !m.is_dir()
+                    {
+                        return Err(LayoutError::BlobNotRegular {
+                            path: dir,
+                            digest: digest.clone(),
+                            kind: kind_name(m.file_type()),
+                        });
+                    }
+                }
+                use std::os::unix::fs::OpenOptionsExt;
+                fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+                    .open(&path)
+                    .map_err(|e| classify_open_error(Errno::from_io_error(&e).unwrap_or(Errno::IO), &path, digest))?
+            }
+            Err(e) => return Err(classify_open_error(e, &path, digest)),
+        };
+        let meta = file.metadata().at(&path, "stat blob")?;
+        if !meta.is_file() {
+            return Err(LayoutError::BlobNotRegular {
+                path,
+                digest: digest.clone(),
+                kind: kind_name(meta.file_type()),
+            });
+        }
+        Ok(file)
+    }
+
+    /// Opens a blob for reading; the reader fails unless the content matches `digest` and `size` exactly.
+    pub fn open_blob(&self, digest: &Digest, size: u64) -> Result<VerifyingReader<File>> {
+        let file = self.open_blob_file(digest)?;
+        Ok(VerifyingReader::new(file, digest.clone(), size))
+    }
+
+    /// True when the blob is present as a regular file (content not checked).
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.open_blob_file(digest).is_ok()
+    }
+
+    /// Reads a whole blob of at most `max` bytes into memory, verified. The descriptor's size is checked against
+    /// `max` before anything is read, and never used to allocate.
+    pub fn read_blob_capped(&self, digest: &Digest, size: u64, max: u64) -> Result<Vec<u8>> {
+        if size > max {
+            return Err(crate::document::DocumentError::TooLarge {
+                source_name: format!("{}", self.blob_path(digest).display()),
+                size,
+                limit: max,
+            }
+            .into());
+        }
+        let path = self.blob_path(digest);
+        let mut reader = self.open_blob(digest, size)?;
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).map_err(|e| verify_or_io(e, &path))?;
+        Ok(out)
+    }
+
+    /// Re-hashes a blob; returns its actual size on success.
+    pub fn verify_blob(&self, digest: &Digest, size: u64) -> Result<()> {
+        let path = self.blob_path(digest);
+        self.open_blob(digest, size)?
+            .drain()
+            .map_err(|e| verify_or_io(e, &path))
+    }
+
+    /// Hashes a blob without an expected size (for fsck of unreferenced blobs).
+    pub(crate) fn hash_blob(&self, digest: &Digest) -> Result<(Digest, u64)> {
+        let path = self.blob_path(digest);
+        let mut file = self.open_blob_file(digest)?;
+        hash_stream(&mut file, digest.algorithm()).at(&path, "read blob")
+    }
+}
+
+pub(crate) fn hash_stream(r: &mut impl Read, alg: Algorithm) -> io::Result<(Digest, u64)> {
+    let mut h = Hasher::new(alg);
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut n_total = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok((h.finish(), n_total));
+        }
+        h.update(&buf[..n]);
+        n_total += n as u64;
+    }
+}
+
+fn classify_open_error(e: Errno, path: &std::path::Path, digest: &Digest) -> LayoutError {
+    match e {
+        Errno::NOENT => LayoutError::BlobMissing {
+            path: path.to_owned(),
+            digest: digest.clone(),
+        },
+        Errno::LOOP | Errno::XDEV => LayoutError::BlobNotRegular {
+            path: path.to_owned(),
+            digest: digest.clone(),
+            kind: "symlink",
+        },
+        other => LayoutError::Io {
+            path: path.to_owned(),
+            action: "open blob",
+            source: other.into(),
+        },
+    }
+}
+
+pub(crate) fn verify_or_io(e: io::Error, path: &std::path::Path) -> LayoutError {
+    match VerifyError::from_io(&e) {
+        Some(v) => LayoutError::Corrupt {
+            path: path.to_owned(),
+            error: v.clone(),
+        },
+        None => LayoutError::Io {
+            path: path.to_owned(),
+            action: "read blob",
+            source: e,
+        },
+    }
+}
+
+/// A blob being written: hashed while written to a locked temp file inside the layout, then verified, fsynced
+/// and renamed into `blobs/ALG/HEX` by [`BlobWriter::commit`]. Dropped without commit, it leaves nothing.
+#[derive(Debug)]
+pub struct BlobWriter<'w> {
+    writer: &'w LayoutWriter,
+    temp: TempFile,
+    hasher: Hasher,
+    written: u64,
+    expected: Option<(Digest, u64)>,
+}
+
+impl<'w> BlobWriter<'w> {
+    pub(crate) fn new(writer: &'w LayoutWriter, alg: Algorithm, expected: Option<(Digest, u64)>) -> Result<Self> {
+        let temp = TempFile::new(&writer.layout.root, "blob")?;
+        Ok(BlobWriter {
+            writer,
+            temp,
+            hasher: Hasher::new(alg),
+            written: 0,
+            expected,
+        })
+    }
+
+    /// Verifies, fsyncs and renames the blob into place. An existing blob at the destination is re-verified and
+    /// kept if good, replaced if corrupt. Returns the digest and size.
+    pub fn commit(mut self) -> Result<(Digest, u64)> {
+        let layout = &self.writer.layout;
+        let found = self.hasher.clone().finish();
+        if let Some((d, size)) = &self.expected {
+            digest::check(d, *size, found.clone(), self.written).map_err(|error| LayoutError::Rejected {
+                digest: d.clone(),
+                error,
+            })?;
+        }
+        self.temp.file.flush().at(&self.temp.path, "write blob")?;
+        self.temp.file.sync_all().at(&self.temp.path, "fsync blob")?;
+        let dest = layout.blob_path(&found);
+        let dir = dest.parent().expect("blob path has a parent").to_owned();
+        match layout.verify_blob(&found, self.written) {
+            Ok(()) => return Ok((found, self.written)),
+            Err(LayoutError::BlobMissing { .. } | LayoutError::Corrupt { .. }) => {}
+            Err(e @ LayoutError::BlobNotRegular { kind: "directory", .. }) => return Err(e),
+            Err(LayoutError::BlobNotRegular { .. }) => {
+                fs::remove_file(&dest).at(&dest, "remove non-regular blob")?;
+            }
+            Err(e) => return Err(e),
+        }
+        fs::create_dir_all(&dir).at(&dir, "create blob directory")?;
+        let written = self.written;
+        self.temp.rename_to(&dest)?;
+        fsync_dir(&dir)?;
+        tracing::debug!(blob = %found, size = written, "blob committed");
+        Ok((found, written))
+    }
+}
+
+impl Write for BlobWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some((d, size)) = &self.expected
+            && self.written + buf.len() as u64 > *size
+        {
+            return Err(VerifyError::TooLong {
+                expected_digest: d.clone(),
+                expected_size: *size,
+            }
+            .into());
+        }
+        let n = self.temp.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.temp.file.flush()
+    }
+}
+
+/// Copies `reader` into `w` with a large buffer.
+pub(crate) fn copy_into(reader: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}

@@ -1,0 +1,70 @@
+//! `cargo xtask`: Berth's project automation.
+//!
+//! Kept dependency-light on purpose (no argument-parsing crate): every command hand-parses its few flags.
+//! `main` only dispatches; each command lives in its own module.
+//!
+//! - `demo`  — runs the main job on a bundled example ([`demo`]).
+//! - `ci`    — installs the Debian packages the tests use, then fmt, clippy and the whole test suite ([`ci`]).
+//! - `bench` — side-by-side benchmarks against peers measured in the same run ([`bench`]).
+
+mod bench;
+mod ci;
+mod demo;
+mod packages;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args]
+
+commands:
+  demo                run Berth's main job on a bundled example
+  ci [--no-install]   install the Debian packages the tests use (unless --no-install), then
+                      cargo fmt --check, cargo clippy -D warnings and the whole test suite
+  bench [NAME]        side-by-side benchmarks; NAME is one of: floors (default)
+                      options: --json (JSON on stdout, table on stderr), --mib N (input size)
+  help                print this message
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match command.as_str() {
+        "demo" => demo::run(rest),
+        "ci" => ci::run(rest),
+        "bench" => bench::run(rest),
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        other => {
+            eprintln!("error: unknown command `{other}`\n");
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_owned()
+}
+
+/// The cargo that launched us (`$CARGO`), so toolchain overrides carry through; plain `cargo` otherwise.
+fn cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
