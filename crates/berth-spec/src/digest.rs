@@ -163,7 +163,7 @@ impl Digest {
 
     /// Converts (and re-validates strictly) an oci-spec digest.
     pub fn from_oci(d: &oci_spec::image::Digest) -> Result<Self, DigestError> {
-        Self::parse(&d.to_string())
+        Self::parse(d.as_ref())
     }
 }
 

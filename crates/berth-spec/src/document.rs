@@ -150,6 +150,7 @@ impl<T> Document<T> {
 
 /// A manifest or an index: what a reference resolves to.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // short-lived values; boxing would only add indirection at every use
 pub enum ManifestOrIndex {
     /// An image manifest (OCI or Docker schema 2).
     Manifest(Document<ImageManifest>),

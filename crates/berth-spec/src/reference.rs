@@ -226,7 +226,8 @@ pub enum ReferenceError {
     /// either. (When the prefix cannot be a transport, e.g. `a.com:x/y` or `app:1`, the name error is returned
     /// as it is.)
     #[error(
-        "{name_error}; also, \"{transport}:\" is not a transport (transports: oci:, oci-archive:, docker://, docker-archive:)"
+        "{name_error}; also, \"{transport}:\" is not a transport (transports: oci:, oci-archive:, docker://, \
+         docker-archive:)"
     )]
     UnknownTransport {
         /// The string as given.

@@ -40,7 +40,7 @@ fn ambiguous_document_is_refused() {
         "{e}"
     );
     assert!(e.to_string().contains("CVE-2021-41190"));
-    let json = format!(r#"{{"schemaVersion":2,"manifests":[],"layers":[]}}"#);
+    let json = r#"{"schemaVersion":2,"manifests":[],"layers":[]}"#.to_string();
     assert!(matches!(
         parse_manifest_or_index(json.into_bytes(), ex("x")),
         Err(DocumentError::Ambiguous { .. })

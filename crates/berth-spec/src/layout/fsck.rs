@@ -128,7 +128,7 @@ impl Layout {
                 continue;
             }
             w.reachable.insert(digest.clone(), desc.size());
-            let kind = media_type::kind_of(&desc.media_type().to_string());
+            let kind = media_type::kind_of(desc.media_type().as_ref());
             let is_doc = matches!(kind, Some(Kind::Manifest | Kind::Index | Kind::Config));
             if !is_doc && !verify_leaves {
                 match self.open_blob_file(&digest) {

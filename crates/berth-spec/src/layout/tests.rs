@@ -624,7 +624,7 @@ fn hostile_09_diff_ids() {
     let w = layout.writer().unwrap();
     let img = TestImage::new("d");
     let raw = String::from_utf8(img.config.clone()).unwrap();
-    let diff = Digest::sha256(format!("layer content d").repeat(50).as_bytes());
+    let diff = Digest::sha256("layer content d".repeat(50).as_bytes());
     let two = raw.replace(&format!(r#"["{diff}"]"#), &format!(r#"["{diff}","{diff}"]"#));
     assert_ne!(two, raw);
     let man = String::from_utf8(img.manifest.clone()).unwrap();

@@ -384,7 +384,7 @@ mod tests {
         );
         let msg = e.to_string();
         assert!(
-            msg.contains("tag \"bad tag\" is invalid") && msg.contains("docker://NAME"),
+            msg.contains("tag \"bad tag\" is invalid") && msg.contains("\"alpine:\" is not a transport"),
             "{msg}"
         );
     }
