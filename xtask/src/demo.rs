@@ -1,3 +1,155 @@
-pub fn run(_args: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("demo: not written yet")
+//! `cargo xtask demo`: Berth's main job on the bundled example, as far as Berth goes today.
+//!
+//! Today that is the shared spec crate: the example in `examples/hello` becomes an OCI image in a fresh OCI image
+//! layout (written through berth-spec's verified store), which is then checked with `fsck`, read back, and — when
+//! the peers are installed — inspected by skopeo and unpacked and run by umoci + busybox. As the tools land, this
+//! grows into build -> copy -> run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use berth_spec::layout::Layout;
+use berth_spec::platform::Platform;
+use berth_testkit::image::{ImageSpec, TarBuilder, write_image};
+use serde_json::json;
+
+use crate::workspace_root;
+
+pub fn run(args: &[String]) -> Result<()> {
+    if let Some(a) = args.first() {
+        anyhow::bail!("demo takes no arguments (got {a:?})");
+    }
+    let root = workspace_root();
+    let example = root.join("examples/hello/rootfs");
+    let out = root.join("target/demo");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("removing the previous demo at {}", out.display()))?;
+    }
+    let layout_dir = out.join("layout");
+
+    step("1. Pack examples/hello into a layer and write an OCI image layout with berth-spec");
+    let mut tar = TarBuilder::new();
+    add_tree(&mut tar, &example, "")?;
+    let busybox = Path::new(berth_testkit::busybox::BUSYBOX);
+    if busybox.is_file() {
+        tar.dir("bin", 0o755)
+            .file("bin/busybox", 0o755, &std::fs::read(busybox)?);
+        for applet in ["sh", "cat", "echo", "id", "pwd"] {
+            tar.symlink(&format!("bin/{applet}"), "busybox");
+        }
+    } else {
+        println!("   (busybox-static is not installed: the image will not be runnable; `cargo xtask ci` installs it)");
+    }
+    let spec = ImageSpec {
+        layers: vec![tar.finish()],
+        config: json!({
+            "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
+            "Entrypoint": ["/usr/local/bin/hello"],
+            "WorkingDir": "/etc",
+            "Labels": {"org.opencontainers.image.title": "berth hello example"},
+        }),
+        architecture: Platform::host().architecture,
+    };
+    let layout = Layout::create(&layout_dir)?;
+    let written = write_image(&layout, Some("hello:1"), &spec)?;
+    println!("   layout:   {}", layout_dir.display());
+    println!("   image:    hello:1 -> {}", written.manifest_digest);
+    println!("   config:   {}", written.config_digest);
+    println!("   layer:    {} (diffID {})", written.layers[0], written.diff_ids[0]);
+
+    step("2. Read it back: every digest verified, the layer decompressed and checked against its diffID");
+    let image = layout.load_image(Some("hello:1"), &Platform::host())?;
+    layout.verify_diff_ids(&image)?;
+    let report = layout.fsck()?;
+    println!(
+        "   fsck: {} blobs, {} bytes re-hashed, {} problem(s), {} dangling",
+        report.blobs_checked,
+        report.bytes_checked,
+        report.problems.len(),
+        report.dangling.len()
+    );
+    anyhow::ensure!(report.is_ok(), "fsck found problems: {:?}", report.problems);
+
+    let layout_ref = format!("{}:hello:1", layout_dir.display());
+    step("3. The layout is plain OCI: peers read it as they are");
+    if which("skopeo") {
+        let out = capture(Command::new("skopeo").args(["--insecure-policy", "inspect", &format!("oci:{layout_ref}")]))?;
+        let v: serde_json::Value = serde_json::from_str(&out)?;
+        println!("   skopeo inspect oci:{layout_ref}");
+        println!(
+            "     Digest: {}  (same as berth-spec wrote: {})",
+            v["Digest"],
+            v["Digest"] == written.manifest_digest.to_string()
+        );
+    } else {
+        println!("   skopeo is not installed (`cargo xtask ci` installs it)");
+    }
+    if which("umoci") && busybox.is_file() {
+        let bundle = out.join("bundle");
+        capture(
+            Command::new("umoci")
+                .args(["unpack", "--image", &layout_ref])
+                .arg(&bundle),
+        )?;
+        println!("   umoci unpack --image {layout_ref} {}", bundle.display());
+        let rootfs = bundle.join("rootfs");
+        let hello =
+            capture(
+                Command::new("chroot")
+                    .arg(&rootfs)
+                    .args(["/bin/sh", "-c", "cd /etc && /usr/local/bin/hello"]),
+            );
+        match hello {
+            Ok(text) => {
+                for line in text.lines() {
+                    println!("     | {line}");
+                }
+            }
+            Err(e) => println!("   (could not chroot into the bundle to run it: {e})"),
+        }
+    } else {
+        println!("   umoci or busybox-static is not installed (`cargo xtask ci` installs them)");
+    }
+    step("Done. berth-build, berth-copy and berth-run join this demo as they land.");
+    Ok(())
+}
+
+fn step(text: &str) {
+    println!("\n== {text}");
+}
+
+fn which(tool: &str) -> bool {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(tool).is_file())
+}
+
+fn capture(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Adds a directory tree to the tar in sorted order, keeping modes.
+fn add_tree(tar: &mut TarBuilder, dir: &Path, prefix: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    entries.sort();
+    for path in entries {
+        let name = format!("{prefix}{}", path.file_name().unwrap().to_string_lossy());
+        let meta = std::fs::symlink_metadata(&path)?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.is_dir() {
+            tar.dir(&name, mode);
+            add_tree(tar, &path, &format!("{name}/"))?;
+        } else if meta.is_file() {
+            tar.file(&name, mode, &std::fs::read(&path)?);
+        }
+    }
+    Ok(())
 }
