@@ -1,0 +1,2 @@
+//! berth-layer: the OCI layer codec shared by the builder and the runner.
+pub mod whiteout;
