@@ -11,3 +11,4 @@ pub mod platform;
 pub mod reference;
 pub mod store;
 pub use reference::{DockerArchiveRef, DockerReference, ImageRef, ReferenceError, StoreRef, validate_ref_name};
+pub mod runtime_config;

@@ -37,10 +37,14 @@ impl Environment {
 /// Splits a `KEY=VALUE` entry, checking for NUL bytes and an empty key. `Ok(None)` means there is no `=`.
 fn split_entry(entry: &str) -> Result<Option<&str>, ConversionError> {
     if entry.contains('\0') {
-        return Err(ConversionError::EnvNul { entry: entry.to_owned() });
+        return Err(ConversionError::EnvNul {
+            entry: entry.to_owned(),
+        });
     }
     match entry.split_once('=') {
-        Some(("", _)) => Err(ConversionError::EnvEmptyKey { entry: entry.to_owned() }),
+        Some(("", _)) => Err(ConversionError::EnvEmptyKey {
+            entry: entry.to_owned(),
+        }),
         Some((key, _)) => Ok(Some(key)),
         None => Ok(None),
     }
@@ -49,7 +53,11 @@ fn split_entry(entry: &str) -> Result<Option<&str>, ConversionError> {
 /// The process environment: the image's `Env`, then the overrides, a later entry replacing an earlier one with the
 /// same key at the earlier one's position. A bare `KEY` override takes the value from `host_env`, and is dropped
 /// when the host does not have it (Docker's `-e KEY`). `PATH` is added first when neither side sets it.
-pub(super) fn merge(image: &[String], overrides: &[String], host_env: HostEnv<'_>) -> Result<Vec<String>, ConversionError> {
+pub(super) fn merge(
+    image: &[String],
+    overrides: &[String],
+    host_env: HostEnv<'_>,
+) -> Result<Vec<String>, ConversionError> {
     let mut env = Environment::default();
     for entry in image {
         match split_entry(entry)? {
@@ -92,12 +100,19 @@ fn block_size(strings: &[String]) -> usize {
 /// [`MAX_ARGS_AND_ENV_BYTES`].
 pub(super) fn check_exec_block(args: &[String], env: &[String]) -> Result<(), ConversionError> {
     if let Some((index, arg)) = args.iter().enumerate().find(|(_, a)| a.contains('\0')) {
-        return Err(ConversionError::ArgNul { index, arg: arg.clone() });
+        return Err(ConversionError::ArgNul {
+            index,
+            arg: arg.clone(),
+        });
     }
     let args_bytes = block_size(args);
     let env_bytes = block_size(env);
     if args_bytes + env_bytes > MAX_ARGS_AND_ENV_BYTES {
-        return Err(ConversionError::TooLarge { args_bytes, env_bytes, limit: MAX_ARGS_AND_ENV_BYTES });
+        return Err(ConversionError::TooLarge {
+            args_bytes,
+            env_bytes,
+            limit: MAX_ARGS_AND_ENV_BYTES,
+        });
     }
     Ok(())
 }

@@ -32,11 +32,7 @@ pub(super) fn clean_absolute(path: &str) -> String {
 /// Whether a normalized absolute path is `/proc/<anything>/fd[/…]` or `/proc/<pid>/task/<tid>/fd[/…]`.
 fn is_proc_fd(normalized: &str) -> bool {
     let parts: Vec<&str> = normalized.split('/').skip(1).take(5).collect();
-    match parts.as_slice() {
-        ["proc", _, "fd", ..] => true,
-        ["proc", _, "task", _, "fd"] => true,
-        _ => false,
-    }
+    matches!(parts.as_slice(), ["proc", _, "fd", ..] | ["proc", _, "task", _, "fd"])
 }
 
 /// The process's working directory.
@@ -53,11 +49,16 @@ pub(super) fn working_dir(image: Option<&str>, user: Option<&str>) -> Result<Str
         None => image.unwrap_or(""),
     };
     if workdir.contains('\0') {
-        return Err(ConversionError::WorkdirNul { workdir: workdir.to_owned() });
+        return Err(ConversionError::WorkdirNul {
+            workdir: workdir.to_owned(),
+        });
     }
     let normalized = clean_absolute(workdir);
     if is_proc_fd(&normalized) {
-        return Err(ConversionError::WorkdirProcFd { workdir: workdir.to_owned(), normalized });
+        return Err(ConversionError::WorkdirProcFd {
+            workdir: workdir.to_owned(),
+            normalized,
+        });
     }
     Ok(normalized)
 }
@@ -114,10 +115,23 @@ mod tests {
 
     #[test]
     fn proc_fd_detection() {
-        for path in ["/proc/self/fd", "/proc/self/fd/7", "/proc/1/fd/3", "/proc/thread-self/fd", "/proc/1/task/1/fd"] {
+        for path in [
+            "/proc/self/fd",
+            "/proc/self/fd/7",
+            "/proc/1/fd/3",
+            "/proc/thread-self/fd",
+            "/proc/1/task/1/fd",
+        ] {
             assert!(is_proc_fd(path), "{path}");
         }
-        for path in ["/proc", "/proc/self", "/proc/self/fdinfo", "/proc/1/task/1", "/srv/proc/self/fd", "/fd"] {
+        for path in [
+            "/proc",
+            "/proc/self",
+            "/proc/self/fdinfo",
+            "/proc/1/task/1",
+            "/srv/proc/self/fd",
+            "/fd",
+        ] {
             assert!(!is_proc_fd(path), "{path}");
         }
     }

@@ -38,7 +38,10 @@ pub struct UserSpec {
 impl UserSpec {
     /// Root with its `/etc/passwd` group (gid 0 when root has no entry): what an empty `User` means.
     pub fn root() -> Self {
-        UserSpec { user: UserPart::Id(0), group: None }
+        UserSpec {
+            user: UserPart::Id(0),
+            group: None,
+        }
     }
 
     /// Parses `USER[:GROUP]`; the empty string means [`UserSpec::root`].
@@ -50,7 +53,10 @@ impl UserSpec {
         if input.is_empty() {
             return Ok(UserSpec::root());
         }
-        let invalid = |reason| ConversionError::InvalidUser { input: input.to_owned(), reason };
+        let invalid = |reason| ConversionError::InvalidUser {
+            input: input.to_owned(),
+            reason,
+        };
         if input.contains('\0') {
             return Err(invalid("it contains a NUL byte"));
         }
@@ -61,7 +67,10 @@ impl UserSpec {
             Some((user, group)) => (user, Some(group)),
             None => (input, None),
         };
-        Ok(UserSpec { user: parse_part(input, user)?, group: group.map(|g| parse_part(input, g)).transpose()? })
+        Ok(UserSpec {
+            user: parse_part(input, user)?,
+            group: group.map(|g| parse_part(input, g)).transpose()?,
+        })
     }
 }
 
@@ -92,20 +101,32 @@ fn parse_id(text: &str) -> Option<Option<u32>> {
     if significant.len() > 10 {
         return Some(None);
     }
-    Some(significant.parse::<u64>().ok().map_or(Some(0), Some).and_then(|v| u32::try_from(v).ok()).filter(|&v| v <= MAX_ID))
+    // At most ten digits always fit in a u64; only the empty (all-zero) case needs care.
+    let value = if significant.is_empty() {
+        0
+    } else {
+        significant.parse::<u64>().unwrap_or(u64::MAX)
+    };
+    Some(u32::try_from(value).ok().filter(|&v| v <= MAX_ID))
 }
 
 fn parse_part(input: &str, part: &str) -> Result<UserPart, ConversionError> {
-    let out_of_range = || ConversionError::IdOutOfRange { input: input.to_owned(), id: part.to_owned() };
+    let out_of_range = || ConversionError::IdOutOfRange {
+        input: input.to_owned(),
+        id: part.to_owned(),
+    };
     if let Some(id) = parse_id(part) {
         return id.map(UserPart::Id).ok_or_else(out_of_range);
     }
-    if let Some(unsigned) = part.strip_prefix(['-', '+']) {
-        if parse_id(unsigned).is_some() {
-            return Err(out_of_range());
-        }
+    if let Some(unsigned) = part.strip_prefix(['-', '+'])
+        && parse_id(unsigned).is_some()
+    {
+        return Err(out_of_range());
     }
-    let invalid = |reason| ConversionError::InvalidUser { input: input.to_owned(), reason };
+    let invalid = |reason| ConversionError::InvalidUser {
+        input: input.to_owned(),
+        reason,
+    };
     if part.contains('/') {
         return Err(invalid("a user or group name cannot contain '/'"));
     }
@@ -205,12 +226,20 @@ pub fn resolve_user(spec: &UserSpec, passwd: &str, group: &str) -> Result<Resolv
         },
     };
     match &spec.group {
-        Some(UserPart::Id(gid)) => Ok(ResolvedUser { uid, gid: *gid, additional_gids: Vec::new() }),
+        Some(UserPart::Id(gid)) => Ok(ResolvedUser {
+            uid,
+            gid: *gid,
+            additional_gids: Vec::new(),
+        }),
         Some(UserPart::Name(name)) => {
             let entry = group_entries(group)
                 .find(|e| e.name == name)
                 .ok_or_else(|| ConversionError::UnknownGroup { name: name.clone() })?;
-            Ok(ResolvedUser { uid, gid: entry.gid, additional_gids: Vec::new() })
+            Ok(ResolvedUser {
+                uid,
+                gid: entry.gid,
+                additional_gids: Vec::new(),
+            })
         }
         None => {
             let mut additional_gids: Vec<u32> = match member_name {
@@ -222,7 +251,11 @@ pub fn resolve_user(spec: &UserSpec, passwd: &str, group: &str) -> Result<Resolv
             };
             additional_gids.sort_unstable();
             additional_gids.dedup();
-            Ok(ResolvedUser { uid, gid: primary_gid, additional_gids })
+            Ok(ResolvedUser {
+                uid,
+                gid: primary_gid,
+                additional_gids,
+            })
         }
     }
 }

@@ -1,0 +1,128 @@
+//! A content-addressed cache of extracted layers, keyed by diffID.
+//!
+//! A layer is extracted into a private temp directory, its diffID verified, and only then renamed to
+//! `layers/sha256/HEX` — so a directory under that name is always complete, and a failed or killed extraction
+//! leaves nothing that looks complete. Two processes extracting the same layer at once each work in their own temp
+//! directory; the first rename wins and the other discards its copy.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use berth_spec::Digest;
+
+use super::{ApplyError, ApplyOptions, apply_layer, io_err};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The cache directory.
+#[derive(Debug, Clone)]
+pub struct LayerCache {
+    dir: PathBuf,
+}
+
+impl LayerCache {
+    /// Opens (creating) a cache rooted at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(dir.join("layers/sha256"))?;
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        Ok(LayerCache { dir })
+    }
+
+    /// Where the layer with this diffID lives once extracted.
+    pub fn path_for(&self, diff_id: &Digest) -> PathBuf {
+        self.dir.join("layers").join(diff_id.algorithm().as_str()).join(diff_id.hex())
+    }
+
+    /// The extracted layer, if it is in the cache.
+    pub fn get(&self, diff_id: &Digest) -> Option<PathBuf> {
+        let p = self.path_for(diff_id);
+        std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()).then_some(p)
+    }
+
+    /// Returns the extracted layer, extracting it from `open()` first if it is not cached. The stream's diffID is
+    /// always verified against `diff_id` (whatever `opts.diff_id` says).
+    pub fn ensure<R: Read>(
+        &self,
+        diff_id: &Digest,
+        open: impl FnOnce() -> io::Result<R>,
+        opts: &ApplyOptions,
+    ) -> Result<PathBuf, ApplyError> {
+        if let Some(p) = self.get(diff_id) {
+            return Ok(p);
+        }
+        let name = diff_id.to_string();
+        let tmp = self.dir.join("tmp").join(format!(
+            "{}-{}-{}",
+            diff_id.hex(),
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&tmp).map_err(io_err(&name, "create extraction directory"))?;
+        let result = (|| {
+            let reader = open().map_err(io_err(&name, "open layer"))?;
+            let opts = ApplyOptions { diff_id: Some(diff_id.clone()), ..opts.clone() };
+            apply_layer(reader, &tmp, &opts)?;
+            sync_dir_tree(&tmp).map_err(io_err(&name, "sync extracted layer"))?;
+            let dest = self.path_for(diff_id);
+            match std::fs::rename(&tmp, &dest) {
+                Ok(()) => Ok(dest),
+                // Another process finished the same layer first: use theirs.
+                Err(e) if dest.is_dir() || e.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error()) => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    Ok(dest)
+                }
+                Err(e) => Err(io_err(&name, "move extracted layer into the cache")(e)),
+            }
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+
+    /// Removes a layer from the cache: renamed away first (atomically gone), then deleted.
+    pub fn remove(&self, diff_id: &Digest) -> io::Result<()> {
+        let p = self.path_for(diff_id);
+        let doomed = self.dir.join("tmp").join(format!("rm-{}-{}", diff_id.hex(), std::process::id()));
+        match std::fs::rename(&p, &doomed) {
+            Ok(()) => std::fs::remove_dir_all(&doomed),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// diffIDs of every cached layer.
+    pub fn list(&self) -> io::Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.dir.join("layers/sha256"))? {
+            if let Ok(d) = Digest::parse(&format!("sha256:{}", e?.file_name().to_string_lossy())) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes leftovers of extractions that died (temp directories not being written by a live process).
+    pub fn clean_temp(&self) -> io::Result<usize> {
+        let mut n = 0;
+        for e in std::fs::read_dir(self.dir.join("tmp"))? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid: Option<i32> = name.split('-').nth(1).and_then(|p| p.parse().ok());
+            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            if !alive {
+                std::fs::remove_dir_all(e.path())?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// syncfs on the tree's file system, so a crash after the rename cannot leave a complete-looking empty layer.
+fn sync_dir_tree(dir: &Path) -> io::Result<()> {
+    let f = std::fs::File::open(dir)?;
+    rustix::fs::syncfs(&f).map_err(io::Error::from)
+}

@@ -1,0 +1,239 @@
+//! Applying a layer to a root filesystem.
+//!
+//! The stream (plain tar, gzip or zstd — sniffed, and checked against what the media type says) is decompressed,
+//! hashed as it is read so its diffID can be checked, and unpacked entry by entry with every path resolved inside
+//! the root (see [`fsops`]). OCI whiteouts are applied (the default) or written in overlayfs form
+//! ([`WhiteoutMode::Overlay`]) so layers extracted side by side can be stacked with overlayfs.
+//!
+//! ```no_run
+//! use berth_layer::apply::{apply_layer, ApplyOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let layer = std::fs::File::open("layer.tar.gz")?;
+//! let report = apply_layer(layer, std::path::Path::new("rootfs"), &ApplyOptions::default())?;
+//! println!("{} entries, diffID {}", report.entries, report.diff_id);
+//! # Ok(()) }
+//! ```
+
+mod cache;
+mod entry;
+pub(crate) mod fsops;
+
+use std::collections::HashSet;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use berth_spec::media_type::Compression;
+use berth_spec::{Algorithm, Digest, Hasher};
+use rustix::fs::{Mode, OFlags};
+
+pub use cache::LayerCache;
+use fsops::InRoot;
+
+/// How whiteouts are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhiteoutMode {
+    /// Apply them: delete what they name from the root (the root holds the layers below).
+    #[default]
+    Oci,
+    /// Write them as overlayfs expects (0:0 character devices; opaque directories get `trusted.overlay.opaque=y`,
+    /// or `user.overlay.opaque=y` when `user_xattr` is set), into an otherwise empty directory.
+    Overlay {
+        /// Use the `user.overlay.*` namespace (unprivileged overlay mounts with `userxattr`).
+        user_xattr: bool,
+    },
+}
+
+/// A uid/gid range mapping from container ids to host ids (as in `/etc/subuid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    /// First id in the container.
+    pub container: u32,
+    /// First id on the host.
+    pub host: u32,
+    /// Number of ids.
+    pub size: u32,
+}
+
+/// Options for [`apply_layer`].
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Whiteout handling.
+    pub whiteouts: WhiteoutMode,
+    /// What the media type says the compression is (checked against the bytes); `None` accepts any.
+    pub compression: Option<Compression>,
+    /// The diffID the uncompressed stream must have.
+    pub diff_id: Option<Digest>,
+    /// uid mappings for rootless extraction; empty means ids are kept as they are.
+    pub uid_map: Vec<IdRange>,
+    /// gid mappings for rootless extraction.
+    pub gid_map: Vec<IdRange>,
+    /// The largest real size a GNU sparse entry may claim (default 64 GiB).
+    pub max_sparse_size: Option<u64>,
+}
+
+/// What [`apply_layer`] did.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    /// Tar entries processed.
+    pub entries: u64,
+    /// sha256 of the whole uncompressed stream, trailing data included.
+    pub diff_id: Digest,
+    /// Size of the uncompressed stream.
+    pub uncompressed_size: u64,
+    /// Device nodes and FIFOs skipped because creating them was not permitted.
+    pub skipped_devices: u64,
+    /// Ownership changes skipped because they were not permitted.
+    pub skipped_chown: u64,
+}
+
+/// Why a layer could not be applied. Every variant names the tar entry involved where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// An I/O error on an entry.
+    #[error("{entry}: {action}: {source}")]
+    Io {
+        /// The entry name (or the root path).
+        entry: String,
+        /// What was being done.
+        action: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The tar stream is malformed or truncated.
+    #[error("malformed or truncated layer after {entries} entries: {source}")]
+    Tar {
+        /// Entries read before the failure.
+        entries: u64,
+        /// The reader's error.
+        source: io::Error,
+    },
+    /// The bytes are compressed differently from what the media type says.
+    #[error("the layer's media type says {declared} but its content is {found}")]
+    CompressionMismatch {
+        /// From the media type.
+        declared: Compression,
+        /// From the bytes.
+        found: Compression,
+    },
+    /// The uncompressed stream does not hash to the expected diffID.
+    #[error("layer content hashes to {found}, but its diffID is {expected}: the layer is corrupt or was tampered with")]
+    DiffIdMismatch {
+        /// Expected.
+        expected: Digest,
+        /// Computed.
+        found: Digest,
+    },
+    /// An entry refused by policy (forged overlay xattrs, invalid whiteouts, replacing the root, …).
+    #[error("{entry}: {reason}")]
+    Refused {
+        /// The entry name.
+        entry: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+pub(crate) fn io_err<'a>(entry: &'a str, action: &'static str) -> impl FnOnce(io::Error) -> ApplyError + 'a {
+    move |source| ApplyError::Io { entry: entry.to_owned(), action, source }
+}
+
+pub(crate) fn refused(entry: &str, reason: impl Into<String>) -> ApplyError {
+    ApplyError::Refused { entry: entry.to_owned(), reason: reason.into() }
+}
+
+/// Hashes and counts what passes through.
+struct Hashing<R> {
+    inner: R,
+    hasher: Hasher,
+    n: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// State shared by the entries of one layer.
+pub(crate) struct Ctx<'o> {
+    pub(crate) root: OwnedFd,
+    pub(crate) opts: &'o ApplyOptions,
+    /// Paths created by this layer: whiteouts never remove them (they apply to lower layers only).
+    pub(crate) created: HashSet<InRoot>,
+    /// Opaque directories seen in this layer, cleared of lower content at the end.
+    pub(crate) opaque: Vec<(InRoot, String)>,
+    /// Directories whose mtime is set once all entries are in place.
+    pub(crate) dir_times: Vec<(InRoot, rustix::fs::Timestamps)>,
+    pub(crate) skipped_devices: u64,
+    pub(crate) skipped_chown: u64,
+}
+
+/// Applies one layer stream to `rootfs` (which must exist).
+pub fn apply_layer(reader: impl Read, rootfs: &Path, opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
+    let root_name = rootfs.display().to_string();
+    let root = rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| ApplyError::Io { entry: root_name.clone(), action: "open the root", source: e.into() })?;
+    let mut buffered = BufReader::with_capacity(1 << 20, reader);
+    let head = buffered.fill_buf().map_err(io_err(&root_name, "read the layer"))?;
+    let found = Compression::sniff(head);
+    if let Some(declared) = opts.compression
+        && declared != found
+        && !head.is_empty()
+    {
+        return Err(ApplyError::CompressionMismatch { declared, found });
+    }
+    let decoder = berth_spec::diff_id::decoder(buffered, found).map_err(io_err(&root_name, "start decompressing"))?;
+    let mut hashing = Hashing { inner: decoder, hasher: Hasher::new(Algorithm::Sha256), n: 0 };
+    let mut ctx = Ctx {
+        root,
+        opts,
+        created: HashSet::new(),
+        opaque: Vec::new(),
+        dir_times: Vec::new(),
+        skipped_devices: 0,
+        skipped_chown: 0,
+    };
+    let mut entries = 0u64;
+    {
+        let mut archive = tar::Archive::new(&mut hashing);
+        let iter = archive.entries().map_err(|source| ApplyError::Tar { entries, source })?;
+        for e in iter {
+            let mut e = e.map_err(|source| ApplyError::Tar { entries, source })?;
+            entry::apply_entry(&mut ctx, &mut e)?;
+            entries += 1;
+        }
+    }
+    // Whatever follows the end-of-archive marker is part of the layer and of its diffID.
+    io::copy(&mut hashing, &mut io::sink()).map_err(|source| ApplyError::Tar { entries, source })?;
+    let diff_id = hashing.hasher.finish();
+    if let Some(expected) = &opts.diff_id
+        && expected != &diff_id
+    {
+        return Err(ApplyError::DiffIdMismatch { expected: expected.clone(), found: diff_id });
+    }
+    entry::finish(&mut ctx)?;
+    if ctx.skipped_devices > 0 {
+        tracing::warn!(count = ctx.skipped_devices, "device nodes and FIFOs skipped: creating them is not permitted");
+    }
+    if ctx.skipped_chown > 0 {
+        tracing::warn!(count = ctx.skipped_chown, "ownership not applied: changing it is not permitted");
+    }
+    Ok(ApplyReport {
+        entries,
+        diff_id,
+        uncompressed_size: hashing.n,
+        skipped_devices: ctx.skipped_devices,
+        skipped_chown: ctx.skipped_chown,
+    })
+}
+
+impl Ctx<'_> {
+    pub(crate) fn root_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.root.as_fd()
+    }
+}
+

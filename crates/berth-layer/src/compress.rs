@@ -1,0 +1,488 @@
+//! Layer compression in one pass: [`LayerWriter`] takes the uncompressed tar stream, hashes it (the diffID),
+//! compresses it (plain, parallel gzip or multi-threaded zstd) and hashes and counts what reaches the output (the
+//! blob digest and size), so a layer is read from disk exactly once.
+//!
+//! gzip is compressed pigz-style: the stream is cut into fixed blocks, each block is deflated by a worker thread
+//! with the previous block's last 32 KiB as its dictionary and ends on a sync flush (a byte-aligned empty stored
+//! block), so the blocks concatenate into one deflate stream inside a single gzip member. Block boundaries depend
+//! only on the data, so the bytes are the same whatever the number of threads.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::{fmt, thread};
+
+use berth_spec::media_type::{Compression, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD};
+use berth_spec::{Algorithm, Digest, Hasher};
+use flate2::{Compress, FlushCompress, Status};
+
+/// Uncompressed bytes per gzip block (pigz's default).
+const GZIP_BLOCK: usize = 128 * 1024;
+/// The deflate window: how much of the previous block primes the next one.
+const DEFLATE_WINDOW: usize = 32 * 1024;
+/// The zstd level used when none is given (zstd's own default).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// What a finished layer stream hashed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerDigests {
+    /// sha256 of the bytes written to the output (the blob's digest).
+    pub digest: Digest,
+    /// Number of bytes written to the output (the blob's size).
+    pub size: u64,
+    /// sha256 of the uncompressed tar stream (the config's `rootfs.diff_ids` entry).
+    pub diff_id: Digest,
+    /// Length of the uncompressed tar stream.
+    pub uncompressed_size: u64,
+    /// The compression applied.
+    pub compression: Compression,
+    /// The OCI layer media type matching `compression`.
+    pub media_type: &'static str,
+}
+
+/// The levels `compression` accepts, or `None` when it takes no level.
+pub fn level_range(compression: Compression) -> Option<std::ops::RangeInclusive<i32>> {
+    match compression {
+        Compression::None => None,
+        Compression::Gzip => Some(0..=9),
+        Compression::Zstd => Some(zstd::compression_level_range()),
+    }
+}
+
+/// The number of worker threads `threads` means (0 = one per core).
+pub(crate) fn effective_threads(threads: usize) -> usize {
+    match threads {
+        0 => thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// A writer that turns an uncompressed layer stream into a blob, computing every digest on the way.
+pub struct LayerWriter<W: Write> {
+    diff_id: Hasher,
+    uncompressed_size: u64,
+    compression: Compression,
+    backend: Backend<W>,
+}
+
+enum Backend<W: Write> {
+    Plain(Counted<W>),
+    Gzip(ParallelGzip<Counted<W>>),
+    Zstd(zstd::stream::write::Encoder<'static, Counted<W>>),
+}
+
+impl<W: Write> fmt::Debug for LayerWriter<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LayerWriter")
+            .field("compression", &self.compression)
+            .field("uncompressed_size", &self.uncompressed_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write> LayerWriter<W> {
+    /// A writer compressing with `compression` at `level` (the codec's default when `None`) on `threads` threads
+    /// (0 = one per core). A level outside [`level_range`] is an `InvalidInput` error.
+    pub fn new(out: W, compression: Compression, level: Option<i32>, threads: usize) -> io::Result<Self> {
+        if let (Some(level), Some(range)) = (level, level_range(compression))
+            && !range.contains(&level)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{compression} level {level} is outside {}..={}", range.start(), range.end()),
+            ));
+        }
+        let out = Counted::new(out);
+        let threads = effective_threads(threads);
+        let backend = match compression {
+            Compression::None => Backend::Plain(out),
+            Compression::Gzip => {
+                let level = level.map_or_else(flate2::Compression::default, |l| flate2::Compression::new(l as u32));
+                Backend::Gzip(ParallelGzip::new(out, level, threads)?)
+            }
+            Compression::Zstd => {
+                let mut enc = zstd::stream::write::Encoder::new(out, level.unwrap_or(DEFAULT_ZSTD_LEVEL))?;
+                // With one worker or more, zstd's output does not depend on the number of workers.
+                enc.multithread(u32::try_from(threads).unwrap_or(u32::MAX))?;
+                enc.include_checksum(true)?;
+                Backend::Zstd(enc)
+            }
+        };
+        Ok(LayerWriter {
+            diff_id: Hasher::new(Algorithm::Sha256),
+            uncompressed_size: 0,
+            compression,
+            backend,
+        })
+    }
+
+    /// Ends the compressed stream and returns the digests.
+    pub fn finish(self) -> io::Result<LayerDigests> {
+        self.finish_into_inner().map(|(digests, _)| digests)
+    }
+
+    /// Ends the compressed stream and returns the digests and the output writer.
+    pub fn finish_into_inner(self) -> io::Result<(LayerDigests, W)> {
+        let mut counted = match self.backend {
+            Backend::Plain(c) => c,
+            Backend::Gzip(g) => g.finish()?,
+            Backend::Zstd(z) => z.finish()?,
+        };
+        counted.inner.flush()?;
+        let media_type = match self.compression {
+            Compression::None => OCI_LAYER_TAR,
+            Compression::Gzip => OCI_LAYER_GZIP,
+            Compression::Zstd => OCI_LAYER_ZSTD,
+        };
+        let digests = LayerDigests {
+            digest: counted.hasher.finish(),
+            size: counted.count,
+            diff_id: self.diff_id.finish(),
+            uncompressed_size: self.uncompressed_size,
+            compression: self.compression,
+            media_type,
+        };
+        Ok((digests, counted.inner))
+    }
+}
+
+impl<W: Write> Write for LayerWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match &mut self.backend {
+            Backend::Plain(w) => w.write(buf)?,
+            Backend::Gzip(w) => w.write(buf)?,
+            Backend::Zstd(w) => w.write(buf)?,
+        };
+        self.diff_id.update(&buf[..n]);
+        self.uncompressed_size += n as u64;
+        Ok(n)
+    }
+
+    /// Flushes the output only: a flush never cuts a compressed block, so it cannot change the bytes produced.
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.backend {
+            Backend::Plain(w) => w.flush(),
+            Backend::Gzip(w) => w.out.flush(),
+            Backend::Zstd(w) => w.get_mut().flush(),
+        }
+    }
+}
+
+/// Hashes and counts the bytes that reach `inner`.
+struct Counted<W> {
+    inner: W,
+    hasher: Hasher,
+    count: u64,
+}
+
+impl<W: Write> Counted<W> {
+    fn new(inner: W) -> Self {
+        Counted {
+            inner,
+            hasher: Hasher::new(Algorithm::Sha256),
+            count: 0,
+        }
+    }
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// One block for a worker.
+struct Job {
+    data: Vec<u8>,
+    dict: Vec<u8>,
+    last: bool,
+    reply: Sender<io::Result<Deflated>>,
+}
+
+/// A compressed block and the CRC of its uncompressed bytes.
+struct Deflated {
+    bytes: Vec<u8>,
+    crc: crc32fast::Hasher,
+}
+
+/// A single-member gzip stream deflated block by block, in parallel when `threads > 1`.
+struct ParallelGzip<W: Write> {
+    out: W,
+    level: flate2::Compression,
+    block: Vec<u8>,
+    dict: Vec<u8>,
+    crc: crc32fast::Hasher,
+    engine: Engine,
+}
+
+enum Engine {
+    Inline(Compress),
+    Pool(Pool),
+}
+
+struct Pool {
+    jobs: Option<SyncSender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+    /// Replies for blocks sent and not yet written, in stream order.
+    pending: VecDeque<Receiver<io::Result<Deflated>>>,
+    max_pending: usize,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl<W: Write> ParallelGzip<W> {
+    fn new(mut out: W, level: flate2::Compression, threads: usize) -> io::Result<Self> {
+        // RFC 1952 header: no name, mtime 0 (reproducible), XFL from the level, OS 255 (unknown).
+        let xfl = match level.level() {
+            9 => 2,
+            1 => 4,
+            _ => 0,
+        };
+        out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255])?;
+        let engine = if threads <= 1 {
+            Engine::Inline(Compress::new(level, false))
+        } else {
+            let max_pending = threads * 2;
+            let (tx, rx) = mpsc::sync_channel::<Job>(max_pending);
+            let rx = Arc::new(Mutex::new(rx));
+            let workers = (0..threads)
+                .map(|i| {
+                    let rx = Arc::clone(&rx);
+                    thread::Builder::new()
+                        .name(format!("berth-gzip-{i}"))
+                        .spawn(move || gzip_worker(&rx, level))
+                })
+                .collect::<io::Result<Vec<_>>>()?;
+            Engine::Pool(Pool {
+                jobs: Some(tx),
+                workers,
+                pending: VecDeque::new(),
+                max_pending,
+            })
+        };
+        Ok(ParallelGzip {
+            out,
+            level,
+            block: Vec::with_capacity(GZIP_BLOCK),
+            dict: Vec::new(),
+            crc: crc32fast::Hasher::new(),
+            engine,
+        })
+    }
+
+    /// Hands the current block to the compressor; `last` ends the deflate stream.
+    fn dispatch(&mut self, last: bool) -> io::Result<()> {
+        let data = std::mem::replace(&mut self.block, Vec::with_capacity(if last { 0 } else { GZIP_BLOCK }));
+        let next_dict = data[data.len().saturating_sub(DEFLATE_WINDOW)..].to_vec();
+        let dict = std::mem::replace(&mut self.dict, next_dict);
+        match &mut self.engine {
+            Engine::Inline(c) => {
+                let done = deflate_block(c, &dict, &data, last)?;
+                self.crc.combine(&done.crc);
+                self.out.write_all(&done.bytes)
+            }
+            Engine::Pool(pool) => {
+                let (reply, rx) = mpsc::channel();
+                let job = Job { data, dict, last, reply };
+                let sent = pool.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+                if !sent {
+                    return Err(worker_gone());
+                }
+                pool.pending.push_back(rx);
+                let keep = if last { 0 } else { pool.max_pending };
+                while pool.pending.len() > keep {
+                    let rx = pool.pending.pop_front().ok_or_else(worker_gone)?;
+                    let done = rx.recv().map_err(|_| worker_gone())??;
+                    self.crc.combine(&done.crc);
+                    self.out.write_all(&done.bytes)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the last block and the trailer (CRC-32 and length mod 2^32) and returns the output.
+    fn finish(mut self) -> io::Result<W> {
+        self.dispatch(true)?;
+        let crc = std::mem::take(&mut self.crc);
+        let isize = crc.total_len() as u32;
+        self.out.write_all(&crc.finalize().to_le_bytes())?;
+        self.out.write_all(&isize.to_le_bytes())?;
+        self.out.flush()?;
+        drop(self.engine);
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for ParallelGzip<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(GZIP_BLOCK - self.block.len());
+        self.block.extend_from_slice(&buf[..n]);
+        if self.block.len() == GZIP_BLOCK {
+            self.dispatch(false)?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn worker_gone() -> io::Error {
+    io::Error::other("a gzip compression thread stopped unexpectedly")
+}
+
+fn gzip_worker(jobs: &Mutex<Receiver<Job>>, level: flate2::Compression) {
+    let mut c = Compress::new(level, false);
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        let done = deflate_block(&mut c, &job.dict, &job.data, job.last);
+        let _ = job.reply.send(done);
+    }
+}
+
+/// Deflates one block as raw deflate, primed with `dict`, ending on a sync flush (or the stream end if `last`).
+fn deflate_block(c: &mut Compress, dict: &[u8], data: &[u8], last: bool) -> io::Result<Deflated> {
+    *c = Compress::new(flate2::Compression::new(6), false);
+    if !dict.is_empty() {
+        c.set_dictionary(dict).map_err(io::Error::other)?;
+    }
+    let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
+    let start = c.total_in();
+    let consumed = |c: &Compress| (c.total_in() - start) as usize;
+    let mut bytes = Vec::with_capacity(data.len() / 2 + 1024);
+    loop {
+        if bytes.len() == bytes.capacity() {
+            bytes.reserve(64 * 1024);
+        }
+        let status = c.compress_vec(&data[consumed(c)..], &mut bytes, flush).map_err(io::Error::other)?;
+        let all_in = consumed(c) == data.len();
+        match status {
+            Status::StreamEnd => break,
+            // A sync flush is complete once all input is in and output space was left over.
+            _ if !last && all_in && bytes.len() < bytes.capacity() => break,
+            _ => {}
+        }
+    }
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(data);
+    Ok(Deflated { bytes, crc })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    /// Compressible but not trivial data, several gzip blocks long.
+    fn sample(len: usize) -> Vec<u8> {
+        let mut x: u32 = 0x1234_5678;
+        (0..len)
+            .map(|i| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                if i % 7 == 0 { (x >> 24) as u8 } else { b"layer codec "[i % 12] }
+            })
+            .collect()
+    }
+
+    fn compress(data: &[u8], compression: Compression, level: Option<i32>, threads: usize) -> (Vec<u8>, LayerDigests) {
+        let mut w = LayerWriter::new(Vec::new(), compression, level, threads).unwrap();
+        for chunk in data.chunks(70_001) {
+            w.write_all(chunk).unwrap();
+        }
+        let (d, out) = w.finish_into_inner().unwrap();
+        (out, d)
+    }
+
+    fn gunzip_cli(bytes: &[u8]) -> Vec<u8> {
+        let mut child = std::process::Command::new("gzip")
+            .arg("-dc")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("gzip CLI");
+        let mut stdin = child.stdin.take().unwrap();
+        let input = bytes.to_vec();
+        let feeder = thread::spawn(move || stdin.write_all(&input));
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        assert!(out.status.success(), "gzip -dc failed: {out:?}");
+        out.stdout
+    }
+
+    fn check_digests(data: &[u8], out: &[u8], d: &LayerDigests) {
+        assert_eq!(d.diff_id, Digest::sha256(data));
+        assert_eq!(d.uncompressed_size, data.len() as u64);
+        assert_eq!(d.digest, Digest::sha256(out));
+        assert_eq!(d.size, out.len() as u64);
+    }
+
+    #[test]
+    fn compress_gzip_decodes_and_is_thread_independent() {
+        for len in [0, 1, GZIP_BLOCK, 3 * GZIP_BLOCK + 17, 2 * 1024 * 1024 + 5] {
+            let data = sample(len);
+            let (one, d1) = compress(&data, Compression::Gzip, None, 1);
+            check_digests(&data, &one, &d1);
+            assert_eq!(d1.media_type, OCI_LAYER_GZIP);
+            for threads in [2, 3, 8] {
+                let (many, _) = compress(&data, Compression::Gzip, None, threads);
+                assert!(one == many, "len {len}: threads 1 and {threads} differ");
+            }
+            let mut decoded = Vec::new();
+            flate2::read::GzDecoder::new(&one[..]).read_to_end(&mut decoded).unwrap();
+            assert!(decoded == data, "GzDecoder mismatch at len {len}");
+            assert!(gunzip_cli(&one) == data, "gzip -dc mismatch at len {len}");
+        }
+    }
+
+    #[test]
+    fn compress_gzip_levels() {
+        let data = sample(600_000);
+        for level in [0, 1, 9] {
+            let (out, _) = compress(&data, Compression::Gzip, Some(level), 2);
+            assert!(gunzip_cli(&out) == data, "level {level}");
+        }
+        let err = LayerWriter::new(Vec::new(), Compression::Gzip, Some(10), 1).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn compress_zstd_decodes_and_is_thread_independent() {
+        let data = sample(5 * 1024 * 1024);
+        let (one, d) = compress(&data, Compression::Zstd, Some(3), 1);
+        check_digests(&data, &one, &d);
+        assert_eq!(d.media_type, OCI_LAYER_ZSTD);
+        let (two, _) = compress(&data, Compression::Zstd, Some(3), 2);
+        assert!(one == two, "zstd output depends on the thread count");
+        assert!(zstd::decode_all(&one[..]).unwrap() == data);
+    }
+
+    #[test]
+    fn compress_plain_passes_through() {
+        let data = sample(10_000);
+        let (out, d) = compress(&data, Compression::None, None, 0);
+        assert!(out == data);
+        check_digests(&data, &out, &d);
+        assert_eq!(d.media_type, OCI_LAYER_TAR);
+    }
+}
