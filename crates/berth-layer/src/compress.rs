@@ -224,7 +224,7 @@ struct ParallelGzip<W: Write> {
 }
 
 enum Engine {
-    Inline(Compress),
+    Inline,
     Pool(Pool),
 }
 
@@ -255,7 +255,7 @@ impl<W: Write> ParallelGzip<W> {
         };
         out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255])?;
         let engine = if threads <= 1 {
-            Engine::Inline(Compress::new(level, false))
+            Engine::Inline
         } else {
             let max_pending = threads * 2;
             let (tx, rx) = mpsc::sync_channel::<Job>(max_pending);
@@ -291,8 +291,8 @@ impl<W: Write> ParallelGzip<W> {
         let next_dict = data[data.len().saturating_sub(DEFLATE_WINDOW)..].to_vec();
         let dict = std::mem::replace(&mut self.dict, next_dict);
         match &mut self.engine {
-            Engine::Inline(c) => {
-                let done = deflate_block(c, &dict, &data, last)?;
+            Engine::Inline => {
+                let done = deflate_block(self.level, &dict, &data, last)?;
                 self.crc.combine(&done.crc);
                 self.out.write_all(&done.bytes)
             }
@@ -348,21 +348,23 @@ fn worker_gone() -> io::Error {
 }
 
 fn gzip_worker(jobs: &Mutex<Receiver<Job>>, level: flate2::Compression) {
-    let mut c = Compress::new(level, false);
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        let done = deflate_block(&mut c, &job.dict, &job.data, job.last);
+        let done = deflate_block(level, &job.dict, &job.data, job.last);
         let _ = job.reply.send(done);
     }
 }
 
 /// Deflates one block as raw deflate, primed with `dict`, ending on a sync flush (or the stream end if `last`).
-fn deflate_block(c: &mut Compress, dict: &[u8], data: &[u8], last: bool) -> io::Result<Deflated> {
-    *c = Compress::new(flate2::Compression::new(6), false);
+///
+/// Each block gets a fresh compressor: a reused one (`Compress::reset`) can emit different, equally valid, bytes
+/// depending on what it compressed before (zlib-rs issue #459), which would tie the output to thread scheduling.
+fn deflate_block(level: flate2::Compression, dict: &[u8], data: &[u8], last: bool) -> io::Result<Deflated> {
+    let c = &mut Compress::new(level, false);
     if !dict.is_empty() {
         c.set_dictionary(dict).map_err(io::Error::other)?;
     }

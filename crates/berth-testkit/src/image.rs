@@ -163,3 +163,21 @@ pub fn write_image(layout: &Layout, name: Option<&str>, spec: &ImageSpec) -> Res
         diff_ids,
     })
 }
+
+/// Applies every layer of the named image, bottom first, to `rootfs` with berth-layer (diffIDs verified).
+pub fn apply_image(layout: &Layout, name: &str, rootfs: &std::path::Path) -> Result<()> {
+    let image = layout.load_image(Some(name), &berth_spec::platform::Platform::host())?;
+    std::fs::create_dir_all(rootfs)?;
+    let layers = image.manifest.parsed().layers().iter().zip(image.config.parsed().rootfs().diff_ids());
+    for (layer, diff_id) in layers {
+        let digest = Digest::from_oci(layer.digest())?;
+        let reader = layout.open_blob(&digest, layer.size())?;
+        let opts = berth_layer::apply::ApplyOptions {
+            compression: mt::layer_compression(layer.media_type().as_ref()),
+            diff_id: Some(Digest::parse(diff_id)?),
+            ..Default::default()
+        };
+        berth_layer::apply::apply_layer(reader, rootfs, &opts).with_context(|| format!("applying layer {digest}"))?;
+    }
+    Ok(())
+}

@@ -12,3 +12,4 @@ pub mod busybox;
 pub mod image;
 pub mod rng;
 pub mod tools;
+pub mod tree;
