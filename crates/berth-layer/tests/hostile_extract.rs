@@ -499,3 +499,22 @@ fn hostile_19_a_hundred_thousand_entries() {
     assert_eq!(r.entries, 100_001);
     assert_eq!(std::fs::read_dir(sb.path("many")).unwrap().count(), 100_000);
 }
+
+#[test]
+fn id_maps_remap_owners_and_refuse_unmapped_ids() {
+    use berth_layer::apply::IdRange;
+    let sb = Sandbox::new();
+    let mut t = RawTar::new();
+    t.pax(&[("uid", b"1000"), ("gid", b"1000")]).file("user-file", 0o644, b"u").file("root-file", 0o644, b"r");
+    let map = vec![IdRange { container: 0, host: 100_000, size: 65_536 }];
+    let opts = ApplyOptions { uid_map: map.clone(), gid_map: map.clone(), ..Default::default() };
+    apply_layer(&t.finish()[..], &sb.root, &opts).unwrap();
+    let m = std::fs::metadata(sb.path("user-file")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (101_000, 101_000));
+    let m = std::fs::metadata(sb.path("root-file")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (100_000, 100_000));
+    let mut t = RawTar::new();
+    t.pax(&[("uid", b"70000")]).file("far", 0o644, b"f");
+    let e = apply_layer(&t.finish()[..], &sb.root, &opts).unwrap_err();
+    assert_eq!(e.to_string(), "far: uid 70000 is not mapped by the id mapping in use");
+}

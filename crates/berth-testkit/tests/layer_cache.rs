@@ -67,3 +67,44 @@ fn a_corrupt_layer_never_appears_complete_in_the_cache() {
     let e = cache.ensure(&right, || Ok(&gz[..gz.len() / 2]), &ApplyOptions::default()).unwrap_err();
     assert!(cache.get(&right).is_none(), "{e}");
 }
+
+#[test]
+fn unprivileged_extraction_skips_devices_and_ownership_but_extracts_the_rest() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = berth_testkit::image::TarBuilder::new();
+    t.dir("dev", 0o755).file("owned-by-1000", 0o644, b"x").file("setuid", 0o4755, b"s");
+    let mut tar = t.finish();
+    // Append a character device by hand (TarBuilder makes only files, dirs and links), then re-terminate.
+    tar.truncate(tar.len() - 1024);
+    let mut h = tar::Header::new_ustar();
+    h.set_path("dev/null").unwrap();
+    h.set_entry_type(tar::EntryType::Char);
+    h.set_mode(0o666);
+    h.set_size(0);
+    h.set_device_major(1).unwrap();
+    h.set_device_minor(3).unwrap();
+    h.set_cksum();
+    tar.extend_from_slice(h.as_bytes());
+    tar.resize(tar.len() + 1024, 0);
+    let layer = dir.path().join("layer.tar");
+    std::fs::write(&layer, &tar).unwrap();
+    let cache_dir = dir.path().join("cache");
+    std::fs::create_dir(&cache_dir).unwrap();
+    rustix::fs::chown(&cache_dir, Some(rustix::fs::Uid::from_raw(65534)), Some(rustix::fs::Gid::from_raw(65534))).unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new(berth_testkit::tools::require("setpriv").unwrap())
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .arg(env!("CARGO_BIN_EXE_berth-layer-cache"))
+        .arg(&cache_dir)
+        .arg(&layer)
+        .arg(Digest::sha256(&tar).to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let root = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(!root.join("dev/null").exists(), "the device was skipped");
+    let m = std::fs::metadata(root.join("setuid")).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o7777), (65534, 0o4755));
+    assert!(root.join("owned-by-1000").is_file());
+}

@@ -52,11 +52,17 @@ fn map_id(id: u64, map: &[IdRange], what: &str, entry: &str) -> Result<u32, Appl
 
 fn read_meta<R: Read>(ctx: &Ctx<'_>, e: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, ApplyError> {
     let h = e.header();
-    let bad = |what: &'static str| move |err: io::Error| refused(name, format!("bad {what} field: {err}"));
-    let mut uid = h.uid().map_err(bad("uid"))?;
-    let mut gid = h.gid().map_err(bad("gid"))?;
-    let mode = h.mode().map_err(bad("mode"))? & 0o7777;
-    let mut mtime = Timespec { tv_sec: h.mtime().map_err(bad("mtime"))? as i64, tv_nsec: 0 };
+    // As Go's archive/tar (and so containerd and umoci) does, an all-NUL/blank numeric field reads as 0.
+    let num = |what: &'static str, v: io::Result<u64>, field: &[u8]| match v {
+        Ok(v) => Ok(v),
+        Err(_) if field.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        Err(err) => Err(refused(name, format!("bad {what} field: {err}"))),
+    };
+    let old = h.as_old();
+    let mut uid = num("uid", h.uid(), &old.uid)?;
+    let mut gid = num("gid", h.gid(), &old.gid)?;
+    let mode = num("mode", h.mode().map(u64::from), &old.mode)? as u32 & 0o7777;
+    let mut mtime = Timespec { tv_sec: num("mtime", h.mtime(), &old.mtime)? as i64, tv_nsec: 0 };
     let dev = (
         h.device_major().ok().flatten().unwrap_or(0),
         h.device_minor().ok().flatten().unwrap_or(0),

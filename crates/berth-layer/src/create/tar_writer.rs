@@ -363,8 +363,8 @@ mod tests {
     #[test]
     fn create_pax_record_length_counts_itself() {
         for (key, value, want) in [
-            (&b"path"[..], &b"x"[..], &b"8 path=x\n"[..]),
-            (b"a", &[b'v'; 5], b"10 a=vvvvv\n"),
+            (&b"path"[..], &b"x"[..], &b"9 path=x\n"[..]),
+            (b"a", &[b'v'; 5], b"11 a=vvvvv\n"),
             (b"k", &[b'v'; 93], &[&b"99 k="[..], &[b'v'; 93], b"\n"].concat()),
             (b"k", &[b'v'; 94], &[&b"101 k="[..], &[b'v'; 94], b"\n"].concat()),
         ] {
