@@ -25,11 +25,22 @@ struct Bench {
 }
 
 /// The registry; the first entry is the default.
-const BENCHES: &[Bench] = &[Bench {
-    name: "floors",
-    about: "this machine's sha256/gzip/zstd throughput (CLI and in-process) next to Berth's hashing",
-    run: floors,
-}];
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "floors",
+        about: "this machine's sha256/gzip/zstd throughput (CLI and in-process) next to Berth's hashing",
+        run: floors,
+    },
+    Bench {
+        name: "layer",
+        about: "layer creation and extraction vs umoci repack/unpack, with pigz/gzip/zstd as the floor",
+        run: layer,
+    },
+];
+
+fn layer(options: &Options) -> anyhow::Result<()> {
+    crate::bench_layer::run(options.json)
+}
 
 #[derive(Debug)]
 struct Options {

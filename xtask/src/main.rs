@@ -8,6 +8,7 @@
 //! - `bench` — side-by-side benchmarks against peers measured in the same run ([`bench`]).
 
 mod bench;
+mod bench_layer;
 mod ci;
 mod demo;
 mod packages;
@@ -22,7 +23,7 @@ commands:
   demo                run Berth's main job on a bundled example
   ci [--no-install]   install the Debian packages the tests use (unless --no-install), then
                       cargo fmt --check, cargo clippy -D warnings and the whole test suite
-  bench [NAME]        side-by-side benchmarks; NAME is one of: floors (default)
+  bench [NAME]        side-by-side benchmarks; NAME is one of: floors (default), layer
                       options: --json (JSON on stdout, table on stderr), --mib N (input size)
   help                print this message
 ";

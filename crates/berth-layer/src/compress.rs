@@ -18,8 +18,9 @@ use berth_spec::media_type::{Compression, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAY
 use berth_spec::{Algorithm, Digest, Hasher};
 use flate2::{Compress, FlushCompress, Status};
 
-/// Uncompressed bytes per gzip block (pigz's default).
-const GZIP_BLOCK: usize = 128 * 1024;
+/// Uncompressed bytes per gzip block. Twice pigz's default: each block pays for a fresh compressor (see
+/// [`deflate_block`]), and in-flight memory stays at about `4 * threads` blocks.
+const GZIP_BLOCK: usize = 256 * 1024;
 /// The deflate window: how much of the previous block primes the next one.
 const DEFLATE_WINDOW: usize = 32 * 1024;
 /// The zstd level used when none is given (zstd's own default).
@@ -91,7 +92,11 @@ impl<W: Write> LayerWriter<W> {
         {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("{compression} level {level} is outside {}..={}", range.start(), range.end()),
+                format!(
+                    "{compression} level {level} is outside {}..={}",
+                    range.start(),
+                    range.end()
+                ),
             ));
         }
         let out = Counted::new(out);
@@ -298,7 +303,12 @@ impl<W: Write> ParallelGzip<W> {
             }
             Engine::Pool(pool) => {
                 let (reply, rx) = mpsc::channel();
-                let job = Job { data, dict, last, reply };
+                let job = Job {
+                    data,
+                    dict,
+                    last,
+                    reply,
+                };
                 let sent = pool.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
                 if !sent {
                     return Err(worker_gone());
@@ -368,7 +378,11 @@ fn deflate_block(level: flate2::Compression, dict: &[u8], data: &[u8], last: boo
     if !dict.is_empty() {
         c.set_dictionary(dict).map_err(io::Error::other)?;
     }
-    let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
     let start = c.total_in();
     let consumed = |c: &Compress| (c.total_in() - start) as usize;
     let mut bytes = Vec::with_capacity(data.len() / 2 + 1024);
@@ -376,7 +390,9 @@ fn deflate_block(level: flate2::Compression, dict: &[u8], data: &[u8], last: boo
         if bytes.len() == bytes.capacity() {
             bytes.reserve(64 * 1024);
         }
-        let status = c.compress_vec(&data[consumed(c)..], &mut bytes, flush).map_err(io::Error::other)?;
+        let status = c
+            .compress_vec(&data[consumed(c)..], &mut bytes, flush)
+            .map_err(io::Error::other)?;
         let all_in = consumed(c) == data.len();
         match status {
             Status::StreamEnd => break,
@@ -402,7 +418,11 @@ mod tests {
         (0..len)
             .map(|i| {
                 x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                if i % 7 == 0 { (x >> 24) as u8 } else { b"layer codec "[i % 12] }
+                if i % 7 == 0 {
+                    (x >> 24) as u8
+                } else {
+                    b"layer codec "[i % 12]
+                }
             })
             .collect()
     }
@@ -451,7 +471,9 @@ mod tests {
                 assert!(one == many, "len {len}: threads 1 and {threads} differ");
             }
             let mut decoded = Vec::new();
-            flate2::read::GzDecoder::new(&one[..]).read_to_end(&mut decoded).unwrap();
+            flate2::read::GzDecoder::new(&one[..])
+                .read_to_end(&mut decoded)
+                .unwrap();
             assert!(decoded == data, "GzDecoder mismatch at len {len}");
             assert!(gunzip_cli(&one) == data, "gzip -dc mismatch at len {len}");
         }

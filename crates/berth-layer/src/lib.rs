@@ -1,4 +1,5 @@
 //! berth-layer: the OCI layer codec shared by the builder and the runner.
-pub mod whiteout;
 pub mod apply;
 pub mod compress;
+pub mod create;
+pub mod whiteout;

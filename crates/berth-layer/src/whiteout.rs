@@ -61,8 +61,14 @@ mod tests {
     fn classify_names() {
         assert_eq!(classify(OsStr::new("etc")), Whiteout::None);
         assert_eq!(classify(OsStr::new(".wh..wh..opq")), Whiteout::Opaque);
-        assert_eq!(classify(OsStr::new(".wh.passwd")), Whiteout::Delete(OsStr::new("passwd")));
-        assert_eq!(classify(OsStr::new(".wh..hidden")), Whiteout::Delete(OsStr::new(".hidden")));
+        assert_eq!(
+            classify(OsStr::new(".wh.passwd")),
+            Whiteout::Delete(OsStr::new("passwd"))
+        );
+        assert_eq!(
+            classify(OsStr::new(".wh..hidden")),
+            Whiteout::Delete(OsStr::new(".hidden"))
+        );
         for bad in [".wh.", ".wh..", ".wh...", ".wh..wh.x", ".wh..wh..opqx"] {
             assert_eq!(classify(OsStr::new(bad)), Whiteout::Invalid, "{bad}");
         }

@@ -79,13 +79,20 @@ fn hostile_12_absolute_relative_and_chained_symlinks_never_lead_out() {
         .file("out/victim", 0o644, b"5");
     apply(&sb, &t.finish()).unwrap();
     sb.assert_contained();
-    assert!(!host.exists() && !Path::new(&format!("/{canary}-rel")).exists() && !Path::new(&format!("/{canary}-chain")).exists());
+    assert!(
+        !host.exists()
+            && !Path::new(&format!("/{canary}-rel")).exists()
+            && !Path::new(&format!("/{canary}-chain")).exists()
+    );
     assert_eq!(read(&sb, &canary), "1");
     assert_eq!(read(&sb, &format!("{canary}-rel")), "2");
     assert_eq!(read(&sb, &format!("{canary}-chain")), "3");
     assert_eq!(read(&sb, "victim"), "4");
     // The absolute link to the sandbox's outside/ resolves to the same path *inside* the root.
-    let inside = sb.root.join(sb.dir.path().strip_prefix("/").unwrap()).join("outside/victim");
+    let inside = sb
+        .root
+        .join(sb.dir.path().strip_prefix("/").unwrap())
+        .join("outside/victim");
     assert_eq!(std::fs::read_to_string(inside).unwrap(), "5");
     // The links themselves are kept as written.
     assert_eq!(std::fs::read_link(sb.path("abs")).unwrap(), Path::new("/"));
@@ -125,14 +132,19 @@ fn hostile_13_hardlink_to_escaping_symlink_then_chmod_never_touches_the_target()
     let victim = sb.dir.path().join("victim");
     std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut t = RawTar::new();
-    t.symlink("s", victim.to_str().unwrap()).hardlink("h", "s").entry(b"h", EntryType::Regular, 0o4777, b"", b"");
+    t.symlink("s", victim.to_str().unwrap())
+        .hardlink("h", "s")
+        .entry(b"h", EntryType::Regular, 0o4777, b"", b"");
     t.entry(b"s", EntryType::Directory, 0o777, b"", b"");
     apply(&sb, &t.finish()).unwrap();
     // The sandbox snapshot was taken before the chmod above; check the mode explicitly.
     assert_eq!(std::fs::metadata(&victim).unwrap().permissions().mode() & 0o7777, 0o600);
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     assert!(std::fs::symlink_metadata(sb.path("s")).unwrap().is_dir());
-    assert_eq!(std::fs::symlink_metadata(sb.path("h")).unwrap().permissions().mode() & 0o7777, 0o4777);
+    assert_eq!(
+        std::fs::symlink_metadata(sb.path("h")).unwrap().permissions().mode() & 0o7777,
+        0o4777
+    );
 }
 
 #[test]
@@ -156,7 +168,10 @@ fn hostile_13_hardlink_to_directory_or_missing_target_is_refused() {
     let mut t = RawTar::new();
     t.hardlink("early", "later").file("later", 0o644, b"x");
     let e = apply(&sb, &t.finish()).unwrap_err();
-    assert_eq!(e.to_string(), "early: hardlink target \"later\" does not exist (it must come earlier in the layer)");
+    assert_eq!(
+        e.to_string(),
+        "early: hardlink target \"later\" does not exist (it must come earlier in the layer)"
+    );
     sb.assert_contained();
 }
 
@@ -211,10 +226,17 @@ fn hostile_15_whiteouts_missing_opaque_and_symlinked_parent() {
         .file("var/.wh..wh..opq", 0o644, b"");
     apply(&sb, &t.finish()).unwrap();
     sb.assert_contained();
-    assert!(!sb.path("etc/group").exists(), "whiteout through an in-root symlinked parent applies in-root");
+    assert!(
+        !sb.path("etc/group").exists(),
+        "whiteout through an in-root symlinked parent applies in-root"
+    );
     assert!(sb.path("etc/passwd").exists());
     assert!(!sb.path("var/keep").exists(), "opaque hides lower content");
-    assert_eq!(read(&sb, "var/new"), "n", "opaque keeps this layer's content, even when listed before the marker");
+    assert_eq!(
+        read(&sb, "var/new"),
+        "n",
+        "opaque keeps this layer's content, even when listed before the marker"
+    );
     assert!(!sb.path(".wh.does-not-exist").exists());
 }
 
@@ -240,7 +262,10 @@ fn hostile_15_malformed_whiteout_names_are_refused() {
         (".wh..", ".wh..: invalid name in the reserved .wh. whiteout namespace"),
         (".wh...", ".wh...: invalid name in the reserved .wh. whiteout namespace"),
         (".wh.", ".wh.: invalid name in the reserved .wh. whiteout namespace"),
-        (".wh.etc/file", ".wh.etc/file: a directory in its path has a reserved .wh. whiteout name"),
+        (
+            ".wh.etc/file",
+            ".wh.etc/file: a directory in its path has a reserved .wh. whiteout name",
+        ),
     ] {
         let sb = Sandbox::new();
         lower(&sb);
@@ -257,8 +282,14 @@ fn hostile_15_malformed_whiteout_names_are_refused() {
 fn overlay_mode_writes_char_device_whiteouts_and_opaque_xattr() {
     let sb = Sandbox::new();
     let mut t = RawTar::new();
-    t.dir("etc", 0o755).file("etc/.wh.passwd", 0o644, b"").dir("var", 0o755).file("var/.wh..wh..opq", 0o644, b"");
-    let opts = ApplyOptions { whiteouts: berth_layer::apply::WhiteoutMode::Overlay { user_xattr: false }, ..Default::default() };
+    t.dir("etc", 0o755)
+        .file("etc/.wh.passwd", 0o644, b"")
+        .dir("var", 0o755)
+        .file("var/.wh..wh..opq", 0o644, b"");
+    let opts = ApplyOptions {
+        whiteouts: berth_layer::apply::WhiteoutMode::Overlay { user_xattr: false },
+        ..Default::default()
+    };
     apply_layer(&t.finish()[..], &sb.root, &opts).unwrap();
     let m = std::fs::symlink_metadata(sb.path("etc/passwd")).unwrap();
     use std::os::unix::fs::FileTypeExt;
@@ -294,7 +325,12 @@ fn hostile_16_devices_fifos_and_mode_bits() {
         assert_eq!((rustix::fs::major(null.rdev()), rustix::fs::minor(null.rdev())), (1, 3));
         assert_eq!(null.mode() & 0o7777, 0o666);
     }
-    assert!(std::fs::symlink_metadata(sb.path("fifo")).unwrap().file_type().is_fifo());
+    assert!(
+        std::fs::symlink_metadata(sb.path("fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
     let mode = |p: &str| std::fs::symlink_metadata(sb.path(p)).unwrap().mode() & 0o7777;
     assert_eq!(mode("suid"), 0o4755);
     assert_eq!(mode("sgid"), 0o2755);
@@ -312,11 +348,15 @@ fn hostile_17_security_capability_kept_forged_overlay_xattrs_refused() {
     cap[..4].copy_from_slice(&0x0200_0001u32.to_le_bytes());
     cap[4..8].copy_from_slice(&(1u32 << 10).to_le_bytes());
     let mut t = RawTar::new();
-    t.pax(&[("SCHILY.xattr.security.capability", &cap)]).file("ping", 0o755, b"bin");
+    t.pax(&[("SCHILY.xattr.security.capability", &cap)])
+        .file("ping", 0o755, b"bin");
     apply(&sb, &t.finish()).unwrap();
     let got = support::getxattr(&sb.path("ping"), "security.capability");
     assert_eq!(got, cap);
-    for key in ["SCHILY.xattr.trusted.overlay.opaque", "SCHILY.xattr.user.overlay.redirect"] {
+    for key in [
+        "SCHILY.xattr.trusted.overlay.opaque",
+        "SCHILY.xattr.user.overlay.redirect",
+    ] {
         let sb = Sandbox::new();
         let mut t = RawTar::new();
         t.pax(&[(key, b"y")]).dir("d", 0o755);
@@ -338,14 +378,18 @@ fn hostile_18_long_names_non_utf8_base256_and_pax_overrides() {
     let long = format!("{}/{}", "d".repeat(150), "f".repeat(200));
     let long_link = format!("/{}", "t".repeat(300));
     let mut t = RawTar::new();
-    t.pax(&[("path", long.as_bytes())]).file("short-ignored", 0o644, b"pax path");
-    t.pax(&[("linkpath", long_link.as_bytes())]).symlink("longlink", "ignored");
-    t.gnu_long_name(format!("g/{}/{}", "n".repeat(200), "m".repeat(200)).as_bytes()).file("x", 0o644, b"gnu");
+    t.pax(&[("path", long.as_bytes())])
+        .file("short-ignored", 0o644, b"pax path");
+    t.pax(&[("linkpath", long_link.as_bytes())])
+        .symlink("longlink", "ignored");
+    t.gnu_long_name(format!("g/{}/{}", "n".repeat(200), "m".repeat(200)).as_bytes())
+        .file("x", 0o644, b"gnu");
     t.entry(b"caf\xe9-latin1", EntryType::Regular, 0o644, b"bytes", b"");
     // uid/gid in base-256 (GNU), and a PAX mtime with nanoseconds.
     let mut h = RawTar::header(b"owned", EntryType::Regular, 0o644, 1, b"");
     h.as_mut_bytes()[108..116].copy_from_slice(&[0x80, 0, 0, 0, 0, 0, 0x03, 0xe8]);
-    t.pax(&[("mtime", b"1700000000.123456789"), ("gid", b"2000")]).raw_header(h, b"o");
+    t.pax(&[("mtime", b"1700000000.123456789"), ("gid", b"2000")])
+        .raw_header(h, b"o");
     apply(&sb, &t.finish()).unwrap();
     sb.assert_contained();
     assert_eq!(read(&sb, &long), "pax path");
@@ -354,7 +398,10 @@ fn hostile_18_long_names_non_utf8_base256_and_pax_overrides() {
     use std::os::unix::ffi::OsStrExt;
     assert!(sb.root.join(std::ffi::OsStr::from_bytes(b"caf\xe9-latin1")).is_file());
     let m = std::fs::metadata(sb.path("owned")).unwrap();
-    assert_eq!((m.uid(), m.gid(), m.mtime(), m.mtime_nsec()), (1000, 2000, 1_700_000_000, 123_456_789));
+    assert_eq!(
+        (m.uid(), m.gid(), m.mtime(), m.mtime_nsec()),
+        (1000, 2000, 1_700_000_000, 123_456_789)
+    );
 }
 
 #[test]
@@ -364,7 +411,10 @@ fn hostile_18_uid_2_pow_32_and_minus_one_are_refused() {
         let mut t = RawTar::new();
         t.pax(&[("uid", uid)]).file("f", 0o644, b"x");
         let e = apply(&sb, &t.finish()).unwrap_err();
-        assert_eq!(e.to_string(), format!("f: uid {shown} is out of range (0..=4294967294)"));
+        assert_eq!(
+            e.to_string(),
+            format!("f: uid {shown} is out of range (0..=4294967294)")
+        );
     }
 }
 
@@ -407,7 +457,11 @@ fn hostile_18_gnu_sparse_entry_claiming_a_terabyte_is_refused_without_allocating
     t.raw_header(h, &[7u8; 512]);
     let start = std::time::Instant::now();
     let e = apply(&sb, &t.finish()).unwrap_err();
-    assert!(e.to_string().starts_with("sparse: sparse file claims 1099511627776 bytes"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("sparse: sparse file claims 1099511627776 bytes"),
+        "{e}"
+    );
     assert!(start.elapsed().as_secs() < 5);
     sb.assert_contained();
 }
@@ -431,7 +485,10 @@ fn hostile_19_truncated_body_is_an_error() {
     let e = apply(&sb, &bytes[..50_000]).unwrap_err();
     assert!(e.to_string().contains("truncated"), "{e}");
     let e = apply_layer(&gzip(&bytes)[..2000], &sb.root, &ApplyOptions::default()).unwrap_err();
-    assert!(e.to_string().contains("truncated") || e.to_string().contains("malformed"), "{e}");
+    assert!(
+        e.to_string().contains("truncated") || e.to_string().contains("malformed"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -446,7 +503,10 @@ fn hostile_19_missing_end_blocks_and_trailing_data_are_hashed() {
     trailing.extend_from_slice(b"trailing garbage after the end of the archive");
     let r = apply(&sb, &trailing).unwrap();
     assert_eq!(r.diff_id, Digest::sha256(&trailing), "the diffID covers trailing data");
-    let opts = ApplyOptions { diff_id: Some(Digest::sha256(&t.finish())), ..Default::default() };
+    let opts = ApplyOptions {
+        diff_id: Some(Digest::sha256(&t.finish())),
+        ..Default::default()
+    };
     let e = apply_layer(&trailing[..], &sb.root, &opts).unwrap_err();
     assert!(matches!(e, ApplyError::DiffIdMismatch { .. }), "{e}");
 }
@@ -459,15 +519,31 @@ fn hostile_19_multi_member_gzip_and_compression_mismatch() {
     let tar = t.finish();
     let mut two = gzip(&tar[..1024]);
     two.extend(gzip(&tar[1024..]));
-    let opts = ApplyOptions { compression: Some(Compression::Gzip), diff_id: Some(Digest::sha256(&tar)), ..Default::default() };
+    let opts = ApplyOptions {
+        compression: Some(Compression::Gzip),
+        diff_id: Some(Digest::sha256(&tar)),
+        ..Default::default()
+    };
     apply_layer(&two[..], &sb.root, &opts).unwrap();
     assert_eq!(read(&sb, "b"), "second");
-    let opts = ApplyOptions { compression: Some(Compression::Zstd), ..Default::default() };
+    let opts = ApplyOptions {
+        compression: Some(Compression::Zstd),
+        ..Default::default()
+    };
     let e = apply_layer(&two[..], &sb.root, &opts).unwrap_err();
-    assert_eq!(e.to_string(), "the layer's media type says zstd but its content is gzip");
-    let opts = ApplyOptions { compression: Some(Compression::Gzip), ..Default::default() };
+    assert_eq!(
+        e.to_string(),
+        "the layer's media type says zstd but its content is gzip"
+    );
+    let opts = ApplyOptions {
+        compression: Some(Compression::Gzip),
+        ..Default::default()
+    };
     let e = apply_layer(&tar[..], &sb.root, &opts).unwrap_err();
-    assert_eq!(e.to_string(), "the layer's media type says gzip but its content is uncompressed");
+    assert_eq!(
+        e.to_string(),
+        "the layer's media type says gzip but its content is uncompressed"
+    );
 }
 
 #[test]
@@ -482,7 +558,15 @@ fn hostile_19_compression_bomb_streams_in_bounded_memory() {
     let z = zstd::encode_all(&tar[..], 3).unwrap();
     drop(tar);
     assert!(z.len() < 1 << 20);
-    let r = apply_layer(&z[..], &sb.root, &ApplyOptions { compression: Some(Compression::Zstd), ..Default::default() }).unwrap();
+    let r = apply_layer(
+        &z[..],
+        &sb.root,
+        &ApplyOptions {
+            compression: Some(Compression::Zstd),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(std::fs::metadata(sb.path("zeros")).unwrap().len(), 256 << 20);
     assert_eq!(r.entries, 1);
 }
@@ -505,9 +589,19 @@ fn id_maps_remap_owners_and_refuse_unmapped_ids() {
     use berth_layer::apply::IdRange;
     let sb = Sandbox::new();
     let mut t = RawTar::new();
-    t.pax(&[("uid", b"1000"), ("gid", b"1000")]).file("user-file", 0o644, b"u").file("root-file", 0o644, b"r");
-    let map = vec![IdRange { container: 0, host: 100_000, size: 65_536 }];
-    let opts = ApplyOptions { uid_map: map.clone(), gid_map: map.clone(), ..Default::default() };
+    t.pax(&[("uid", b"1000"), ("gid", b"1000")])
+        .file("user-file", 0o644, b"u")
+        .file("root-file", 0o644, b"r");
+    let map = vec![IdRange {
+        container: 0,
+        host: 100_000,
+        size: 65_536,
+    }];
+    let opts = ApplyOptions {
+        uid_map: map.clone(),
+        gid_map: map.clone(),
+        ..Default::default()
+    };
     apply_layer(&t.finish()[..], &sb.root, &opts).unwrap();
     let m = std::fs::metadata(sb.path("user-file")).unwrap();
     assert_eq!((m.uid(), m.gid()), (101_000, 101_000));

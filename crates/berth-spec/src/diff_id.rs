@@ -39,7 +39,7 @@ pub enum DiffIdError {
 }
 
 /// Wraps `reader` in the decoder for `compression` (gzip accepts multi-member streams).
-pub fn decoder<'a>(reader: impl Read + 'a, compression: Compression) -> io::Result<Box<dyn Read + 'a>> {
+pub fn decoder<'a>(reader: impl Read + Send + 'a, compression: Compression) -> io::Result<Box<dyn Read + Send + 'a>> {
     Ok(match compression {
         Compression::None => Box::new(reader),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
@@ -49,7 +49,7 @@ pub fn decoder<'a>(reader: impl Read + 'a, compression: Compression) -> io::Resu
 
 /// Computes the diffID of a layer stream whose media type declares `declared`, checking that the bytes really
 /// are compressed that way. Returns the diffID and the uncompressed size.
-pub fn compute(reader: impl Read, declared: Compression, layer: &Digest) -> Result<(Digest, u64), DiffIdError> {
+pub fn compute(reader: impl Read + Send, declared: Compression, layer: &Digest) -> Result<(Digest, u64), DiffIdError> {
     let io_err = |source| DiffIdError::Io {
         layer: layer.clone(),
         source,
@@ -72,7 +72,12 @@ pub fn compute(reader: impl Read, declared: Compression, layer: &Digest) -> Resu
 }
 
 /// Computes and checks a layer's diffID.
-pub fn verify(reader: impl Read, declared: Compression, layer: &Digest, expected: &Digest) -> Result<(), DiffIdError> {
+pub fn verify(
+    reader: impl Read + Send,
+    declared: Compression,
+    layer: &Digest,
+    expected: &Digest,
+) -> Result<(), DiffIdError> {
     let (found, _) = compute(reader, declared, layer)?;
     if &found != expected {
         return Err(DiffIdError::Mismatch {

@@ -3,7 +3,8 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use berth_spec::layout::Layout;
+use berth_layer::compress::LayerDigests;
+use berth_spec::layout::{Layout, LayoutWriter};
 use berth_spec::media_type as mt;
 use berth_spec::{Algorithm, Digest};
 use oci_spec::image::Descriptor;
@@ -118,22 +119,73 @@ pub struct WrittenImage {
 /// Writes `spec` as a gzip-layered OCI image and names it `name` (when given).
 pub fn write_image(layout: &Layout, name: Option<&str>, spec: &ImageSpec) -> Result<WrittenImage> {
     let w = layout.writer()?;
-    let mut layer_descs = Vec::new();
-    let (mut layers, mut diff_ids) = (Vec::new(), Vec::new());
+    let mut layers = Vec::new();
     for tar in &spec.layers {
         let gz = gzip(tar);
         let d = w.put_bytes(&gz, Algorithm::Sha256)?;
-        layer_descs.push(json!({"mediaType": mt::OCI_LAYER_GZIP, "digest": d.to_string(), "size": gz.len()}));
-        layers.push(d);
-        diff_ids.push(Digest::sha256(tar));
+        layers.push(LayerDesc {
+            media_type: mt::OCI_LAYER_GZIP,
+            digest: d,
+            size: gz.len() as u64,
+            diff_id: Digest::sha256(tar),
+        });
     }
+    write_manifest(&w, name, &layers, &spec.config, &spec.architecture)
+}
+
+/// Writes an image of layers that are already compressed blobs, each with the digests its creator reported (the
+/// blob is stored only if it hashes to `digest` and is `size` bytes), for the host's platform, and names it `name`.
+/// `config` is the image config's `config` object (Cmd, Env, …).
+pub fn write_layers_image(
+    layout: &Layout,
+    name: &str,
+    layers: &[(Vec<u8>, LayerDigests)],
+    config: &Value,
+) -> Result<WrittenImage> {
+    let w = layout.writer()?;
+    let mut descs = Vec::new();
+    for (blob, d) in layers {
+        w.put_blob(&mut &blob[..], &d.digest, d.size)
+            .with_context(|| format!("storing layer {}", d.digest))?;
+        descs.push(LayerDesc {
+            media_type: d.media_type,
+            digest: d.digest.clone(),
+            size: d.size,
+            diff_id: d.diff_id.clone(),
+        });
+    }
+    let arch = berth_spec::platform::Platform::host().architecture;
+    write_manifest(&w, Some(name), &descs, config, &arch)
+}
+
+/// One stored layer blob, as the manifest and config name it.
+struct LayerDesc {
+    media_type: &'static str,
+    digest: Digest,
+    size: u64,
+    diff_id: Digest,
+}
+
+/// Writes the config and manifest for layers already stored, and names the image `name` (when given).
+fn write_manifest(
+    w: &LayoutWriter,
+    name: Option<&str>,
+    layers: &[LayerDesc],
+    config: &Value,
+    architecture: &str,
+) -> Result<WrittenImage> {
+    let layer_descs: Vec<Value> = layers
+        .iter()
+        .map(|l| json!({"mediaType": l.media_type, "digest": l.digest.to_string(), "size": l.size}))
+        .collect();
+    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let config = json!({
         "created": "2026-01-01T00:00:00Z",
-        "architecture": spec.architecture,
+        "architecture": architecture,
         "os": "linux",
-        "config": spec.config,
+        "config": config,
         "rootfs": {"type": "layers", "diff_ids": diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
-        "history": spec.layers.iter().map(|_| json!({"created": "2026-01-01T00:00:00Z", "created_by": "berth-testkit"})).collect::<Vec<_>>(),
+        "history": layers.iter().map(|_| json!({"created": "2026-01-01T00:00:00Z", "created_by": "berth-testkit"})).collect::<Vec<_>>(),
     });
     let config_bytes = serde_json::to_vec(&config)?;
     let config_digest = w.put_bytes(&config_bytes, Algorithm::Sha256)?;
@@ -159,7 +211,7 @@ pub fn write_image(layout: &Layout, name: Option<&str>, spec: &ImageSpec) -> Res
         manifest_digest,
         manifest_bytes,
         config_digest,
-        layers,
+        layers: layers.iter().map(|l| l.digest.clone()).collect(),
         diff_ids,
     })
 }
@@ -168,7 +220,12 @@ pub fn write_image(layout: &Layout, name: Option<&str>, spec: &ImageSpec) -> Res
 pub fn apply_image(layout: &Layout, name: &str, rootfs: &std::path::Path) -> Result<()> {
     let image = layout.load_image(Some(name), &berth_spec::platform::Platform::host())?;
     std::fs::create_dir_all(rootfs)?;
-    let layers = image.manifest.parsed().layers().iter().zip(image.config.parsed().rootfs().diff_ids());
+    let layers = image
+        .manifest
+        .parsed()
+        .layers()
+        .iter()
+        .zip(image.config.parsed().rootfs().diff_ids());
     for (layer, diff_id) in layers {
         let digest = Digest::from_oci(layer.digest())?;
         let reader = layout.open_blob(&digest, layer.size())?;

@@ -52,7 +52,9 @@ fn walk(
     out: &mut BTreeMap<PathBuf, Entry>,
     inodes: &mut BTreeMap<(u64, u64), PathBuf>,
 ) -> Result<()> {
-    let mut names: Vec<_> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>()?;
+    let mut names: Vec<_> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
     names.sort();
     for p in names {
         let m = std::fs::symlink_metadata(&p).with_context(|| p.display().to_string())?;
@@ -73,7 +75,8 @@ fn walk(
         } else {
             ("socket", String::new())
         };
-        let link_group = (ft.is_file() && m.nlink() > 1).then(|| inodes.entry((m.dev(), m.ino())).or_insert(rel.clone()).clone());
+        let link_group =
+            (ft.is_file() && m.nlink() > 1).then(|| inodes.entry((m.dev(), m.ino())).or_insert(rel.clone()).clone());
         let mtime_wanted = if ft.is_dir() { cmp.dir_mtimes } else { cmp.file_mtimes };
         let entry = Entry {
             kind,
@@ -96,7 +99,9 @@ fn walk(
 fn xattrs(p: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut names = vec![0u8; 65536];
-    let Ok(n) = rustix::fs::llistxattr(p, &mut names[..]) else { return out };
+    let Ok(n) = rustix::fs::llistxattr(p, &mut names[..]) else {
+        return out;
+    };
     for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let key = String::from_utf8_lossy(name).into_owned();
         if key.starts_with("trusted.overlay.") || key.starts_with("user.overlay.") {
@@ -117,7 +122,10 @@ pub fn diff(a: &BTreeMap<PathBuf, Entry>, b: &BTreeMap<PathBuf, Entry>) -> Vec<S
     for (k, va) in a {
         match b.get(k) {
             None => out.push(format!("only in first: {}", k.display())),
-            Some(vb) if vb != va => out.push(format!("differs: {}\n   first:  {va:?}\n   second: {vb:?}", k.display())),
+            Some(vb) if vb != va => out.push(format!(
+                "differs: {}\n   first:  {va:?}\n   second: {vb:?}",
+                k.display()
+            )),
             _ => {}
         }
     }

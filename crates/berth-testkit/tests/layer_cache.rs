@@ -17,7 +17,14 @@ fn concurrent_extractions_of_one_layer_share_the_cache_safely() {
     let reference = dir.path().join("reference");
     std::fs::create_dir(&reference).unwrap();
     apply_layer(&tar[..], &reference, &ApplyOptions::default()).unwrap();
-    let want = tree::summarize(&reference, Compare { file_mtimes: true, dir_mtimes: true }).unwrap();
+    let want = tree::summarize(
+        &reference,
+        Compare {
+            file_mtimes: true,
+            dir_mtimes: true,
+        },
+    )
+    .unwrap();
 
     let cache_dir = dir.path().join("cache");
     let cache = LayerCache::new(&cache_dir).unwrap();
@@ -36,15 +43,30 @@ fn concurrent_extractions_of_one_layer_share_the_cache_safely() {
         let mut paths = Vec::new();
         for c in children {
             let out = c.wait_with_output().unwrap();
-            assert!(out.status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             paths.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
         }
         paths.dedup();
         assert_eq!(paths.len(), 1, "every process got the same cached path");
-        let got = tree::summarize(std::path::Path::new(&paths[0]), Compare { file_mtimes: true, dir_mtimes: true }).unwrap();
+        let got = tree::summarize(
+            std::path::Path::new(&paths[0]),
+            Compare {
+                file_mtimes: true,
+                dir_mtimes: true,
+            },
+        )
+        .unwrap();
         let d = tree::diff(&want, &got);
         assert!(d.is_empty(), "round {round}:\n{}", d.join("\n"));
-        assert_eq!(std::fs::read_dir(cache_dir.join("tmp")).unwrap().count(), 0, "no leftovers");
+        assert_eq!(
+            std::fs::read_dir(cache_dir.join("tmp")).unwrap().count(),
+            0,
+            "no leftovers"
+        );
         assert_eq!(cache.list().unwrap(), vec![diff_id.clone()]);
         cache.remove(&diff_id).unwrap();
     }
@@ -56,7 +78,9 @@ fn a_corrupt_layer_never_appears_complete_in_the_cache() {
     let tar = busybox::rootfs_tar().unwrap();
     let wrong = Digest::sha256(b"not this layer");
     let cache = LayerCache::new(dir.path().join("cache")).unwrap();
-    let e = cache.ensure(&wrong, || Ok(&tar[..]), &ApplyOptions::default()).unwrap_err();
+    let e = cache
+        .ensure(&wrong, || Ok(&tar[..]), &ApplyOptions::default())
+        .unwrap_err();
     assert!(e.to_string().contains("diffID"), "{e}");
     assert!(cache.get(&wrong).is_none());
     assert!(cache.list().unwrap().is_empty());
@@ -64,7 +88,9 @@ fn a_corrupt_layer_never_appears_complete_in_the_cache() {
     // Truncated stream: same.
     let gz = image::gzip(&tar);
     let right = Digest::sha256(&tar);
-    let e = cache.ensure(&right, || Ok(&gz[..gz.len() / 2]), &ApplyOptions::default()).unwrap_err();
+    let e = cache
+        .ensure(&right, || Ok(&gz[..gz.len() / 2]), &ApplyOptions::default())
+        .unwrap_err();
     assert!(cache.get(&right).is_none(), "{e}");
 }
 
@@ -73,7 +99,9 @@ fn unprivileged_extraction_skips_devices_and_ownership_but_extracts_the_rest() {
     use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();
     let mut t = berth_testkit::image::TarBuilder::new();
-    t.dir("dev", 0o755).file("owned-by-1000", 0o644, b"x").file("setuid", 0o4755, b"s");
+    t.dir("dev", 0o755)
+        .file("owned-by-1000", 0o644, b"x")
+        .file("setuid", 0o4755, b"s");
     let mut tar = t.finish();
     // Append a character device by hand (TarBuilder makes only files, dirs and links), then re-terminate.
     tar.truncate(tar.len() - 1024);
@@ -91,10 +119,21 @@ fn unprivileged_extraction_skips_devices_and_ownership_but_extracts_the_rest() {
     std::fs::write(&layer, &tar).unwrap();
     let cache_dir = dir.path().join("cache");
     std::fs::create_dir(&cache_dir).unwrap();
-    rustix::fs::chown(&cache_dir, Some(rustix::fs::Uid::from_raw(65534)), Some(rustix::fs::Gid::from_raw(65534))).unwrap();
+    rustix::fs::chown(
+        &cache_dir,
+        Some(rustix::fs::Uid::from_raw(65534)),
+        Some(rustix::fs::Gid::from_raw(65534)),
+    )
+    .unwrap();
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let out = Command::new(berth_testkit::tools::require("setpriv").unwrap())
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
         .arg(env!("CARGO_BIN_EXE_berth-layer-cache"))
         .arg(&cache_dir)
         .arg(&layer)

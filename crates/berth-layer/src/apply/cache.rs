@@ -32,7 +32,10 @@ impl LayerCache {
 
     /// Where the layer with this diffID lives once extracted.
     pub fn path_for(&self, diff_id: &Digest) -> PathBuf {
-        self.dir.join("layers").join(diff_id.algorithm().as_str()).join(diff_id.hex())
+        self.dir
+            .join("layers")
+            .join(diff_id.algorithm().as_str())
+            .join(diff_id.hex())
     }
 
     /// The extracted layer, if it is in the cache.
@@ -43,7 +46,7 @@ impl LayerCache {
 
     /// Returns the extracted layer, extracting it from `open()` first if it is not cached. The stream's diffID is
     /// always verified against `diff_id` (whatever `opts.diff_id` says).
-    pub fn ensure<R: Read>(
+    pub fn ensure<R: Read + Send>(
         &self,
         diff_id: &Digest,
         open: impl FnOnce() -> io::Result<R>,
@@ -62,7 +65,10 @@ impl LayerCache {
         std::fs::create_dir(&tmp).map_err(io_err(&name, "create extraction directory"))?;
         let result = (|| {
             let reader = open().map_err(io_err(&name, "open layer"))?;
-            let opts = ApplyOptions { diff_id: Some(diff_id.clone()), ..opts.clone() };
+            let opts = ApplyOptions {
+                diff_id: Some(diff_id.clone()),
+                ..opts.clone()
+            };
             apply_layer(reader, &tmp, &opts)?;
             sync_dir_tree(&tmp).map_err(io_err(&name, "sync extracted layer"))?;
             let dest = self.path_for(diff_id);
@@ -85,7 +91,10 @@ impl LayerCache {
     /// Removes a layer from the cache: renamed away first (atomically gone), then deleted.
     pub fn remove(&self, diff_id: &Digest) -> io::Result<()> {
         let p = self.path_for(diff_id);
-        let doomed = self.dir.join("tmp").join(format!("rm-{}-{}", diff_id.hex(), std::process::id()));
+        let doomed = self
+            .dir
+            .join("tmp")
+            .join(format!("rm-{}-{}", diff_id.hex(), std::process::id()));
         match std::fs::rename(&p, &doomed) {
             Ok(()) => std::fs::remove_dir_all(&doomed),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, Uid, Gid};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 use tar::EntryType;
 
@@ -30,10 +30,21 @@ fn parse_pax_time(v: &str) -> Option<Timespec> {
     let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
     let tv_sec: i64 = secs.parse().ok()?;
     let digits: String = frac.chars().take(9).collect();
-    let tv_nsec: i64 = if digits.is_empty() { 0 } else { format!("{digits:0<9}").parse().ok()? };
+    let tv_nsec: i64 = if digits.is_empty() {
+        0
+    } else {
+        format!("{digits:0<9}").parse().ok()?
+    };
     let tv_nsec = if tv_sec < 0 && tv_nsec > 0 { -tv_nsec } else { tv_nsec };
     // Normalize a negative fraction into [0, 1e9).
-    if tv_nsec < 0 { Some(Timespec { tv_sec: tv_sec - 1, tv_nsec: tv_nsec + 1_000_000_000 }) } else { Some(Timespec { tv_sec, tv_nsec }) }
+    if tv_nsec < 0 {
+        Some(Timespec {
+            tv_sec: tv_sec - 1,
+            tv_nsec: tv_nsec + 1_000_000_000,
+        })
+    } else {
+        Some(Timespec { tv_sec, tv_nsec })
+    }
 }
 
 fn map_id(id: u64, map: &[IdRange], what: &str, entry: &str) -> Result<u32, ApplyError> {
@@ -62,7 +73,10 @@ fn read_meta<R: Read>(ctx: &Ctx<'_>, e: &mut tar::Entry<'_, R>, name: &str) -> R
     let mut uid = num("uid", h.uid(), &old.uid)?;
     let mut gid = num("gid", h.gid(), &old.gid)?;
     let mode = num("mode", h.mode().map(u64::from), &old.mode)? as u32 & 0o7777;
-    let mut mtime = Timespec { tv_sec: num("mtime", h.mtime(), &old.mtime)? as i64, tv_nsec: 0 };
+    let mut mtime = Timespec {
+        tv_sec: num("mtime", h.mtime(), &old.mtime)? as i64,
+        tv_nsec: 0,
+    };
     let dev = (
         h.device_major().ok().flatten().unwrap_or(0),
         h.device_minor().ok().flatten().unwrap_or(0),
@@ -76,9 +90,21 @@ fn read_meta<R: Read>(ctx: &Ctx<'_>, e: &mut tar::Entry<'_, R>, name: &str) -> R
             let val = rec.value_bytes();
             let text = || std::str::from_utf8(val).ok();
             match key {
-                b"uid" => uid = text().and_then(|t| t.parse().ok()).ok_or_else(|| refused(name, "bad PAX uid"))?,
-                b"gid" => gid = text().and_then(|t| t.parse().ok()).ok_or_else(|| refused(name, "bad PAX gid"))?,
-                b"mtime" => mtime = text().and_then(parse_pax_time).ok_or_else(|| refused(name, "bad PAX mtime"))?,
+                b"uid" => {
+                    uid = text()
+                        .and_then(|t| t.parse().ok())
+                        .ok_or_else(|| refused(name, "bad PAX uid"))?
+                }
+                b"gid" => {
+                    gid = text()
+                        .and_then(|t| t.parse().ok())
+                        .ok_or_else(|| refused(name, "bad PAX gid"))?
+                }
+                b"mtime" => {
+                    mtime = text()
+                        .and_then(parse_pax_time)
+                        .ok_or_else(|| refused(name, "bad PAX mtime"))?
+                }
                 _ => {
                     if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
                         xattrs.push((x.to_vec(), val.to_vec()));
@@ -93,13 +119,23 @@ fn read_meta<R: Read>(ctx: &Ctx<'_>, e: &mut tar::Entry<'_, R>, name: &str) -> R
         if k.starts_with(b"trusted.overlay.") || k.starts_with(b"user.overlay.") {
             return Err(refused(
                 name,
-                format!("carries the overlayfs xattr {:?}; layers must not forge overlay metadata", String::from_utf8_lossy(k)),
+                format!(
+                    "carries the overlayfs xattr {:?}; layers must not forge overlay metadata",
+                    String::from_utf8_lossy(k)
+                ),
             ));
         }
     }
     let uid = map_id(uid, &ctx.opts.uid_map, "uid", name)?;
     let gid = map_id(gid, &ctx.opts.gid_map, "gid", name)?;
-    Ok(Meta { mode, uid, gid, mtime, xattrs, dev })
+    Ok(Meta {
+        mode,
+        uid,
+        gid,
+        mtime,
+        xattrs,
+        dev,
+    })
 }
 
 /// Applies one entry.
@@ -111,8 +147,14 @@ pub(crate) fn apply_entry<R: Read>(ctx: &mut Ctx<'_>, e: &mut tar::Entry<'_, R>)
         return Err(refused(&name, "entry name contains a NUL byte"));
     }
     let path = InRoot::clean(&raw);
-    if path.path().parent().is_some_and(|p| p.iter().any(|c| c.as_bytes().starts_with(whiteout::WHITEOUT_PREFIX.as_bytes()))) {
-        return Err(refused(&name, "a directory in its path has a reserved .wh. whiteout name"));
+    if path.path().parent().is_some_and(|p| {
+        p.iter()
+            .any(|c| c.as_bytes().starts_with(whiteout::WHITEOUT_PREFIX.as_bytes()))
+    }) {
+        return Err(refused(
+            &name,
+            "a directory in its path has a reserved .wh. whiteout name",
+        ));
     }
     let Some((parent, base)) = path.split() else {
         if kind.is_dir() {
@@ -127,13 +169,20 @@ pub(crate) fn apply_entry<R: Read>(ctx: &mut Ctx<'_>, e: &mut tar::Entry<'_, R>)
         Whiteout::Opaque => return opaque(ctx, &parent, &name),
         Whiteout::Delete(target) => return delete(ctx, &parent, target, &name),
     }
-    if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink) {
+    if matches!(
+        kind,
+        EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+    ) {
         return Ok(());
     }
     let meta = read_meta(ctx, e, &name)?;
     let pfd = fsops::ensure_dir(ctx.root_fd(), &parent).map_err(|err| match err {
         Errno::NOTDIR => refused(&name, "a parent path component is not a directory"),
-        other => ApplyError::Io { entry: name.clone(), action: "open the parent directory", source: other.into() },
+        other => ApplyError::Io {
+            entry: name.clone(),
+            action: "open the parent directory",
+            source: other.into(),
+        },
     })?;
     let existing = fsops::lstat_at(pfd.as_fd(), &base).map_err(|err| io_err(&name, "stat")(err.into()))?;
     let is_dir = kind.is_dir();
@@ -143,7 +192,8 @@ pub(crate) fn apply_entry<R: Read>(ctx: &mut Ctx<'_>, e: &mut tar::Entry<'_, R>)
             if kind.is_hard_link() && same_entry(&raw, e) {
                 return Ok(());
             }
-            fsops::remove_entry(pfd.as_fd(), &base).map_err(|err| io_err(&name, "replace the existing entry")(err.into()))?;
+            fsops::remove_entry(pfd.as_fd(), &base)
+                .map_err(|err| io_err(&name, "replace the existing entry")(err.into()))?;
         }
     }
     ctx.created.insert(path.clone());
@@ -153,12 +203,18 @@ pub(crate) fn apply_entry<R: Read>(ctx: &mut Ctx<'_>, e: &mut tar::Entry<'_, R>)
             let max = ctx.opts.max_sparse_size.unwrap_or(DEFAULT_MAX_SPARSE);
             let sparse = kind.is_gnu_sparse();
             if sparse && e.size() > max {
-                return Err(refused(&name, format!("sparse file claims {} bytes, more than the {max}-byte limit", e.size())));
+                return Err(refused(
+                    &name,
+                    format!("sparse file claims {} bytes, more than the {max}-byte limit", e.size()),
+                ));
             }
             make_file(ctx, &pfd, &base, &meta, e, sparse, &name)
         }
         EntryType::Symlink => {
-            let target = e.link_name_bytes().ok_or_else(|| refused(&name, "symlink without a target"))?.into_owned();
+            let target = e
+                .link_name_bytes()
+                .ok_or_else(|| refused(&name, "symlink without a target"))?
+                .into_owned();
             rustix::fs::symlinkat(OsStr::from_bytes(&target), &pfd, &base)
                 .map_err(|err| io_err(&name, "create symlink")(err.into()))?;
             chown_at(ctx, pfd.as_fd(), &base, &meta, &name)?;
@@ -166,7 +222,10 @@ pub(crate) fn apply_entry<R: Read>(ctx: &mut Ctx<'_>, e: &mut tar::Entry<'_, R>)
             Ok(())
         }
         EntryType::Link => {
-            let target = e.link_name_bytes().ok_or_else(|| refused(&name, "hardlink without a target"))?.into_owned();
+            let target = e
+                .link_name_bytes()
+                .ok_or_else(|| refused(&name, "hardlink without a target"))?
+                .into_owned();
             hardlink(ctx, &pfd, &base, &target, &name)
         }
         EntryType::Char | EntryType::Block | EntryType::Fifo => {
@@ -176,7 +235,13 @@ pub(crate) fn apply_entry<R: Read>(ctx: &mut Ctx<'_>, e: &mut tar::Entry<'_, R>)
                 _ => FileType::Fifo,
             };
             let dev = rustix::fs::makedev(meta.dev.0, meta.dev.1);
-            match rustix::fs::mknodat(&pfd, &base, ft, Mode::from_raw_mode(0o600), if ft == FileType::Fifo { 0 } else { dev }) {
+            match rustix::fs::mknodat(
+                &pfd,
+                &base,
+                ft,
+                Mode::from_raw_mode(0o600),
+                if ft == FileType::Fifo { 0 } else { dev },
+            ) {
                 Ok(()) => {}
                 Err(Errno::PERM | Errno::ACCESS) => {
                     ctx.created.remove(&path);
@@ -186,10 +251,18 @@ pub(crate) fn apply_entry<R: Read>(ctx: &mut Ctx<'_>, e: &mut tar::Entry<'_, R>)
                 Err(err) => return Err(io_err(&name, "create device node")(err.into())),
             }
             chown_at(ctx, pfd.as_fd(), &base, &meta, &name)?;
-            let obj = rustix::fs::openat(&pfd, &base, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|err| io_err(&name, "open device node")(err.into()))?;
-            std::fs::set_permissions(fsops::proc_fd_path(obj.as_fd()), std::os::unix::fs::PermissionsExt::from_mode(meta.mode))
-                .map_err(io_err(&name, "chmod"))?;
+            let obj = rustix::fs::openat(
+                &pfd,
+                &base,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|err| io_err(&name, "open device node")(err.into()))?;
+            std::fs::set_permissions(
+                fsops::proc_fd_path(obj.as_fd()),
+                std::os::unix::fs::PermissionsExt::from_mode(meta.mode),
+            )
+            .map_err(io_err(&name, "chmod"))?;
             set_xattrs(obj.as_fd(), &meta, &name, true)?;
             set_times_at(pfd.as_fd(), &base, meta.mtime);
             Ok(())
@@ -203,20 +276,39 @@ pub(crate) fn apply_entry<R: Read>(ctx: &mut Ctx<'_>, e: &mut tar::Entry<'_, R>)
 }
 
 fn same_entry<R: Read>(raw: &[u8], e: &tar::Entry<'_, R>) -> bool {
-    e.link_name_bytes().is_some_and(|t| InRoot::clean(&t) == InRoot::clean(raw))
+    e.link_name_bytes()
+        .is_some_and(|t| InRoot::clean(&t) == InRoot::clean(raw))
 }
 
-fn make_dir(ctx: &mut Ctx<'_>, pfd: &OwnedFd, base: &OsStr, path: &InRoot, meta: &Meta, name: &str) -> Result<(), ApplyError> {
+fn make_dir(
+    ctx: &mut Ctx<'_>,
+    pfd: &OwnedFd,
+    base: &OsStr,
+    path: &InRoot,
+    meta: &Meta,
+    name: &str,
+) -> Result<(), ApplyError> {
     match rustix::fs::mkdirat(pfd, base, Mode::from_raw_mode(0o700)) {
         Ok(()) | Err(Errno::EXIST) => {}
         Err(err) => return Err(io_err(name, "create directory")(err.into())),
     }
-    let dfd = rustix::fs::openat(pfd, base, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|err| io_err(name, "open directory")(err.into()))?;
+    let dfd = rustix::fs::openat(
+        pfd,
+        base,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|err| io_err(name, "open directory")(err.into()))?;
     chown_fd(ctx, dfd.as_fd(), meta, name)?;
     rustix::fs::fchmod(&dfd, Mode::from_raw_mode(meta.mode)).map_err(|err| io_err(name, "chmod")(err.into()))?;
     set_xattrs(dfd.as_fd(), meta, name, false)?;
-    ctx.dir_times.push((path.clone(), Timestamps { last_access: meta.mtime, last_modification: meta.mtime }));
+    ctx.dir_times.push((
+        path.clone(),
+        Timestamps {
+            last_access: meta.mtime,
+            last_modification: meta.mtime,
+        },
+    ));
     Ok(())
 }
 
@@ -240,7 +332,9 @@ fn make_file<R: Read>(
     let mut buf = vec![0u8; BUF];
     let mut len = 0u64;
     loop {
-        let n = e.read(&mut buf).map_err(io_err(name, "read the entry's data (truncated or corrupt layer)"))?;
+        let n = e
+            .read(&mut buf)
+            .map_err(io_err(name, "read the entry's data (truncated or corrupt layer)"))?;
         if n == 0 {
             break;
         }
@@ -260,8 +354,14 @@ fn make_file<R: Read>(
     // After chown, which clears setuid/setgid.
     rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode)).map_err(|err| io_err(name, "chmod")(err.into()))?;
     set_xattrs(file.as_fd(), meta, name, false)?;
-    rustix::fs::futimens(&file, &Timestamps { last_access: meta.mtime, last_modification: meta.mtime })
-        .map_err(|err| io_err(name, "set times")(err.into()))?;
+    rustix::fs::futimens(
+        &file,
+        &Timestamps {
+            last_access: meta.mtime,
+            last_modification: meta.mtime,
+        },
+    )
+    .map_err(|err| io_err(name, "set times")(err.into()))?;
     Ok(())
 }
 
@@ -271,11 +371,23 @@ fn hardlink(ctx: &mut Ctx<'_>, pfd: &OwnedFd, base: &OsStr, target: &[u8], name:
         return Err(refused(name, "hardlink to the root directory"));
     };
     let tfd = fsops::open_dir(ctx.root_fd(), &tparent).map_err(|_| {
-        refused(name, format!("hardlink target {:?} does not exist (it must come earlier in the layer)", target_path.path()))
+        refused(
+            name,
+            format!(
+                "hardlink target {:?} does not exist (it must come earlier in the layer)",
+                target_path.path()
+            ),
+        )
     })?;
     // linkat without AT_SYMLINK_FOLLOW links the target entry itself, never what a symlink points at.
     rustix::fs::linkat(&tfd, tbase, pfd, base, AtFlags::empty()).map_err(|err| match err {
-        Errno::NOENT => refused(name, format!("hardlink target {:?} does not exist (it must come earlier in the layer)", target_path.path())),
+        Errno::NOENT => refused(
+            name,
+            format!(
+                "hardlink target {:?} does not exist (it must come earlier in the layer)",
+                target_path.path()
+            ),
+        ),
         Errno::PERM => refused(name, format!("hardlink target {:?} is a directory", target_path.path())),
         other => io_err(name, "create hardlink")(other.into()),
     })
@@ -287,7 +399,13 @@ fn chown_fd(ctx: &mut Ctx<'_>, fd: BorrowedFd<'_>, meta: &Meta, name: &str) -> R
 }
 
 fn chown_at(ctx: &mut Ctx<'_>, dir: BorrowedFd<'_>, base: &OsStr, meta: &Meta, name: &str) -> Result<(), ApplyError> {
-    let r = rustix::fs::chownat(dir, base, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)), AtFlags::SYMLINK_NOFOLLOW);
+    let r = rustix::fs::chownat(
+        dir,
+        base,
+        Some(Uid::from_raw(meta.uid)),
+        Some(Gid::from_raw(meta.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    );
     chown_result(ctx, r, name)
 }
 
@@ -323,7 +441,15 @@ fn set_xattrs(fd: BorrowedFd<'_>, meta: &Meta, name: &str, via_proc: bool) -> Re
 
 fn set_times_at(dir: BorrowedFd<'_>, base: &OsStr, t: Timespec) {
     // Best effort: some file systems refuse times on symlinks or before the epoch.
-    let _ = rustix::fs::utimensat(dir, base, &Timestamps { last_access: t, last_modification: t }, AtFlags::SYMLINK_NOFOLLOW);
+    let _ = rustix::fs::utimensat(
+        dir,
+        base,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+        AtFlags::SYMLINK_NOFOLLOW,
+    );
 }
 
 fn delete(ctx: &mut Ctx<'_>, parent: &InRoot, target: &OsStr, name: &str) -> Result<(), ApplyError> {
@@ -344,8 +470,12 @@ fn delete(ctx: &mut Ctx<'_>, parent: &InRoot, target: &OsStr, name: &str) -> Res
             if ctx.created.contains(&victim) {
                 return Ok(());
             }
-            let pfd = fsops::ensure_dir(ctx.root_fd(), parent).map_err(|err| io_err(name, "open the whiteout's directory")(err.into()))?;
-            if fsops::lstat_at(pfd.as_fd(), target).map_err(|err| io_err(name, "stat")(err.into()))?.is_some() {
+            let pfd = fsops::ensure_dir(ctx.root_fd(), parent)
+                .map_err(|err| io_err(name, "open the whiteout's directory")(err.into()))?;
+            if fsops::lstat_at(pfd.as_fd(), target)
+                .map_err(|err| io_err(name, "stat")(err.into()))?
+                .is_some()
+            {
                 fsops::remove_entry(pfd.as_fd(), target).map_err(|err| io_err(name, "replace")(err.into()))?;
             }
             rustix::fs::mknodat(&pfd, target, FileType::CharacterDevice, Mode::empty(), 0)
@@ -366,11 +496,18 @@ pub(crate) fn finish(ctx: &mut Ctx<'_>) -> Result<(), ApplyError> {
     let opaque = std::mem::take(&mut ctx.opaque);
     for (dir, name) in opaque {
         fsops::ensure_dir(ctx.root_fd(), &dir).map_err(|err| io_err(&name, "open opaque directory")(err.into()))?;
-        let rw = fsops::open_dir_rw(ctx.root_fd(), &dir).map_err(|err| io_err(&name, "open opaque directory")(err.into()))?;
+        let rw = fsops::open_dir_rw(ctx.root_fd(), &dir)
+            .map_err(|err| io_err(&name, "open opaque directory")(err.into()))?;
         match ctx.opts.whiteouts {
-            WhiteoutMode::Oci => clear_lower(ctx, rw.as_fd(), &dir).map_err(|err| io_err(&name, "apply opaque whiteout")(err.into()))?,
+            WhiteoutMode::Oci => {
+                clear_lower(ctx, rw.as_fd(), &dir).map_err(|err| io_err(&name, "apply opaque whiteout")(err.into()))?
+            }
             WhiteoutMode::Overlay { user_xattr } => {
-                let key = if user_xattr { whiteout::USER_OVERLAY_OPAQUE_XATTR } else { whiteout::OVERLAY_OPAQUE_XATTR };
+                let key = if user_xattr {
+                    whiteout::USER_OVERLAY_OPAQUE_XATTR
+                } else {
+                    whiteout::OVERLAY_OPAQUE_XATTR
+                };
                 rustix::fs::fsetxattr(&rw, key, b"y", rustix::fs::XattrFlags::empty())
                     .map_err(|err| io_err(&name, "mark directory opaque")(err.into()))?;
             }
@@ -400,7 +537,12 @@ fn clear_lower(ctx: &Ctx<'_>, dfd: BorrowedFd<'_>, dir: &InRoot) -> rustix::io::
         let child = dir.join(&n);
         if !ctx.created.contains(&child) {
             fsops::remove_entry(dfd, &n)?;
-        } else if let Ok(sub) = rustix::fs::openat(dfd, &n, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        } else if let Ok(sub) = rustix::fs::openat(
+            dfd,
+            &n,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
             clear_lower(ctx, sub.as_fd(), &child)?;
         }
     }

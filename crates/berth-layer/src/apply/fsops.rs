@@ -63,12 +63,24 @@ const IN_ROOT: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGIC
 
 /// Opens a directory inside the root (following symlinks, in-root) as an `O_PATH` descriptor.
 pub(crate) fn open_dir(root: BorrowedFd<'_>, dir: &InRoot) -> rustix::io::Result<OwnedFd> {
-    openat2(root, dir.rel(), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), IN_ROOT)
+    openat2(
+        root,
+        dir.rel(),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        IN_ROOT,
+    )
 }
 
 /// Opens a directory inside the root for reading its entries / changing its metadata.
 pub(crate) fn open_dir_rw(root: BorrowedFd<'_>, dir: &InRoot) -> rustix::io::Result<OwnedFd> {
-    openat2(root, dir.rel(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), IN_ROOT)
+    openat2(
+        root,
+        dir.rel(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        IN_ROOT,
+    )
 }
 
 /// Opens (creating as needed, mode 0755, like other extractors do for implied parents) a directory in the root.
@@ -85,10 +97,25 @@ pub(crate) fn ensure_dir(root: BorrowedFd<'_>, dir: &InRoot) -> rustix::io::Resu
 /// and its resolved, symlink-free path.
 fn walk_create(root: BorrowedFd<'_>, dir: &InRoot, hops: u32) -> rustix::io::Result<(OwnedFd, InRoot)> {
     let Some((parent, name)) = dir.split() else {
-        return Ok((openat(root, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?, InRoot(PathBuf::new())));
+        return Ok((
+            openat(
+                root,
+                ".",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?,
+            InRoot(PathBuf::new()),
+        ));
     };
     let (pfd, presolved) = walk_create(root, &parent, hops)?;
-    let open_child = |pfd: &OwnedFd| openat(pfd, name, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty());
+    let open_child = |pfd: &OwnedFd| {
+        openat(
+            pfd,
+            name,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
     match lstat_at(pfd.as_fd(), name)? {
         None => {
             match rustix::fs::mkdirat(&pfd, name, Mode::from_raw_mode(0o755)) {
@@ -139,7 +166,12 @@ pub(crate) fn remove_entry(dir: BorrowedFd<'_>, name: &OsStr) -> rustix::io::Res
         Err(Errno::ISDIR | Errno::PERM) => {}
         Err(e) => return Err(e),
     }
-    let sub = openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    let sub = openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     clear_dir(sub.as_fd(), |_| false)?;
     match unlinkat(dir, name, AtFlags::REMOVEDIR) {
         Ok(()) | Err(Errno::NOENT) => Ok(()),

@@ -135,25 +135,87 @@ pub enum ApplyError {
 }
 
 pub(crate) fn io_err<'a>(entry: &'a str, action: &'static str) -> impl FnOnce(io::Error) -> ApplyError + 'a {
-    move |source| ApplyError::Io { entry: entry.to_owned(), action, source }
+    move |source| ApplyError::Io {
+        entry: entry.to_owned(),
+        action,
+        source,
+    }
 }
 
 pub(crate) fn refused(entry: &str, reason: impl Into<String>) -> ApplyError {
-    ApplyError::Refused { entry: entry.to_owned(), reason: reason.into() }
+    ApplyError::Refused {
+        entry: entry.to_owned(),
+        reason: reason.into(),
+    }
 }
 
-/// Hashes and counts what passes through.
-struct Hashing<R> {
-    inner: R,
-    hasher: Hasher,
-    n: u64,
+/// Size of the chunks the decompressing thread hands to the unpacking thread.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the two threads.
+const IN_FLIGHT: usize = 8;
+
+/// Decompresses and hashes on its own thread, so the file-system work of unpacking overlaps the codec.
+fn read_ahead(mut decoder: impl Read + Send, tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>) -> (Digest, u64) {
+    let mut hasher = Hasher::new(Algorithm::Sha256);
+    let mut n = 0u64;
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let mut filled = 0;
+        let result = loop {
+            match decoder.read(&mut buf[filled..]) {
+                Ok(0) => break Ok(()),
+                Ok(k) => {
+                    filled += k;
+                    if filled == buf.len() {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        buf.truncate(filled);
+        hasher.update(&buf);
+        n += filled as u64;
+        let done = filled == 0;
+        let msg = match result {
+            Err(e) => Err(e),
+            Ok(()) => Ok(buf),
+        };
+        let failed = msg.is_err();
+        if tx.send(msg).is_err() || done || failed {
+            return (hasher.finish(), n);
+        }
+    }
 }
 
-impl<R: Read> Read for Hashing<R> {
+/// The unpacking side of [`read_ahead`].
+struct Chunks {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+    eof: bool,
+}
+
+impl Read for Chunks {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.n += n as u64;
+        while self.pos == self.cur.len() {
+            if self.eof {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(chunk)) if chunk.is_empty() => self.eof = true,
+                Ok(Ok(chunk)) => {
+                    self.cur = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => self.eof = true,
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }
@@ -173,10 +235,18 @@ pub(crate) struct Ctx<'o> {
 }
 
 /// Applies one layer stream to `rootfs` (which must exist).
-pub fn apply_layer(reader: impl Read, rootfs: &Path, opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
+pub fn apply_layer(reader: impl Read + Send, rootfs: &Path, opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
     let root_name = rootfs.display().to_string();
-    let root = rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| ApplyError::Io { entry: root_name.clone(), action: "open the root", source: e.into() })?;
+    let root = rustix::fs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ApplyError::Io {
+        entry: root_name.clone(),
+        action: "open the root",
+        source: e.into(),
+    })?;
     let mut buffered = BufReader::with_capacity(1 << 20, reader);
     let head = buffered.fill_buf().map_err(io_err(&root_name, "read the layer"))?;
     let found = Compression::sniff(head);
@@ -187,7 +257,6 @@ pub fn apply_layer(reader: impl Read, rootfs: &Path, opts: &ApplyOptions) -> Res
         return Err(ApplyError::CompressionMismatch { declared, found });
     }
     let decoder = berth_spec::diff_id::decoder(buffered, found).map_err(io_err(&root_name, "start decompressing"))?;
-    let mut hashing = Hashing { inner: decoder, hasher: Hasher::new(Algorithm::Sha256), n: 0 };
     let mut ctx = Ctx {
         root,
         opts,
@@ -198,34 +267,64 @@ pub fn apply_layer(reader: impl Read, rootfs: &Path, opts: &ApplyOptions) -> Res
         skipped_chown: 0,
     };
     let mut entries = 0u64;
-    {
-        let mut archive = tar::Archive::new(&mut hashing);
-        let iter = archive.entries().map_err(|source| ApplyError::Tar { entries, source })?;
-        for e in iter {
-            let mut e = e.map_err(|source| ApplyError::Tar { entries, source })?;
-            entry::apply_entry(&mut ctx, &mut e)?;
-            entries += 1;
-        }
-    }
-    // Whatever follows the end-of-archive marker is part of the layer and of its diffID.
-    io::copy(&mut hashing, &mut io::sink()).map_err(|source| ApplyError::Tar { entries, source })?;
-    let diff_id = hashing.hasher.finish();
+    let (tx, rx) = std::sync::mpsc::sync_channel(IN_FLIGHT);
+    let (unpacked, (diff_id, uncompressed_size)) = std::thread::scope(|s| {
+        let producer = s.spawn(move || read_ahead(decoder, tx));
+        let mut chunks = Chunks {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            eof: false,
+        };
+        let unpacked = (|| {
+            {
+                let mut archive = tar::Archive::new(&mut chunks);
+                let iter = archive
+                    .entries()
+                    .map_err(|source| ApplyError::Tar { entries, source })?;
+                for e in iter {
+                    let mut e = e.map_err(|source| ApplyError::Tar { entries, source })?;
+                    entry::apply_entry(&mut ctx, &mut e)?;
+                    entries += 1;
+                }
+            }
+            // Whatever follows the end-of-archive marker is part of the layer and of its diffID.
+            io::copy(&mut chunks, &mut io::sink()).map_err(|source| ApplyError::Tar { entries, source })?;
+            Ok::<(), ApplyError>(())
+        })();
+        // Dropping the receiver stops the producer early when unpacking failed.
+        drop(chunks);
+        (
+            unpacked,
+            producer.join().expect("the decompressing thread does not panic"),
+        )
+    });
+    unpacked?;
     if let Some(expected) = &opts.diff_id
         && expected != &diff_id
     {
-        return Err(ApplyError::DiffIdMismatch { expected: expected.clone(), found: diff_id });
+        return Err(ApplyError::DiffIdMismatch {
+            expected: expected.clone(),
+            found: diff_id,
+        });
     }
     entry::finish(&mut ctx)?;
     if ctx.skipped_devices > 0 {
-        tracing::warn!(count = ctx.skipped_devices, "device nodes and FIFOs skipped: creating them is not permitted");
+        tracing::warn!(
+            count = ctx.skipped_devices,
+            "device nodes and FIFOs skipped: creating them is not permitted"
+        );
     }
     if ctx.skipped_chown > 0 {
-        tracing::warn!(count = ctx.skipped_chown, "ownership not applied: changing it is not permitted");
+        tracing::warn!(
+            count = ctx.skipped_chown,
+            "ownership not applied: changing it is not permitted"
+        );
     }
     Ok(ApplyReport {
         entries,
         diff_id,
-        uncompressed_size: hashing.n,
+        uncompressed_size,
         skipped_devices: ctx.skipped_devices,
         skipped_chown: ctx.skipped_chown,
     })
@@ -236,4 +335,3 @@ impl Ctx<'_> {
         self.root.as_fd()
     }
 }
-

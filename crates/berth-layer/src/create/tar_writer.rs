@@ -117,12 +117,11 @@ impl<W: Write> TarWriter<W> {
             return Ok(());
         }
         if node.nlink > 1 {
-            if let Some(target) = self.links.get(&(node.dev, node.ino)) {
+            if let Some(target) = self.links.get(&(node.dev, node.ino)).cloned() {
                 let mut spec = self.spec(rel, EntryType::Link, node);
-                spec.link = target;
+                spec.link = &target;
                 spec.xattrs = &[];
-                let result = self.header(&spec);
-                return result.map_err(write_err(rel));
+                return self.header(&spec).map_err(write_err(rel));
             }
             self.links.insert((node.dev, node.ino), rel.to_vec());
         }
@@ -139,7 +138,11 @@ impl<W: Write> TarWriter<W> {
                 spec.link = &node.link_target;
             }
             Kind::Char | Kind::Block => {
-                spec.ty = if node.kind == Kind::Char { EntryType::Char } else { EntryType::Block };
+                spec.ty = if node.kind == Kind::Char {
+                    EntryType::Char
+                } else {
+                    EntryType::Block
+                };
                 spec.device = Some((rustix::fs::major(node.rdev), rustix::fs::minor(node.rdev)));
             }
             Kind::Fifo => spec.ty = EntryType::Fifo,
@@ -230,7 +233,11 @@ impl<W: Write> TarWriter<W> {
         }
 
         if !pax.is_empty() {
-            let base = spec.path.rsplit(|&b| b == b'/').find(|c| !c.is_empty()).unwrap_or_default();
+            let base = spec
+                .path
+                .rsplit(|&b| b == b'/')
+                .find(|c| !c.is_empty())
+                .unwrap_or_default();
             let mut name = b"PaxHeaders/".to_vec();
             name.extend(ascii_only(base));
             let mut h = Header::new_ustar();
@@ -256,7 +263,11 @@ impl<W: Write> TarWriter<W> {
             }
             None => set_bytes(&mut h.as_old_mut().name, &ascii_only(spec.path)),
         }
-        let link = if link_fits { spec.link.to_vec() } else { ascii_only(spec.link) };
+        let link = if link_fits {
+            spec.link.to_vec()
+        } else {
+            ascii_only(spec.link)
+        };
         set_bytes(&mut h.as_old_mut().linkname, &link);
         h.set_entry_type(spec.ty);
         h.set_mode(spec.mode & 0o7777);
@@ -389,5 +400,28 @@ mod tests {
         assert_eq!(ustar_split(&[b'a'; 101]), None);
         assert_eq!(ustar_split(&[&[b'a'; 156][..], b"/b"].concat()), None);
         assert_eq!(ustar_split("é".as_bytes()), None);
+    }
+
+    #[test]
+    fn create_names_a_file_that_changes_size_while_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("log");
+        for (before, after, says) in [
+            (&b"0123456789"[..], &b"01234"[..], "ended after 5"),
+            (b"01", b"0123", "grew"),
+        ] {
+            std::fs::write(&file, before).unwrap();
+            let node = crate::create::walk::read_node(&file).unwrap();
+            std::fs::write(&file, after).unwrap();
+            let mut tar = TarWriter::new(Vec::new(), None);
+            let err = tar.non_directory(b"log", &node, &file).unwrap_err();
+            match &err {
+                CreateError::ChangedWhileReading { path, detail } => {
+                    assert_eq!(path, &file);
+                    assert!(detail.contains(says), "{err}");
+                }
+                other => panic!("unexpected {other}"),
+            }
+        }
     }
 }

@@ -76,6 +76,9 @@ impl Node {
             && self.mtime == other.mtime
             && self.mtime_nsec == other.mtime_nsec
             && (!sized || self.size == other.size)
+            // A name added to (or removed from) a file changes its link count on every name: writing them all
+            // again lets the layer carry the whole link group, so the new name stays a hardlink.
+            && (self.kind != Kind::File || self.nlink == other.nlink)
             && (!device || self.rdev == other.rdev)
             && self.link_target == other.link_target
             && self.xattrs == other.xattrs
@@ -85,8 +88,7 @@ impl Node {
 /// Whether a layer keeps the xattr `name`: file capabilities and user xattrs, never the overlayfs ones, and
 /// nothing a PAX record key cannot hold.
 pub(crate) fn keep_xattr(name: &[u8]) -> bool {
-    let wanted = name == b"security.capability"
-        || (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."));
+    let wanted = name == b"security.capability" || (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."));
     wanted && !name.contains(&b'=')
 }
 

@@ -84,7 +84,13 @@ impl RawTar {
             body.extend_from_slice(v);
             body.push(b'\n');
         }
-        let h = Self::header(b"././@PaxHeader", tar::EntryType::XHeader, 0o644, body.len() as u64, b"");
+        let h = Self::header(
+            b"././@PaxHeader",
+            tar::EntryType::XHeader,
+            0o644,
+            body.len() as u64,
+            b"",
+        );
         self.raw_header(h, &body)
     }
 
@@ -134,8 +140,15 @@ fn snapshot(dir: &Path, root: &Path, out: &mut BTreeMap<PathBuf, String>) {
         }
         let m = std::fs::symlink_metadata(&p).unwrap();
         use std::os::unix::fs::MetadataExt;
-        let content = if m.is_file() { std::fs::read(&p).unwrap() } else { Vec::new() };
-        out.insert(p.clone(), format!("{:o} {} {} {:?}", m.mode(), m.uid(), m.len(), content));
+        let content = if m.is_file() {
+            std::fs::read(&p).unwrap()
+        } else {
+            Vec::new()
+        };
+        out.insert(
+            p.clone(),
+            format!("{:o} {} {} {:?}", m.mode(), m.uid(), m.len(), content),
+        );
         if m.is_dir() {
             snapshot(&p, root, out);
         }
@@ -159,7 +172,11 @@ impl Sandbox {
     pub fn escaped(&self) -> Vec<PathBuf> {
         let mut now = BTreeMap::new();
         snapshot(self.dir.path(), &self.root, &mut now);
-        let mut diff: Vec<PathBuf> = now.iter().filter(|(k, v)| self.before.get(*k) != Some(v)).map(|(k, _)| k.clone()).collect();
+        let mut diff: Vec<PathBuf> = now
+            .iter()
+            .filter(|(k, v)| self.before.get(*k) != Some(v))
+            .map(|(k, _)| k.clone())
+            .collect();
         diff.extend(self.before.keys().filter(|k| !now.contains_key(*k)).cloned());
         diff
     }
@@ -177,7 +194,8 @@ impl Sandbox {
 /// Reads an xattr (not following a final symlink).
 pub fn getxattr(path: &Path, name: &str) -> Vec<u8> {
     let mut buf = vec![0u8; 4096];
-    let n = rustix::fs::lgetxattr(path, name, &mut buf[..]).unwrap_or_else(|e| panic!("{}: {name}: {e}", path.display()));
+    let n =
+        rustix::fs::lgetxattr(path, name, &mut buf[..]).unwrap_or_else(|e| panic!("{}: {name}: {e}", path.display()));
     buf.truncate(n);
     buf
 }

@@ -1,0 +1,357 @@
+//! `cargo xtask bench layer`: the layer codec against umoci, with the codecs alone as the floor.
+//!
+//! Input: a `debootstrap --variant=minbase bookworm` root filesystem (~200 MB), made on first use and cached in
+//! `target/bench/bookworm-minbase`. Measured in one run, best of three each:
+//! - creation of a gzip layer from the tree: Berth (parallel gzip) vs `umoci repack` of the same tree, with
+//!   `pigz -6` on the tree's tar as the floor;
+//! - extraction of that gzip layer: Berth vs `umoci unpack`, with `gzip -d` on the layer as the floor;
+//! - zstd creation and extraction by Berth next to `zstd -3 -T0` / `zstd -d`.
+//!
+//! Berth runs as a release build of `berth-layer-tool` (built here first), so both sides are whole processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::workspace_root;
+
+const RUNS: usize = 3;
+
+struct Measured {
+    what: &'static str,
+    berth: Duration,
+    peer: Option<(&'static str, Duration)>,
+    floor: Option<(&'static str, Duration)>,
+    target: &'static str,
+}
+
+pub fn run(json: bool) -> Result<()> {
+    let root = workspace_root();
+    let bench = root.join("target/bench");
+    std::fs::create_dir_all(&bench)?;
+    let rootfs = ensure_rootfs(&bench)?;
+    let tool = build_tool(&root)?;
+    for t in ["umoci", "pigz", "gzip", "zstd", "tar"] {
+        ensure!(
+            which(t),
+            "{t} is not installed: run `cargo xtask ci` (it installs the peers and codecs)"
+        );
+    }
+    let work = tempfile::Builder::new().prefix("layer-").tempdir_in(&bench)?;
+    let w = work.path();
+    let tree_bytes = du(&rootfs)?;
+    eprintln!("input: {} ({:.0} MB)", rootfs.display(), tree_bytes as f64 / 1e6);
+
+    // Floors: the codecs alone on the tree's tar stream.
+    let tarball = w.join("tree.tar");
+    sh(Command::new("tar")
+        .args(["--sort=name", "--numeric-owner", "-C"])
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("."))?;
+    let floor_gz = w.join("floor.tar.gz");
+    let pigz_c = best(|| sh_to(Command::new("pigz").args(["-6", "-c"]).arg(&tarball), &floor_gz))?;
+    let gzip_d = best(|| sh_to(Command::new("gzip").arg("-dc").arg(&floor_gz), Path::new("/dev/null")))?;
+    let floor_zst = w.join("floor.tar.zst");
+    let zstd_c = best(|| {
+        sh_to(
+            Command::new("zstd").args(["-3", "-T0", "-q", "-c"]).arg(&tarball),
+            &floor_zst,
+        )
+    })?;
+    let zstd_d = best(|| {
+        sh_to(
+            Command::new("zstd").args(["-d", "-q", "-c"]).arg(&floor_zst),
+            Path::new("/dev/null"),
+        )
+    })?;
+
+    // Berth creation.
+    let berth_gz = w.join("berth.tar.gz");
+    let create_gz = best(|| {
+        settle()?;
+        sh(Command::new(&tool)
+            .arg("create")
+            .arg(&rootfs)
+            .arg(&berth_gz)
+            .arg("gzip"))
+    })?;
+    let berth_zst = w.join("berth.tar.zst");
+    let create_zst = best(|| {
+        settle()?;
+        sh(Command::new(&tool)
+            .arg("create")
+            .arg(&rootfs)
+            .arg(&berth_zst)
+            .arg("zstd"))
+    })?;
+
+    // umoci repack of the same tree: a fresh bundle of an empty image each run, the tree copied in (not timed).
+    let layout = w.join("umoci-layout");
+    sh(Command::new("umoci").args(["init", "--layout"]).arg(&layout))?;
+    sh(Command::new("umoci")
+        .args(["new", "--image"])
+        .arg(format!("{}:base", layout.display())))?;
+    let bundle = w.join("bundle");
+    let umoci_repack = best(|| {
+        let _ = std::fs::remove_dir_all(&bundle);
+        sh(Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:base", layout.display()))
+            .arg(&bundle))?;
+        sh(Command::new("cp")
+            .args(["-a"])
+            .arg(format!("{}/.", rootfs.display()))
+            .arg(bundle.join("rootfs")))?;
+        settle()?;
+        let start = Instant::now();
+        sh(Command::new("umoci")
+            .args(["repack", "--image"])
+            .arg(format!("{}:full", layout.display()))
+            .arg(&bundle))?;
+        Ok(start.elapsed())
+    })?;
+
+    // Extraction. Every run writes a fresh directory (deleting a large tree right before a timed run makes the
+    // file system's inode creation slow and noisy), after a `sync` so earlier writes do not bill this run.
+    let mut n = 0;
+    let mut fresh = || {
+        n += 1;
+        w.join(format!("dest-{n}"))
+    };
+    let apply = |layer: &Path, fresh: &mut dyn FnMut() -> PathBuf| {
+        best(|| {
+            let dest = fresh();
+            settle()?;
+            let start = Instant::now();
+            sh(Command::new(&tool).arg("apply").arg(layer).arg(&dest))?;
+            Ok(start.elapsed())
+        })
+    };
+    let apply_gz = apply(&berth_gz, &mut fresh)?;
+    let apply_zst = apply(&berth_zst, &mut fresh)?;
+    let umoci_unpack = best(|| {
+        let dest = fresh();
+        settle()?;
+        let start = Instant::now();
+        sh(Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:full", layout.display()))
+            .arg(&dest))?;
+        Ok(start.elapsed())
+    })?;
+    let umoci_layer_size = largest_blob(&layout.join("blobs/sha256"))?;
+    eprintln!(
+        "gzip layer sizes: berth {:.1} MB, umoci {:.1} MB, pigz -6 {:.1} MB",
+        file_len(&berth_gz) as f64 / 1e6,
+        umoci_layer_size as f64 / 1e6,
+        file_len(&floor_gz) as f64 / 1e6
+    );
+
+    let rows = [
+        Measured {
+            what: "create gzip layer",
+            berth: create_gz,
+            peer: Some(("umoci repack", umoci_repack)),
+            floor: Some(("pigz -6", pigz_c)),
+            target: "<= 0.5x umoci, <= 1.5x floor",
+        },
+        Measured {
+            what: "extract gzip layer",
+            berth: apply_gz,
+            peer: Some(("umoci unpack", umoci_unpack)),
+            floor: Some(("gzip -d", gzip_d)),
+            target: "<= 0.5x umoci, <= 1.5x floor",
+        },
+        Measured {
+            what: "create zstd layer",
+            berth: create_zst,
+            peer: None,
+            floor: Some(("zstd -3 -T0", zstd_c)),
+            target: "",
+        },
+        Measured {
+            what: "extract zstd layer",
+            berth: apply_zst,
+            peer: None,
+            floor: Some(("zstd -d", zstd_d)),
+            target: "",
+        },
+    ];
+    report(&rows, tree_bytes, json);
+    Ok(())
+}
+
+fn report(rows: &[Measured], bytes: u64, json: bool) {
+    let mut table = String::new();
+    table.push_str(&format!(
+        "{:<20} {:>9} {:>14} {:>9} {:>8} {:>12} {:>9} {:>8}  target\n",
+        "workload", "berth s", "peer", "peer s", "÷peer", "floor", "floor s", "÷floor"
+    ));
+    let mut out = Vec::new();
+    for r in rows {
+        let b = r.berth.as_secs_f64();
+        let (pn, ps, pr) = match r.peer {
+            Some((n, d)) => (
+                n,
+                format!("{:.2}", d.as_secs_f64()),
+                format!("{:.2}x", b / d.as_secs_f64()),
+            ),
+            None => ("-", "-".into(), "-".into()),
+        };
+        let (fname, fs, fr) = match r.floor {
+            Some((n, d)) => (
+                n,
+                format!("{:.2}", d.as_secs_f64()),
+                format!("{:.2}x", b / d.as_secs_f64()),
+            ),
+            None => ("-", "-".into(), "-".into()),
+        };
+        table.push_str(&format!(
+            "{:<20} {:>9.2} {:>14} {:>9} {:>8} {:>12} {:>9} {:>8}  {}\n",
+            r.what, b, pn, ps, pr, fname, fs, fr, r.target
+        ));
+        out.push(format!(
+            r#"{{"workload":"{}","berth_s":{b:.4},"peer":{},"peer_s":{},"floor":{},"floor_s":{}}}"#,
+            r.what,
+            r.peer.map_or("null".into(), |(n, _)| format!("\"{n}\"")),
+            r.peer.map_or("null".into(), |(_, d)| format!("{:.4}", d.as_secs_f64())),
+            r.floor.map_or("null".into(), |(n, _)| format!("\"{n}\"")),
+            r.floor
+                .map_or("null".into(), |(_, d)| format!("{:.4}", d.as_secs_f64())),
+        ));
+    }
+    table.push_str(&format!(
+        "(times are wall seconds, best of {RUNS}; ratios are Berth's time over the other's: below 1 is faster; tree {:.0} MB)\n",
+        bytes as f64 / 1e6
+    ));
+    if json {
+        eprint!("{table}");
+        println!(
+            r#"{{"bench":"layer","input_bytes":{bytes},"rows":[{}]}}"#,
+            out.join(",")
+        );
+    } else {
+        print!("{table}");
+    }
+}
+
+fn best(mut f: impl FnMut() -> Result<Duration>) -> Result<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..RUNS {
+        best = best.min(f()?);
+    }
+    Ok(best)
+}
+
+fn sh(cmd: &mut Command) -> Result<Duration> {
+    let start = Instant::now();
+    let out = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    ensure!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(start.elapsed())
+}
+
+fn sh_to(cmd: &mut Command, out: &Path) -> Result<Duration> {
+    let file = std::fs::File::create(out)?;
+    let start = Instant::now();
+    let o = cmd
+        .stdout(file)
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    ensure!(
+        o.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok(start.elapsed())
+}
+
+/// Lets the file system finish background work (writeback, block freeing of deleted trees) so that it is not
+/// billed to the next timed run; on this kind of VM, inode creation right after such work is several times slower.
+fn settle() -> Result<()> {
+    sh(&mut Command::new("sync"))?;
+    std::thread::sleep(Duration::from_secs(3));
+    Ok(())
+}
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map_or(0, |m| m.len())
+}
+
+fn largest_blob(dir: &Path) -> Result<u64> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0))
+}
+
+fn which(tool: &str) -> bool {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(tool).is_file())
+}
+
+fn du(dir: &Path) -> Result<u64> {
+    let out = Command::new("du").args(["-sb"]).arg(dir).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .context("du output")
+}
+
+/// The cached debootstrap tree, made when absent (needs root, debootstrap and the Debian mirror).
+fn ensure_rootfs(bench: &Path) -> Result<PathBuf> {
+    let rootfs = bench.join("bookworm-minbase");
+    if rootfs.join("etc/debian_version").is_file() {
+        return Ok(rootfs);
+    }
+    if !which("debootstrap") {
+        crate::packages::ensure_installed(&["debootstrap"])?;
+    }
+    let tmp = bench.join("bookworm-minbase.tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    eprintln!(
+        "making the benchmark tree with debootstrap (once; cached in {})",
+        rootfs.display()
+    );
+    let status = Command::new("debootstrap")
+        .args(["--variant=minbase", "bookworm"])
+        .arg(&tmp)
+        .arg("http://deb.debian.org/debian")
+        .status()?;
+    if !status.success() {
+        bail!("debootstrap failed ({status}); the layer benchmark needs the Debian mirror");
+    }
+    std::fs::rename(&tmp, &rootfs)?;
+    Ok(rootfs)
+}
+
+fn build_tool(root: &Path) -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "berth-testkit",
+            "--bin",
+            "berth-layer-tool",
+        ])
+        .current_dir(root)
+        .status()?;
+    ensure!(status.success(), "building berth-layer-tool failed");
+    Ok(root.join("target/release/berth-layer-tool"))
+}
