@@ -13,3 +13,4 @@ pub mod image;
 pub mod rng;
 pub mod tools;
 pub mod tree;
+pub mod faultproxy;

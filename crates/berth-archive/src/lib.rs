@@ -1,0 +1,1 @@
+//! berth-archive: oci-archive and docker-archive images, in and out.

@@ -1,0 +1,370 @@
+//! Opening the two ends of a copy: layouts (and the store), archives and registries.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_registry::{ClientOptions, Credentials, Registry};
+use berth_spec::Digest;
+use berth_spec::document::DEFAULT_MAX_DOCUMENT_SIZE;
+use berth_spec::layout::Layout;
+use berth_spec::reference::{DockerArchiveRef, ImageRef};
+use oci_spec::image::Descriptor;
+
+use crate::error::CopyError;
+
+/// How one side talks to registries.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryAccess {
+    /// `USER:PASS` given on the command line.
+    pub creds: Option<Credentials>,
+    /// An auth file (containers-auth.json / docker config format).
+    pub authfile: Option<PathBuf>,
+    /// `None`: automatic (plain HTTP only for localhost and 127.0.0.0/8).
+    pub tls_verify: Option<bool>,
+    /// Retries of failed requests.
+    pub retry_times: Option<u32>,
+}
+
+/// Settings shared by every endpoint of a command.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    /// The default store (bare names); `None` = berth-spec's default location.
+    pub store: Option<PathBuf>,
+    /// Source-side registry access.
+    pub src: RegistryAccess,
+    /// Destination-side registry access.
+    pub dest: RegistryAccess,
+    /// The blob-location cache used for cross-repository mounts.
+    pub blob_cache: Option<PathBuf>,
+}
+
+/// Which image of a layout.
+#[derive(Debug, Clone)]
+pub enum Selector {
+    /// The entry with this ref name.
+    Name(String),
+    /// The manifest or index with this digest.
+    Digest(Digest),
+    /// The only entry.
+    Only,
+}
+
+/// Where a copy reads from.
+#[derive(Debug)]
+pub enum Source {
+    /// An OCI layout (a directory, the store, or an unpacked archive).
+    Layout {
+        /// The layout.
+        layout: Layout,
+        /// Which image.
+        selector: Selector,
+        /// How the user named it.
+        label: String,
+        /// Keeps a temporary layout alive (archives).
+        _temp: Option<Arc<tempfile::TempDir>>,
+    },
+    /// A repository in a registry.
+    Registry {
+        /// The registry client.
+        registry: Registry,
+        /// The repository path.
+        repo: String,
+        /// Tag or digest.
+        reference: String,
+        /// How the user named it.
+        label: String,
+    },
+}
+
+/// What happens when a layout destination is committed.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    /// Nothing more: the layout is the destination.
+    Layout,
+    /// Write the (temporary) layout as an oci-archive.
+    OciArchive(PathBuf),
+    /// Write the (temporary) layout as a docker-archive, tagging the image.
+    DockerArchive(PathBuf, Vec<String>),
+}
+
+/// Where a copy writes to.
+#[derive(Debug)]
+pub enum Dest {
+    /// An OCI layout.
+    Layout {
+        /// The layout.
+        layout: Layout,
+        /// The ref name to give the image, if any.
+        ref_name: Option<String>,
+        /// What to do at the end.
+        finish: Finish,
+        /// How the user named it.
+        label: String,
+        /// Keeps a temporary layout alive (archives).
+        _temp: Option<Arc<tempfile::TempDir>>,
+    },
+    /// A repository in a registry.
+    Registry {
+        /// The registry client.
+        registry: Registry,
+        /// The repository path.
+        repo: String,
+        /// The tag to set, if any (else the image is pushed by digest).
+        tag: Option<String>,
+        /// How the user named it.
+        label: String,
+    },
+}
+
+impl Endpoints {
+    /// The store's path.
+    pub fn store_path(&self) -> PathBuf {
+        self.store.clone().unwrap_or_else(berth_spec::store::default_store_path)
+    }
+
+    fn registry(&self, host: &str, access: &RegistryAccess) -> Result<Registry, CopyError> {
+        let opts = ClientOptions {
+            tls_verify: access.tls_verify,
+            credentials: access.creds.clone(),
+            authfile: access.authfile.clone(),
+            retry_times: access.retry_times.unwrap_or(3),
+            user_agent: format!("berth-copy/{}", env!("CARGO_PKG_VERSION")),
+            blob_cache: self.blob_cache.clone(),
+        };
+        Ok(Registry::new(host, &opts)?)
+    }
+
+    /// Opens an image to read.
+    pub fn open_source(&self, image: &ImageRef) -> Result<Source, CopyError> {
+        let label = image.to_string();
+        match image {
+            ImageRef::Oci { path, reference } => Ok(Source::Layout {
+                layout: Layout::open(path)?,
+                selector: reference.clone().map_or(Selector::Only, Selector::Name),
+                label,
+                _temp: None,
+            }),
+            ImageRef::Store(s) => {
+                let layout = Layout::open(self.store_path())?;
+                let selector = match (s.ref_name(), s.digest()) {
+                    (_, Some(d)) => Selector::Digest(d.clone()),
+                    (Some(n), None) => Selector::Name(n),
+                    (None, None) => Selector::Only,
+                };
+                Ok(Source::Layout { layout, selector, label, _temp: None })
+            }
+            ImageRef::Docker(r) => {
+                let registry = self.registry(r.registry_host(), &self.src)?;
+                let reference =
+                    r.digest().map(|d| d.to_string()).or_else(|| r.tag().map(str::to_owned)).unwrap_or("latest".into());
+                Ok(Source::Registry { registry, repo: r.repository().to_owned(), reference, label })
+            }
+            ImageRef::OciArchive { path, reference } => {
+                let temp = Arc::new(temp_dir("oci-archive")?);
+                let layout = berth_archive::extract_oci_archive(path, &temp.path().join("layout"))?;
+                let selector = reference.clone().map_or(Selector::Only, Selector::Name);
+                Ok(Source::Layout { layout, selector, label, _temp: Some(temp) })
+            }
+            ImageRef::DockerArchive { path, reference } => {
+                let temp = Arc::new(temp_dir("docker-archive")?);
+                let layout = Layout::create(temp.path().join("layout"))?;
+                let reader = berth_archive::DockerArchiveReader::open(path)?;
+                let which = reference.clone().unwrap_or(DockerArchiveRef::Index(0));
+                let image = reader.select(&which)?;
+                let desc = berth_archive::import_docker_archive(
+                    &reader,
+                    &image,
+                    &layout,
+                    Some("imported"),
+                    berth_spec::media_type::Compression::None,
+                )?;
+                let _ = desc;
+                Ok(Source::Layout { layout, selector: Selector::Name("imported".into()), label, _temp: Some(temp) })
+            }
+        }
+    }
+
+    /// Opens (creating as needed) where an image is written.
+    pub fn open_dest(&self, image: &ImageRef) -> Result<Dest, CopyError> {
+        let label = image.to_string();
+        match image {
+            ImageRef::Oci { path, reference } => Ok(Dest::Layout {
+                layout: Layout::create(path)?,
+                ref_name: reference.clone(),
+                finish: Finish::Layout,
+                label,
+                _temp: None,
+            }),
+            ImageRef::Store(s) => {
+                if s.digest().is_some() {
+                    return Err(CopyError::usage(format!(
+                        "{label}: a store destination is named by NAME[:TAG], not by digest"
+                    )));
+                }
+                Ok(Dest::Layout {
+                    layout: Layout::create(self.store_path())?,
+                    ref_name: s.ref_name(),
+                    finish: Finish::Layout,
+                    label,
+                    _temp: None,
+                })
+            }
+            ImageRef::Docker(r) => {
+                let registry = self.registry(r.registry_host(), &self.dest)?;
+                if r.digest().is_some() && r.tag().is_none() {
+                    // Pushing by digest: the manifest's digest must come out equal (checked after the push).
+                }
+                Ok(Dest::Registry {
+                    registry,
+                    repo: r.repository().to_owned(),
+                    tag: r.tag().map(str::to_owned).or_else(|| r.digest().is_none().then(|| "latest".into())),
+                    label,
+                })
+            }
+            ImageRef::OciArchive { path, reference } => {
+                let temp = Arc::new(temp_dir("oci-archive")?);
+                let dir = temp.path().join("layout");
+                // Several images per archive: an existing archive's images are kept.
+                let layout =
+                    if path.exists() { berth_archive::extract_oci_archive(path, &dir)? } else { Layout::create(&dir)? };
+                Ok(Dest::Layout {
+                    layout,
+                    ref_name: reference.clone(),
+                    finish: Finish::OciArchive(path.clone()),
+                    label,
+                    _temp: Some(temp),
+                })
+            }
+            ImageRef::DockerArchive { path, reference } => {
+                let temp = Arc::new(temp_dir("docker-archive")?);
+                let layout = Layout::create(temp.path().join("layout"))?;
+                let tags = match reference {
+                    Some(DockerArchiveRef::Named(r)) => vec![r.familiar()],
+                    Some(DockerArchiveRef::Index(_)) => {
+                        return Err(CopyError::usage(format!(
+                            "{label}: @INDEX selects an image to read; to write, give NAME:TAG or nothing"
+                        )));
+                    }
+                    None => Vec::new(),
+                };
+                Ok(Dest::Layout {
+                    layout,
+                    ref_name: Some("berth-export".into()),
+                    finish: Finish::DockerArchive(path.clone(), tags),
+                    label,
+                    _temp: Some(temp),
+                })
+            }
+        }
+    }
+}
+
+fn temp_dir(what: &str) -> Result<tempfile::TempDir, CopyError> {
+    tempfile::Builder::new().prefix(&format!("berth-copy-{what}-")).tempdir().map_err(CopyError::io("temporary directory"))
+}
+
+impl Source {
+    /// How the user named the source.
+    pub fn label(&self) -> &str {
+        match self {
+            Source::Layout { label, .. } | Source::Registry { label, .. } => label,
+        }
+    }
+
+    /// The top-level manifest or index: (bytes, media type, digest).
+    pub async fn top(&self) -> Result<(Vec<u8>, String, Digest), CopyError> {
+        match self {
+            Source::Layout { layout, selector, .. } => {
+                let desc = match selector {
+                    Selector::Name(n) => layout.resolve(Some(n))?,
+                    Selector::Only => layout.resolve(None)?,
+                    Selector::Digest(d) => layout.resolve_digest(d)?,
+                };
+                let digest = Digest::from_oci(desc.digest()).map_err(berth_spec::document::DocumentError::from_digest)?;
+                let bytes = layout.read_blob_capped(&digest, desc.size(), DEFAULT_MAX_DOCUMENT_SIZE)?;
+                Ok((bytes, desc.media_type().to_string(), digest))
+            }
+            Source::Registry { registry, repo, reference, .. } => {
+                let m = registry.get_manifest(repo, reference, crate::plan::ACCEPT).await?;
+                Ok((m.bytes, m.media_type, m.digest))
+            }
+        }
+    }
+
+    /// A manifest, index or config by descriptor, verified and capped.
+    pub async fn document(&self, desc: &Descriptor) -> Result<Vec<u8>, CopyError> {
+        let digest = crate::plan::digest_of(desc)?;
+        match self {
+            Source::Layout { layout, .. } => Ok(layout.read_blob_capped(&digest, desc.size(), DEFAULT_MAX_DOCUMENT_SIZE)?),
+            Source::Registry { registry, repo, .. } => {
+                let mt = desc.media_type().to_string();
+                if berth_spec::media_type::is_manifest(&mt) || berth_spec::media_type::is_index(&mt) {
+                    Ok(registry.get_manifest(repo, &digest.to_string(), &[mt.as_str()]).await?.bytes)
+                } else {
+                    if desc.size() > DEFAULT_MAX_DOCUMENT_SIZE {
+                        return Err(berth_spec::document::DocumentError::TooLarge {
+                            source_name: format!("{}: {digest}", self.label()),
+                            size: desc.size(),
+                            limit: DEFAULT_MAX_DOCUMENT_SIZE,
+                        }
+                        .into());
+                    }
+                    let mut buf = Vec::new();
+                    registry.get_blob(repo, &digest, desc.size(), &mut buf, &|_| {}).await?;
+                    Ok(buf)
+                }
+            }
+        }
+    }
+
+    /// Streams a blob into `sink`, verified.
+    pub async fn blob_to(
+        &self,
+        desc: &Descriptor,
+        sink: &mut (dyn Write + Send),
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), CopyError> {
+        let digest = crate::plan::digest_of(desc)?;
+        match self {
+            Source::Layout { layout, .. } => {
+                let path = layout.blob_path(&digest);
+                let mut r = layout.open_blob(&digest, desc.size())?;
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = std::io::Read::read(&mut r, &mut buf).map_err(|e| blob_err(&path, e))?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    sink.write_all(&buf[..n]).map_err(CopyError::io(path.display()))?;
+                    progress(n as u64);
+                }
+            }
+            Source::Registry { registry, repo, .. } => Ok(registry.get_blob(repo, &digest, desc.size(), sink, progress).await?),
+        }
+    }
+
+    /// The layout holding the blobs, when the source is one.
+    pub fn layout(&self) -> Option<&Layout> {
+        match self {
+            Source::Layout { layout, .. } => Some(layout),
+            Source::Registry { .. } => None,
+        }
+    }
+}
+
+fn blob_err(path: &Path, e: std::io::Error) -> CopyError {
+    match berth_spec::VerifyError::from_io(&e) {
+        Some(v) => CopyError::Layout(berth_spec::layout::LayoutError::Corrupt { path: path.to_owned(), error: v.clone() }),
+        None => CopyError::Io { path: path.display().to_string(), source: e },
+    }
+}
+
+impl Dest {
+    /// How the user named the destination.
+    pub fn label(&self) -> &str {
+        match self {
+            Dest::Layout { label, .. } | Dest::Registry { label, .. } => label,
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Moving one blob or document from a source to a destination, whatever the two are.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use berth_registry::PutOutcome;
+use berth_spec::{Algorithm, Digest};
+use oci_spec::image::Descriptor;
+
+use crate::endpoint::{Dest, Source};
+use crate::error::CopyError;
+use crate::plan::digest_of;
+use crate::progress::{Outcome, Progress};
+
+/// Copies the blob `desc` from `src` to `dst` unless the destination already has it intact.
+pub async fn blob(src: &Arc<Source>, dst: &Arc<Dest>, desc: &Descriptor, progress: &Arc<dyn Progress>) -> Result<Outcome, CopyError> {
+    let digest = digest_of(desc)?;
+    let size = desc.size();
+    match &**dst {
+        Dest::Layout { layout, .. } => {
+            if layout.verify_blob(&digest, size).is_ok() {
+                progress.done(&digest, Outcome::Skipped);
+                return Ok(Outcome::Skipped);
+            }
+            progress.start(&digest, size, "Copying");
+            if let Some(src_layout) = src.layout() {
+                let (src_layout, layout, d, p) = (src_layout.clone(), layout.clone(), digest.clone(), progress.clone());
+                tokio::task::spawn_blocking(move || -> Result<(), CopyError> {
+                    let mut reader = src_layout.open_blob(&d, size)?;
+                    let mut counting = Counting { inner: &mut reader, digest: &d, progress: &*p };
+                    layout.writer()?.put_blob(&mut counting, &d, size)?;
+                    Ok(())
+                })
+                .await
+                .expect("blob copy task does not panic")?;
+            } else {
+                let writer = layout.writer()?;
+                let mut sink = writer.blob_writer_expecting(&digest, size)?;
+                let p = progress.clone();
+                let d = digest.clone();
+                src.blob_to(desc, &mut sink, &move |n| p.advance(&d, n)).await?;
+                sink.commit()?;
+            }
+            progress.done(&digest, Outcome::Copied);
+            Ok(Outcome::Copied)
+        }
+        Dest::Registry { registry, repo, .. } => {
+            progress.start(&digest, size, "Copying");
+            let p = progress.clone();
+            let d = digest.clone();
+            let advance = move |n| p.advance(&d, n);
+            let outcome = match &**src {
+                Source::Layout { layout, .. } => {
+                    let (layout, d) = (layout.clone(), digest.clone());
+                    let open = move || -> std::io::Result<Box<dyn Read + Send>> {
+                        let r = layout.open_blob(&d, size).map_err(std::io::Error::other)?;
+                        Ok(Box::new(r))
+                    };
+                    registry.put_blob(repo, &digest, size, &open, &advance).await?
+                }
+                Source::Registry { registry: sreg, repo: srepo, .. } => {
+                    if sreg.host() == registry.host() && registry.mount_blob(repo, &digest, srepo).await? {
+                        PutOutcome::Mounted { from: srepo.clone() }
+                    } else if registry.blob_exists(repo, &digest).await?.is_some() {
+                        PutOutcome::Existed
+                    } else {
+                        // Stage through a verified temporary file, then upload (retries reopen the file).
+                        let staged = tempfile::NamedTempFile::new().map_err(CopyError::io("temporary file"))?;
+                        let mut f = staged.reopen().map_err(CopyError::io(staged.path().display()))?;
+                        sreg.get_blob(srepo, &digest, size, &mut f, &|_| {}).await?;
+                        let path = staged.path().to_owned();
+                        let open = move || -> std::io::Result<Box<dyn Read + Send>> { Ok(Box::new(std::fs::File::open(&path)?)) };
+                        registry.put_blob(repo, &digest, size, &open, &advance).await?
+                    }
+                }
+            };
+            let o = match outcome {
+                PutOutcome::Existed => Outcome::Skipped,
+                PutOutcome::Mounted { .. } => Outcome::Mounted,
+                PutOutcome::Uploaded => Outcome::Copied,
+            };
+            progress.done(&digest, o);
+            Ok(o)
+        }
+    }
+}
+
+/// Writes a document (manifest, index, or config bytes) to the destination; returns its descriptor.
+pub async fn document(dst: &Dest, bytes: &[u8], media_type: &str) -> Result<Descriptor, CopyError> {
+    let digest = Digest::sha256(bytes);
+    let desc = Descriptor::new(media_type.into(), bytes.len() as u64, digest.to_oci());
+    let is_manifest = berth_spec::media_type::is_manifest(media_type) || berth_spec::media_type::is_index(media_type);
+    match dst {
+        Dest::Layout { layout, .. } => {
+            layout.writer()?.put_bytes(bytes, Algorithm::Sha256)?;
+        }
+        Dest::Registry { registry, repo, .. } => {
+            if is_manifest {
+                let got = registry.put_manifest(repo, &digest.to_string(), bytes, media_type).await?;
+                if got != digest {
+                    return Err(CopyError::usage(format!("{}: the registry stored manifest {got}, not {digest}", dst.label())));
+                }
+            } else {
+                let owned = bytes.to_vec();
+                let open = move || -> std::io::Result<Box<dyn Read + Send>> { Ok(Box::new(std::io::Cursor::new(owned.clone()))) };
+                registry.put_blob(repo, &digest, bytes.len() as u64, &open, &|_| {}).await?;
+            }
+        }
+    }
+    Ok(desc)
+}
+
+/// Names the copied image at the destination (ref name, tag, archive).
+pub async fn commit(dst: &Dest, top: &Descriptor, top_bytes: &[u8]) -> Result<(), CopyError> {
+    match dst {
+        Dest::Layout { layout, ref_name, finish, .. } => {
+            let w = layout.writer()?;
+            match ref_name {
+                Some(n) => w.set_ref(n, top)?,
+                None => w.add_entry(top)?,
+            }
+            drop(w);
+            match finish {
+                crate::endpoint::Finish::Layout => {}
+                crate::endpoint::Finish::OciArchive(out) => berth_archive::write_oci_archive(layout.root(), out)?,
+                crate::endpoint::Finish::DockerArchive(out, tags) => {
+                    let mut writer = berth_archive::DockerArchiveWriter::create(out)?;
+                    writer.add_image(layout, top, tags)?;
+                    writer.finish()?;
+                }
+            }
+        }
+        Dest::Registry { registry, repo, tag, .. } => {
+            if let Some(tag) = tag {
+                registry.put_manifest(repo, tag, top_bytes, &top.media_type().to_string()).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Counting<'a, R> {
+    inner: R,
+    digest: &'a Digest,
+    progress: &'a dyn Progress,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(self.digest, n as u64);
+        Ok(n)
+    }
+}

@@ -1,0 +1,1 @@
+//! berth-registry: the OCI distribution client shared by the copier and anything that pulls.
