@@ -109,7 +109,7 @@ pub enum ArchiveError {
         /// The config member.
         member: String,
         /// The parse error.
-        source: DocumentError,
+        source: Box<DocumentError>,
     },
     /// The image lists a different number of layers than its config has diff_ids.
     #[error("{}: image {image} lists {layers} layers but its config has {diff_ids} diff_ids; the archive is corrupt", archive.display())]
@@ -124,14 +124,12 @@ pub enum ArchiveError {
         diff_ids: usize,
     },
     /// A layer's uncompressed content does not hash to its diff_id.
-    #[error("{}: image {image}: layer {member:?} uncompressed hashes to {found}, but the config's diff_id is {expected}; the image is corrupt and nothing was stored for it", archive.display())]
+    #[error("{}: {layer}: uncompressed content hashes to {found}, but the config's diff_id is {expected}; the image is corrupt", archive.display())]
     DiffIdMismatch {
         /// The archive.
         archive: PathBuf,
-        /// The image.
-        image: String,
-        /// The layer member (or blob digest).
-        member: String,
+        /// The image and layer (`image @0 (busybox:latest): layer "abc/layer.tar"`).
+        layer: String,
         /// The config's diff_id.
         expected: Digest,
         /// What the content hashes to.
@@ -167,7 +165,7 @@ pub enum ArchiveError {
         /// The tag.
         tag: String,
         /// The reference error.
-        source: berth_spec::ReferenceError,
+        source: Box<berth_spec::ReferenceError>,
     },
     /// Where an archive is to be extracted already holds something.
     #[error("{}: the destination exists and is not an empty directory; extract into a new directory", path.display())]
@@ -187,7 +185,7 @@ pub enum ArchiveError {
         /// The archive being read from or written to.
         archive: PathBuf,
         /// The layout's error (it names the layout, blob or ref).
-        source: LayoutError,
+        source: Box<LayoutError>,
     },
 }
 
@@ -218,7 +216,7 @@ impl<T> LayoutContext<T> for Result<T, LayoutError> {
     fn in_archive(self, archive: &std::path::Path) -> Result<T> {
         self.map_err(|source| ArchiveError::Layout {
             archive: archive.to_owned(),
-            source,
+            source: Box::new(source),
         })
     }
 }

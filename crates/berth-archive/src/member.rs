@@ -7,12 +7,14 @@
 //! different archives.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
+use berth_spec::media_type::Compression;
 use tar::EntryType;
 
-use crate::error::{ArchiveError, Result};
+use crate::error::{ArchiveError, IoContext, Result};
 
 /// Cap on a GNU long-name or PAX extension header's data.
 pub(crate) const MAX_EXTENSION_HEADER: u64 = 1024 * 1024;
@@ -141,12 +143,25 @@ fn apply_pax(archive: &Path, data: &[u8], pending: &mut Pending) -> Result<()> {
                 pending.pax_size = Some(size);
             }
             key if key.starts_with(b"GNU.sparse.") => {
-                return Err(bad(archive, "(PAX header)", "sparse members are not allowed in an image archive"));
+                return Err(bad(
+                    archive,
+                    "(PAX header)",
+                    "sparse members are not allowed in an image archive",
+                ));
             }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// Opens an archive file and undoes gzip or zstd compression (sniffed from its first bytes).
+pub(crate) fn open_decompressed(archive: &Path) -> Result<(Box<dyn Read + Send>, Compression)> {
+    let file = File::open(archive).at(archive, "open archive")?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let compression = Compression::sniff(reader.fill_buf().at(archive, "read archive")?);
+    let reader = berth_spec::diff_id::decoder(reader, compression).at(archive, "start decompressing archive")?;
+    Ok((reader, compression))
 }
 
 /// Walks every member of `entries` (which must be raw), calling `visit` with each member and a reader of its data.
@@ -185,7 +200,11 @@ pub(crate) fn walk<R: Read>(
             _ => {}
         }
         let pending = std::mem::take(&mut pending);
-        let raw_name = text(archive, &pending.name.unwrap_or_else(|| header.path_bytes().into_owned()), "name")?;
+        let raw_name = text(
+            archive,
+            &pending.name.unwrap_or_else(|| header.path_bytes().into_owned()),
+            "name",
+        )?;
         if let Some(pax_size) = pending.pax_size
             && pax_size != size
         {
@@ -195,7 +214,10 @@ pub(crate) fn walk<R: Read>(
                 format!("its PAX size {pax_size} disagrees with its header size {size}; the archive is ambiguous"),
             ));
         }
-        let link = match pending.link.or_else(|| header.link_name_bytes().map(|l| l.into_owned())) {
+        let link = match pending
+            .link
+            .or_else(|| header.link_name_bytes().map(|l| l.into_owned()))
+        {
             Some(l) => Some(text(archive, &l, "link target")?),
             None => None,
         };
@@ -208,7 +230,11 @@ pub(crate) fn walk<R: Read>(
         };
         let name = normalize(&raw_name).map_err(|reason| bad(archive, raw_name.as_str(), reason))?;
         if name.is_empty() && kind != MemberKind::Dir {
-            return Err(bad(archive, raw_name, "only a directory may be named after the archive root"));
+            return Err(bad(
+                archive,
+                raw_name,
+                "only a directory may be named after the archive root",
+            ));
         }
         if let Some(before) = seen.insert(name.clone(), kind)
             && !(before == MemberKind::Dir && kind == MemberKind::Dir)
@@ -230,7 +256,9 @@ pub(crate) fn walk<R: Read>(
         visit(&member, &mut entry)?;
     }
     if pending.name.is_some() || pending.link.is_some() || pending.pax_size.is_some() {
-        return Err(tar_err(std::io::Error::other("the archive ends after an extension header")));
+        return Err(tar_err(std::io::Error::other(
+            "the archive ends after an extension header",
+        )));
     }
     Ok(())
 }
@@ -304,14 +332,17 @@ mod tests {
             (b"d", EntryType::Directory, b""),
         ]);
         let found = names(&tar).unwrap();
-        assert_eq!(found[0], (long, MemberKind::File, 1024));
+        assert_eq!(found[0], (long, MemberKind::File, 1536));
         assert_eq!(found[1].0, "d");
     }
 
     #[test]
     fn hostile_headers_are_refused() {
         let pax = b"12 size=999\n";
-        let tar = raw_tar(&[(b"PaxHeader", EntryType::XHeader, pax), (b"f", EntryType::Regular, b"x")]);
+        let tar = raw_tar(&[
+            (b"PaxHeader", EntryType::XHeader, pax),
+            (b"f", EntryType::Regular, b"x"),
+        ]);
         assert!(names(&tar).unwrap_err().to_string().contains("disagrees"));
         let tar = raw_tar(&[(b"../x", EntryType::Regular, b"x")]);
         assert!(names(&tar).unwrap_err().to_string().contains("`..`"));
@@ -323,7 +354,11 @@ mod tests {
         assert!(names(&tar).unwrap_err().to_string().contains("root"));
         let tar = raw_tar(&[(b"\xff", EntryType::Regular, b"x")]);
         assert!(names(&tar).unwrap_err().to_string().contains("UTF-8"));
-        let tar = raw_tar(&[(b"PaxHeader", EntryType::XHeader, b"25 GNU.sparse.major=1\n")]);
+        let sparse = pax_record("GNU.sparse.major", "1");
+        let tar = raw_tar(&[
+            (b"PaxHeader", EntryType::XHeader, sparse.as_bytes()),
+            (b"f", EntryType::Regular, b"x"),
+        ]);
         assert!(names(&tar).unwrap_err().to_string().contains("sparse"));
     }
 }

@@ -8,12 +8,11 @@
 //! destination.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use berth_spec::layout::{Layout, MAX_INDEX_JSON_SIZE};
-use berth_spec::media_type::Compression;
 use berth_spec::{Algorithm, Digest, Hasher};
 
 use crate::error::{ArchiveError, IoContext, LayoutContext, Result};
@@ -32,7 +31,8 @@ enum Role {
     Foreign,
 }
 
-fn algorithm(name: &str) -> Option<Algorithm> {
+/// The digest algorithm a `blobs/ALG` directory is named after.
+pub(crate) fn algorithm(name: &str) -> Option<Algorithm> {
     [Algorithm::Sha256, Algorithm::Sha512]
         .into_iter()
         .find(|a| a.as_str() == name)
@@ -141,15 +141,6 @@ fn write_member(archive: &Path, dest: &Path, m: &Member, data: &mut dyn Read, di
     file.sync_all().at(dest, "fsync extracted file")
 }
 
-/// Opens an archive file and undoes gzip or zstd compression (sniffed from its first bytes).
-pub(crate) fn open_decompressed(archive: &Path) -> Result<(Box<dyn Read + Send>, Compression)> {
-    let file = File::open(archive).at(archive, "open archive")?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let compression = Compression::sniff(reader.fill_buf().at(archive, "read archive")?);
-    let reader = berth_spec::diff_id::decoder(reader, compression).at(archive, "start decompressing archive")?;
-    Ok((reader, compression))
-}
-
 fn check_destination(into: &Path) -> Result<()> {
     match fs::symlink_metadata(into) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -179,7 +170,7 @@ pub fn extract_oci_archive(archive: &Path, into: &Path) -> Result<Layout> {
         .suffix(".extracting")
         .tempdir_in(parent)
         .at(parent, "create staging directory")?;
-    let (reader, compression) = open_decompressed(archive)?;
+    let (reader, compression) = member::open_decompressed(archive)?;
     tracing::debug!(archive = %archive.display(), %compression, "extracting oci-archive");
     let mut tar = tar::Archive::new(reader);
     let entries = tar.entries().map_err(|source| ArchiveError::Tar {
@@ -222,7 +213,9 @@ pub fn extract_oci_archive(archive: &Path, into: &Path) -> Result<Layout> {
         .and_then(|d| d.sync_all())
         .at(staging.path(), "fsync directory")?;
     fs::rename(staging.path(), into).at(into, "move the extracted layout into place")?;
-    File::open(parent).and_then(|d| d.sync_all()).at(parent, "fsync directory")?;
+    File::open(parent)
+        .and_then(|d| d.sync_all())
+        .at(parent, "fsync directory")?;
     Layout::open(into).in_archive(archive)
 }
 

@@ -209,7 +209,11 @@ mod tests {
         assert!(t.end_file(m).is_err());
         drop(t);
         assert!(!target.exists(), "an unfinished archive appeared");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "temp file left behind");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "temp file left behind"
+        );
 
         let mut t = TarOut::create(&target).unwrap();
         t.dir("blobs").unwrap();
@@ -227,9 +231,6 @@ mod tests {
             e.read_to_end(&mut data).unwrap();
             seen.push((e.path().unwrap().to_string_lossy().into_owned(), data.len()));
         }
-        assert_eq!(
-            seen,
-            [("blobs/".into(), 0), (long, 5), ("streamed".to_string(), 1000)]
-        );
+        assert_eq!(seen, [("blobs/".into(), 0), (long, 5), ("streamed".to_string(), 1000)]);
     }
 }

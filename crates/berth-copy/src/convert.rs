@@ -30,7 +30,8 @@ pub async fn recompress(
     let from = media_type::layer_compression(&mt)
         .ok_or_else(|| CopyError::usage(format!("layer {digest}: cannot recompress media type {mt:?}")))?;
     let new_mt = media_type::layer_media_type(format, target).map_err(|e| CopyError::usage(e.to_string()))?;
-    let layer_err = |reason: String| CopyError::Layer { image: src.label().to_owned(), layer: digest.to_string(), reason };
+    let (image_label, layer_label) = (src.label().to_owned(), digest.to_string());
+    let layer_err = move |reason: String| CopyError::Layer { image: image_label.clone(), layer: layer_label.clone(), reason };
 
     // A local, verified copy of the source blob to read from.
     let staged;

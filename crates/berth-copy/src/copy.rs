@@ -156,7 +156,7 @@ fn copy_index<'a>(
     media_type: String,
     subset: Option<&'a [Platform]>,
     depth: usize,
-) -> futures_util::future::BoxFuture<'a, Result<(Descriptor, Vec<u8>), CopyError>> {
+) -> futures_util::future::LocalBoxFuture<'a, Result<(Descriptor, Vec<u8>), CopyError>> {
     Box::pin(async move {
         if depth > berth_spec::layout::MAX_INDEX_DEPTH {
             return Err(CopyError::usage(format!("{}: indexes nest too deep", ctx.src.label())));
@@ -230,9 +230,11 @@ async fn copy_manifest(ctx: &Ctx, bytes: Vec<u8>, media_type: String) -> Result<
         Vec::new()
     };
     let layers: Vec<(usize, Descriptor)> = m.parsed().layers().iter().cloned().enumerate().collect();
+    let label_ref = &label;
     let results: Vec<(usize, Descriptor)> = stream::iter(layers)
         .map(|(i, layer)| {
             let diff_id = diff_ids.get(i).cloned();
+            let label = label_ref;
             async move {
                 let mt = layer.media_type().to_string();
                 let foreign = layer.urls().as_ref().is_some_and(|u| !u.is_empty());
@@ -244,7 +246,8 @@ async fn copy_manifest(ctx: &Ctx, bytes: Vec<u8>, media_type: String) -> Result<
                         convert::recompress(&ctx.src, &ctx.dst, &layer, &d, c, ctx.opts.compression_level, format, &ctx.progress).await?
                     }
                     _ => {
-                        if foreign && ctx.src.layout().is_some_and(|l| !l.has_blob(&digest_of(&layer)?)) {
+                        let layer_digest = digest_of(&layer)?;
+                        if foreign && ctx.src.layout().is_some_and(|l| !l.has_blob(&layer_digest)) {
                             // A non-distributable layer the source does not have: keep the reference only.
                         } else {
                             let o = transfer::blob(&ctx.src, &ctx.dst, &layer, &ctx.progress).await?;

@@ -281,7 +281,7 @@ impl Source {
                     Selector::Only => layout.resolve(None)?,
                     Selector::Digest(d) => layout.resolve_digest(d)?,
                 };
-                let digest = Digest::from_oci(desc.digest()).map_err(berth_spec::document::DocumentError::from_digest)?;
+                let digest = crate::plan::digest_of(&desc)?;
                 let bytes = layout.read_blob_capped(&digest, desc.size(), DEFAULT_MAX_DOCUMENT_SIZE)?;
                 Ok((bytes, desc.media_type().to_string(), digest))
             }

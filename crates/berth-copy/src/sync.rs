@@ -16,8 +16,8 @@ use crate::progress::Progress;
 /// What to sync from.
 #[derive(Debug, Clone)]
 pub enum SyncSource {
-    /// Every tag of `docker://HOST/REPO` (or the one tag given).
-    Registry(DockerReference),
+    /// Every tag of `docker://HOST/REPO` (`true`), or only the tag or digest given (`false`).
+    Registry(DockerReference, bool),
     /// Every named image of a layout.
     Layout(PathBuf),
     /// A skopeo-style YAML file: `HOST: { images: { REPO: [TAGS…] (empty = all) }, tls-verify: BOOL, credentials: {username, password} }`.
@@ -61,9 +61,9 @@ pub async fn sync(
 ) -> Result<Vec<Synced>, CopyError> {
     let mut jobs: Vec<(Endpoints, ImageRef, String)> = Vec::new();
     match src {
-        SyncSource::Registry(r) => {
-            let tags = match r.tag().filter(|_| r.digest().is_none()) {
-                Some(t) if !t.is_empty() && explicit_tag(r) => vec![t.to_owned()],
+        SyncSource::Registry(r, all_tags) => {
+            let tags = match (all_tags, r.tag()) {
+                (false, Some(t)) => vec![t.to_owned()],
                 _ => crate::inspect::list_tags(endpoints, &ImageRef::Docker(r.clone())).await?.1,
             };
             for t in tags {
@@ -87,11 +87,6 @@ pub async fn sync(
         done.push((image.to_string(), target.to_string(), report.digest));
     }
     Ok(done)
-}
-
-fn explicit_tag(r: &DockerReference) -> bool {
-    // parse_normalized adds `latest` when no tag was given; `sync` then means "all tags".
-    r.to_string().rsplit('/').next().is_some_and(|last| last.contains(':')) && r.tag() != Some("latest")
 }
 
 async fn yaml_jobs(endpoints: &Endpoints, path: &Path) -> Result<Vec<(Endpoints, ImageRef, String)>, CopyError> {

@@ -14,3 +14,4 @@ pub mod rng;
 pub mod tools;
 pub mod tree;
 pub mod faultproxy;
+pub mod registry;

@@ -269,7 +269,10 @@ async fn run(cli: Cli) -> Result<()> {
             let src = match a.src_type {
                 SrcType::Yaml => SyncSource::Yaml(PathBuf::from(&a.src)),
                 SrcType::Auto => match image(&a.src)? {
-                    ImageRef::Docker(r) => SyncSource::Registry(r),
+                    ImageRef::Docker(r) => {
+                        let last = a.src.rsplit('/').next().unwrap_or_default();
+                        SyncSource::Registry(r, !last.contains(':') && !last.contains('@'))
+                    }
                     ImageRef::Oci { path, .. } => SyncSource::Layout(path),
                     other => anyhow::bail!("sync reads docker:// repositories, oci: layouts or --src-type yaml files, not {other}"),
                 },

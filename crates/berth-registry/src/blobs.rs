@@ -1,0 +1,252 @@
+//! Blob existence checks and resumable, verified downloads.
+
+use std::io::Write;
+
+use berth_spec::{Digest, Hasher};
+use reqwest::header::{CONTENT_RANGE, RANGE};
+use reqwest::{Method, Response, Url};
+
+use crate::auth::Scope;
+use crate::client::{Inner, Registry, Request};
+use crate::endpoint::{check_repo, header_value};
+use crate::error::{RegistryError, Subject, Target};
+use crate::response::{content_length, next_chunk, status_error};
+
+/// Most resumptions of one download that made progress (a server dribbling a byte per connection is cut off).
+const MAX_RESUMES: u32 = 64;
+
+/// How one request of a download ended.
+enum PartError {
+    /// The body was cut or stalled: resume from the current offset.
+    Interrupted(RegistryError),
+    /// Resuming cannot help.
+    Fatal(RegistryError),
+}
+
+struct Download<'a> {
+    inner: &'a Inner,
+    target: Box<Target>,
+    url: Url,
+    scope: Scope,
+    size: u64,
+    offset: u64,
+    hasher: Hasher,
+    sink: &'a mut (dyn Write + Send),
+    progress: &'a (dyn Fn(u64) + Send + Sync),
+}
+
+impl Registry {
+    /// The size of `digest` in `repo` if the registry has it there (`HEAD`), `None` on 404.
+    pub async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+        let inner = &self.inner;
+        check_repo(&inner.endpoint.host, repo)?;
+        let target = inner.target(repo, Subject::Blob(digest.clone()));
+        let url = inner.url(&format!("v2/{repo}/blobs/{digest}")).await?;
+        let req = Request::new(Method::HEAD, url);
+        let resp = inner.send_expect(&req, &Scope::pull(repo), &target, &[200, 404]).await?;
+        if resp.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        let size = content_length(&resp).ok_or_else(|| RegistryError::BadResponse {
+            target,
+            reason: "HEAD answered 200 without a Content-Length".into(),
+        })?;
+        self.remember_location(repo, digest);
+        Ok(Some(size))
+    }
+
+    /// Downloads blob `digest` of `size` bytes into `sink`, calling `progress` with the number of new bytes as they
+    /// arrive (the calls add up to `size`).
+    ///
+    /// The bytes are hashed on the way. When the connection drops, stalls, or the body ends early, the download
+    /// resumes with `Range: bytes=N-` and accepts only a 206 whose `Content-Range` starts at N; a 200 to a range
+    /// request is an error, since bytes already written cannot be taken back. Size and digest are checked at the
+    /// end; more bytes than `size` are refused as soon as they arrive. Redirects (to object storage) are followed
+    /// without `Authorization`.
+    pub async fn get_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        sink: &mut (dyn Write + Send),
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), RegistryError> {
+        let inner = &*self.inner;
+        check_repo(&inner.endpoint.host, repo)?;
+        let mut d = Download {
+            inner,
+            target: inner.target(repo, Subject::Blob(digest.clone())),
+            url: inner.url(&format!("v2/{repo}/blobs/{digest}")).await?,
+            scope: Scope::pull(repo),
+            size,
+            offset: 0,
+            hasher: Hasher::new(digest.algorithm()),
+            sink,
+            progress,
+        };
+        let (mut failures, mut resumes) = (0u32, 0u32);
+        loop {
+            let before = d.offset;
+            match d.part().await {
+                Ok(()) if d.offset >= size => break,
+                Ok(()) => {}
+                Err(PartError::Fatal(e)) => return Err(e),
+                Err(PartError::Interrupted(e)) => {
+                    failures = if d.offset > before { 1 } else { failures + 1 };
+                    if failures > inner.retry.times {
+                        return Err(e);
+                    }
+                    let delay = inner.retry.backoff(failures - 1);
+                    tracing::warn!(error = %e, offset = d.offset, ?delay, "download interrupted; resuming");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            resumes += 1;
+            if resumes > MAX_RESUMES {
+                return Err(RegistryError::Transport {
+                    target: d.target,
+                    detail: format!("gave up after {MAX_RESUMES} interrupted requests at byte {}", d.offset),
+                });
+            }
+        }
+        let found = d.hasher.finish();
+        if found != *digest {
+            return Err(RegistryError::DigestMismatch {
+                target: d.target,
+                expected: digest.clone(),
+                found,
+            });
+        }
+        self.remember_location(repo, digest);
+        Ok(())
+    }
+
+    /// Notes in the blob-location cache (if any) that `repo` holds `digest`.
+    pub(crate) fn remember_location(&self, repo: &str, digest: &Digest) {
+        if let Some(cache) = &self.inner.cache {
+            cache.record(&self.inner.endpoint.host, digest, repo);
+        }
+    }
+}
+
+impl Download<'_> {
+    fn fatal(&self, make: impl FnOnce(Box<Target>) -> RegistryError) -> PartError {
+        PartError::Fatal(make(self.target.clone()))
+    }
+
+    /// One request: from `offset` to the end of what the server sends.
+    async fn part(&mut self) -> Result<(), PartError> {
+        let mut req = Request::new(Method::GET, self.url.clone());
+        if self.offset > 0 {
+            let range = header_value(&format!("bytes={}-", self.offset)).expect("digits");
+            req = req.header(RANGE, range);
+        }
+        let resp = self.inner.send(&req, &self.scope, &self.target).await.map_err(PartError::Fatal)?;
+        let Some(end) = self.check_response(&resp)? else {
+            return Err(PartError::Fatal(status_error(resp, self.target.clone(), self.inner.stall).await));
+        };
+        let mut resp = resp;
+        loop {
+            let chunk = match next_chunk(&mut resp, self.inner.stall).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) if self.offset < end => {
+                    let detail = format!("the body ended after {} of {} bytes", self.offset, self.size);
+                    return Err(PartError::Interrupted(RegistryError::Transport {
+                        target: self.target.clone(),
+                        detail,
+                    }));
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(PartError::Interrupted(e.into_error(self.target.clone()))),
+            };
+            let after = self.offset + chunk.len() as u64;
+            if after > end {
+                let expected = self.size;
+                return Err(self.fatal(|target| RegistryError::SizeMismatch {
+                    target,
+                    expected,
+                    found: after,
+                }));
+            }
+            if let Err(source) = self.sink.write_all(&chunk) {
+                return Err(self.fatal(|target| RegistryError::Sink { target, source }));
+            }
+            self.hasher.update(&chunk);
+            self.offset = after;
+            (self.progress)(chunk.len() as u64);
+        }
+    }
+
+    /// Checks status, `Content-Range` and `Content-Length`; returns the offset the body ends at, or `None` when
+    /// the status is an error for the caller to read.
+    fn check_response(&self, resp: &Response) -> Result<Option<u64>, PartError> {
+        let (offset, size) = (self.offset, self.size);
+        match resp.status().as_u16() {
+            200 if offset > 0 => Err(self.fatal(|target| RegistryError::RangeIgnored {
+                target,
+                offset,
+                status: 200,
+            })),
+            200 => match content_length(resp) {
+                Some(n) if n != size => Err(self.fatal(|target| RegistryError::SizeMismatch {
+                    target,
+                    expected: size,
+                    found: n,
+                })),
+                _ => Ok(Some(size)),
+            },
+            206 => {
+                let value = resp
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .unwrap_or_default();
+                let bad = || {
+                    self.fatal(|target| RegistryError::BadContentRange {
+                        target,
+                        offset,
+                        value: value.clone(),
+                    })
+                };
+                let (start, last) = parse_content_range(&value, size).ok_or_else(bad)?;
+                if start != offset || content_length(resp).is_some_and(|n| n != last - start + 1) {
+                    return Err(bad());
+                }
+                Ok(Some(last + 1))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// `bytes START-LAST/TOTAL` with TOTAL `*` or `size`, `START <= LAST < size`: returns `(START, LAST)`.
+pub(crate) fn parse_content_range(value: &str, size: u64) -> Option<(u64, u64)> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (range, total) = rest.split_once('/')?;
+    let (start, last) = range.split_once('-')?;
+    let digits = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+    };
+    let (start, last) = (digits(start)?, digits(last)?);
+    let total_ok = total.trim() == "*" || digits(total) == Some(size);
+    (total_ok && start <= last && last < size).then_some((start, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range() {
+        assert_eq!(parse_content_range("bytes 5-9/10", 10), Some((5, 9)));
+        assert_eq!(parse_content_range("bytes 5-7/*", 10), Some((5, 7)));
+        assert_eq!(parse_content_range("bytes 5-9/11", 10), None, "total differs from the descriptor");
+        assert_eq!(parse_content_range("bytes 5-10/10", 10), None, "past the end");
+        assert_eq!(parse_content_range("bytes 9-5/10", 10), None);
+        assert_eq!(parse_content_range("bytes */10", 10), None);
+        assert_eq!(parse_content_range("items 0-1/10", 10), None);
+        assert_eq!(parse_content_range("bytes -1-2/10", 10), None);
+        assert_eq!(parse_content_range("", 10), None);
+    }
+}

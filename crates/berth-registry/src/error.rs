@@ -1,0 +1,319 @@
+//! Errors: every one names the registry, the repository and the manifest or blob involved, and says what to do.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use berth_spec::Digest;
+
+/// What a request was about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Subject {
+    /// The `/v2/` API check every client makes first.
+    ApiCheck,
+    /// A manifest, by tag or digest.
+    Manifest(String),
+    /// A blob.
+    Blob(Digest),
+    /// An upload of a blob (including cross-repository mounts).
+    Upload(Digest),
+    /// The tag list.
+    Tags,
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::ApiCheck => f.write_str("API check (GET /v2/)"),
+            Subject::Manifest(r) => write!(f, "manifest {r}"),
+            Subject::Blob(d) => write!(f, "blob {d}"),
+            Subject::Upload(d) => write!(f, "upload of blob {d}"),
+            Subject::Tags => f.write_str("tag list"),
+        }
+    }
+}
+
+/// Where a failed request went: registry host, repository and subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The registry host as configured, e.g. `localhost:5000` or `docker.io`.
+    pub host: String,
+    /// The repository path (empty for registry-wide requests).
+    pub repo: String,
+    /// What was asked for.
+    pub subject: Subject,
+}
+
+impl Target {
+    pub(crate) fn new(host: &str, repo: &str, subject: Subject) -> Box<Self> {
+        Box::new(Target {
+            host: host.to_owned(),
+            repo: repo.to_owned(),
+            subject,
+        })
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.repo.is_empty() {
+            write!(f, "{}: {}", self.host, self.subject)
+        } else {
+            write!(f, "{}/{}: {}", self.host, self.repo, self.subject)
+        }
+    }
+}
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The registry host is not a valid `HOST[:PORT]`.
+    #[error("invalid registry host {host:?}: {reason}; write it as HOST[:PORT], e.g. localhost:5000 or quay.io")]
+    InvalidHost {
+        /// The host as given.
+        host: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A repository name that the distribution grammar refuses.
+    #[error("invalid repository name {repo:?} for registry {host}: use lowercase path components such as library/alpine")]
+    InvalidRepository {
+        /// The registry host.
+        host: String,
+        /// The repository as given.
+        repo: String,
+    },
+    /// A manifest reference that is neither a tag nor a digest.
+    #[error("invalid manifest reference {reference:?} for {host}/{repo}: expected a tag or a digest (sha256:...)")]
+    InvalidReference {
+        /// The registry host.
+        host: String,
+        /// The repository.
+        repo: String,
+        /// The reference as given.
+        reference: String,
+    },
+    /// `USER:PASSWORD` could not be parsed.
+    #[error("invalid credentials: {reason}; write them as USER:PASSWORD")]
+    InvalidCredentials {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The registry could not be reached, or the connection failed, after all retries.
+    #[error("{target}: {detail}; check the host name, the network, and --tls-verify")]
+    Transport {
+        /// The request.
+        target: Box<Target>,
+        /// The error chain.
+        detail: String,
+    },
+    /// 401 after authenticating (or with no credentials to offer).
+    #[error("{target}: 401 Unauthorized{detail}; check --creds / the authfile (or log in to the registry)")]
+    Unauthorized {
+        /// The request.
+        target: Box<Target>,
+        /// The registry's message, prefixed with ": " when present.
+        detail: String,
+    },
+    /// 403: authenticated, but not allowed.
+    #[error("{target}: 403 Forbidden{detail}; the account has no permission for this repository (not retried)")]
+    Denied {
+        /// The request.
+        target: Box<Target>,
+        /// The registry's message, prefixed with ": " when present.
+        detail: String,
+    },
+    /// 404 with `BLOB_UNKNOWN`, or 404 for a blob request.
+    #[error("{target}: 404 blob unknown to the registry; check the digest, or push the blob first")]
+    BlobUnknown {
+        /// The request.
+        target: Box<Target>,
+    },
+    /// 404 with `MANIFEST_UNKNOWN`, or 404 for a manifest request.
+    #[error("{target}: 404 manifest unknown; check the tag or digest (list tags with list-tags)")]
+    ManifestUnknown {
+        /// The request.
+        target: Box<Target>,
+    },
+    /// 404 with `NAME_UNKNOWN`.
+    #[error("{target}: 404 repository unknown; check the repository name")]
+    RepositoryUnknown {
+        /// The request.
+        target: Box<Target>,
+    },
+    /// Any other status the operation cannot continue from (including 429 and 5xx once retries ran out).
+    #[error("{target}: unexpected HTTP {status}{detail}")]
+    Status {
+        /// The request.
+        target: Box<Target>,
+        /// The HTTP status code.
+        status: u16,
+        /// The registry's message and advice, prefixed with ": " when present.
+        detail: String,
+    },
+    /// Content received does not hash to the digest it was requested by.
+    #[error("{target}: received content with digest {found}, expected {expected}; the registry or a proxy corrupted it")]
+    DigestMismatch {
+        /// The request.
+        target: Box<Target>,
+        /// The digest asked for.
+        expected: Digest,
+        /// The digest of the bytes received.
+        found: Digest,
+    },
+    /// A body longer or shorter than the descriptor says.
+    #[error("{target}: the registry sent {found} bytes (or announced them), the descriptor says {expected}")]
+    SizeMismatch {
+        /// The request.
+        target: Box<Target>,
+        /// The size from the descriptor.
+        expected: u64,
+        /// The size received or announced.
+        found: u64,
+    },
+    /// A document (manifest, tag list, token) larger than Berth accepts.
+    #[error("{target}: response larger than the {limit}-byte limit; refusing to read it")]
+    TooLarge {
+        /// The request.
+        target: Box<Target>,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A resumed download was answered with the whole blob instead of the requested range.
+    #[error("{target}: server ignored Range: asked for bytes {offset}- and got HTTP {status}; cannot resume safely")]
+    RangeIgnored {
+        /// The request.
+        target: Box<Target>,
+        /// The offset asked for.
+        offset: u64,
+        /// The status received.
+        status: u16,
+    },
+    /// A 206 whose `Content-Range` does not match the request.
+    #[error("{target}: asked for bytes {offset}- but Content-Range is {value:?}; cannot resume safely")]
+    BadContentRange {
+        /// The request.
+        target: Box<Target>,
+        /// The offset asked for.
+        offset: u64,
+        /// The header received.
+        value: String,
+    },
+    /// An upload response without the `Location` the protocol requires.
+    #[error("{target}: HTTP {status} without a Location header; the registry does not follow the distribution spec")]
+    MissingLocation {
+        /// The request.
+        target: Box<Target>,
+        /// The status received.
+        status: u16,
+    },
+    /// A malformed header or body.
+    #[error("{target}: malformed response: {reason}")]
+    BadResponse {
+        /// The request.
+        target: Box<Target>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A redirect Berth refuses to follow (loop, too many hops, https to http).
+    #[error("{target}: {reason}")]
+    Redirect {
+        /// The request.
+        target: Box<Target>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The token server (bearer auth) failed or answered something unusable.
+    #[error("registry {host}: token request to {realm} failed: {reason}")]
+    Token {
+        /// The registry host.
+        host: String,
+        /// The realm URL from `WWW-Authenticate`.
+        realm: String,
+        /// What went wrong, with advice.
+        reason: String,
+    },
+    /// An auth file could not be read or parsed.
+    #[error("auth file {}: {reason}", path.display())]
+    Authfile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `docker-credential-*` helper failed.
+    #[error("credential helper docker-credential-{helper} for {host}: {reason}")]
+    CredentialHelper {
+        /// The helper name (after `docker-credential-`).
+        helper: String,
+        /// The registry host asked about.
+        host: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Writing a downloaded blob to the caller's sink failed.
+    #[error("{target}: writing the downloaded data failed: {source}")]
+    Sink {
+        /// The request.
+        target: Box<Target>,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the local content of an upload failed, or it is not what the caller said it is.
+    #[error("{target}: the local content to upload {reason}")]
+    Source {
+        /// The request.
+        target: Box<Target>,
+        /// What is wrong (an I/O error, or a size or digest that differs from what was promised).
+        reason: String,
+    },
+    /// An HTTP client could not be built (TLS setup).
+    #[error("registry {host}: cannot set up the HTTP client: {detail}")]
+    Client {
+        /// The registry host.
+        host: String,
+        /// The error chain.
+        detail: String,
+    },
+}
+
+impl RegistryError {
+    /// Whether trying the whole operation again could help (network trouble, 429, 5xx).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Transport { .. } => true,
+            RegistryError::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// The HTTP status involved, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RegistryError::Unauthorized { .. } => Some(401),
+            RegistryError::Denied { .. } => Some(403),
+            RegistryError::BlobUnknown { .. }
+            | RegistryError::ManifestUnknown { .. }
+            | RegistryError::RepositoryUnknown { .. } => Some(404),
+            RegistryError::Status { status, .. } | RegistryError::RangeIgnored { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// An error's message with its sources, `a: b: c`.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        next = e.source();
+    }
+    out
+}
