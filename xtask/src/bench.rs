@@ -32,11 +32,20 @@ const BENCHES: &[Bench] = &[
         run: floors,
     },
     Bench {
+        name: "copy",
+        about: "berth-copy vs skopeo copy: push, mount, re-push, pull, layout and archive copies, with curl/cp floors",
+        run: copy,
+    },
+    Bench {
         name: "layer",
         about: "layer creation and extraction vs umoci repack/unpack, with pigz/gzip/zstd as the floor",
         run: layer,
     },
 ];
+
+fn copy(options: &Options) -> anyhow::Result<()> {
+    crate::bench_copy::run(options.json, if options.mib == 256 { 500 } else { options.mib })
+}
 
 fn layer(options: &Options) -> anyhow::Result<()> {
     crate::bench_layer::run(options.json)

@@ -8,6 +8,7 @@
 //! - `bench` — side-by-side benchmarks against peers measured in the same run ([`bench`]).
 
 mod bench;
+mod bench_copy;
 mod bench_layer;
 mod ci;
 mod demo;
@@ -23,7 +24,7 @@ commands:
   demo                run Berth's main job on a bundled example
   ci [--no-install]   install the Debian packages the tests use (unless --no-install), then
                       cargo fmt --check, cargo clippy -D warnings and the whole test suite
-  bench [NAME]        side-by-side benchmarks; NAME is one of: floors (default), layer
+  bench [NAME]        side-by-side benchmarks; NAME is one of: floors (default), layer, copy
                       options: --json (JSON on stdout, table on stderr), --mib N (input size)
   help                print this message
 ";

@@ -21,6 +21,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "libseccomp-dev",
     "pigz",
     "zstd",
+    "apache2-utils",
 ];
 
 /// Checks every package with `dpkg-query` and installs the missing ones with `apt-get` (through `sudo` unless

@@ -134,6 +134,14 @@ pub async fn copy_between(
     Ok(CopyReport { digest: digest_of(&desc)?, media_type: desc.media_type().to_string(), copied, skipped })
 }
 
+impl Ctx {
+    /// Counts a blob in the report (the config as well as the layers).
+    fn count(&self, outcome: Outcome) {
+        let mut c = self.counts.lock().expect("counts");
+        if outcome == Outcome::Copied { c.0 += 1 } else { c.1 += 1 }
+    }
+}
+
 async fn fetch_manifest(ctx: &Ctx, desc: &Descriptor) -> Result<(Vec<u8>, String), CopyError> {
     let bytes = ctx.src.document(desc).await?;
     Ok((bytes, desc.media_type().to_string()))
@@ -191,8 +199,16 @@ fn copy_index<'a>(
             }
             out.push(plan::rewrite_descriptor(entry, &digest_of(&new_desc)?, new_desc.size(), &new_desc.media_type().to_string()));
         }
-        if subset.is_some() && out.is_empty() {
-            return Err(CopyError::usage(format!("{label}: none of the requested platforms is in the index")));
+        if let Some(list) = subset
+            && out.is_empty()
+        {
+            let join = |v: Vec<String>| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
+            let wanted = join(list.iter().map(ToString::to_string).collect());
+            let present =
+                join(idx.parsed().manifests().iter().filter_map(Platform::of_descriptor).map(|p| p.to_string()).collect());
+            return Err(CopyError::usage(format!(
+                "{label}: none of the requested platforms ({wanted}) is in the index (it has: {present})"
+            )));
         }
         let target_mt = plan::convert_media_type(&media_type, ctx.opts.format, &label)?;
         if target_mt != media_type {
@@ -243,7 +259,9 @@ async fn copy_manifest(ctx: &Ctx, bytes: Vec<u8>, media_type: String) -> Result<
                 let new = match (want, current, diff_id) {
                     (Some(c), Some(cur), Some(d)) if c != cur && !foreign => {
                         refuse_change(ctx, "recompressing layers")?;
-                        convert::recompress(&ctx.src, &ctx.dst, &layer, &d, c, ctx.opts.compression_level, format, &ctx.progress).await?
+                        let new = convert::recompress(&ctx.src, &ctx.dst, &layer, &d, c, ctx.opts.compression_level, format, &ctx.progress).await?;
+                        ctx.count(Outcome::Copied);
+                        new
                     }
                     _ => {
                         let layer_digest = digest_of(&layer)?;
@@ -251,8 +269,7 @@ async fn copy_manifest(ctx: &Ctx, bytes: Vec<u8>, media_type: String) -> Result<
                             // A non-distributable layer the source does not have: keep the reference only.
                         } else {
                             let o = transfer::blob(&ctx.src, &ctx.dst, &layer, &ctx.progress).await?;
-                            let mut c = ctx.counts.lock().expect("counts");
-                            if o == Outcome::Copied { c.0 += 1 } else { c.1 += 1 }
+                            ctx.count(o);
                         }
                         let new_mt = plan::convert_media_type(&mt, ctx.opts.format, &format!("{label}: layer"))?;
                         Descriptor::new(new_mt.as_str().into(), layer.size(), layer.digest().clone())
@@ -266,7 +283,8 @@ async fn copy_manifest(ctx: &Ctx, bytes: Vec<u8>, media_type: String) -> Result<
         .await?;
     let mut new_layers = results;
     new_layers.sort_by_key(|(i, _)| *i);
-    transfer::blob(&ctx.src, &ctx.dst, &config_desc, &ctx.progress).await?;
+    let o = transfer::blob(&ctx.src, &ctx.dst, &config_desc, &ctx.progress).await?;
+    ctx.count(o);
     let config_mt = plan::convert_media_type(&config_desc.media_type().to_string(), ctx.opts.format, &label)?;
     let target_mt = plan::convert_media_type(&media_type, ctx.opts.format, &label)?;
     let unchanged = target_mt == media_type

@@ -38,7 +38,10 @@ impl Scope {
 
     /// Pushing to `repo` with a blob mounted from `from`.
     pub(crate) fn mount(repo: &str, from: &str) -> Self {
-        Scope(vec![format!("repository:{repo}:pull,push"), format!("repository:{from}:pull")])
+        Scope(vec![
+            format!("repository:{repo}:pull,push"),
+            format!("repository:{from}:pull"),
+        ])
     }
 
     /// This scope plus the space-separated scopes a challenge asked for.
@@ -166,7 +169,10 @@ mod tests {
     fn scopes() {
         assert_eq!(Scope::pull("a/b").items(), ["repository:a/b:pull"]);
         assert_eq!(Scope::push("a").items(), ["repository:a:pull,push"]);
-        assert_eq!(Scope::mount("a", "b").items(), ["repository:a:pull,push", "repository:b:pull"]);
+        assert_eq!(
+            Scope::mount("a", "b").items(),
+            ["repository:a:pull,push", "repository:b:pull"]
+        );
         let s = Scope::pull("a").with_extra(Some("repository:a:pull  repository:c:pull"));
         assert_eq!(s.items(), ["repository:a:pull", "repository:c:pull"]);
         assert_eq!(Scope::pull("a").with_extra(None), Scope::pull("a"));

@@ -41,7 +41,10 @@ impl AuthEnv {
     /// `$XDG_RUNTIME_DIR/containers/auth.json`, then `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
     fn files(&self, explicit: Option<&Path>) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        if let Some(p) = explicit.map(Path::to_path_buf).or_else(|| self.registry_auth_file.clone()) {
+        if let Some(p) = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| self.registry_auth_file.clone())
+        {
             out.push(p);
         }
         if let Some(dir) = &self.xdg_runtime_dir {
@@ -85,7 +88,11 @@ pub fn lookup_credentials(host: &str, opts: &ClientOptions) -> Result<Option<Cre
     lookup_with(host, opts, &AuthEnv::from_process())
 }
 
-pub(crate) fn lookup_with(host: &str, opts: &ClientOptions, env: &AuthEnv) -> Result<Option<Credentials>, RegistryError> {
+pub(crate) fn lookup_with(
+    host: &str,
+    opts: &ClientOptions,
+    env: &AuthEnv,
+) -> Result<Option<Credentials>, RegistryError> {
     if let Some(c) = &opts.credentials {
         return Ok(Some(c.clone()));
     }
@@ -110,12 +117,16 @@ fn read_file(path: &Path) -> Result<Option<AuthFile>, RegistryError> {
         Err(e) => return Err(fail(format!("cannot read it: {e}"))),
     };
     if meta.len() > MAX_AUTHFILE_SIZE {
-        return Err(fail(format!("larger than {MAX_AUTHFILE_SIZE} bytes; is it the right file?")));
+        return Err(fail(format!(
+            "larger than {MAX_AUTHFILE_SIZE} bytes; is it the right file?"
+        )));
     }
     let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| fail(format!("not valid auth JSON ({{\"auths\": {{HOST: {{\"auth\": BASE64}}}}}}): {e}")))
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        fail(format!(
+            "not valid auth JSON ({{\"auths\": {{HOST: {{\"auth\": BASE64}}}}}}): {e}"
+        ))
+    })
 }
 
 fn from_file(file: &AuthFile, host: &str, path: &Path, env: &AuthEnv) -> Result<Option<Credentials>, RegistryError> {

@@ -43,7 +43,9 @@ impl Registry {
         let target = inner.target(repo, Subject::Blob(digest.clone()));
         let url = inner.url(&format!("v2/{repo}/blobs/{digest}")).await?;
         let req = Request::new(Method::HEAD, url);
-        let resp = inner.send_expect(&req, &Scope::pull(repo), &target, &[200, 404]).await?;
+        let resp = inner
+            .send_expect(&req, &Scope::pull(repo), &target, &[200, 404])
+            .await?;
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
@@ -141,9 +143,15 @@ impl Download<'_> {
             let range = header_value(&format!("bytes={}-", self.offset)).expect("digits");
             req = req.header(RANGE, range);
         }
-        let resp = self.inner.send(&req, &self.scope, &self.target).await.map_err(PartError::Fatal)?;
+        let resp = self
+            .inner
+            .send(&req, &self.scope, &self.target)
+            .await
+            .map_err(PartError::Fatal)?;
         let Some(end) = self.check_response(&resp)? else {
-            return Err(PartError::Fatal(status_error(resp, self.target.clone(), self.inner.stall).await));
+            return Err(PartError::Fatal(
+                status_error(resp, self.target.clone(), self.inner.stall).await,
+            ));
         };
         let mut resp = resp;
         loop {
@@ -241,7 +249,11 @@ mod tests {
     fn content_range() {
         assert_eq!(parse_content_range("bytes 5-9/10", 10), Some((5, 9)));
         assert_eq!(parse_content_range("bytes 5-7/*", 10), Some((5, 7)));
-        assert_eq!(parse_content_range("bytes 5-9/11", 10), None, "total differs from the descriptor");
+        assert_eq!(
+            parse_content_range("bytes 5-9/11", 10),
+            None,
+            "total differs from the descriptor"
+        );
         assert_eq!(parse_content_range("bytes 5-10/10", 10), None, "past the end");
         assert_eq!(parse_content_range("bytes 9-5/10", 10), None);
         assert_eq!(parse_content_range("bytes */10", 10), None);

@@ -53,14 +53,20 @@ pub(crate) fn from_headers(headers: &HeaderMap) -> Option<AuthScheme> {
     });
     match bearer {
         Some(b) => Some(AuthScheme::Bearer(b)),
-        None => challenges.iter().any(|c| c.scheme == "basic").then_some(AuthScheme::Basic),
+        None => challenges
+            .iter()
+            .any(|c| c.scheme == "basic")
+            .then_some(AuthScheme::Basic),
     }
 }
 
 /// Parses one header value into its challenges. Malformed parts are dropped, never guessed at; every turn of
 /// the outer loop consumes a token or stops, so hostile input cannot make it spin.
 pub(crate) fn parse(header: &str) -> Vec<Challenge> {
-    let mut p = Parser { s: header.as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: header.as_bytes(),
+        i: 0,
+    };
     let mut out = Vec::new();
     loop {
         p.skip(|b| b == b' ' || b == b'\t' || b == b',');
@@ -205,7 +211,16 @@ mod tests {
         // Unterminated quote: the parameter is dropped, nothing panics or loops.
         let c = parse(r#"Bearer realm="https://x"#);
         assert_eq!(c[0].param("realm"), None);
-        for junk in ["", "=", ",,,", "\"", "Bearer ==", "Bearer realm=", "Bearer a=b=c", "(){}"] {
+        for junk in [
+            "",
+            "=",
+            ",,,",
+            "\"",
+            "Bearer ==",
+            "Bearer realm=",
+            "Bearer a=b=c",
+            "(){}",
+        ] {
             let _ = parse(junk);
         }
     }
@@ -214,8 +229,13 @@ mod tests {
     fn bearer_wins_and_needs_a_realm() {
         let mut h = HeaderMap::new();
         h.append(WWW_AUTHENTICATE, "Basic realm=x".parse().unwrap());
-        h.append(WWW_AUTHENTICATE, r#"Bearer realm="https://r/t",service="s""#.parse().unwrap());
-        let Some(AuthScheme::Bearer(b)) = from_headers(&h) else { panic!() };
+        h.append(
+            WWW_AUTHENTICATE,
+            r#"Bearer realm="https://r/t",service="s""#.parse().unwrap(),
+        );
+        let Some(AuthScheme::Bearer(b)) = from_headers(&h) else {
+            panic!()
+        };
         assert_eq!(b.realm, "https://r/t");
         assert_eq!(b.service.as_deref(), Some("s"));
         let mut h = HeaderMap::new();

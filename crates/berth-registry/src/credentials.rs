@@ -81,13 +81,21 @@ struct HelperOutput {
 
 /// Runs `docker-credential-<helper> get` with `server` on stdin, searching `path` (the `PATH` to use).
 /// "credentials not found" is `Ok(None)`.
-pub(crate) fn run_helper(helper: &str, server: &str, path: Option<&OsString>) -> Result<Option<Credentials>, RegistryError> {
+pub(crate) fn run_helper(
+    helper: &str,
+    server: &str,
+    path: Option<&OsString>,
+) -> Result<Option<Credentials>, RegistryError> {
     let fail = |reason: String| RegistryError::CredentialHelper {
         helper: helper.to_owned(),
         host: server.to_owned(),
         reason,
     };
-    if helper.is_empty() || !helper.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+    if helper.is_empty()
+        || !helper
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
         return Err(fail("the helper name in the auth file is not a plain name".into()));
     }
     let program = format!("docker-credential-{helper}");
@@ -96,7 +104,11 @@ pub(crate) fn run_helper(helper: &str, server: &str, path: Option<&OsString>) ->
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join(&program))
         .find(|p| p.is_file())
-        .ok_or_else(|| fail(format!("{program} is not on PATH; install it or remove it from the auth file")))?;
+        .ok_or_else(|| {
+            fail(format!(
+                "{program} is not on PATH; install it or remove it from the auth file"
+            ))
+        })?;
     let out = spawn_with_input(&exe, server).map_err(|e| fail(format!("cannot run {}: {e}", exe.display())))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -104,15 +116,25 @@ pub(crate) fn run_helper(helper: &str, server: &str, path: Option<&OsString>) ->
         if stdout.contains("credentials not found") || stderr.contains("credentials not found") {
             return Ok(None);
         }
-        return Err(fail(format!("`get` failed ({}): {}{}", out.status, stdout.trim(), stderr.trim())));
+        return Err(fail(format!(
+            "`get` failed ({}): {}{}",
+            out.status,
+            stdout.trim(),
+            stderr.trim()
+        )));
     }
-    let parsed: HelperOutput = serde_json::from_slice(&out.stdout)
-        .map_err(|e| fail(format!("its output is not the expected JSON {{\"Username\",\"Secret\"}}: {e}")))?;
+    let parsed: HelperOutput = serde_json::from_slice(&out.stdout).map_err(|e| {
+        fail(format!(
+            "its output is not the expected JSON {{\"Username\",\"Secret\"}}: {e}"
+        ))
+    })?;
     if parsed.secret.is_empty() {
         return Ok(None);
     }
     if parsed.username == "<token>" {
-        return Err(fail("it returned an identity token, which Berth does not support; use --creds".into()));
+        return Err(fail(
+            "it returned an identity token, which Berth does not support; use --creds".into(),
+        ));
     }
     Ok(Some(Credentials {
         username: parsed.username,

@@ -48,7 +48,10 @@ impl Endpoint {
         if host.contains("://") {
             return Err(invalid("leave out the scheme; use --tls-verify=false for plain HTTP"));
         }
-        if host.bytes().any(|b| matches!(b, b'/' | b'@' | b'?' | b'#' | b'\\') || b.is_ascii_whitespace()) {
+        if host
+            .bytes()
+            .any(|b| matches!(b, b'/' | b'@' | b'?' | b'#' | b'\\') || b.is_ascii_whitespace())
+        {
             return Err(invalid("it contains a character a host name cannot have"));
         }
         let api_host = if DOCKER_HUB_ALIASES.contains(&host) {
@@ -110,7 +113,8 @@ pub(crate) fn check_repo(host: &str, repo: &str) -> Result<(), RegistryError> {
         !b.is_empty()
             && b[0].is_ascii_alphanumeric()
             && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|&x| x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-'))
+            && b.iter()
+                .all(|&x| x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-'))
             && !c.contains("..")
             && !c.contains("___")
             && !c.contains("._")
@@ -144,7 +148,8 @@ impl ManifestRef {
             let b = reference.as_bytes();
             let ok = (1..=128).contains(&b.len())
                 && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-                && b.iter().all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'));
+                && b.iter()
+                    .all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'));
             if ok {
                 return Ok(ManifestRef::Tag(reference.to_owned()));
             }
@@ -184,14 +189,26 @@ mod tests {
 
     #[test]
     fn plain_http_is_automatic_only_for_loopback() {
-        for host in ["localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000", "LOCALHOST"] {
+        for host in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "LOCALHOST",
+        ] {
             assert_eq!(Endpoint::new(host, None).unwrap().transport, Transport::Http, "{host}");
         }
         for host in ["quay.io", "10.0.0.1:5000", "localhost.example.com", "[::2]:80"] {
             assert_eq!(Endpoint::new(host, None).unwrap().transport, Transport::Https, "{host}");
         }
-        assert_eq!(Endpoint::new("localhost", Some(true)).unwrap().transport, Transport::Https);
-        assert_eq!(Endpoint::new("quay.io", Some(false)).unwrap().transport, Transport::Insecure);
+        assert_eq!(
+            Endpoint::new("localhost", Some(true)).unwrap().transport,
+            Transport::Https
+        );
+        assert_eq!(
+            Endpoint::new("quay.io", Some(false)).unwrap().transport,
+            Transport::Insecure
+        );
     }
 
     #[test]
@@ -203,7 +220,15 @@ mod tests {
 
     #[test]
     fn hostile_hosts_are_refused() {
-        for host in ["", "https://quay.io", "quay.io/x", "user@quay.io", "a b", "quay.io?x", "host:99999"] {
+        for host in [
+            "",
+            "https://quay.io",
+            "quay.io/x",
+            "user@quay.io",
+            "a b",
+            "quay.io?x",
+            "host:99999",
+        ] {
             assert!(Endpoint::new(host, None).is_err(), "{host:?}");
         }
     }
@@ -216,9 +241,15 @@ mod tests {
         for bad in ["", "A", "a/../b", "a//b", "/a", "a/", "a?b", "a%2fb", "-a", "a b"] {
             assert!(check_repo("h", bad).is_err(), "{bad:?}");
         }
-        assert!(matches!(ManifestRef::parse("h", "r", "v1.0_x-y").unwrap(), ManifestRef::Tag(_)));
+        assert!(matches!(
+            ManifestRef::parse("h", "r", "v1.0_x-y").unwrap(),
+            ManifestRef::Tag(_)
+        ));
         let d = Digest::sha256(b"");
-        assert!(matches!(ManifestRef::parse("h", "r", &d.to_string()).unwrap(), ManifestRef::Digest(_)));
+        assert!(matches!(
+            ManifestRef::parse("h", "r", &d.to_string()).unwrap(),
+            ManifestRef::Digest(_)
+        ));
         for bad in ["", ".x", "a/b", "sha256:zz", "a?b", &"t".repeat(129)] {
             assert!(ManifestRef::parse("h", "r", bad).is_err(), "{bad:?}");
         }

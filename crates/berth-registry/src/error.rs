@@ -77,7 +77,9 @@ pub enum RegistryError {
         reason: String,
     },
     /// A repository name that the distribution grammar refuses.
-    #[error("invalid repository name {repo:?} for registry {host}: use lowercase path components such as library/alpine")]
+    #[error(
+        "invalid repository name {repo:?} for registry {host}: use lowercase path components such as library/alpine"
+    )]
     InvalidRepository {
         /// The registry host.
         host: String,
@@ -153,7 +155,9 @@ pub enum RegistryError {
         detail: String,
     },
     /// Content received does not hash to the digest it was requested by.
-    #[error("{target}: received content with digest {found}, expected {expected}; the registry or a proxy corrupted it")]
+    #[error(
+        "{target}: received content with digest {found}, expected {expected}; the registry or a proxy corrupted it"
+    )]
     DigestMismatch {
         /// The request.
         target: Box<Target>,

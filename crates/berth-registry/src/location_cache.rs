@@ -82,7 +82,9 @@ impl LocationCache {
         repos.truncate(REPOS_PER_BLOB);
         blobs.insert(key, serde_json::json!(repos));
         while blobs.len() > BLOBS_PER_HOST {
-            let Some(oldest) = blobs.keys().next().cloned() else { break };
+            let Some(oldest) = blobs.keys().next().cloned() else {
+                break;
+            };
             blobs.shift_remove(&oldest);
         }
         file.version = VERSION;
@@ -111,7 +113,11 @@ impl LocationCache {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&dir)?;
-        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dir.join(format!(
             ".{name}.{}.{}.tmp",
             std::process::id(),

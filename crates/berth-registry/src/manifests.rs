@@ -111,7 +111,9 @@ impl Registry {
         let target = inner.target(repo, Subject::Manifest(reference.to_owned()));
         let url = inner.url(&format!("v2/{repo}/manifests/{r}")).await?;
         let req = Request::new(Method::HEAD, url).header(ACCEPT, accept_header(accept));
-        let resp = inner.send_expect(&req, &Scope::pull(repo), &target, &[200, 404]).await?;
+        let resp = inner
+            .send_expect(&req, &Scope::pull(repo), &target, &[200, 404])
+            .await?;
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
@@ -172,8 +174,13 @@ impl Registry {
         let req = Request::new(Method::PUT, url)
             .header(CONTENT_TYPE, content_type)
             .body(Bytes::copy_from_slice(bytes));
-        let resp = inner.send_expect(&req, &Scope::push(repo), &target, &[200, 201, 202, 204]).await?;
-        if let Some(claimed) = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok())
+        let resp = inner
+            .send_expect(&req, &Scope::push(repo), &target, &[200, 201, 202, 204])
+            .await?;
+        if let Some(claimed) = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
             && claimed.trim() != digest.to_string()
         {
             tracing::warn!(%target, %digest, claimed, "the registry reports a different digest for the manifest");
@@ -188,7 +195,9 @@ impl Registry {
         let target = inner.target(repo, Subject::Manifest(digest.to_string()));
         let url = inner.url(&format!("v2/{repo}/manifests/{digest}")).await?;
         let req = Request::new(Method::DELETE, url);
-        inner.send_expect(&req, &Scope::delete(repo), &target, &[200, 202, 204]).await?;
+        inner
+            .send_expect(&req, &Scope::delete(repo), &target, &[200, 202, 204])
+            .await?;
         Ok(())
     }
 }

@@ -103,28 +103,7 @@ pub(crate) async fn follow(
         let Some(location) = resp.headers().get(LOCATION) else {
             return Ok(resp);
         };
-        let next = location
-            .to_str()
-            .ok()
-            .and_then(|l| url.join(l).ok())
-            .ok_or_else(|| refuse(format!("HTTP {status} with an invalid Location {location:?}")))?;
-        if !matches!(next.scheme(), "http" | "https") {
-            return Err(refuse(format!("refusing to follow a redirect to {:?}", next.scheme())));
-        }
-        if url.scheme() == "https" && next.scheme() == "http" {
-            return Err(refuse(format!(
-                "refusing to follow a redirect from https to plain http ({}://{}); fix the registry's \
-                 redirect configuration",
-                next.scheme(),
-                next.host_str().unwrap_or_default()
-            )));
-        }
-        if seen.contains(&next) {
-            return Err(refuse(format!("redirect loop: {} was already visited", strip_query(&next))));
-        }
-        if seen.len() > MAX_REDIRECTS {
-            return Err(refuse(format!("more than {MAX_REDIRECTS} redirects")));
-        }
+        let next = next_hop(&url, location, &seen).map_err(|reason| refuse(format!("HTTP {status}: {reason}")))?;
         let to_get = status == StatusCode::SEE_OTHER
             || (matches!(status.as_u16(), 301 | 302) && !matches!(method, Method::GET | Method::HEAD));
         if to_get {
@@ -140,9 +119,78 @@ pub(crate) async fn follow(
     }
 }
 
+/// Where a redirect from `current` to `location` leads, or why it is not followed (https to http, a scheme
+/// other than http(s), a URL already visited, too many hops).
+pub(crate) fn next_hop(current: &Url, location: &HeaderValue, seen: &[Url]) -> Result<Url, String> {
+    let next = location
+        .to_str()
+        .ok()
+        .and_then(|l| current.join(l.trim()).ok())
+        .ok_or_else(|| format!("invalid redirect Location {location:?}"))?;
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(format!("refusing to follow a redirect to a {:?} URL", next.scheme()));
+    }
+    if current.scheme() == "https" && next.scheme() == "http" {
+        return Err(format!(
+            "refusing to follow a redirect from https to plain http (http://{}); fix the registry's redirect \
+             configuration",
+            next.host_str().unwrap_or_default()
+        ));
+    }
+    if seen.contains(&next) {
+        return Err(format!("redirect loop: {} was already visited", strip_query(&next)));
+    }
+    if seen.len() > MAX_REDIRECTS {
+        return Err(format!("more than {MAX_REDIRECTS} redirects"));
+    }
+    Ok(next)
+}
+
 /// A URL without its query (which may hold signatures), for messages.
 fn strip_query(url: &Url) -> String {
     let mut u = url.clone();
     u.set_query(None);
     u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hop(from: &str, to: &'static str, seen: &[&str]) -> Result<Url, String> {
+        let seen: Vec<Url> = seen.iter().map(|s| Url::parse(s).unwrap()).collect();
+        next_hop(&Url::parse(from).unwrap(), &HeaderValue::from_static(to), &seen)
+    }
+
+    #[test]
+    fn redirect_targets() {
+        let a = "https://reg.example/v2/r/blobs/x";
+        assert_eq!(
+            hop(a, "/storage/x?sig=1", &[a]).unwrap().as_str(),
+            "https://reg.example/storage/x?sig=1"
+        );
+        assert_eq!(hop(a, "y", &[a]).unwrap().as_str(), "https://reg.example/v2/r/blobs/y");
+        assert_eq!(
+            hop(a, "https://s3.example/b", &[a]).unwrap().host_str(),
+            Some("s3.example")
+        );
+        let e = hop(a, "http://s3.example/b", &[a]).unwrap_err();
+        assert!(e.contains("from https to plain http"), "{e}");
+        assert!(
+            hop("http://127.0.0.1:5000/v2/", "https://s3.example/b", &[]).is_ok(),
+            "upgrades are fine"
+        );
+        assert!(hop(a, "file:///etc/passwd", &[a]).unwrap_err().contains("\"file\""));
+        assert!(hop(a, "/v2/r/blobs/x", &[a]).unwrap_err().contains("loop"));
+        let many: Vec<String> = (0..=MAX_REDIRECTS)
+            .map(|i| format!("https://reg.example/{i}"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(hop(a, "/next", &many).unwrap_err().contains("more than 10"));
+        assert!(
+            hop(a, "http://[bad", &[a])
+                .unwrap_err()
+                .contains("invalid redirect Location")
+        );
+    }
 }

@@ -97,7 +97,9 @@ struct ErrorEntry {
 /// for the registry's error code, which tells "blob unknown" from "repository unknown".
 pub(crate) async fn status_error(resp: Response, target: Box<Target>, stall: Duration) -> RegistryError {
     let status = resp.status();
-    let body = read_capped(resp, ERROR_BODY_LIMIT, stall, &target).await.unwrap_or_default();
+    let body = read_capped(resp, ERROR_BODY_LIMIT, stall, &target)
+        .await
+        .unwrap_or_default();
     error_for(status, &body, target)
 }
 

@@ -1,7 +1,7 @@
 //! Tag listing, following `Link: <…>; rel="next"` pagination.
 
-use reqwest::header::LINK;
 use reqwest::Method;
+use reqwest::header::LINK;
 use serde::Deserialize;
 
 use crate::auth::Scope;
@@ -88,9 +88,16 @@ pub(crate) fn next_link(header: &str) -> Option<String> {
         let params = &rest[close + 1..params_end];
         let is_next = params.split(';').any(|p| {
             let p = p.trim();
-            let Some((name, value)) = p.split_once('=') else { return false };
+            let Some((name, value)) = p.split_once('=') else {
+                return false;
+            };
             name.trim().eq_ignore_ascii_case("rel")
-                && value.trim().trim_end_matches(',').trim_matches('"').split_ascii_whitespace().any(|r| r.eq_ignore_ascii_case("next"))
+                && value
+                    .trim()
+                    .trim_end_matches(',')
+                    .trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case("next"))
         });
         if is_next {
             return Some(target.to_owned());

@@ -82,7 +82,10 @@ impl Registry {
             return Ok(PutOutcome::Existed);
         }
         let mut session = None;
-        let candidates = inner.cache.as_ref().map_or_else(Vec::new, |c| c.repos_with(&inner.endpoint.host, digest));
+        let candidates = inner
+            .cache
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.repos_with(&inner.endpoint.host, digest));
         for from in candidates
             .into_iter()
             .filter(|r| r != repo && check_repo(&inner.endpoint.host, r).is_ok())
@@ -115,17 +118,21 @@ impl Registry {
             let result = if size <= MONOLITHIC_MAX {
                 self.upload_whole(repo, digest, size, open, url.clone(), &target).await
             } else {
-                self.upload_chunks(repo, digest, size, open, url.clone(), &target, &mut progress).await
+                self.upload_chunks(repo, digest, size, open, url.clone(), &target, &mut progress)
+                    .await
             };
             match result {
                 Ok(()) => break,
                 Err(e) => {
                     self.cancel(repo, url, &target).await;
+                    // A repeated final PUT can fail (session gone) after the first one landed: look before failing.
+                    let landed = !matches!(e, RegistryError::Source { .. })
+                        && self.blob_exists(repo, digest).await.ok().flatten() == Some(size);
+                    if landed {
+                        break;
+                    }
                     if !e.is_transient() || attempt >= inner.retry.times {
                         return Err(e);
-                    }
-                    if self.blob_exists(repo, digest).await.ok().flatten() == Some(size) {
-                        break;
                     }
                     let delay = inner.retry.backoff(attempt);
                     tracing::warn!(error = %e, ?delay, "upload failed; starting over");
@@ -167,7 +174,9 @@ impl Registry {
             .append_pair("mount", &digest.to_string())
             .append_pair("from", from);
         let req = Request::new(Method::POST, url);
-        let resp = inner.send_expect(&req, &Scope::mount(repo, from), &target, &[201, 202]).await?;
+        let resp = inner
+            .send_expect(&req, &Scope::mount(repo, from), &target, &[201, 202])
+            .await?;
         if resp.status().as_u16() == 201 {
             return Ok(Mount::Mounted);
         }
@@ -204,7 +213,10 @@ impl Registry {
         let reader = open().map_err(|e| source_error(target, format!("cannot be opened: {e}")))?;
         let (_, data) = read_up_to(reader, size + 1, target).await?;
         if data.len() as u64 != size {
-            return Err(source_error(target, format!("has {} bytes, not the {size} promised", data.len())));
+            return Err(source_error(
+                target,
+                format!("has {} bytes, not the {size} promised", data.len()),
+            ));
         }
         verify(Digest::of_bytes(digest.algorithm(), &data), digest, target)?;
         let req = Request::new(Method::PUT, with_digest(session, digest))
@@ -236,13 +248,19 @@ impl Registry {
             let (r, chunk) = read_up_to(reader, CHUNK_SIZE.min(size - offset), target).await?;
             reader = r;
             if chunk.is_empty() {
-                return Err(source_error(target, format!("ends after {offset} bytes, not the {size} promised")));
+                return Err(source_error(
+                    target,
+                    format!("ends after {offset} bytes, not the {size} promised"),
+                ));
             }
             hasher.update(&chunk);
             let last = offset + chunk.len() as u64 - 1;
             let req = Request::new(Method::PATCH, url)
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))
-                .header(CONTENT_RANGE, header_value(&format!("{offset}-{last}")).expect("digits"))
+                .header(
+                    CONTENT_RANGE,
+                    header_value(&format!("{offset}-{last}")).expect("digits"),
+                )
                 .body(Bytes::from(chunk));
             let resp = inner.send_expect(&req, &scope, target, &[202]).await?;
             url = location(&resp, target)?;
@@ -251,7 +269,10 @@ impl Registry {
         }
         let (_, extra) = read_up_to(reader, 1, target).await?;
         if !extra.is_empty() {
-            return Err(source_error(target, format!("is longer than the {size} bytes promised")));
+            return Err(source_error(
+                target,
+                format!("is longer than the {size} bytes promised"),
+            ));
         }
         verify(hasher.finish(), digest, target)?;
         let req = Request::new(Method::PUT, with_digest(url, digest));
@@ -313,6 +334,9 @@ async fn read_up_to(reader: BoxRead, limit: u64, target: &Target) -> Result<(Box
     match joined {
         Ok((reader, buf, Ok(_))) => Ok((reader, buf)),
         Ok((_, _, Err(e))) => Err(source_error(target, format!("cannot be read: {e}"))),
-        Err(e) => Err(source_error(target, format!("cannot be read: the reading thread failed: {e}"))),
+        Err(e) => Err(source_error(
+            target,
+            format!("cannot be read: the reading thread failed: {e}"),
+        )),
     }
 }

@@ -150,10 +150,60 @@ fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
         }
     }
-    let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
-    Ok(Some(Request { method, target, headers, body }))
+    let body = if is_chunked(&headers) {
+        // Forwarded with a Content-Length instead.
+        headers.retain(|(k, _)| k != "transfer-encoding");
+        let body = read_chunked(r)?;
+        headers.push(("content-length".into(), body.len().to_string()));
+        body
+    } else {
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body)?;
+        body
+    };
+    Ok(Some(Request {
+        method,
+        target,
+        headers,
+        body,
+    }))
+}
+
+fn is_chunked(headers: &[(String, String)]) -> bool {
+    headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"))
+}
+
+/// Reads a `Transfer-Encoding: chunked` body (and its trailers).
+fn read_chunked(r: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let size = line.trim().split(';').next().unwrap_or_default();
+        let size = usize::from_str_radix(size, 16).map_err(|_| std::io::Error::other("bad chunk size"))?;
+        if size == 0 {
+            loop {
+                let mut trailer = String::new();
+                if r.read_line(&mut trailer)? == 0 || trailer.trim_end().is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        r.read_exact(&mut body[start..])?;
+        let mut crlf = [0u8; 2];
+        r.read_exact(&mut crlf)?;
+    }
 }
 
 struct Response {
@@ -195,8 +245,16 @@ fn forward(up: &str, req: &Request, drop_range: bool) -> std::io::Result<Respons
         }
     }
     let mut body = Vec::new();
-    if req.method != "HEAD" {
-        let len: Option<usize> = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok());
+    let no_body = req.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
+    if !no_body && is_chunked(&headers) {
+        // The client gets a Content-Length instead.
+        headers.retain(|(k, _)| k != "transfer-encoding");
+        body = read_chunked(&mut r)?;
+    } else if !no_body {
+        let len: Option<usize> = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok());
         match len {
             Some(n) => {
                 body.resize(n, 0);
@@ -207,7 +265,12 @@ fn forward(up: &str, req: &Request, drop_range: bool) -> std::io::Result<Respons
             }
         }
     }
-    Ok(Response { status, reason, headers, body })
+    Ok(Response {
+        status,
+        reason,
+        headers,
+        body,
+    })
 }
 
 fn take_fault(rules: &Mutex<Vec<Rule>>, req: &Request) -> Option<Fault> {
@@ -231,12 +294,20 @@ fn serve(conn: TcpStream, up: &str, rules: &Mutex<Vec<Rule>>, log: &Mutex<Vec<Se
                 if let Some(ra) = retry_after {
                     headers.push(("retry-after".into(), ra.clone()));
                 }
-                Response { status: *code, reason: "Injected".into(), headers, body: Vec::new() }
+                Response {
+                    status: *code,
+                    reason: "Injected".into(),
+                    headers,
+                    body: Vec::new(),
+                }
             }
             Some(Fault::Redirect(to)) => Response {
                 status: 307,
                 reason: "Temporary Redirect".into(),
-                headers: vec![("location".into(), to.replace("{path}", &req.target)), ("content-length".into(), "0".into())],
+                headers: vec![
+                    ("location".into(), to.replace("{path}", &req.target)),
+                    ("content-length".into(), "0".into()),
+                ],
                 body: Vec::new(),
             },
             _ => forward(up, &req, matches!(fault, Some(Fault::IgnoreRange)))?,
@@ -259,9 +330,11 @@ fn serve(conn: TcpStream, up: &str, rules: &Mutex<Vec<Rule>>, log: &Mutex<Vec<Se
             headers: req.headers.clone(),
             status: resp.status,
         });
-        resp.headers.retain(|(k, _)| k != "connection" && k != "transfer-encoding");
+        resp.headers
+            .retain(|(k, _)| k != "connection" && k != "transfer-encoding");
         if !resp.headers.iter().any(|(k, _)| k == "content-length") {
-            resp.headers.push(("content-length".into(), resp.body.len().to_string()));
+            resp.headers
+                .push(("content-length".into(), resp.body.len().to_string()));
         }
         let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, resp.reason);
         for (k, v) in &resp.headers {

@@ -15,3 +15,4 @@ pub mod tools;
 pub mod tree;
 pub mod faultproxy;
 pub mod registry;
+pub mod containerd;

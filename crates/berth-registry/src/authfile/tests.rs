@@ -58,7 +58,11 @@ fn every_key_form_matches() {
     assert_eq!(user_of("docker.io", &opts, &env).as_deref(), Some("hub"));
     assert_eq!(user_of("registry-1.docker.io", &opts, &env).as_deref(), Some("hub"));
     assert_eq!(user_of("upper.example", &opts, &env).as_deref(), Some("upper"));
-    assert_eq!(user_of("plain.example", &opts, &env), None, "the port is part of the host");
+    assert_eq!(
+        user_of("plain.example", &opts, &env),
+        None,
+        "the port is part of the host"
+    );
     assert_eq!(user_of("other.example", &opts, &env), None);
 }
 
@@ -66,7 +70,10 @@ fn every_key_form_matches() {
 fn docker_io_key_serves_hub_aliases() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("home/.docker/config.json");
-    write(&file, &format!(r#"{{"auths": {{"docker.io": {{"auth": "{}"}}}}}}"#, auth("hub")));
+    write(
+        &file,
+        &format!(r#"{{"auths": {{"docker.io": {{"auth": "{}"}}}}}}"#, auth("hub")),
+    );
     let env = env_with(dir.path());
     let opts = ClientOptions::default();
     assert_eq!(user_of("index.docker.io", &opts, &env).as_deref(), Some("hub"));
@@ -82,11 +89,17 @@ fn explicit_credentials_win_and_files_are_searched_in_order() {
     let host = "r.example";
     let entry = |u: &str| format!(r#"{{"auths": {{"{host}": {{"auth": "{}"}}}}}}"#, auth(u));
     write(&dir.path().join("home/.docker/config.json"), &entry("docker"));
-    assert_eq!(user_of(host, &ClientOptions::default(), &env).as_deref(), Some("docker"));
+    assert_eq!(
+        user_of(host, &ClientOptions::default(), &env).as_deref(),
+        Some("docker")
+    );
     write(&dir.path().join("run/containers/auth.json"), &entry("xdg"));
     assert_eq!(user_of(host, &ClientOptions::default(), &env).as_deref(), Some("xdg"));
     write(&dir.path().join("env-auth.json"), &entry("envfile"));
-    assert_eq!(user_of(host, &ClientOptions::default(), &env).as_deref(), Some("envfile"));
+    assert_eq!(
+        user_of(host, &ClientOptions::default(), &env).as_deref(),
+        Some("envfile")
+    );
     // An explicit auth file replaces $REGISTRY_AUTH_FILE; one without the host falls through to the rest.
     write(&dir.path().join("explicit.json"), r#"{"auths": {}}"#);
     let opts = ClientOptions {
@@ -152,13 +165,24 @@ fn cred_helpers_and_creds_store() {
             auth("file")
         ),
     );
-    assert_eq!(user_of("helper.example", &opts, &env).as_deref(), Some("helper"), "credHelpers beat auths");
+    assert_eq!(
+        user_of("helper.example", &opts, &env).as_deref(),
+        Some("helper"),
+        "credHelpers beat auths"
+    );
     write(&file, r#"{"auths": {"helper.example": {}}, "credsStore": "test"}"#);
     assert_eq!(user_of("helper.example", &opts, &env).as_deref(), Some("helper"));
-    assert_eq!(user_of("elsewhere.example", &opts, &env), None, "\"not found\" is no credentials");
+    assert_eq!(
+        user_of("elsewhere.example", &opts, &env),
+        None,
+        "\"not found\" is no credentials"
+    );
     write(&file, r#"{"credHelpers": {"helper.example": "missing"}}"#);
     let err = lookup_with("helper.example", &opts, &env).unwrap_err();
-    assert!(err.to_string().contains("docker-credential-missing is not on PATH"), "{err}");
+    assert!(
+        err.to_string().contains("docker-credential-missing is not on PATH"),
+        "{err}"
+    );
     write(&file, r#"{"credHelpers": {"helper.example": "../../bin/sh"}}"#);
     let err = lookup_with("helper.example", &opts, &env).unwrap_err();
     assert!(err.to_string().contains("not a plain name"), "{err}");

@@ -20,7 +20,10 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn path(&self) -> &str {
@@ -40,6 +43,8 @@ pub struct Reply {
     pub stall: Option<Duration>,
     /// Announce `Content-Length` (otherwise the body ends when the connection closes).
     pub with_length: bool,
+    /// Close the connection without answering at all.
+    pub hang_up: bool,
 }
 
 impl Reply {
@@ -51,6 +56,15 @@ impl Reply {
             cut_at: None,
             stall: None,
             with_length: true,
+            hang_up: false,
+        }
+    }
+
+    /// No answer: the connection is closed right after the request.
+    pub fn hang_up() -> Self {
+        Reply {
+            hang_up: true,
+            ..Reply::new(0)
         }
     }
 
@@ -104,7 +118,9 @@ impl FakeServer {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
-                let (Ok(conn), handler, seen) = (conn, handler.clone(), seen2.clone()) else { continue };
+                let (Ok(conn), handler, seen) = (conn, handler.clone(), seen2.clone()) else {
+                    continue;
+                };
                 std::thread::spawn(move || serve(conn, &*handler, &seen));
             }
         });
@@ -148,6 +164,9 @@ fn serve(mut conn: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) {
         s.len() - 1
     };
     let reply = handler(&req, index);
+    if reply.hang_up {
+        return;
+    }
     let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", reply.status);
     for (n, v) in &reply.headers {
         head.push_str(&format!("{n}: {v}\r\n"));
@@ -172,6 +191,10 @@ fn read_request(conn: &mut TcpStream) -> Option<Seen> {
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         if conn.read(&mut byte).ok()? == 0 || buf.len() > 64 * 1024 {
+            return None;
+        }
+        if buf.is_empty() && byte[0] == 0x16 {
+            // A TLS handshake: a plain HTTP server cannot answer it; hang up at once.
             return None;
         }
         buf.push(byte[0]);

@@ -62,9 +62,13 @@ pub async fn pull(registry: &Registry, repo: &str, digest: &Digest, size: u64) -
 
 /// Pushes a config and a layer to `repo` and returns the bytes of an OCI manifest referencing them.
 pub async fn image_manifest(registry: &Registry, repo: &str, seed: u64) -> Vec<u8> {
-    let config = format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"seed":{seed}}}"#);
+    let config =
+        format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"seed":{seed}}}"#);
     let layer = data(seed, 2048);
-    let (c, l) = (push(registry, repo, config.as_bytes()).await, push(registry, repo, &layer).await);
+    let (c, l) = (
+        push(registry, repo, config.as_bytes()).await,
+        push(registry, repo, &layer).await,
+    );
     format!(
         r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{c}","size":{}}},"layers":[{{"mediaType":"{}","digest":"{l}","size":{}}}]}}"#,
         media_type::OCI_MANIFEST,

@@ -34,7 +34,11 @@ async fn mount_from_a_repository_without_the_blob_is_declined() {
     // The registry answers 202 with an upload session; mount_blob cancels it and says no.
     assert!(!r.mount_blob("want/it", &absent, "has/other").await.unwrap());
     assert_eq!(r.blob_exists("want/it", &absent).await.unwrap(), None);
-    assert!(reg.log().contains("\"POST /v2/want/it/blobs/uploads/?"), "{}", reg.log());
+    assert!(
+        reg.log().contains("\"POST /v2/want/it/blobs/uploads/?"),
+        "{}",
+        reg.log()
+    );
 }
 
 #[tokio::test]
@@ -45,15 +49,24 @@ async fn location_cache_turns_an_upload_into_a_mount() {
     let r = with_cache(&reg.host(), &cache);
     let bytes = data(11, 3000);
     let digest = Digest::sha256(&bytes);
-    let first = r.put_blob("lib/first", &digest, 3000, &opener(bytes.clone()), &|_| {}).await.unwrap();
+    let first = r
+        .put_blob("lib/first", &digest, 3000, &opener(bytes.clone()), &|_| {})
+        .await
+        .unwrap();
     assert_eq!(first, PutOutcome::Uploaded);
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
-    assert_eq!(json["hosts"][reg.host()][digest.to_string()], serde_json::json!(["lib/first"]));
+    assert_eq!(
+        json["hosts"][reg.host()][digest.to_string()],
+        serde_json::json!(["lib/first"])
+    );
 
     // A separate client (as a later copier run) reads the same cache file.
     let later = with_cache(&reg.host(), &cache);
     let never_read = || -> std::io::Result<Box<dyn std::io::Read + Send>> { panic!("a mount reads no content") };
-    let second = later.put_blob("lib/second", &digest, 3000, &never_read, &|_| {}).await.unwrap();
+    let second = later
+        .put_blob("lib/second", &digest, 3000, &never_read, &|_| {})
+        .await
+        .unwrap();
     assert_eq!(
         second,
         PutOutcome::Mounted {
@@ -62,7 +75,10 @@ async fn location_cache_turns_an_upload_into_a_mount() {
     );
     assert_eq!(pull(&later, "lib/second", &digest, 3000).await, bytes);
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
-    assert_eq!(json["hosts"][reg.host()][digest.to_string()], serde_json::json!(["lib/second", "lib/first"]));
+    assert_eq!(
+        json["hosts"][reg.host()][digest.to_string()],
+        serde_json::json!(["lib/second", "lib/first"])
+    );
 }
 
 /// A stale cache entry makes the registry answer the mount with an upload session (202): the blob is uploaded into
@@ -77,10 +93,17 @@ async fn stale_location_falls_back_to_the_offered_upload_session() {
     let stale = serde_json::json!({"version": 1, "hosts": {reg.host(): {digest.to_string(): ["gone/away"]}}});
     std::fs::write(&cache, stale.to_string()).unwrap();
     let r = with_cache(&reg.host(), &cache);
-    let outcome = r.put_blob("fresh/repo", &digest, 4000, &opener(bytes.clone()), &|_| {}).await.unwrap();
+    let outcome = r
+        .put_blob("fresh/repo", &digest, 4000, &opener(bytes.clone()), &|_| {})
+        .await
+        .unwrap();
     assert_eq!(outcome, PutOutcome::Uploaded);
     assert_eq!(pull(&r, "fresh/repo", &digest, 4000).await, bytes);
     let log = reg.log();
     assert!(log.contains("mount="), "a mount was attempted: {log}");
-    assert_eq!(log.matches("\"POST /v2/fresh/repo/blobs/uploads/").count(), 1, "the 202 session was used: {log}");
+    assert_eq!(
+        log.matches("\"POST /v2/fresh/repo/blobs/uploads/").count(),
+        1,
+        "the 202 session was used: {log}"
+    );
 }

@@ -15,16 +15,26 @@ async fn small_blob_is_uploaded_once_and_pulled_back() {
     let bytes = data(1, 100_000);
     let digest = Digest::sha256(&bytes);
     let (sent, progress) = counter();
-    let outcome = r.put_blob("small/blob", &digest, bytes.len() as u64, &opener(bytes.clone()), &progress);
-    assert_eq!(outcome.await.unwrap(), PutOutcome::Uploaded);
+    let open = opener(bytes.clone());
+    let outcome = r
+        .put_blob("small/blob", &digest, bytes.len() as u64, &open, &progress)
+        .await;
+    assert_eq!(outcome.unwrap(), PutOutcome::Uploaded);
     assert_eq!(sent.load(Ordering::Relaxed), bytes.len() as u64);
-    assert_eq!(r.blob_exists("small/blob", &digest).await.unwrap(), Some(bytes.len() as u64));
-    let again = r.put_blob("small/blob", &digest, bytes.len() as u64, &opener(bytes.clone()), &|_| {});
-    assert_eq!(again.await.unwrap(), PutOutcome::Existed);
+    assert_eq!(
+        r.blob_exists("small/blob", &digest).await.unwrap(),
+        Some(bytes.len() as u64)
+    );
+    let again = r
+        .put_blob("small/blob", &digest, bytes.len() as u64, &open, &|_| {})
+        .await;
+    assert_eq!(again.unwrap(), PutOutcome::Existed);
 
     let (received, progress) = counter();
     let mut out = Vec::new();
-    r.get_blob("small/blob", &digest, bytes.len() as u64, &mut out, &progress).await.unwrap();
+    r.get_blob("small/blob", &digest, bytes.len() as u64, &mut out, &progress)
+        .await
+        .unwrap();
     assert_eq!(out, bytes);
     assert_eq!(received.load(Ordering::Relaxed), bytes.len() as u64);
     assert_eq!(r.blob_exists("other/repo", &digest).await.unwrap(), None);
@@ -38,8 +48,11 @@ async fn large_blob_is_uploaded_in_chunks() {
     let bytes = data(2, 17 * 1024 * 1024 + 12_345);
     let digest = Digest::sha256(&bytes);
     let (sent, progress) = counter();
-    let outcome = r.put_blob("big/blob", &digest, bytes.len() as u64, &opener(bytes.clone()), &progress);
-    assert_eq!(outcome.await.unwrap(), PutOutcome::Uploaded);
+    let open = opener(bytes.clone());
+    let outcome = r
+        .put_blob("big/blob", &digest, bytes.len() as u64, &open, &progress)
+        .await;
+    assert_eq!(outcome.unwrap(), PutOutcome::Uploaded);
     assert_eq!(sent.load(Ordering::Relaxed), bytes.len() as u64);
     let log = reg.log();
     assert_eq!(log.matches("\"PATCH /v2/big/blob/blobs/uploads/").count(), 3, "{log}");
@@ -52,11 +65,17 @@ async fn upload_content_must_match_its_digest_and_size() {
     let r = client(&reg.host());
     let bytes = data(3, 1000);
     let wrong = Digest::sha256(b"something else");
-    let err = r.put_blob("r", &wrong, 1000, &opener(bytes.clone()), &|_| {}).await.unwrap_err();
+    let err = r
+        .put_blob("r", &wrong, 1000, &opener(bytes.clone()), &|_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(err, RegistryError::Source { .. }), "{err}");
     assert!(err.to_string().contains(&wrong.to_string()), "{err}");
     let digest = Digest::sha256(&bytes);
-    let err = r.put_blob("r", &digest, 999, &opener(bytes), &|_| {}).await.unwrap_err();
+    let err = r
+        .put_blob("r", &digest, 999, &opener(bytes), &|_| {})
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not the 999 promised"), "{err}");
     assert_eq!(r.blob_exists("r", &wrong).await.unwrap(), None);
     assert_eq!(r.blob_exists("r", &digest).await.unwrap(), None);
@@ -67,7 +86,10 @@ async fn manifest_by_tag_and_by_digest() {
     let reg = TestRegistry::anonymous().unwrap();
     let r = client(&reg.host());
     let manifest = image_manifest(&r, "app", 4).await;
-    let digest = r.put_manifest("app", "v1", &manifest, media_type::OCI_MANIFEST).await.unwrap();
+    let digest = r
+        .put_manifest("app", "v1", &manifest, media_type::OCI_MANIFEST)
+        .await
+        .unwrap();
     assert_eq!(digest, Digest::sha256(&manifest));
 
     let by_tag = r.get_manifest("app", "v1", &[media_type::OCI_MANIFEST]).await.unwrap();
@@ -78,18 +100,39 @@ async fn manifest_by_tag_and_by_digest() {
     assert_eq!(by_digest, by_tag);
 
     let head = r.head_manifest("app", "v1", &[]).await.unwrap();
-    assert_eq!(head, Some((digest.clone(), media_type::OCI_MANIFEST.to_owned(), manifest.len() as u64)));
+    assert_eq!(
+        head,
+        Some((
+            digest.clone(),
+            media_type::OCI_MANIFEST.to_owned(),
+            manifest.len() as u64
+        ))
+    );
     assert_eq!(r.head_manifest("app", "nope", &[]).await.unwrap(), None);
 
     // Pushing by digest, and refusing to push bytes under a digest they do not have.
     let other = image_manifest(&r, "app", 5).await;
-    let d2 = r.put_manifest("app", &Digest::sha256(&other).to_string(), &other, media_type::OCI_MANIFEST);
-    assert_eq!(d2.await.unwrap(), Digest::sha256(&other));
-    let err = r.put_manifest("app", &digest.to_string(), &other, media_type::OCI_MANIFEST).await.unwrap_err();
+    let d2 = r
+        .put_manifest(
+            "app",
+            &Digest::sha256(&other).to_string(),
+            &other,
+            media_type::OCI_MANIFEST,
+        )
+        .await;
+    assert_eq!(d2.unwrap(), Digest::sha256(&other));
+    let err = r
+        .put_manifest("app", &digest.to_string(), &other, media_type::OCI_MANIFEST)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not the"), "{err}");
     let err = r.get_manifest("app", "missing", &[]).await.unwrap_err();
     assert!(matches!(err, RegistryError::ManifestUnknown { .. }), "{err}");
-    assert!(err.to_string().contains(&format!("{}/app: manifest missing", reg.host())), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("{}/app: manifest missing", reg.host())),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -99,7 +142,9 @@ async fn tags_are_listed_and_manifests_deleted() {
     let manifest = image_manifest(&r, "tagged", 6).await;
     let mut tags: Vec<String> = (0..5).map(|i| format!("t{i}")).collect();
     for t in &tags {
-        r.put_manifest("tagged", t, &manifest, media_type::OCI_MANIFEST).await.unwrap();
+        r.put_manifest("tagged", t, &manifest, media_type::OCI_MANIFEST)
+            .await
+            .unwrap();
     }
     let mut listed = r.list_tags("tagged").await.unwrap();
     listed.sort();
@@ -130,6 +175,10 @@ async fn unknown_blob_is_named_as_such() {
     let mut sink = Vec::new();
     let err = r.get_blob("exists", &missing, 7, &mut sink, &|_| {}).await.unwrap_err();
     assert!(matches!(err, RegistryError::BlobUnknown { .. }), "{err}");
-    assert!(err.to_string().contains(&format!("{}/exists: blob {missing}", reg.host())), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("{}/exists: blob {missing}", reg.host())),
+        "{err}"
+    );
     assert!(sink.is_empty());
 }

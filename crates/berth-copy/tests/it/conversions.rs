@@ -1,0 +1,198 @@
+//! Format and compression conversions: OCI -> Docker v2s2 -> OCI, recompression to zstd (diffIDs kept, skopeo
+//! reads the result), and the combination that has no Docker equivalent refused.
+
+use berth_spec::Digest;
+use berth_spec::media_type::{self as mt, Compression};
+use berth_testkit::registry::TestRegistry;
+use berth_testkit::tools::{run, skopeo};
+use serde_json::Value;
+
+use crate::{Env, busybox_layout, diff_ids, http, layout_digest, layout_json, manifest_parts, text};
+
+/// The manifest a registry holds for `repo:tag`, as JSON, with the media type it declares.
+fn remote_manifest(host: &str, repo: &str, tag: &str) -> (String, Value) {
+    let accept = [mt::OCI_MANIFEST, mt::DOCKER_MANIFEST].join(", ");
+    let r = http(
+        "GET",
+        host,
+        &format!("/v2/{repo}/manifests/{tag}"),
+        &[("Accept", &accept)],
+    );
+    assert_eq!(r.status, 200, "{}", text(&r.body));
+    (
+        r.header("content-type").unwrap_or_default().to_owned(),
+        serde_json::from_slice(&r.body).unwrap(),
+    )
+}
+
+fn media_types(layers: &Value) -> Vec<&str> {
+    layers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn v2s2_and_back_to_oci_keeps_config_and_layers() {
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    let img = busybox_layout(&env, "a", "bb:1");
+    let remote = format!("docker://{}/conv/busybox:v2s2", reg.host());
+    env.ok(&["copy", "-q", "--format", "v2s2", &env.oci("a", Some("bb:1")), &remote]);
+
+    let (content_type, m) = remote_manifest(&reg.host(), "conv/busybox", "v2s2");
+    assert_eq!(content_type, mt::DOCKER_MANIFEST);
+    assert_eq!(m["mediaType"], mt::DOCKER_MANIFEST);
+    assert_eq!(m["config"]["mediaType"], mt::DOCKER_CONFIG);
+    assert_eq!(
+        m["config"]["digest"],
+        img.config_digest.to_string(),
+        "the config bytes are not rewritten"
+    );
+    assert!(
+        media_types(&m["layers"]).iter().all(|t| *t == mt::DOCKER_LAYER_GZIP),
+        "{m}"
+    );
+    let layers: Vec<&str> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = img.layers.iter().map(ToString::to_string).collect();
+    assert_eq!(layers, want, "the layer blobs are not rewritten");
+
+    // --preserve-digests refuses the conversion before anything is named.
+    let err = env.fails(&[
+        "copy",
+        "-q",
+        "--preserve-digests",
+        &remote,
+        &env.oci("refused", Some("x")),
+        "--format",
+        "oci",
+    ]);
+    assert!(err.contains("--preserve-digests"), "{err}");
+
+    env.ok(&["copy", "-q", "--format", "oci", &remote, &env.oci("b", Some("bb"))]);
+    let back = layout_digest(&env.path("b"), Some("bb"));
+    let doc = layout_json(&env.path("b"), &back);
+    assert_eq!(doc["mediaType"], mt::OCI_MANIFEST);
+    assert_eq!(doc["config"]["mediaType"], mt::OCI_CONFIG);
+    assert!(
+        media_types(&doc["layers"]).iter().all(|t| *t == mt::OCI_LAYER_GZIP),
+        "{doc}"
+    );
+    let (config, layers) = manifest_parts(&env.path("b"), &back);
+    assert_eq!(config, img.config_digest.to_string());
+    assert_eq!(layers, want);
+    env.ok(&["fsck", &env.oci("b", None)]);
+}
+
+#[test]
+fn zstd_recompression_keeps_diff_ids_and_skopeo_reads_it() {
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    let img = busybox_layout(&env, "a", "bb:1");
+    let remote = format!("docker://{}/conv/busybox:zstd", reg.host());
+    env.ok(&[
+        "copy",
+        "-q",
+        "--dest-compress-format",
+        "zstd",
+        "--dest-compress-level",
+        "3",
+        &env.oci("a", Some("bb:1")),
+        &remote,
+    ]);
+
+    let (_, m) = remote_manifest(&reg.host(), "conv/busybox", "zstd");
+    assert_eq!(m["mediaType"], mt::OCI_MANIFEST);
+    assert!(
+        media_types(&m["layers"]).iter().all(|t| *t == mt::OCI_LAYER_ZSTD),
+        "{m}"
+    );
+    assert_eq!(
+        m["config"]["digest"],
+        img.config_digest.to_string(),
+        "diffIDs (the config) unchanged"
+    );
+    // Each zstd blob really decompresses to its diffID.
+    for (layer, diff_id) in m["layers"].as_array().unwrap().iter().zip(&img.diff_ids) {
+        let digest = layer["digest"].as_str().unwrap();
+        let r = http("GET", &reg.host(), &format!("/v2/conv/busybox/blobs/{digest}"), &[]);
+        assert_eq!(r.status, 200);
+        assert_eq!(Digest::sha256(&r.body).to_string(), digest);
+        assert_eq!(r.body.len() as u64, layer["size"].as_u64().unwrap());
+        let mut tar = Vec::new();
+        let mut dec = berth_spec::diff_id::decoder(&r.body[..], Compression::Zstd).unwrap();
+        std::io::Read::read_to_end(&mut dec, &mut tar).unwrap();
+        assert_eq!(&Digest::sha256(&tar), diff_id);
+    }
+
+    // skopeo pulls it (and checks digests on the way).
+    let out = env.path("skopeo");
+    run(skopeo()
+        .unwrap()
+        .env("HOME", env.home())
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/conv/busybox:zstd", reg.host()),
+        ])
+        .arg(format!("oci:{}:bb", out.display())))
+    .unwrap();
+    let (config, _) = manifest_parts(&out, &layout_digest(&out, Some("bb")));
+    let ids: Vec<String> = img.diff_ids.iter().map(ToString::to_string).collect();
+    assert_eq!(diff_ids(&out, &config), ids);
+
+    // Berth pulls it back and recompresses to gzip: the original diffIDs again.
+    env.ok(&[
+        "copy",
+        "-q",
+        "--dest-compress-format",
+        "gzip",
+        &remote,
+        &env.oci("gz", Some("bb")),
+    ]);
+    let back = layout_digest(&env.path("gz"), Some("bb"));
+    let doc = layout_json(&env.path("gz"), &back);
+    assert!(
+        media_types(&doc["layers"]).iter().all(|t| *t == mt::OCI_LAYER_GZIP),
+        "{doc}"
+    );
+    assert_eq!(manifest_parts(&env.path("gz"), &back).0, img.config_digest.to_string());
+    env.ok(&["fsck", &env.oci("gz", None)]);
+}
+
+#[test]
+fn v2s2_with_zstd_is_refused_before_anything_is_pushed() {
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    busybox_layout(&env, "a", "bb:1");
+    let remote = format!("docker://{}/conv/refused:1", reg.host());
+    let err = env.fails(&[
+        "copy",
+        "-q",
+        "--format",
+        "v2s2",
+        "--dest-compress-format",
+        "zstd",
+        &env.oci("a", Some("bb:1")),
+        &remote,
+    ]);
+    assert!(err.to_lowercase().contains("zstd"), "{err}");
+    assert!(
+        err.contains("v2s2") || err.contains("Docker") || err.contains("docker"),
+        "{err}"
+    );
+    let r = http(
+        "GET",
+        &reg.host(),
+        "/v2/conv/refused/manifests/1",
+        &[("Accept", mt::DOCKER_MANIFEST)],
+    );
+    assert_eq!(r.status, 404, "nothing is tagged after a refusal");
+}

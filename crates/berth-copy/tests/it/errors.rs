@@ -1,0 +1,123 @@
+//! Errors name what caused them: a missing image in a layout, an unknown tag in a registry, invalid references;
+//! the exit code is non-zero, stdout stays empty, and stderr is plain text.
+
+use berth_testkit::faultproxy::{Fault, FaultProxy};
+use berth_testkit::registry::TestRegistry;
+
+use crate::{Env, busybox_layout};
+
+#[test]
+fn missing_image_in_a_layout_is_named_with_what_is_there() {
+    let env = Env::new();
+    busybox_layout(&env, "a", "bb:1");
+    let out = env.run(&["copy", &env.oci("a", Some("nope:2")), &env.oci("b", None)]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "errors go to stderr");
+    let err = crate::text(&out.stderr);
+    assert!(
+        err.contains("nope:2") && err.contains(&env.path("a").display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("bb:1"), "the available names are listed: {err}");
+
+    let missing = env.path("no-such-dir");
+    let err = env.fails(&["inspect", &format!("oci:{}:x", missing.display())]);
+    assert!(
+        err.contains(&missing.display().to_string()) && err.contains("does not exist"),
+        "{err}"
+    );
+
+    let err = env.fails(&[
+        "--store",
+        env.path("store").to_str().unwrap(),
+        "inspect",
+        "busybox:absent",
+    ]);
+    assert!(err.contains("store"), "{err}");
+}
+
+#[test]
+fn unknown_tag_in_a_registry_is_a_404_naming_the_reference() {
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    busybox_layout(&env, "a", "bb:1");
+    env.ok(&[
+        "copy",
+        "-q",
+        &env.oci("a", Some("bb:1")),
+        &format!("docker://{}/errors/busybox:1", reg.host()),
+    ]);
+    let out = env.run(&[
+        "copy",
+        &format!("docker://{}/errors/busybox:missing", reg.host()),
+        &env.oci("b", None),
+    ]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = crate::text(&out.stderr);
+    assert!(
+        err.contains(&format!("{}/errors/busybox", reg.host())) && err.contains("missing"),
+        "{err}"
+    );
+    assert!(err.contains("404") && err.contains("manifest unknown"), "{err}");
+    // Not retried: 404 is an answer, not a failure.
+    let log = reg.log();
+    assert_eq!(crate::logged(&log, "GET", "/manifests/missing"), 1, "{log}");
+
+    let err = env.fails(&["inspect", &format!("docker://{}/errors/never-pushed:1", reg.host())]);
+    assert!(err.contains("errors/never-pushed") && err.contains("404"), "{err}");
+    let err = env.fails(&["list-tags", &format!("docker://{}/errors/never-pushed", reg.host())]);
+    assert!(err.contains("errors/never-pushed"), "{err}");
+}
+
+#[test]
+fn invalid_references_are_quoted_back() {
+    let env = Env::new();
+    for bad in [
+        "docker://127.0.0.1:5000/Upper/Case:tag",
+        "docker://127.0.0.1:5000/a:b:c",
+        "docker://127.0.0.1:5000/app@sha256:1234",
+        "docker://127.0.0.1:5000/app:bad tag",
+        "docker://",
+        "Bad Name",
+    ] {
+        let out = env.run(&["copy", bad, &env.oci("dst", None)]);
+        assert!(!out.status.success(), "{bad} was accepted");
+        let err = crate::text(&out.stderr);
+        assert!(err.contains(bad), "the error does not quote {bad:?}: {err}");
+        assert!(
+            !env.path("dst").exists(),
+            "{bad}: the destination was created for an invalid source"
+        );
+        let out = env.run(&["copy", &env.oci("src", None), bad]);
+        assert!(!out.status.success(), "{bad} was accepted as a destination");
+        assert!(crate::text(&out.stderr).contains(bad));
+    }
+    let err = env.fails(&["copy", "--platform", "linux", "oci:/x", "oci:/y"]);
+    assert!(err.contains("\"linux\"") || err.contains("linux"), "{err}");
+}
+
+/// Regression: warnings (retries) were rendered with ANSI colour codes even when stderr is a pipe or a CI log.
+#[test]
+fn warnings_on_a_pipe_carry_no_colour_codes() {
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    busybox_layout(&env, "a", "bb:1");
+    env.ok(&[
+        "copy",
+        "-q",
+        &env.oci("a", Some("bb:1")),
+        &format!("docker://{}/errors/busybox:1", reg.host()),
+    ]);
+    let proxy = FaultProxy::start(&reg.host()).unwrap();
+    proxy.add("GET", "/manifests/", 1, Fault::Status(503, None));
+    let out = env.run(&[
+        "copy",
+        &format!("docker://{}/errors/busybox:1", proxy.addr),
+        &env.oci("b", None),
+    ]);
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    let err = crate::text(&out.stderr);
+    assert!(err.contains("retrying"), "the retry is reported: {err}");
+    assert!(!err.contains('\u{1b}'), "escape codes on a pipe: {err:?}");
+}

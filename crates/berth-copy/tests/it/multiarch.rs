@@ -1,0 +1,174 @@
+//! Multi-arch images: the whole index with `--all`, the host's image by default, a subset with `--platform`.
+
+use berth_spec::layout::Layout;
+use berth_spec::platform::Platform;
+use berth_testkit::image::{WrittenImage, write_image};
+use berth_testkit::registry::TestRegistry;
+
+use crate::{Env, layout_blobs, layout_digest, layout_json, random_image, registry_digest, write_index};
+
+struct MultiArch {
+    amd64: WrittenImage,
+    arm64: WrittenImage,
+    index: String,
+}
+
+/// Layout `rel` of `env` with an amd64 and an arm64 image and an index over both named `multi:1`.
+fn multiarch_layout(env: &Env, rel: &str) -> MultiArch {
+    let layout = Layout::create(env.path(rel)).unwrap();
+    let amd64 = write_image(&layout, Some("amd64"), &random_image(21, 2, 20_000, "amd64")).unwrap();
+    let arm64 = write_image(&layout, Some("arm64"), &random_image(22, 2, 20_000, "arm64")).unwrap();
+    let (index, _) = write_index(&layout, "multi:1", &[(&amd64, "amd64"), (&arm64, "arm64")]);
+    MultiArch {
+        amd64,
+        arm64,
+        index: index.to_string(),
+    }
+}
+
+fn blobs_of(img: &WrittenImage) -> Vec<String> {
+    let mut all: Vec<String> = img.layers.iter().map(ToString::to_string).collect();
+    all.push(img.config_digest.to_string());
+    all.push(img.manifest_digest.to_string());
+    all
+}
+
+#[test]
+fn all_keeps_the_index_digest_through_a_registry() {
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    let m = multiarch_layout(&env, "src");
+    let remote = format!("docker://{}/multi/app:1", reg.host());
+    env.ok(&["copy", "-q", "--all", &env.oci("src", Some("multi:1")), &remote]);
+    assert_eq!(registry_digest(&reg.host(), "multi/app", "1"), m.index);
+    env.ok(&["copy", "-q", "--all", &remote, &env.oci("back", Some("multi"))]);
+    assert_eq!(layout_digest(&env.path("back"), Some("multi")), m.index);
+    let blobs = layout_blobs(&env.path("back"));
+    for b in blobs_of(&m.amd64).iter().chain(&blobs_of(&m.arm64)) {
+        assert!(blobs.contains(b), "{b} missing after --all");
+    }
+    env.ok(&["fsck", &env.oci("back", None)]);
+}
+
+#[test]
+fn default_copy_picks_the_host_platform() {
+    let env = Env::new();
+    let m = multiarch_layout(&env, "src");
+    let host = Platform::host().architecture;
+    let out = env.run(&[
+        "copy",
+        "-q",
+        &env.oci("src", Some("multi:1")),
+        &env.oci("dst", Some("x")),
+    ]);
+    let want = match host.as_str() {
+        "amd64" => &m.amd64,
+        "arm64" => &m.arm64,
+        other => {
+            assert!(
+                !out.status.success(),
+                "no {other} image in the index, yet the copy succeeded"
+            );
+            return;
+        }
+    };
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    assert_eq!(
+        layout_digest(&env.path("dst"), Some("x")),
+        want.manifest_digest.to_string()
+    );
+    let other = if host == "amd64" { &m.arm64 } else { &m.amd64 };
+    let blobs = layout_blobs(&env.path("dst"));
+    assert!(
+        other.layers.iter().all(|l| !blobs.contains(&l.to_string())),
+        "the other platform's layers were copied"
+    );
+}
+
+#[test]
+fn platform_subset_makes_a_new_index_of_only_that_entry() {
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    let m = multiarch_layout(&env, "src");
+    let remote = format!("docker://{}/multi/app:1", reg.host());
+    env.ok(&["copy", "-q", "--all", &env.oci("src", Some("multi:1")), &remote]);
+
+    env.ok(&[
+        "copy",
+        "-q",
+        "--platform",
+        "linux/arm64",
+        &remote,
+        &env.oci("arm", Some("only")),
+    ]);
+    let dir = env.path("arm");
+    let index = layout_digest(&dir, Some("only"));
+    assert_ne!(index, m.index, "a subset is a new index");
+    let doc = layout_json(&dir, &index);
+    let entries = doc["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{doc}");
+    assert_eq!(entries[0]["digest"], m.arm64.manifest_digest.to_string());
+    assert_eq!(entries[0]["platform"]["architecture"], "arm64");
+    let blobs = layout_blobs(&dir);
+    assert!(blobs_of(&m.arm64).iter().all(|b| blobs.contains(b)));
+    assert!(
+        blobs_of(&m.amd64).iter().all(|b| !blobs.contains(b)),
+        "amd64 content copied: {blobs:?}"
+    );
+    env.ok(&["fsck", &env.oci("arm", None)]);
+
+    // Both platforms named: the original index, digest and all.
+    env.ok(&[
+        "copy",
+        "-q",
+        "--platform",
+        "linux/arm64",
+        "--platform",
+        "linux/amd64",
+        &remote,
+        &env.oci("both", Some("b")),
+    ]);
+    assert_eq!(layout_digest(&env.path("both"), Some("b")), m.index);
+}
+
+#[test]
+fn preserve_digests_refuses_a_platform_subset() {
+    let env = Env::new();
+    multiarch_layout(&env, "src");
+    let err = env.fails(&[
+        "copy",
+        "-q",
+        "--preserve-digests",
+        "--platform",
+        "linux/arm64",
+        &env.oci("src", Some("multi:1")),
+        &env.oci("dst", Some("x")),
+    ]);
+    assert!(err.contains("--preserve-digests"), "{err}");
+    assert!(err.contains("platform"), "{err}");
+    let dst = env.path("dst");
+    if dst.exists() {
+        assert!(
+            Layout::open(&dst).unwrap().refs().unwrap().is_empty(),
+            "nothing may be named after a refusal"
+        );
+    }
+}
+
+#[test]
+fn missing_platform_error_names_the_wanted_and_present_platforms() {
+    let env = Env::new();
+    multiarch_layout(&env, "src");
+    let err = env.fails(&[
+        "copy",
+        "-q",
+        "--platform",
+        "linux/s390x",
+        &env.oci("src", Some("multi:1")),
+        &env.oci("d", None),
+    ]);
+    assert!(
+        err.contains("linux/s390x") && err.contains("linux/amd64, linux/arm64"),
+        "{err}"
+    );
+}

@@ -1,0 +1,186 @@
+//! Round trips through every transport keep every digest; re-pushes send no blob bytes; a known image pushed to a
+//! new repository is mounted, not uploaded.
+
+use berth_testkit::faultproxy::FaultProxy;
+use berth_testkit::registry::TestRegistry;
+
+use crate::{
+    Env, busybox_layout, diff_ids, layout_blob, layout_blobs, layout_digest, logged, manifest_parts, registry_digest,
+};
+
+#[test]
+fn layout_registry_layout_archives_keep_every_digest() {
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    let img = busybox_layout(&env, "a", "bb:1");
+    let want = img.manifest_digest.to_string();
+    let src_blobs = layout_blobs(&env.path("a"));
+
+    // layout -> registry, with --digestfile.
+    let dest = format!("docker://{}/rt/busybox:1", reg.host());
+    let digestfile = env.path("pushed.digest");
+    env.ok(&[
+        "copy",
+        "-q",
+        &env.oci("a", Some("bb:1")),
+        &dest,
+        "--digestfile",
+        digestfile.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&digestfile).unwrap().trim(), want);
+    assert_eq!(registry_digest(&reg.host(), "rt/busybox", "1"), want);
+    assert_eq!(registry_digest(&reg.host(), "rt/busybox", &want), want);
+
+    // registry -> layout: same manifest, same blobs, nothing else.
+    env.ok(&["copy", &dest, &env.oci("b", Some("bb"))]);
+    assert_eq!(layout_digest(&env.path("b"), Some("bb")), want);
+    assert_eq!(layout_blobs(&env.path("b")), src_blobs);
+
+    // layout -> oci-archive -> layout.
+    let archive = env.path("image.oci.tar");
+    env.ok(&[
+        "copy",
+        &env.oci("b", Some("bb")),
+        &format!("oci-archive:{}:bb", archive.display()),
+    ]);
+    env.ok(&[
+        "copy",
+        &format!("oci-archive:{}:bb", archive.display()),
+        &env.oci("c", Some("bb")),
+    ]);
+    assert_eq!(layout_digest(&env.path("c"), Some("bb")), want);
+    assert_eq!(layout_blobs(&env.path("c")), src_blobs);
+    env.ok(&["fsck", &env.oci("c", None)]);
+
+    // layout -> docker-archive -> layout: a docker archive holds uncompressed layers, so the manifest changes by
+    // nature; the config (and so the diffIDs) must not.
+    let docker = env.path("image.docker.tar");
+    env.ok(&[
+        "copy",
+        &env.oci("c", Some("bb")),
+        &format!("docker-archive:{}:busybox:1", docker.display()),
+    ]);
+    env.ok(&[
+        "copy",
+        &format!("docker-archive:{}", docker.display()),
+        &env.oci("d", Some("bb")),
+    ]);
+    let back = layout_digest(&env.path("d"), Some("bb"));
+    let (config, layers) = manifest_parts(&env.path("d"), &back);
+    assert_eq!(
+        config,
+        img.config_digest.to_string(),
+        "the config survives a docker-archive"
+    );
+    let ids: Vec<String> = img.diff_ids.iter().map(ToString::to_string).collect();
+    assert_eq!(diff_ids(&env.path("d"), &config), ids);
+    // Uncompressed layers: each layer's digest is its diffID.
+    assert_eq!(layers, ids);
+    for l in &layers {
+        layout_blob(&env.path("d"), l);
+    }
+    env.ok(&["fsck", &env.oci("d", None)]);
+}
+
+#[test]
+fn store_is_a_source_and_a_destination() {
+    let env = Env::new();
+    let img = busybox_layout(&env, "a", "bb:1");
+    let store = env.path("store");
+    let store = store.to_str().unwrap();
+    env.ok(&[
+        "--store",
+        store,
+        "copy",
+        "-q",
+        &env.oci("a", Some("bb:1")),
+        "example.com/tools/busybox:1.36",
+    ]);
+    let tags = env.ok(&["--store", store, "list-tags", "example.com/tools/busybox"]);
+    assert!(tags.contains("1.36"), "{tags}");
+    env.ok(&[
+        "--store",
+        store,
+        "copy",
+        "-q",
+        "example.com/tools/busybox:1.36",
+        &env.oci("b", Some("out")),
+    ]);
+    assert_eq!(
+        layout_digest(&env.path("b"), Some("out")),
+        img.manifest_digest.to_string()
+    );
+    env.ok(&["--store", store, "fsck"]);
+    // The environment variable works as well as the flag.
+    let out = env
+        .cmd(&["inspect", "--raw", "example.com/tools/busybox:1.36"])
+        .env("BERTH_STORE", store)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    assert_eq!(out.stdout, img.manifest_bytes);
+}
+
+#[test]
+fn repush_of_an_unchanged_image_sends_no_blob_bytes() {
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    let proxy = FaultProxy::start(&reg.host()).unwrap();
+    busybox_layout(&env, "a", "bb:1");
+    let dest = format!("docker://{}/rp/busybox:1", proxy.addr);
+    env.ok(&["copy", "-q", &env.oci("a", Some("bb:1")), &dest]);
+    let first = proxy.seen();
+    let uploads = |seen: &[berth_testkit::faultproxy::Seen]| {
+        seen.iter()
+            .filter(|s| s.target.contains("/blobs/uploads/") && s.method != "HEAD")
+            .count()
+    };
+    assert!(
+        uploads(&first) >= 2,
+        "the first push uploads the layer and the config: {first:#?}"
+    );
+
+    env.ok(&["copy", "-q", &env.oci("a", Some("bb:1")), &dest]);
+    let second = &proxy.seen()[first.len()..];
+    assert_eq!(uploads(second), 0, "a re-push must not upload: {second:#?}");
+    let bodies: Vec<_> = second
+        .iter()
+        .filter(|s| s.method == "PUT" || s.method == "PATCH")
+        .filter(|s| !s.target.contains("/manifests/"))
+        .collect();
+    assert!(bodies.is_empty(), "{bodies:#?}");
+}
+
+#[test]
+fn known_image_pushed_to_a_new_repository_is_mounted() {
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    let img = busybox_layout(&env, "a", "bb:1");
+    env.ok(&[
+        "copy",
+        "-q",
+        &env.oci("a", Some("bb:1")),
+        &format!("docker://{}/first/busybox:1", reg.host()),
+    ]);
+    assert!(
+        env.home().join(".cache/berth/blob-locations.json").is_file(),
+        "the blob-location cache is written"
+    );
+    env.ok(&[
+        "copy",
+        "-q",
+        &env.oci("a", Some("bb:1")),
+        &format!("docker://{}/second/busybox:1", reg.host()),
+    ]);
+    let log = reg.log();
+    assert_eq!(logged(&log, "PATCH", "/second/"), 0, "{log}");
+    assert_eq!(logged(&log, "PUT", "/second/busybox/blobs/uploads/"), 0, "{log}");
+    assert!(
+        logged(&log, "POST", "/second/busybox/blobs/uploads/?mount=") >= 2,
+        "layer and config mounted: {log}"
+    );
+    assert_eq!(
+        registry_digest(&reg.host(), "second/busybox", "1"),
+        img.manifest_digest.to_string()
+    );
+}

@@ -1,0 +1,256 @@
+//! `cargo xtask bench copy`: berth-copy against `skopeo copy`, in one run, on one image of several layers
+//! (~500 MB by default, `--mib` to change), each workload next to its floor measured in the same run:
+//! - layout -> fresh registry (a new registry per run, so nothing is cached), floor: bare `curl` POST + PUT;
+//! - push of a known image to a new repository (cross-repository mount), and re-push of an unchanged image;
+//! - registry -> layout, floor: `curl` GET of the same blobs;
+//! - layout -> layout and layout -> oci-archive, floor: `cp` of the blobs + `sha256sum`.
+//!
+//! Both tools are release builds / installed binaries, run as whole processes, best of three.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use berth_testkit::registry::TestRegistry;
+
+use crate::workspace_root;
+
+const RUNS: usize = 3;
+
+struct Row {
+    what: &'static str,
+    berth: Duration,
+    skopeo: Duration,
+    floor: Option<(&'static str, Duration)>,
+    target: &'static str,
+}
+
+pub fn run(json: bool, mib: u64) -> Result<()> {
+    let root = workspace_root();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "-p", "berth-copy", "-p", "berth-testkit", "--bin", "berth-copy", "--bin", "berth-bench-image"])
+        .current_dir(&root)
+        .status()?;
+    ensure!(status.success(), "building berth-copy failed");
+    for t in ["skopeo", "curl", "docker-registry", "sha256sum"] {
+        ensure!(which(t), "{t} is not installed: run `cargo xtask ci`");
+    }
+    let berth = root.join("target/release/berth-copy");
+    let bench = root.join("target/bench");
+    std::fs::create_dir_all(&bench)?;
+    let work = tempfile::Builder::new().prefix("copy-").tempdir_in(&bench)?;
+    let w = work.path();
+    let home = w.join("home");
+    std::fs::create_dir_all(&home)?;
+    let src = w.join("src");
+    let layers = 5u64;
+    let made = Command::new(root.join("target/release/berth-bench-image"))
+        .arg(&src)
+        .arg("img")
+        .arg(layers.to_string())
+        .arg((mib / layers).max(1).to_string())
+        .output()?;
+    ensure!(made.status.success(), "making the benchmark image failed: {}", String::from_utf8_lossy(&made.stderr));
+    let manifest = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+    // The manifest is not a blob in a registry; the floors move the layers and the config.
+    let blobs: Vec<_> = blob_files(&src)?.into_iter().filter(|(d, _, _)| *d != manifest).collect();
+    let total: u64 = blobs.iter().map(|(_, _, s)| s).sum();
+    eprintln!("input: {} blobs, {:.0} MB", blobs.len(), total as f64 / 1e6);
+    let src_ref = format!("oci:{}:img", src.display());
+    let b = |args: &[&str]| {
+        let mut c = Command::new(&berth);
+        c.env("HOME", &home).arg("copy").arg("-q").args(args);
+        c
+    };
+    let s = |args: &[&str]| {
+        let mut c = Command::new("skopeo");
+        c.args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false"]).args(args);
+        c
+    };
+
+    // 1. layout -> fresh registry.
+    let fresh = |f: &dyn Fn(&str) -> Command| -> Result<Duration> {
+        best(|| {
+            let reg = TestRegistry::anonymous()?;
+            settle()?;
+            sh(&mut f(&format!("docker://{}/bench/img:1", reg.host())))
+        })
+    };
+    let push_berth = fresh(&|d| b(&[&src_ref, d]))?;
+    let push_skopeo = fresh(&|d| s(&[&src_ref, d]))?;
+    let push_floor = best(|| {
+        let reg = TestRegistry::anonymous()?;
+        settle()?;
+        let start = Instant::now();
+        for (digest, path, _) in &blobs {
+            curl_put(&reg.host(), "bench/img", digest, path)?;
+        }
+        Ok(start.elapsed())
+    })?;
+
+    // 2./3. mounts and re-pushes on one registry.
+    let reg = TestRegistry::anonymous()?;
+    let host = reg.host();
+    sh(&mut b(&[&src_ref, &format!("docker://{host}/bench/base:1")]))?;
+    sh(&mut s(&[&src_ref, &format!("docker://{host}/bench/sbase:1")]))?;
+    let counter = std::cell::Cell::new(0);
+    let next = || {
+        counter.set(counter.get() + 1);
+        counter.get()
+    };
+    let mount_berth = best(|| sh(&mut b(&[&src_ref, &format!("docker://{host}/bench/mb{}:1", next())])))?;
+    let mount_skopeo = best(|| sh(&mut s(&[&src_ref, &format!("docker://{host}/bench/ms{}:1", next())])))?;
+    let repush_berth = best(|| sh(&mut b(&[&src_ref, &format!("docker://{host}/bench/base:1")])))?;
+    let repush_skopeo = best(|| sh(&mut s(&[&src_ref, &format!("docker://{host}/bench/sbase:1")])))?;
+
+    // 4. registry -> layout.
+    let pull_src = format!("docker://{host}/bench/base:1");
+    let pull_berth = best(|| {
+        let d = w.join(format!("pull-b-{}", next()));
+        settle()?;
+        sh(&mut b(&[&pull_src, &format!("oci:{}:x", d.display())]))
+    })?;
+    let pull_skopeo = best(|| {
+        let d = w.join(format!("pull-s-{}", next()));
+        settle()?;
+        sh(&mut s(&[&pull_src, &format!("oci:{}:x", d.display())]))
+    })?;
+    let pull_floor = best(|| {
+        let d = w.join(format!("pull-f-{}", next()));
+        std::fs::create_dir_all(&d)?;
+        settle()?;
+        let start = Instant::now();
+        for (digest, _, _) in &blobs {
+            sh(Command::new("curl").args(["-sf", "-o"]).arg(d.join(digest.replace(':', "-"))).arg(format!(
+                "http://{host}/v2/bench/base/blobs/{digest}"
+            )))?;
+        }
+        Ok(start.elapsed())
+    })?;
+    drop(reg);
+
+    // 5./6. layout -> layout, layout -> oci-archive.
+    let local = |f: &dyn Fn(PathBuf) -> Command| -> Result<Duration> {
+        best(|| {
+            let d = w.join(format!("local-{}", next()));
+            settle()?;
+            sh(&mut f(d))
+        })
+    };
+    let ll_berth = local(&|d| b(&[&src_ref, &format!("oci:{}:x", d.display())]))?;
+    let ll_skopeo = local(&|d| s(&[&src_ref, &format!("oci:{}:x", d.display())]))?;
+    let cp_floor = best(|| {
+        let d = w.join(format!("cp-{}", next()));
+        std::fs::create_dir_all(&d)?;
+        settle()?;
+        let start = Instant::now();
+        sh(Command::new("cp").arg("-r").arg(src.join("blobs")).arg(&d))?;
+        sh(Command::new("sha256sum").args(blobs.iter().map(|(_, p, _)| p)))?;
+        Ok(start.elapsed())
+    })?;
+    let la_berth = local(&|d| b(&[&src_ref, &format!("oci-archive:{}.tar:x", d.display())]))?;
+    let la_skopeo = local(&|d| s(&[&src_ref, &format!("oci-archive:{}.tar:x", d.display())]))?;
+
+    let rows = [
+        Row { what: "layout->registry", berth: push_berth, skopeo: push_skopeo, floor: Some(("curl PUT", push_floor)), target: "<= 1.0x skopeo, <= 1.2x PUT" },
+        Row { what: "push to new repo", berth: mount_berth, skopeo: mount_skopeo, floor: None, target: "<= 1.0x skopeo" },
+        Row { what: "re-push unchanged", berth: repush_berth, skopeo: repush_skopeo, floor: None, target: "<= 1.0x skopeo" },
+        Row { what: "registry->layout", berth: pull_berth, skopeo: pull_skopeo, floor: Some(("curl GET", pull_floor)), target: "<= 0.5x skopeo" },
+        Row { what: "layout->layout", berth: ll_berth, skopeo: ll_skopeo, floor: Some(("cp+sha256sum", cp_floor)), target: "<= 0.5x skopeo" },
+        Row { what: "layout->oci-archive", berth: la_berth, skopeo: la_skopeo, floor: Some(("cp+sha256sum", cp_floor)), target: "<= 0.5x skopeo" },
+    ];
+    report(&rows, total, json);
+    Ok(())
+}
+
+fn report(rows: &[Row], bytes: u64, json: bool) {
+    let mut t = format!(
+        "{:<20} {:>9} {:>9} {:>8} {:>13} {:>9} {:>8}  target\n",
+        "workload", "berth s", "skopeo s", "÷skopeo", "floor", "floor s", "÷floor"
+    );
+    let mut out = Vec::new();
+    for r in rows {
+        let (b, s) = (r.berth.as_secs_f64(), r.skopeo.as_secs_f64());
+        let (fname, fs, fr) = match r.floor {
+            Some((n, d)) => (n, format!("{:.2}", d.as_secs_f64()), format!("{:.2}x", b / d.as_secs_f64())),
+            None => ("-", "-".into(), "-".into()),
+        };
+        t.push_str(&format!("{:<20} {b:>9.2} {s:>9.2} {:>7.2}x {fname:>13} {fs:>9} {fr:>8}  {}\n", r.what, b / s, r.target));
+        out.push(format!(
+            r#"{{"workload":"{}","berth_s":{b:.4},"skopeo_s":{s:.4},"floor":{},"floor_s":{}}}"#,
+            r.what,
+            r.floor.map_or("null".into(), |(n, _)| format!("\"{n}\"")),
+            r.floor.map_or("null".into(), |(_, d)| format!("{:.4}", d.as_secs_f64()))
+        ));
+    }
+    t.push_str(&format!(
+        "(wall seconds, best of {RUNS}; ratios are Berth's time over the other's: below 1 is faster; {:.0} MB of blobs)\n",
+        bytes as f64 / 1e6
+    ));
+    if json {
+        eprint!("{t}");
+        println!(r#"{{"bench":"copy","bytes":{bytes},"rows":[{}]}}"#, out.join(","));
+    } else {
+        print!("{t}");
+    }
+}
+
+/// (digest, path, size) of every blob of a layout.
+fn blob_files(layout: &Path) -> Result<Vec<(String, PathBuf, u64)>> {
+    let dir = layout.join("blobs/sha256");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir)? {
+        let e = e?;
+        out.push((format!("sha256:{}", e.file_name().to_string_lossy()), e.path(), e.metadata()?.len()));
+    }
+    Ok(out)
+}
+
+/// A bare monolithic upload: POST for a session, then PUT the whole blob.
+fn curl_put(host: &str, repo: &str, digest: &str, path: &Path) -> Result<()> {
+    let out = Command::new("curl")
+        .args(["-sf", "-X", "POST", "-D", "-", "-o", "/dev/null"])
+        .arg(format!("http://{host}/v2/{repo}/blobs/uploads/"))
+        .output()?;
+    ensure!(out.status.success(), "curl POST failed");
+    let headers = String::from_utf8_lossy(&out.stdout);
+    let location = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: ")))
+        .context("no Location in the upload response")?
+        .trim();
+    let url = if location.starts_with("http") { location.to_owned() } else { format!("http://{host}{location}") };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    sh(Command::new("curl")
+        .args(["-sf", "-X", "PUT", "-H", "Content-Type: application/octet-stream", "--data-binary"])
+        .arg(format!("@{}", path.display()))
+        .arg(format!("{url}{sep}digest={digest}")))?;
+    Ok(())
+}
+
+fn best(mut f: impl FnMut() -> Result<Duration>) -> Result<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..RUNS {
+        best = best.min(f()?);
+    }
+    Ok(best)
+}
+
+fn sh(cmd: &mut Command) -> Result<Duration> {
+    let start = Instant::now();
+    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().with_context(|| format!("starting {cmd:?}"))?;
+    ensure!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(start.elapsed())
+}
+
+fn settle() -> Result<()> {
+    sh(&mut Command::new("sync"))?;
+    std::thread::sleep(Duration::from_secs(2));
+    Ok(())
+}
+
+fn which(tool: &str) -> bool {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(tool).is_file())
+}
