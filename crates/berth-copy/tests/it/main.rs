@@ -9,6 +9,7 @@ mod auth;
 mod containerd;
 mod conversions;
 mod errors;
+mod probe;
 mod hostile;
 mod interrupt;
 mod multiarch;
