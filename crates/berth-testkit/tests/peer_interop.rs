@@ -127,6 +127,31 @@ fn the_default_store_is_a_plain_layout_peers_read() {
     )
     .unwrap();
     assert!(bundle.join("rootfs/bin/busybox").is_file());
+    // buildah reads it too: a working container from the store's image sees its files. (buildah derives an
+    // image name from the path, which must be lowercase: reach the store through a lowercase symlink.)
+    let buildah = Buildah::new(&dir.path().join("buildah"));
+    let lower = std::env::temp_dir().join(format!("berth-store-{}", std::process::id()));
+    let _ = std::fs::remove_file(&lower);
+    std::os::unix::fs::symlink(&store, &lower).unwrap();
+    let ctr = tools::stdout(buildah.cmd().unwrap().args([
+        "from",
+        "--name",
+        "from-store",
+        &format!("oci:{}:localhost/app:1", s(&lower)),
+    ]))
+    .unwrap()
+    .trim()
+    .to_owned();
+    let mnt = tools::stdout(buildah.cmd().unwrap().args(["mount", &ctr]))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(
+        std::fs::read(Path::new(&mnt).join("bin/busybox")).unwrap(),
+        busybox::busybox_bytes().unwrap()
+    );
+    tools::run(buildah.cmd().unwrap().args(["umount", &ctr])).unwrap();
+    std::fs::remove_file(&lower).unwrap();
 }
 
 #[test]
