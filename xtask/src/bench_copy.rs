@@ -30,7 +30,19 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
     let root = workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "berth-copy", "-p", "berth-testkit", "--bin", "berth-copy", "--bin", "berth-bench-image"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "berth-copy",
+            "-p",
+            "berth-testkit",
+            "--bin",
+            "berth-copy",
+            "--bin",
+            "berth-bench-image",
+        ])
         .current_dir(&root)
         .status()?;
     ensure!(status.success(), "building berth-copy failed");
@@ -52,10 +64,17 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
         .arg(layers.to_string())
         .arg((mib / layers).max(1).to_string())
         .output()?;
-    ensure!(made.status.success(), "making the benchmark image failed: {}", String::from_utf8_lossy(&made.stderr));
+    ensure!(
+        made.status.success(),
+        "making the benchmark image failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let manifest = String::from_utf8_lossy(&made.stdout).trim().to_owned();
     // The manifest is not a blob in a registry; the floors move the layers and the config.
-    let blobs: Vec<_> = blob_files(&src)?.into_iter().filter(|(d, _, _)| *d != manifest).collect();
+    let blobs: Vec<_> = blob_files(&src)?
+        .into_iter()
+        .filter(|(d, _, _)| *d != manifest)
+        .collect();
     let total: u64 = blobs.iter().map(|(_, _, s)| s).sum();
     eprintln!("input: {} blobs, {:.0} MB", blobs.len(), total as f64 / 1e6);
     let src_ref = format!("oci:{}:img", src.display());
@@ -66,7 +85,14 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
     };
     let s = |args: &[&str]| {
         let mut c = Command::new("skopeo");
-        c.args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false"]).args(args);
+        c.args([
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .args(args);
         c
     };
 
@@ -123,9 +149,10 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
         settle()?;
         let start = Instant::now();
         for (digest, _, _) in &blobs {
-            sh(Command::new("curl").args(["-sf", "-o"]).arg(d.join(digest.replace(':', "-"))).arg(format!(
-                "http://{host}/v2/bench/base/blobs/{digest}"
-            )))?;
+            sh(Command::new("curl")
+                .args(["-sf", "-o"])
+                .arg(d.join(digest.replace(':', "-")))
+                .arg(format!("http://{host}/v2/bench/base/blobs/{digest}")))?;
         }
         Ok(start.elapsed())
     })?;
@@ -154,12 +181,48 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
     let la_skopeo = local(&|d| s(&[&src_ref, &format!("oci-archive:{}.tar:x", d.display())]))?;
 
     let rows = [
-        Row { what: "layout->registry", berth: push_berth, skopeo: push_skopeo, floor: Some(("curl PUT", push_floor)), target: "<= 1.0x skopeo, <= 1.2x PUT" },
-        Row { what: "push to new repo", berth: mount_berth, skopeo: mount_skopeo, floor: None, target: "<= 1.0x skopeo" },
-        Row { what: "re-push unchanged", berth: repush_berth, skopeo: repush_skopeo, floor: None, target: "<= 1.0x skopeo" },
-        Row { what: "registry->layout", berth: pull_berth, skopeo: pull_skopeo, floor: Some(("curl GET", pull_floor)), target: "<= 0.5x skopeo" },
-        Row { what: "layout->layout", berth: ll_berth, skopeo: ll_skopeo, floor: Some(("cp+sha256sum", cp_floor)), target: "<= 0.5x skopeo" },
-        Row { what: "layout->oci-archive", berth: la_berth, skopeo: la_skopeo, floor: Some(("cp+sha256sum", cp_floor)), target: "<= 0.5x skopeo" },
+        Row {
+            what: "layout->registry",
+            berth: push_berth,
+            skopeo: push_skopeo,
+            floor: Some(("curl PUT", push_floor)),
+            target: "<= 1.0x skopeo, <= 1.2x PUT",
+        },
+        Row {
+            what: "push to new repo",
+            berth: mount_berth,
+            skopeo: mount_skopeo,
+            floor: None,
+            target: "<= 1.0x skopeo",
+        },
+        Row {
+            what: "re-push unchanged",
+            berth: repush_berth,
+            skopeo: repush_skopeo,
+            floor: None,
+            target: "<= 1.0x skopeo",
+        },
+        Row {
+            what: "registry->layout",
+            berth: pull_berth,
+            skopeo: pull_skopeo,
+            floor: Some(("curl GET", pull_floor)),
+            target: "<= 0.5x skopeo",
+        },
+        Row {
+            what: "layout->layout",
+            berth: ll_berth,
+            skopeo: ll_skopeo,
+            floor: Some(("cp+sha256sum", cp_floor)),
+            target: "<= 0.5x skopeo",
+        },
+        Row {
+            what: "layout->oci-archive",
+            berth: la_berth,
+            skopeo: la_skopeo,
+            floor: Some(("cp+sha256sum", cp_floor)),
+            target: "<= 0.5x skopeo",
+        },
     ];
     report(&rows, total, json);
     Ok(())
@@ -174,15 +237,25 @@ fn report(rows: &[Row], bytes: u64, json: bool) {
     for r in rows {
         let (b, s) = (r.berth.as_secs_f64(), r.skopeo.as_secs_f64());
         let (fname, fs, fr) = match r.floor {
-            Some((n, d)) => (n, format!("{:.2}", d.as_secs_f64()), format!("{:.2}x", b / d.as_secs_f64())),
+            Some((n, d)) => (
+                n,
+                format!("{:.2}", d.as_secs_f64()),
+                format!("{:.2}x", b / d.as_secs_f64()),
+            ),
             None => ("-", "-".into(), "-".into()),
         };
-        t.push_str(&format!("{:<20} {b:>9.2} {s:>9.2} {:>7.2}x {fname:>13} {fs:>9} {fr:>8}  {}\n", r.what, b / s, r.target));
+        t.push_str(&format!(
+            "{:<20} {b:>9.2} {s:>9.2} {:>7.2}x {fname:>13} {fs:>9} {fr:>8}  {}\n",
+            r.what,
+            b / s,
+            r.target
+        ));
         out.push(format!(
             r#"{{"workload":"{}","berth_s":{b:.4},"skopeo_s":{s:.4},"floor":{},"floor_s":{}}}"#,
             r.what,
             r.floor.map_or("null".into(), |(n, _)| format!("\"{n}\"")),
-            r.floor.map_or("null".into(), |(_, d)| format!("{:.4}", d.as_secs_f64()))
+            r.floor
+                .map_or("null".into(), |(_, d)| format!("{:.4}", d.as_secs_f64()))
         ));
     }
     t.push_str(&format!(
@@ -203,7 +276,11 @@ fn blob_files(layout: &Path) -> Result<Vec<(String, PathBuf, u64)>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(&dir)? {
         let e = e?;
-        out.push((format!("sha256:{}", e.file_name().to_string_lossy()), e.path(), e.metadata()?.len()));
+        out.push((
+            format!("sha256:{}", e.file_name().to_string_lossy()),
+            e.path(),
+            e.metadata()?.len(),
+        ));
     }
     Ok(out)
 }
@@ -221,10 +298,21 @@ fn curl_put(host: &str, repo: &str, digest: &str, path: &Path) -> Result<()> {
         .find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: ")))
         .context("no Location in the upload response")?
         .trim();
-    let url = if location.starts_with("http") { location.to_owned() } else { format!("http://{host}{location}") };
+    let url = if location.starts_with("http") {
+        location.to_owned()
+    } else {
+        format!("http://{host}{location}")
+    };
     let sep = if url.contains('?') { '&' } else { '?' };
     sh(Command::new("curl")
-        .args(["-sf", "-X", "PUT", "-H", "Content-Type: application/octet-stream", "--data-binary"])
+        .args([
+            "-sf",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+        ])
         .arg(format!("@{}", path.display()))
         .arg(format!("{url}{sep}digest={digest}")))?;
     Ok(())
@@ -240,8 +328,16 @@ fn best(mut f: impl FnMut() -> Result<Duration>) -> Result<Duration> {
 
 fn sh(cmd: &mut Command) -> Result<Duration> {
     let start = Instant::now();
-    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().with_context(|| format!("starting {cmd:?}"))?;
-    ensure!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    ensure!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(start.elapsed())
 }
 

@@ -31,7 +31,11 @@ pub async fn recompress(
         .ok_or_else(|| CopyError::usage(format!("layer {digest}: cannot recompress media type {mt:?}")))?;
     let new_mt = media_type::layer_media_type(format, target).map_err(|e| CopyError::usage(e.to_string()))?;
     let (image_label, layer_label) = (src.label().to_owned(), digest.to_string());
-    let layer_err = move |reason: String| CopyError::Layer { image: image_label.clone(), layer: layer_label.clone(), reason };
+    let layer_err = move |reason: String| CopyError::Layer {
+        image: image_label.clone(),
+        layer: layer_label.clone(),
+        reason,
+    };
 
     // A local, verified copy of the source blob to read from.
     let staged;
@@ -54,34 +58,43 @@ pub async fn recompress(
     };
     progress.start(&digest, desc.size(), "Recompressing");
     let (dst2, expected) = (dst.clone(), diff_id.clone());
-    let out = tokio::task::spawn_blocking(move || -> Result<(Digest, u64, Option<tempfile::NamedTempFile>), CopyError> {
-        let reader = open()?;
-        let mut decoder = berth_spec::diff_id::decoder(reader, from).map_err(|e| layer_err(e.to_string()))?;
-        match &*dst2 {
-            Dest::Layout { layout, .. } => {
-                let w = layout.writer()?;
-                let mut bw = w.blob_writer(Algorithm::Sha256)?;
-                let mut lw = LayerWriter::new(&mut bw, target, level, 0).map_err(|e| layer_err(e.to_string()))?;
-                std::io::copy(&mut decoder, &mut lw).map_err(|e| layer_err(format!("decompressing: {e}")))?;
-                let d = lw.finish().map_err(|e| layer_err(e.to_string()))?;
-                if d.diff_id != expected {
-                    return Err(layer_err(format!("after recompression the diffID is {}, not {expected}", d.diff_id)));
+    let out = tokio::task::spawn_blocking(
+        move || -> Result<(Digest, u64, Option<tempfile::NamedTempFile>), CopyError> {
+            let reader = open()?;
+            let mut decoder = berth_spec::diff_id::decoder(reader, from).map_err(|e| layer_err(e.to_string()))?;
+            match &*dst2 {
+                Dest::Layout { layout, .. } => {
+                    let w = layout.writer()?;
+                    let mut bw = w.blob_writer(Algorithm::Sha256)?;
+                    let mut lw = LayerWriter::new(&mut bw, target, level, 0).map_err(|e| layer_err(e.to_string()))?;
+                    std::io::copy(&mut decoder, &mut lw).map_err(|e| layer_err(format!("decompressing: {e}")))?;
+                    let d = lw.finish().map_err(|e| layer_err(e.to_string()))?;
+                    if d.diff_id != expected {
+                        return Err(layer_err(format!(
+                            "after recompression the diffID is {}, not {expected}",
+                            d.diff_id
+                        )));
+                    }
+                    let (digest, size) = bw.commit()?;
+                    Ok((digest, size, None))
                 }
-                let (digest, size) = bw.commit()?;
-                Ok((digest, size, None))
-            }
-            Dest::Registry { .. } => {
-                let mut tmp = tempfile::NamedTempFile::new().map_err(CopyError::io("temporary file"))?;
-                let mut lw = LayerWriter::new(tmp.as_file_mut(), target, level, 0).map_err(|e| layer_err(e.to_string()))?;
-                std::io::copy(&mut decoder, &mut lw).map_err(|e| layer_err(format!("decompressing: {e}")))?;
-                let d = lw.finish().map_err(|e| layer_err(e.to_string()))?;
-                if d.diff_id != expected {
-                    return Err(layer_err(format!("after recompression the diffID is {}, not {expected}", d.diff_id)));
+                Dest::Registry { .. } => {
+                    let mut tmp = tempfile::NamedTempFile::new().map_err(CopyError::io("temporary file"))?;
+                    let mut lw =
+                        LayerWriter::new(tmp.as_file_mut(), target, level, 0).map_err(|e| layer_err(e.to_string()))?;
+                    std::io::copy(&mut decoder, &mut lw).map_err(|e| layer_err(format!("decompressing: {e}")))?;
+                    let d = lw.finish().map_err(|e| layer_err(e.to_string()))?;
+                    if d.diff_id != expected {
+                        return Err(layer_err(format!(
+                            "after recompression the diffID is {}, not {expected}",
+                            d.diff_id
+                        )));
+                    }
+                    Ok((d.digest, d.size, Some(tmp)))
                 }
-                Ok((d.digest, d.size, Some(tmp)))
             }
-        }
-    })
+        },
+    )
     .await
     .expect("recompression task does not panic")?;
     let (new_digest, new_size, tmp) = out;

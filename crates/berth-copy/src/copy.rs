@@ -124,14 +124,22 @@ pub async fn copy_between(
                     copy_manifest(&ctx, b, mt).await?
                 }
                 Selection::All => copy_index(&ctx, idx_bytes, idx.media_type().to_owned(), None, 0).await?,
-                Selection::Platforms(list) => copy_index(&ctx, idx_bytes, idx.media_type().to_owned(), Some(&list), 0).await?,
+                Selection::Platforms(list) => {
+                    copy_index(&ctx, idx_bytes, idx.media_type().to_owned(), Some(&list), 0).await?
+                }
             }
         }
     };
-    ctx.progress.message(&format!("Writing manifest to {}", ctx.dst.label()));
+    ctx.progress
+        .message(&format!("Writing manifest to {}", ctx.dst.label()));
     transfer::commit(&ctx.dst, &desc, &bytes).await?;
     let (copied, skipped) = *ctx.counts.lock().expect("counts");
-    Ok(CopyReport { digest: digest_of(&desc)?, media_type: desc.media_type().to_string(), copied, skipped })
+    Ok(CopyReport {
+        digest: digest_of(&desc)?,
+        media_type: desc.media_type().to_string(),
+        copied,
+        skipped,
+    })
 }
 
 impl Ctx {
@@ -170,7 +178,10 @@ fn copy_index<'a>(
             return Err(CopyError::usage(format!("{}: indexes nest too deep", ctx.src.label())));
         }
         let label = ctx.src.label().to_owned();
-        let idx = document::parse_index(bytes.clone(), Expect::from_source(&label).with_descriptor(&Digest::sha256(&bytes), Some(&media_type)))?;
+        let idx = document::parse_index(
+            bytes.clone(),
+            Expect::from_source(&label).with_descriptor(&Digest::sha256(&bytes), Some(&media_type)),
+        )?;
         let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| CopyError::usage(format!("{label}: {e}")))?;
         let entries = value["manifests"].as_array().cloned().unwrap_or_default();
         let mut changed = false;
@@ -197,15 +208,26 @@ fn copy_index<'a>(
             if new_desc.digest() != desc.digest() || new_desc.media_type() != desc.media_type() {
                 changed = true;
             }
-            out.push(plan::rewrite_descriptor(entry, &digest_of(&new_desc)?, new_desc.size(), &new_desc.media_type().to_string()));
+            out.push(plan::rewrite_descriptor(
+                entry,
+                &digest_of(&new_desc)?,
+                new_desc.size(),
+                new_desc.media_type().as_ref(),
+            ));
         }
         if let Some(list) = subset
             && out.is_empty()
         {
             let join = |v: Vec<String>| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
             let wanted = join(list.iter().map(ToString::to_string).collect());
-            let present =
-                join(idx.parsed().manifests().iter().filter_map(Platform::of_descriptor).map(|p| p.to_string()).collect());
+            let present = join(
+                idx.parsed()
+                    .manifests()
+                    .iter()
+                    .filter_map(Platform::of_descriptor)
+                    .map(|p| p.to_string())
+                    .collect(),
+            );
             return Err(CopyError::usage(format!(
                 "{label}: none of the requested platforms ({wanted}) is in the index (it has: {present})"
             )));
@@ -231,17 +253,33 @@ fn copy_index<'a>(
 async fn copy_manifest(ctx: &Ctx, bytes: Vec<u8>, media_type: String) -> Result<(Descriptor, Vec<u8>), CopyError> {
     let label = ctx.src.label().to_owned();
     let digest = Digest::sha256(&bytes);
-    let m = document::parse_manifest(bytes.clone(), Expect::from_source(&label).with_descriptor(&digest, Some(&media_type)))?;
-    let format = ctx.opts.format.or_else(|| plan::format_of(&media_type)).unwrap_or(Format::Oci);
+    let m = document::parse_manifest(
+        bytes.clone(),
+        Expect::from_source(&label).with_descriptor(&digest, Some(&media_type)),
+    )?;
+    let format = ctx
+        .opts
+        .format
+        .or_else(|| plan::format_of(&media_type))
+        .unwrap_or(Format::Oci);
     let config_desc = m.parsed().config().clone();
     // diffIDs are needed to verify recompressed layers.
     let diff_ids: Vec<Digest> = if ctx.opts.compression.is_some() {
         let cfg = ctx.src.document(&config_desc).await?;
         let c = document::parse_config(cfg, Expect::from_source(&label))?;
         document::check_diff_id_count(m.parsed(), c.parsed(), &label)?;
-        c.parsed().rootfs().diff_ids().iter().map(|d| Digest::parse(d)).collect::<Result<_, _>>().map_err(|error| {
-            CopyError::Document(document::DocumentError::BadDigest { source_name: label.clone(), error })
-        })?
+        c.parsed()
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .map(|d| Digest::parse(d))
+            .collect::<Result<_, _>>()
+            .map_err(|error| {
+                CopyError::Document(document::DocumentError::BadDigest {
+                    source_name: label.clone(),
+                    error,
+                })
+            })?
     } else {
         Vec::new()
     };
@@ -259,7 +297,17 @@ async fn copy_manifest(ctx: &Ctx, bytes: Vec<u8>, media_type: String) -> Result<
                 let new = match (want, current, diff_id) {
                     (Some(c), Some(cur), Some(d)) if c != cur && !foreign => {
                         refuse_change(ctx, "recompressing layers")?;
-                        let new = convert::recompress(&ctx.src, &ctx.dst, &layer, &d, c, ctx.opts.compression_level, format, &ctx.progress).await?;
+                        let new = convert::recompress(
+                            &ctx.src,
+                            &ctx.dst,
+                            &layer,
+                            &d,
+                            c,
+                            ctx.opts.compression_level,
+                            format,
+                            &ctx.progress,
+                        )
+                        .await?;
                         ctx.count(Outcome::Copied);
                         new
                     }
@@ -285,11 +333,14 @@ async fn copy_manifest(ctx: &Ctx, bytes: Vec<u8>, media_type: String) -> Result<
     new_layers.sort_by_key(|(i, _)| *i);
     let o = transfer::blob(&ctx.src, &ctx.dst, &config_desc, &ctx.progress).await?;
     ctx.count(o);
-    let config_mt = plan::convert_media_type(&config_desc.media_type().to_string(), ctx.opts.format, &label)?;
+    let config_mt = plan::convert_media_type(config_desc.media_type().as_ref(), ctx.opts.format, &label)?;
     let target_mt = plan::convert_media_type(&media_type, ctx.opts.format, &label)?;
     let unchanged = target_mt == media_type
         && config_mt == config_desc.media_type().to_string()
-        && new_layers.iter().zip(m.parsed().layers()).all(|((_, n), o)| n.digest() == o.digest() && n.media_type() == o.media_type());
+        && new_layers
+            .iter()
+            .zip(m.parsed().layers())
+            .all(|((_, n), o)| n.digest() == o.digest() && n.media_type() == o.media_type());
     if unchanged {
         return Ok((transfer::document(&ctx.dst, &bytes, &media_type).await?, bytes));
     }
@@ -302,7 +353,14 @@ async fn copy_manifest(ctx: &Ctx, bytes: Vec<u8>, media_type: String) -> Result<
         originals
             .iter()
             .zip(&new_layers)
-            .map(|(o, (_, n))| Ok(plan::rewrite_descriptor(o, &digest_of(n)?, n.size(), &n.media_type().to_string())))
+            .map(|(o, (_, n))| {
+                Ok(plan::rewrite_descriptor(
+                    o,
+                    &digest_of(n)?,
+                    n.size(),
+                    n.media_type().as_ref(),
+                ))
+            })
             .collect::<Result<_, CopyError>>()?,
     );
     let new_bytes = plan::to_bytes(&value);

@@ -8,7 +8,7 @@ use berth_registry::{ClientOptions, Credentials, Registry};
 use berth_spec::Digest;
 use berth_spec::document::DEFAULT_MAX_DOCUMENT_SIZE;
 use berth_spec::layout::Layout;
-use berth_spec::reference::{DockerArchiveRef, ImageRef};
+use berth_spec::reference::{DockerArchiveRef, DockerReference, ImageRef};
 use oci_spec::image::Descriptor;
 
 use crate::error::CopyError;
@@ -84,8 +84,9 @@ pub enum Finish {
     Layout,
     /// Write the (temporary) layout as an oci-archive.
     OciArchive(PathBuf),
-    /// Write the (temporary) layout as a docker-archive, tagging the image.
-    DockerArchive(PathBuf, Vec<String>),
+    /// Write the (temporary) layout as a docker-archive, tagging the image; the images the archive already held
+    /// (manifest descriptors in the temporary layout, with their tags) are written again before it.
+    DockerArchive(PathBuf, Vec<String>, Vec<(Descriptor, Vec<String>)>),
 }
 
 /// Where a copy writes to.
@@ -152,19 +153,37 @@ impl Endpoints {
                     (Some(n), None) => Selector::Name(n),
                     (None, None) => Selector::Only,
                 };
-                Ok(Source::Layout { layout, selector, label, _temp: None })
+                Ok(Source::Layout {
+                    layout,
+                    selector,
+                    label,
+                    _temp: None,
+                })
             }
             ImageRef::Docker(r) => {
                 let registry = self.registry(r.registry_host(), &self.src)?;
-                let reference =
-                    r.digest().map(|d| d.to_string()).or_else(|| r.tag().map(str::to_owned)).unwrap_or("latest".into());
-                Ok(Source::Registry { registry, repo: r.repository().to_owned(), reference, label })
+                let reference = r
+                    .digest()
+                    .map(|d| d.to_string())
+                    .or_else(|| r.tag().map(str::to_owned))
+                    .unwrap_or("latest".into());
+                Ok(Source::Registry {
+                    registry,
+                    repo: r.repository().to_owned(),
+                    reference,
+                    label,
+                })
             }
             ImageRef::OciArchive { path, reference } => {
                 let temp = Arc::new(temp_dir("oci-archive")?);
                 let layout = berth_archive::extract_oci_archive(path, &temp.path().join("layout"))?;
                 let selector = reference.clone().map_or(Selector::Only, Selector::Name);
-                Ok(Source::Layout { layout, selector, label, _temp: Some(temp) })
+                Ok(Source::Layout {
+                    layout,
+                    selector,
+                    label,
+                    _temp: Some(temp),
+                })
             }
             ImageRef::DockerArchive { path, reference } => {
                 let temp = Arc::new(temp_dir("docker-archive")?);
@@ -174,13 +193,18 @@ impl Endpoints {
                 let image = reader.select(&which)?;
                 let desc = berth_archive::import_docker_archive(
                     &reader,
-                    &image,
+                    image,
                     &layout,
                     Some("imported"),
                     berth_spec::media_type::Compression::None,
                 )?;
                 let _ = desc;
-                Ok(Source::Layout { layout, selector: Selector::Name("imported".into()), label, _temp: Some(temp) })
+                Ok(Source::Layout {
+                    layout,
+                    selector: Selector::Name("imported".into()),
+                    label,
+                    _temp: Some(temp),
+                })
             }
         }
     }
@@ -218,7 +242,10 @@ impl Endpoints {
                 Ok(Dest::Registry {
                     registry,
                     repo: r.repository().to_owned(),
-                    tag: r.tag().map(str::to_owned).or_else(|| r.digest().is_none().then(|| "latest".into())),
+                    tag: r
+                        .tag()
+                        .map(str::to_owned)
+                        .or_else(|| r.digest().is_none().then(|| "latest".into())),
                     label,
                 })
             }
@@ -226,8 +253,11 @@ impl Endpoints {
                 let temp = Arc::new(temp_dir("oci-archive")?);
                 let dir = temp.path().join("layout");
                 // Several images per archive: an existing archive's images are kept.
-                let layout =
-                    if path.exists() { berth_archive::extract_oci_archive(path, &dir)? } else { Layout::create(&dir)? };
+                let layout = if path.exists() {
+                    berth_archive::extract_oci_archive(path, &dir)?
+                } else {
+                    Layout::create(&dir)?
+                };
                 Ok(Dest::Layout {
                     layout,
                     ref_name: reference.clone(),
@@ -248,10 +278,32 @@ impl Endpoints {
                     }
                     None => Vec::new(),
                 };
+                // Several images per archive: an existing archive's images are kept, as for oci-archive (they are
+                // re-imported with their configs byte for byte and uncompressed layers, as the archive holds them).
+                let mut kept = Vec::new();
+                if path.metadata().is_ok_and(|m| m.len() > 0) {
+                    let reader = berth_archive::DockerArchiveReader::open(path)?;
+                    for (i, image) in reader.images().iter().enumerate() {
+                        let desc = berth_archive::import_docker_archive(
+                            &reader,
+                            image,
+                            &layout,
+                            Some(&format!("berth-kept-{i}")),
+                            berth_spec::media_type::Compression::None,
+                        )?;
+                        // In the short form the new image's tag has, so that a tag given again moves.
+                        let tags = image
+                            .repo_tags
+                            .iter()
+                            .map(|t| DockerReference::parse_normalized(t).map_or_else(|_| t.clone(), |r| r.familiar()))
+                            .collect();
+                        kept.push((desc, tags));
+                    }
+                }
                 Ok(Dest::Layout {
                     layout,
                     ref_name: Some("berth-export".into()),
-                    finish: Finish::DockerArchive(path.clone(), tags),
+                    finish: Finish::DockerArchive(path.clone(), tags, kept),
                     label,
                     _temp: Some(temp),
                 })
@@ -261,7 +313,10 @@ impl Endpoints {
 }
 
 fn temp_dir(what: &str) -> Result<tempfile::TempDir, CopyError> {
-    tempfile::Builder::new().prefix(&format!("berth-copy-{what}-")).tempdir().map_err(CopyError::io("temporary directory"))
+    tempfile::Builder::new()
+        .prefix(&format!("berth-copy-{what}-"))
+        .tempdir()
+        .map_err(CopyError::io("temporary directory"))
 }
 
 impl Source {
@@ -285,7 +340,12 @@ impl Source {
                 let bytes = layout.read_blob_capped(&digest, desc.size(), DEFAULT_MAX_DOCUMENT_SIZE)?;
                 Ok((bytes, desc.media_type().to_string(), digest))
             }
-            Source::Registry { registry, repo, reference, .. } => {
+            Source::Registry {
+                registry,
+                repo,
+                reference,
+                ..
+            } => {
                 let m = registry.get_manifest(repo, reference, crate::plan::ACCEPT).await?;
                 Ok((m.bytes, m.media_type, m.digest))
             }
@@ -296,11 +356,16 @@ impl Source {
     pub async fn document(&self, desc: &Descriptor) -> Result<Vec<u8>, CopyError> {
         let digest = crate::plan::digest_of(desc)?;
         match self {
-            Source::Layout { layout, .. } => Ok(layout.read_blob_capped(&digest, desc.size(), DEFAULT_MAX_DOCUMENT_SIZE)?),
+            Source::Layout { layout, .. } => {
+                Ok(layout.read_blob_capped(&digest, desc.size(), DEFAULT_MAX_DOCUMENT_SIZE)?)
+            }
             Source::Registry { registry, repo, .. } => {
                 let mt = desc.media_type().to_string();
                 if berth_spec::media_type::is_manifest(&mt) || berth_spec::media_type::is_index(&mt) {
-                    Ok(registry.get_manifest(repo, &digest.to_string(), &[mt.as_str()]).await?.bytes)
+                    Ok(registry
+                        .get_manifest(repo, &digest.to_string(), &[mt.as_str()])
+                        .await?
+                        .bytes)
                 } else {
                     if desc.size() > DEFAULT_MAX_DOCUMENT_SIZE {
                         return Err(berth_spec::document::DocumentError::TooLarge {
@@ -340,7 +405,9 @@ impl Source {
                     progress(n as u64);
                 }
             }
-            Source::Registry { registry, repo, .. } => Ok(registry.get_blob(repo, &digest, desc.size(), sink, progress).await?),
+            Source::Registry { registry, repo, .. } => {
+                Ok(registry.get_blob(repo, &digest, desc.size(), sink, progress).await?)
+            }
         }
     }
 
@@ -355,8 +422,14 @@ impl Source {
 
 fn blob_err(path: &Path, e: std::io::Error) -> CopyError {
     match berth_spec::VerifyError::from_io(&e) {
-        Some(v) => CopyError::Layout(berth_spec::layout::LayoutError::Corrupt { path: path.to_owned(), error: v.clone() }),
-        None => CopyError::Io { path: path.display().to_string(), source: e },
+        Some(v) => CopyError::Layout(berth_spec::layout::LayoutError::Corrupt {
+            path: path.to_owned(),
+            error: v.clone(),
+        }),
+        None => CopyError::Io {
+            path: path.display().to_string(),
+            source: e,
+        },
     }
 }
 

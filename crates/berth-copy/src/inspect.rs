@@ -21,14 +21,22 @@ pub enum InspectWhat {
 }
 
 /// Returns the bytes `inspect` prints.
-pub async fn inspect(endpoints: &Endpoints, image: &ImageRef, what: InspectWhat, platform: Option<&Platform>) -> Result<Vec<u8>, CopyError> {
+pub async fn inspect(
+    endpoints: &Endpoints,
+    image: &ImageRef,
+    what: InspectWhat,
+    platform: Option<&Platform>,
+) -> Result<Vec<u8>, CopyError> {
     let src = endpoints.open_source(image)?;
     let (bytes, media_type, digest) = src.top().await?;
     if what == InspectWhat::Raw {
         return Ok(bytes);
     }
     let label = src.label().to_owned();
-    let top = document::parse_manifest_or_index(bytes, Expect::from_source(&label).with_descriptor(&digest, Some(&media_type)))?;
+    let top = document::parse_manifest_or_index(
+        bytes,
+        Expect::from_source(&label).with_descriptor(&digest, Some(&media_type)),
+    )?;
     let want = platform.cloned().unwrap_or_else(Platform::host);
     let (manifest_digest, manifest) = match top {
         ManifestOrIndex::Manifest(m) => (digest.clone(), m),
@@ -36,7 +44,10 @@ pub async fn inspect(endpoints: &Endpoints, image: &ImageRef, what: InspectWhat,
             let child = platform::select(idx.parsed(), &want, &label)?.clone();
             let b = src.document(&child).await?;
             let d = crate::plan::digest_of(&child)?;
-            let m = document::parse_manifest(b, Expect::from_source(&label).with_descriptor(&d, Some(&child.media_type().to_string())))?;
+            let m = document::parse_manifest(
+                b,
+                Expect::from_source(&label).with_descriptor(&d, Some(child.media_type().as_ref())),
+            )?;
             // skopeo reports the digest of what the reference names (the index).
             (digest.clone(), m)
         }
@@ -45,8 +56,14 @@ pub async fn inspect(endpoints: &Endpoints, image: &ImageRef, what: InspectWhat,
     if what == InspectWhat::Config {
         return Ok(config_bytes);
     }
-    let cfg: Value = serde_json::from_slice(&config_bytes).map_err(|e| CopyError::usage(format!("{label}: config: {e}")))?;
-    let layers: Vec<Value> = manifest.parsed().layers().iter().map(|l| json!(l.digest().to_string())).collect();
+    let cfg: Value =
+        serde_json::from_slice(&config_bytes).map_err(|e| CopyError::usage(format!("{label}: config: {e}")))?;
+    let layers: Vec<Value> = manifest
+        .parsed()
+        .layers()
+        .iter()
+        .map(|l| json!(l.digest().to_string()))
+        .collect();
     let layers_data: Vec<Value> = manifest
         .parsed()
         .layers()
@@ -91,21 +108,32 @@ pub async fn list_tags(endpoints: &Endpoints, image: &ImageRef) -> Result<(Strin
     match image {
         ImageRef::Docker(r) => {
             let src = endpoints.open_source(image)?;
-            let Source::Registry { registry, repo, .. } = &src else { unreachable!("docker:// opens a registry") };
+            let Source::Registry { registry, repo, .. } = &src else {
+                unreachable!("docker:// opens a registry")
+            };
             let _ = r;
             Ok((r.name().to_owned(), registry.list_tags(repo).await?))
         }
         ImageRef::Oci { path, .. } => {
             let layout = berth_spec::layout::Layout::open(path)?;
-            Ok((path.display().to_string(), layout.refs()?.into_iter().map(|(n, _)| n).collect()))
+            Ok((
+                path.display().to_string(),
+                layout.refs()?.into_iter().map(|(n, _)| n).collect(),
+            ))
         }
         ImageRef::Store(s) => {
             let layout = berth_spec::layout::Layout::open(endpoints.store_path())?;
             let prefix = format!("{}:", s.repository());
-            let tags = layout.refs()?.into_iter().filter_map(|(n, _)| n.strip_prefix(&prefix).map(str::to_owned)).collect();
+            let tags = layout
+                .refs()?
+                .into_iter()
+                .filter_map(|(n, _)| n.strip_prefix(&prefix).map(str::to_owned))
+                .collect();
             Ok((s.repository().to_owned(), tags))
         }
-        other => Err(CopyError::usage(format!("list-tags works on docker://, oci: and store references, not {other}"))),
+        other => Err(CopyError::usage(format!(
+            "list-tags works on docker://, oci: and store references, not {other}"
+        ))),
     }
 }
 
@@ -115,16 +143,25 @@ pub async fn delete(endpoints: &Endpoints, image: &ImageRef) -> Result<Digest, C
         ImageRef::Docker(_) => {
             let src = endpoints.open_source(image)?;
             let (_, _, digest) = src.top().await?;
-            let Source::Registry { registry, repo, .. } = &src else { unreachable!("docker:// opens a registry") };
+            let Source::Registry { registry, repo, .. } = &src else {
+                unreachable!("docker:// opens a registry")
+            };
             registry.delete_manifest(repo, &digest).await?;
             Ok(digest)
         }
-        ImageRef::Oci { path, reference: Some(name) } => delete_from_layout(&berth_spec::layout::Layout::open(path)?, name),
+        ImageRef::Oci {
+            path,
+            reference: Some(name),
+        } => delete_from_layout(&berth_spec::layout::Layout::open(path)?, name),
         ImageRef::Store(s) => {
-            let name = s.ref_name().ok_or_else(|| CopyError::usage(format!("{image}: name the image to delete by NAME:TAG")))?;
+            let name = s
+                .ref_name()
+                .ok_or_else(|| CopyError::usage(format!("{image}: name the image to delete by NAME:TAG")))?;
             delete_from_layout(&berth_spec::layout::Layout::open(endpoints.store_path())?, &name)
         }
-        other => Err(CopyError::usage(format!("delete works on docker://, oci:PATH:REF and store references, not {other}"))),
+        other => Err(CopyError::usage(format!(
+            "delete works on docker://, oci:PATH:REF and store references, not {other}"
+        ))),
     }
 }
 

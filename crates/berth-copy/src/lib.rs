@@ -23,8 +23,8 @@ pub mod error;
 pub mod inspect;
 pub mod plan;
 pub mod progress;
-pub mod transfer;
 pub mod sync;
+pub mod transfer;
 
 pub use copy::{CopyOptions, CopyReport, copy};
 pub use endpoint::Endpoints;

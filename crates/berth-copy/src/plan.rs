@@ -10,7 +10,12 @@ use serde_json::Value;
 use crate::error::CopyError;
 
 /// The media types asked for when fetching a manifest.
-pub const ACCEPT: &[&str] = &[mt::OCI_MANIFEST, mt::OCI_INDEX, mt::DOCKER_MANIFEST, mt::DOCKER_MANIFEST_LIST];
+pub const ACCEPT: &[&str] = &[
+    mt::OCI_MANIFEST,
+    mt::OCI_INDEX,
+    mt::DOCKER_MANIFEST,
+    mt::DOCKER_MANIFEST_LIST,
+];
 
 /// Which images of an index are copied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,7 +34,10 @@ pub enum Selection {
 /// The strict digest of a descriptor.
 pub fn digest_of(desc: &Descriptor) -> Result<Digest, CopyError> {
     Digest::from_oci(desc.digest()).map_err(|error| {
-        CopyError::Document(berth_spec::document::DocumentError::BadDigest { source_name: "descriptor".into(), error })
+        CopyError::Document(berth_spec::document::DocumentError::BadDigest {
+            source_name: "descriptor".into(),
+            error,
+        })
     })
 }
 
@@ -55,7 +63,9 @@ pub fn convert_media_type(media_type: &str, target: Option<Format>, what: &str) 
     match target {
         None => Ok(media_type.to_owned()),
         Some(f) => match mt::kind_of(media_type) {
-            Some(_) => mt::convert(media_type, f).map(str::to_owned).map_err(|e| CopyError::usage(format!("{what}: {e}"))),
+            Some(_) => mt::convert(media_type, f)
+                .map(str::to_owned)
+                .map_err(|e| CopyError::usage(format!("{what}: {e}"))),
             // Unknown media types (artifacts' layers, foreign types) pass through unchanged.
             None => Ok(media_type.to_owned()),
         },

@@ -64,7 +64,11 @@ impl std::fmt::Debug for Stderr {
 const PERIOD: Duration = Duration::from_secs(5);
 
 fn mb(n: u64) -> String {
-    if n >= 1 << 20 { format!("{:.1} MiB", n as f64 / (1 << 20) as f64) } else { format!("{:.1} KiB", n as f64 / 1024.0) }
+    if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / (1 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    }
 }
 
 impl Stderr {
@@ -72,12 +76,19 @@ impl Stderr {
     pub fn new(plain: bool) -> Self {
         use std::io::IsTerminal;
         let tty = !plain && std::io::stderr().is_terminal();
-        Stderr { tty, state: Mutex::new((BTreeMap::new(), 0, Instant::now())) }
+        Stderr {
+            tty,
+            state: Mutex::new((BTreeMap::new(), 0, Instant::now())),
+        }
     }
 
     fn bar(d: &Digest, b: &Blob) -> String {
         let width = 30;
-        let frac = if b.size == 0 { 1.0 } else { b.done as f64 / b.size as f64 };
+        let frac = if b.size == 0 {
+            1.0
+        } else {
+            b.done as f64 / b.size as f64
+        };
         let filled = ((frac * width as f64) as usize).min(width);
         format!(
             "{} {} [{}{}] {} / {}",
@@ -107,7 +118,15 @@ impl Stderr {
 impl Progress for Stderr {
     fn start(&self, digest: &Digest, size: u64, what: &str) {
         let mut s = self.state.lock().expect("progress lock");
-        s.0.insert(digest.clone(), Blob { size, done: 0, what: what.to_owned(), last_line: Instant::now() });
+        s.0.insert(
+            digest.clone(),
+            Blob {
+                size,
+                done: 0,
+                what: what.to_owned(),
+                last_line: Instant::now(),
+            },
+        );
         if self.tty {
             self.redraw(&mut s);
         } else {

@@ -64,17 +64,33 @@ pub async fn sync(
         SyncSource::Registry(r, all_tags) => {
             let tags = match (all_tags, r.tag()) {
                 (false, Some(t)) => vec![t.to_owned()],
-                _ => crate::inspect::list_tags(endpoints, &ImageRef::Docker(r.clone())).await?.1,
+                _ => {
+                    crate::inspect::list_tags(endpoints, &ImageRef::Docker(r.clone()))
+                        .await?
+                        .1
+                }
             };
             for t in tags {
-                let img = DockerReference::parse_normalized(&format!("{}:{t}", r.name())).map_err(|e| CopyError::usage(e.to_string()))?;
-                jobs.push((endpoints.clone(), ImageRef::Docker(img), format!("{}:{t}", r.repository())));
+                let img = DockerReference::parse_normalized(&format!("{}:{t}", r.name()))
+                    .map_err(|e| CopyError::usage(e.to_string()))?;
+                jobs.push((
+                    endpoints.clone(),
+                    ImageRef::Docker(img),
+                    format!("{}:{t}", r.repository()),
+                ));
             }
         }
         SyncSource::Layout(path) => {
             let layout = berth_spec::layout::Layout::open(path)?;
             for (name, _) in layout.refs()? {
-                jobs.push((endpoints.clone(), ImageRef::Oci { path: path.clone(), reference: Some(name.clone()) }, name));
+                jobs.push((
+                    endpoints.clone(),
+                    ImageRef::Oci {
+                        path: path.clone(),
+                        reference: Some(name.clone()),
+                    },
+                    name,
+                ));
             }
         }
         SyncSource::Yaml(path) => jobs.extend(yaml_jobs(endpoints, path).await?),
@@ -83,7 +99,13 @@ pub async fn sync(
     for (ep, image, name) in jobs {
         let target = dest_ref(dst, &name)?;
         progress.message(&format!("Copying {image} to {target}"));
-        let report = copy_between(ep.open_source(&image)?, endpoints.open_dest(&target)?, opts, progress.clone()).await?;
+        let report = copy_between(
+            ep.open_source(&image)?,
+            endpoints.open_dest(&target)?,
+            opts,
+            progress.clone(),
+        )
+        .await?;
         done.push((image.to_string(), target.to_string(), report.digest));
     }
     Ok(done)
@@ -100,12 +122,19 @@ async fn yaml_jobs(endpoints: &Endpoints, path: &Path) -> Result<Vec<(Endpoints,
             ep.src.tls_verify = reg.tls_verify;
         }
         if let Some(c) = reg.credentials {
-            ep.src.creds = Some(berth_registry::Credentials { username: c.username, password: c.password });
+            ep.src.creds = Some(berth_registry::Credentials {
+                username: c.username,
+                password: c.password,
+            });
         }
         for (repo, tags) in reg.images {
             let base = DockerReference::parse_normalized(&format!("{host}/{repo}"))
                 .map_err(|e| CopyError::usage(format!("{}: {e}", path.display())))?;
-            let tags = if tags.is_empty() { crate::inspect::list_tags(&ep, &ImageRef::Docker(base.clone())).await?.1 } else { tags };
+            let tags = if tags.is_empty() {
+                crate::inspect::list_tags(&ep, &ImageRef::Docker(base.clone())).await?.1
+            } else {
+                tags
+            };
             for t in tags {
                 let img = DockerReference::parse_normalized(&format!("{host}/{repo}:{t}"))
                     .map_err(|e| CopyError::usage(format!("{}: {e}", path.display())))?;
@@ -118,7 +147,10 @@ async fn yaml_jobs(endpoints: &Endpoints, path: &Path) -> Result<Vec<(Endpoints,
 
 fn dest_ref(dst: &SyncDest, name: &str) -> Result<ImageRef, CopyError> {
     match dst {
-        SyncDest::Layout(path) => Ok(ImageRef::Oci { path: path.clone(), reference: Some(name.to_owned()) }),
+        SyncDest::Layout(path) => Ok(ImageRef::Oci {
+            path: path.clone(),
+            reference: Some(name.to_owned()),
+        }),
         SyncDest::Registry(prefix) => {
             let last = name.rsplit('/').next().unwrap_or(name);
             let r = DockerReference::parse_normalized(&format!("{}/{last}", prefix.trim_end_matches('/')))

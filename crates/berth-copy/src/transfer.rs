@@ -13,7 +13,12 @@ use crate::plan::digest_of;
 use crate::progress::{Outcome, Progress};
 
 /// Copies the blob `desc` from `src` to `dst` unless the destination already has it intact.
-pub async fn blob(src: &Arc<Source>, dst: &Arc<Dest>, desc: &Descriptor, progress: &Arc<dyn Progress>) -> Result<Outcome, CopyError> {
+pub async fn blob(
+    src: &Arc<Source>,
+    dst: &Arc<Dest>,
+    desc: &Descriptor,
+    progress: &Arc<dyn Progress>,
+) -> Result<Outcome, CopyError> {
     let digest = digest_of(desc)?;
     let size = desc.size();
     match &**dst {
@@ -27,7 +32,11 @@ pub async fn blob(src: &Arc<Source>, dst: &Arc<Dest>, desc: &Descriptor, progres
                 let (src_layout, layout, d, p) = (src_layout.clone(), layout.clone(), digest.clone(), progress.clone());
                 tokio::task::spawn_blocking(move || -> Result<(), CopyError> {
                     let mut reader = src_layout.open_blob(&d, size)?;
-                    let mut counting = Counting { inner: &mut reader, digest: &d, progress: &*p };
+                    let mut counting = Counting {
+                        inner: &mut reader,
+                        digest: &d,
+                        progress: &*p,
+                    };
                     layout.writer()?.put_blob(&mut counting, &d, size)?;
                     Ok(())
                 })
@@ -58,7 +67,11 @@ pub async fn blob(src: &Arc<Source>, dst: &Arc<Dest>, desc: &Descriptor, progres
                     };
                     registry.put_blob(repo, &digest, size, &open, &advance).await?
                 }
-                Source::Registry { registry: sreg, repo: srepo, .. } => {
+                Source::Registry {
+                    registry: sreg,
+                    repo: srepo,
+                    ..
+                } => {
                     if sreg.host() == registry.host() && registry.mount_blob(repo, &digest, srepo).await? {
                         PutOutcome::Mounted { from: srepo.clone() }
                     } else if registry.blob_exists(repo, &digest).await?.is_some() {
@@ -69,7 +82,9 @@ pub async fn blob(src: &Arc<Source>, dst: &Arc<Dest>, desc: &Descriptor, progres
                         let mut f = staged.reopen().map_err(CopyError::io(staged.path().display()))?;
                         sreg.get_blob(srepo, &digest, size, &mut f, &|_| {}).await?;
                         let path = staged.path().to_owned();
-                        let open = move || -> std::io::Result<Box<dyn Read + Send>> { Ok(Box::new(std::fs::File::open(&path)?)) };
+                        let open = move || -> std::io::Result<Box<dyn Read + Send>> {
+                            Ok(Box::new(std::fs::File::open(&path)?))
+                        };
                         registry.put_blob(repo, &digest, size, &open, &advance).await?
                     }
                 }
@@ -96,14 +111,23 @@ pub async fn document(dst: &Dest, bytes: &[u8], media_type: &str) -> Result<Desc
         }
         Dest::Registry { registry, repo, .. } => {
             if is_manifest {
-                let got = registry.put_manifest(repo, &digest.to_string(), bytes, media_type).await?;
+                let got = registry
+                    .put_manifest(repo, &digest.to_string(), bytes, media_type)
+                    .await?;
                 if got != digest {
-                    return Err(CopyError::usage(format!("{}: the registry stored manifest {got}, not {digest}", dst.label())));
+                    return Err(CopyError::usage(format!(
+                        "{}: the registry stored manifest {got}, not {digest}",
+                        dst.label()
+                    )));
                 }
             } else {
                 let owned = bytes.to_vec();
-                let open = move || -> std::io::Result<Box<dyn Read + Send>> { Ok(Box::new(std::io::Cursor::new(owned.clone()))) };
-                registry.put_blob(repo, &digest, bytes.len() as u64, &open, &|_| {}).await?;
+                let open = move || -> std::io::Result<Box<dyn Read + Send>> {
+                    Ok(Box::new(std::io::Cursor::new(owned.clone())))
+                };
+                registry
+                    .put_blob(repo, &digest, bytes.len() as u64, &open, &|_| {})
+                    .await?;
             }
         }
     }
@@ -113,7 +137,12 @@ pub async fn document(dst: &Dest, bytes: &[u8], media_type: &str) -> Result<Desc
 /// Names the copied image at the destination (ref name, tag, archive).
 pub async fn commit(dst: &Dest, top: &Descriptor, top_bytes: &[u8]) -> Result<(), CopyError> {
     match dst {
-        Dest::Layout { layout, ref_name, finish, .. } => {
+        Dest::Layout {
+            layout,
+            ref_name,
+            finish,
+            ..
+        } => {
             let w = layout.writer()?;
             match ref_name {
                 Some(n) => w.set_ref(n, top)?,
@@ -123,16 +152,28 @@ pub async fn commit(dst: &Dest, top: &Descriptor, top_bytes: &[u8]) -> Result<()
             match finish {
                 crate::endpoint::Finish::Layout => {}
                 crate::endpoint::Finish::OciArchive(out) => berth_archive::write_oci_archive(layout.root(), out)?,
-                crate::endpoint::Finish::DockerArchive(out, tags) => {
+                crate::endpoint::Finish::DockerArchive(out, tags, kept) => {
                     let mut writer = berth_archive::DockerArchiveWriter::create(out)?;
+                    for (desc, old_tags) in kept {
+                        // A tag given to the new image moves to it; an image whose every tag moved is dropped.
+                        let remaining: Vec<String> = old_tags.iter().filter(|t| !tags.contains(t)).cloned().collect();
+                        if remaining.is_empty() && !old_tags.is_empty() {
+                            continue;
+                        }
+                        writer.add_image(layout, desc, &remaining)?;
+                    }
                     writer.add_image(layout, top, tags)?;
                     writer.finish()?;
                 }
             }
         }
-        Dest::Registry { registry, repo, tag, .. } => {
+        Dest::Registry {
+            registry, repo, tag, ..
+        } => {
             if let Some(tag) = tag {
-                registry.put_manifest(repo, tag, top_bytes, &top.media_type().to_string()).await?;
+                registry
+                    .put_manifest(repo, tag, top_bytes, top.media_type().as_ref())
+                    .await?;
             }
         }
     }

@@ -9,10 +9,10 @@
 //! ```
 
 pub mod busybox;
+pub mod containerd;
+pub mod faultproxy;
 pub mod image;
+pub mod registry;
 pub mod rng;
 pub mod tools;
 pub mod tree;
-pub mod faultproxy;
-pub mod registry;
-pub mod containerd;

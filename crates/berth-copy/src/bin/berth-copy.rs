@@ -5,13 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use berth_copy::CopyOptions;
 use berth_copy::copy::copy_between;
 use berth_copy::endpoint::{Endpoints, RegistryAccess};
 use berth_copy::inspect::{self, InspectWhat};
 use berth_copy::plan::Selection;
 use berth_copy::progress::{Progress, Silent, Stderr};
 use berth_copy::sync::{SyncDest, SyncSource};
-use berth_copy::CopyOptions;
 use berth_registry::Credentials;
 use berth_spec::media_type::{Compression, Format};
 use berth_spec::platform::Platform;
@@ -19,7 +19,11 @@ use berth_spec::reference::ImageRef;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "berth-copy", version, about = "Copy, inspect, list, delete and sync container images")]
+#[command(
+    name = "berth-copy",
+    version,
+    about = "Copy, inspect, list, delete and sync container images"
+)]
 struct Cli {
     /// The default store for bare image names (default: $BERTH_STORE, $XDG_DATA_HOME/berth/store, …).
     #[arg(long, global = true, env = "BERTH_STORE")]
@@ -186,7 +190,11 @@ struct LayoutArgs {
 
 fn access(creds: &Option<String>, auth: &Auth, tls: Option<bool>) -> Result<RegistryAccess> {
     Ok(RegistryAccess {
-        creds: creds.as_deref().map(Credentials::parse).transpose().context("invalid --creds (write USER:PASSWORD)")?,
+        creds: creds
+            .as_deref()
+            .map(Credentials::parse)
+            .transpose()
+            .context("invalid --creds (write USER:PASSWORD)")?,
         authfile: auth.authfile.clone(),
         tls_verify: tls,
         retry_times: Some(auth.retry_times),
@@ -214,7 +222,12 @@ async fn run(cli: Cli) -> Result<()> {
             let selection = if a.all {
                 Selection::All
             } else if !a.platforms.is_empty() {
-                Selection::Platforms(a.platforms.iter().map(|p| Platform::parse(p)).collect::<Result<_, _>>()?)
+                Selection::Platforms(
+                    a.platforms
+                        .iter()
+                        .map(|p| Platform::parse(p))
+                        .collect::<Result<_, _>>()?,
+                )
             } else {
                 Selection::Host
             };
@@ -232,13 +245,20 @@ async fn run(cli: Cli) -> Result<()> {
                 }),
                 parallel: a.parallel,
             };
-            let progress: Arc<dyn Progress> = if a.quiet { Arc::new(Silent) } else { Arc::new(Stderr::new(false)) };
+            let progress: Arc<dyn Progress> = if a.quiet {
+                Arc::new(Silent)
+            } else {
+                Arc::new(Stderr::new(false))
+            };
             let (src, dst) = (image(&a.src)?, image(&a.dest)?);
             let report = copy_between(ep.open_source(&src)?, ep.open_dest(&dst)?, &opts, progress.clone()).await?;
             if let Some(f) = a.digestfile {
                 std::fs::write(&f, report.digest.to_string()).with_context(|| format!("writing {}", f.display()))?;
             }
-            progress.message(&format!("Copied {} ({} blobs copied, {} already there)", report.digest, report.copied, report.skipped));
+            progress.message(&format!(
+                "Copied {} ({} blobs copied, {} already there)",
+                report.digest, report.copied, report.skipped
+            ));
         }
         Command::Inspect(a) => {
             anyhow::ensure!(a.format == "json", "--format: only json is supported");
@@ -257,7 +277,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::ListTags(a) => {
             let ep = endpoints(&cli.store, &a.auth)?;
             let (repo, tags) = inspect::list_tags(&ep, &image(&a.image)?).await?;
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"Repository": repo, "Tags": tags}))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"Repository": repo, "Tags": tags}))?
+            );
         }
         Command::Delete(a) => {
             let ep = endpoints(&cli.store, &a.auth)?;
@@ -274,7 +297,9 @@ async fn run(cli: Cli) -> Result<()> {
                         SyncSource::Registry(r, !last.contains(':') && !last.contains('@'))
                     }
                     ImageRef::Oci { path, .. } => SyncSource::Layout(path),
-                    other => anyhow::bail!("sync reads docker:// repositories, oci: layouts or --src-type yaml files, not {other}"),
+                    other => anyhow::bail!(
+                        "sync reads docker:// repositories, oci: layouts or --src-type yaml files, not {other}"
+                    ),
                 },
             };
             let dst = match image(&a.dest)? {
@@ -282,8 +307,15 @@ async fn run(cli: Cli) -> Result<()> {
                 ImageRef::Docker(_) => SyncDest::Registry(a.dest.trim_start_matches("docker://").to_owned()),
                 other => anyhow::bail!("sync writes to docker://HOST/PREFIX or oci:PATH, not {other}"),
             };
-            let opts = CopyOptions { selection: if a.all { Selection::All } else { Selection::Host }, ..Default::default() };
-            let progress: Arc<dyn Progress> = if a.quiet { Arc::new(Silent) } else { Arc::new(Stderr::new(false)) };
+            let opts = CopyOptions {
+                selection: if a.all { Selection::All } else { Selection::Host },
+                ..Default::default()
+            };
+            let progress: Arc<dyn Progress> = if a.quiet {
+                Arc::new(Silent)
+            } else {
+                Arc::new(Stderr::new(false))
+            };
             for (from, to, digest) in berth_copy::sync::sync(&ep, &src, &dst, &opts, progress).await? {
                 println!("{from} -> {to} {digest}");
             }
@@ -318,7 +350,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Gc(a) => {
             let layout = open_layout(&cli.store, a.layout.as_deref())?;
             let r = layout.gc()?;
-            eprintln!("removed {} blob(s), {} bytes, {} stale temp file(s)", r.removed.len(), r.bytes_freed, r.temp_files_removed);
+            eprintln!(
+                "removed {} blob(s), {} bytes, {} stale temp file(s)",
+                r.removed.len(),
+                r.bytes_freed,
+                r.temp_files_removed
+            );
         }
     }
     Ok(())
@@ -340,10 +377,15 @@ fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Colour only on a terminal: CI logs and pipes get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

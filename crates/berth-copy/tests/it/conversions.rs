@@ -196,3 +196,69 @@ fn v2s2_with_zstd_is_refused_before_anything_is_pushed() {
     );
     assert_eq!(r.status, 404, "nothing is tagged after a refusal");
 }
+
+#[test]
+fn index_converts_to_a_docker_manifest_list_and_back() {
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    let m = crate::multiarch::multiarch_layout(&env, "src");
+    let remote = format!("docker://{}/conv/multi:list", reg.host());
+    env.ok(&[
+        "copy",
+        "-q",
+        "--all",
+        "--format",
+        "v2s2",
+        &env.oci("src", Some("multi:1")),
+        &remote,
+    ]);
+    let accept = [mt::DOCKER_MANIFEST_LIST, mt::OCI_INDEX].join(", ");
+    let r = http(
+        "GET",
+        &reg.host(),
+        "/v2/conv/multi/manifests/list",
+        &[("Accept", &accept)],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some(mt::DOCKER_MANIFEST_LIST));
+    let list: Value = serde_json::from_slice(&r.body).unwrap();
+    let entries = list["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    for (entry, arch) in entries.iter().zip(["amd64", "arm64"]) {
+        assert_eq!(entry["mediaType"], mt::DOCKER_MANIFEST, "{list}");
+        assert_eq!(entry["platform"]["architecture"], arch, "platforms are kept");
+        let digest = entry["digest"].as_str().unwrap();
+        let (content_type, child) = remote_manifest(&reg.host(), "conv/multi", digest);
+        assert_eq!(content_type, mt::DOCKER_MANIFEST);
+        assert_eq!(child["config"]["mediaType"], mt::DOCKER_CONFIG);
+    }
+    // skopeo reads the list, and Berth converts it back to an OCI index of OCI manifests.
+    let skopeo_out = berth_testkit::tools::stdout(skopeo().unwrap().env("HOME", env.home()).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &remote,
+    ]))
+    .unwrap();
+    assert_eq!(skopeo_out.trim_end().as_bytes(), &r.body[..]);
+    env.ok(&[
+        "copy",
+        "-q",
+        "--all",
+        "--format",
+        "oci",
+        &remote,
+        &env.oci("back", Some("multi")),
+    ]);
+    let back = layout_digest(&env.path("back"), Some("multi"));
+    let index = layout_json(&env.path("back"), &back);
+    assert_eq!(index["mediaType"], mt::OCI_INDEX);
+    for (entry, img) in index["manifests"].as_array().unwrap().iter().zip([&m.amd64, &m.arm64]) {
+        let child = entry["digest"].as_str().unwrap();
+        let (config, layers) = manifest_parts(&env.path("back"), child);
+        assert_eq!(config, img.config_digest.to_string());
+        assert_eq!(layers, img.layers.iter().map(ToString::to_string).collect::<Vec<_>>());
+        assert_eq!(layout_json(&env.path("back"), child)["mediaType"], mt::OCI_MANIFEST);
+    }
+    env.ok(&["fsck", &env.oci("back", None)]);
+}

@@ -342,3 +342,69 @@ fn slow_trickle_completes() {
         "the trickle did not apply"
     );
 }
+
+#[test]
+fn auth_refusals_are_not_retried_and_redirect_loops_are_cut() {
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    let img = pushed_image(&env, &reg);
+    let proxy = FaultProxy::start(&reg.host()).unwrap();
+    for (status, words) in [(403, "403 Forbidden"), (401, "401 Unauthorized")] {
+        let before = proxy.seen().len();
+        proxy.add("GET", "/manifests/", 100, Fault::Status(status, None));
+        let out = pull(&env, &proxy.addr, &env.oci("dst", None), &[]);
+        assert!(!out.status.success());
+        let err = crate::text(&out.stderr);
+        assert!(
+            err.contains(words) && err.contains(&format!("{}/{REPO}", proxy.addr)),
+            "{err}"
+        );
+        let tries = requests(&proxy.seen()[before..], "GET", "/manifests/").len();
+        assert_eq!(tries, 1, "HTTP {status} must not be retried");
+        proxy.clear();
+    }
+    // A blob redirected to itself.
+    proxy.add(
+        "GET",
+        "/blobs/",
+        1000,
+        Fault::Redirect(format!("http://{}{{path}}", proxy.addr)),
+    );
+    let out = pull(&env, &proxy.addr, &env.oci("dst", None), &[]);
+    let err = assert_nothing_committed(&env, &out, "dst", &img.layers[0]);
+    assert!(err.contains("redirect"), "{err}");
+    assert!(proxy.seen().len() < 100, "the loop was followed too long");
+}
+
+#[test]
+fn content_length_differing_from_the_descriptor_is_refused() {
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    let img = pushed_image(&env, &reg);
+    // The same image, but its manifest claims the small layer is one byte longer than it is.
+    let mut manifest: serde_json::Value = serde_json::from_slice(&img.manifest_bytes).unwrap();
+    let size = manifest["layers"][1]["size"].as_u64().unwrap();
+    manifest["layers"][1]["size"] = json!(size + 1);
+    let body = serde_json::to_vec(&manifest).unwrap();
+    let media_type = berth_spec::media_type::OCI_MANIFEST;
+    let r = crate::http_with_body(
+        "PUT",
+        &reg.host(),
+        &format!("/v2/{REPO}/manifests/lying"),
+        &[("Content-Type", media_type)],
+        &body,
+    );
+    assert_eq!(r.status, 201, "{}", crate::text(&r.body));
+    let out = env.run(&[
+        "copy",
+        "-q",
+        &format!("docker://{}/{REPO}:lying", reg.host()),
+        &env.oci("dst", None),
+    ]);
+    let err = assert_nothing_committed(&env, &out, "dst", &img.layers[1]);
+    assert!(err.contains(&img.layers[1].to_string()), "{err}");
+    assert!(
+        err.contains(&size.to_string()) && err.contains(&(size + 1).to_string()),
+        "both sizes are named: {err}"
+    );
+}

@@ -9,7 +9,6 @@ mod auth;
 mod containerd;
 mod conversions;
 mod errors;
-mod probe;
 mod hostile;
 mod interrupt;
 mod multiarch;
@@ -36,11 +35,17 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
-impl Env {
-    pub fn new() -> Env {
+impl Default for Env {
+    fn default() -> Env {
         let dir = tempfile::Builder::new().prefix("berth-copy-it-").tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
         Env { dir }
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env::default()
     }
 
     /// A path inside the test directory.
@@ -240,14 +245,23 @@ impl HttpResponse {
 /// A plain HTTP request to `host` (`127.0.0.1:PORT`) — independent of berth-registry, to check what a registry
 /// really holds.
 pub fn http(method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    http_with_body(method, host, path, headers, &[])
+}
+
+/// [`http`] with a request body.
+pub fn http_with_body(method: &str, host: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
     let mut s = TcpStream::connect(host).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");

@@ -4,17 +4,19 @@ use berth_spec::layout::Layout;
 use berth_spec::platform::Platform;
 use berth_testkit::image::{WrittenImage, write_image};
 use berth_testkit::registry::TestRegistry;
+use berth_testkit::tools::{skopeo, stdout};
+use serde_json::Value;
 
 use crate::{Env, layout_blobs, layout_digest, layout_json, random_image, registry_digest, write_index};
 
-struct MultiArch {
-    amd64: WrittenImage,
-    arm64: WrittenImage,
-    index: String,
+pub struct MultiArch {
+    pub amd64: WrittenImage,
+    pub arm64: WrittenImage,
+    pub index: String,
 }
 
 /// Layout `rel` of `env` with an amd64 and an arm64 image and an index over both named `multi:1`.
-fn multiarch_layout(env: &Env, rel: &str) -> MultiArch {
+pub fn multiarch_layout(env: &Env, rel: &str) -> MultiArch {
     let layout = Layout::create(env.path(rel)).unwrap();
     let amd64 = write_image(&layout, Some("amd64"), &random_image(21, 2, 20_000, "amd64")).unwrap();
     let arm64 = write_image(&layout, Some("arm64"), &random_image(22, 2, 20_000, "arm64")).unwrap();
@@ -48,6 +50,30 @@ fn all_keeps_the_index_digest_through_a_registry() {
         assert!(blobs.contains(b), "{b} missing after --all");
     }
     env.ok(&["fsck", &env.oci("back", None)]);
+
+    // Registry to another registry, staged through verified temporary files.
+    let other = TestRegistry::anonymous().unwrap();
+    let mirror = format!("docker://{}/mirror/app:1", other.host());
+    env.ok(&["copy", "-q", "--all", &remote, &mirror]);
+    assert_eq!(registry_digest(&other.host(), "mirror/app", "1"), m.index);
+
+    // inspect of an index agrees with skopeo's (the index's digest, the host's image).
+    let ours: Value = serde_json::from_str(&env.ok(&["inspect", &mirror])).unwrap();
+    let theirs = stdout(
+        skopeo()
+            .unwrap()
+            .env("HOME", env.home())
+            .args(["inspect", "--tls-verify=false", &mirror]),
+    )
+    .unwrap();
+    let theirs: Value = serde_json::from_str(&theirs).unwrap();
+    for field in ["Digest", "Layers", "Os", "Architecture"] {
+        assert_eq!(
+            ours[field], theirs[field],
+            "{field}\nours: {ours:#}\nskopeo: {theirs:#}"
+        );
+    }
+    assert_eq!(ours["Digest"], m.index.as_str());
 }
 
 #[test]

@@ -1,11 +1,15 @@
 //! Round trips through every transport keep every digest; re-pushes send no blob bytes; a known image pushed to a
 //! new repository is mounted, not uploaded.
 
+use berth_spec::layout::Layout;
 use berth_testkit::faultproxy::FaultProxy;
+use berth_testkit::image::write_image;
 use berth_testkit::registry::TestRegistry;
+use berth_testkit::tools::{skopeo, stdout};
 
 use crate::{
-    Env, busybox_layout, diff_ids, layout_blob, layout_blobs, layout_digest, logged, manifest_parts, registry_digest,
+    Env, busybox_layout, diff_ids, layout_blob, layout_blobs, layout_digest, logged, manifest_parts, random_image,
+    registry_digest,
 };
 
 #[test]
@@ -128,7 +132,13 @@ fn repush_of_an_unchanged_image_sends_no_blob_bytes() {
     let proxy = FaultProxy::start(&reg.host()).unwrap();
     busybox_layout(&env, "a", "bb:1");
     let dest = format!("docker://{}/rp/busybox:1", proxy.addr);
-    env.ok(&["copy", "-q", &env.oci("a", Some("bb:1")), &dest]);
+    let out = env.run(&["copy", &env.oci("a", Some("bb:1")), &dest]);
+    assert!(out.status.success());
+    let err = crate::text(&out.stderr);
+    assert!(
+        err.contains("(2 blobs copied, 0 already there)"),
+        "the config counts too: {err}"
+    );
     let first = proxy.seen();
     let uploads = |seen: &[berth_testkit::faultproxy::Seen]| {
         seen.iter()
@@ -140,7 +150,11 @@ fn repush_of_an_unchanged_image_sends_no_blob_bytes() {
         "the first push uploads the layer and the config: {first:#?}"
     );
 
-    env.ok(&["copy", "-q", &env.oci("a", Some("bb:1")), &dest]);
+    let out = env.run(&["copy", &env.oci("a", Some("bb:1")), &dest]);
+    assert!(out.status.success());
+    let err = crate::text(&out.stderr);
+    assert!(err.contains("(0 blobs copied, 2 already there)"), "{err}");
+    assert!(out.stdout.is_empty(), "progress never goes to stdout");
     let second = &proxy.seen()[first.len()..];
     assert_eq!(uploads(second), 0, "a re-push must not upload: {second:#?}");
     let bodies: Vec<_> = second
@@ -183,4 +197,100 @@ fn known_image_pushed_to_a_new_repository_is_mounted() {
         registry_digest(&reg.host(), "second/busybox", "1"),
         img.manifest_digest.to_string()
     );
+}
+
+/// Regression: copying an image into an existing docker-archive replaced the archive, silently dropping the images
+/// it held (oci-archive kept them).
+#[test]
+fn archives_hold_several_images() {
+    let env = Env::new();
+    let layout = Layout::create(env.path("a")).unwrap();
+    let x = write_image(&layout, Some("x:1"), &random_image(11, 2, 3000, "amd64")).unwrap();
+    let y = write_image(&layout, Some("y:1"), &random_image(12, 1, 3000, "amd64")).unwrap();
+
+    let oci = env.path("both.oci.tar").display().to_string();
+    env.ok(&[
+        "copy",
+        "-q",
+        &env.oci("a", Some("x:1")),
+        &format!("oci-archive:{oci}:x"),
+    ]);
+    env.ok(&[
+        "copy",
+        "-q",
+        &env.oci("a", Some("y:1")),
+        &format!("oci-archive:{oci}:y"),
+    ]);
+    for (name, img) in [("x", &x), ("y", &y)] {
+        let raw = env.ok(&["inspect", "--raw", &format!("oci-archive:{oci}:{name}")]);
+        assert_eq!(raw.as_bytes(), img.manifest_bytes, "{name} in the oci-archive");
+    }
+
+    let docker = env.path("both.docker.tar").display().to_string();
+    env.ok(&[
+        "copy",
+        "-q",
+        &env.oci("a", Some("x:1")),
+        &format!("docker-archive:{docker}:x:1"),
+    ]);
+    env.ok(&[
+        "copy",
+        "-q",
+        &env.oci("a", Some("y:1")),
+        &format!("docker-archive:{docker}:example.com/y:1"),
+    ]);
+    let config = |img: &berth_testkit::image::WrittenImage| layout_blob(&env.path("a"), &img.config_digest.to_string());
+    for (reference, img) in [("x:1", &x), ("example.com/y:1", &y), ("@0", &x), ("@1", &y)] {
+        let got = env.ok(&["inspect", "--config", &format!("docker-archive:{docker}:{reference}")]);
+        assert_eq!(got.as_bytes(), config(img), "{reference} in the docker-archive");
+    }
+    // skopeo reads both images of the archive.
+    for (reference, img) in [("x:1", &x), ("example.com/y:1", &y)] {
+        let got = stdout(skopeo().unwrap().args([
+            "inspect",
+            "--config",
+            "--raw",
+            &format!("docker-archive:{docker}:{reference}"),
+        ]))
+        .unwrap();
+        assert_eq!(got.as_bytes(), config(img), "skopeo: {reference}");
+    }
+    // Reading an image back keeps its diffIDs.
+    env.ok(&[
+        "copy",
+        "-q",
+        &format!("docker-archive:{docker}:x:1"),
+        &env.oci("back", Some("x")),
+    ]);
+    let back = layout_digest(&env.path("back"), Some("x"));
+    let (cfg, _) = manifest_parts(&env.path("back"), &back);
+    assert_eq!(cfg, x.config_digest.to_string());
+}
+
+#[test]
+fn a_tag_given_again_in_a_docker_archive_moves_to_the_new_image() {
+    let env = Env::new();
+    let layout = Layout::create(env.path("a")).unwrap();
+    write_image(&layout, Some("x:1"), &random_image(13, 1, 3000, "amd64")).unwrap();
+    let y = write_image(&layout, Some("y:1"), &random_image(14, 1, 3000, "amd64")).unwrap();
+    let docker = env.path("d.tar").display().to_string();
+    env.ok(&[
+        "copy",
+        "-q",
+        &env.oci("a", Some("x:1")),
+        &format!("docker-archive:{docker}:app:1"),
+    ]);
+    env.ok(&[
+        "copy",
+        "-q",
+        &env.oci("a", Some("y:1")),
+        &format!("docker-archive:{docker}:docker.io/library/app:1"),
+    ]);
+    let config = env.ok(&["inspect", "--config", &format!("docker-archive:{docker}:app:1")]);
+    assert_eq!(
+        config.as_bytes(),
+        layout_blob(&env.path("a"), &y.config_digest.to_string())
+    );
+    let err = env.fails(&["inspect", &format!("docker-archive:{docker}:@1")]);
+    assert!(err.contains("@1"), "x lost its only tag and is gone: {err}");
 }

@@ -22,7 +22,10 @@ fn main() -> Result<()> {
     for i in 0..layers {
         let mut data = vec![0u8; mib << 20];
         Rng::new(0xbe27_0000 + i as u64).fill(&mut data);
-        let tar = TarBuilder::new().dir("data", 0o755).file(&format!("data/blob-{i}"), 0o644, &data).finish();
+        let tar = TarBuilder::new()
+            .dir("data", 0o755)
+            .file(&format!("data/blob-{i}"), 0o644, &data)
+            .finish();
         let mut out = Vec::with_capacity(tar.len() + (tar.len() >> 6));
         let mut w = LayerWriter::new(&mut out, Compression::Gzip, Some(1), 0)?;
         w.write_all(&tar)?;
