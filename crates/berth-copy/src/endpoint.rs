@@ -62,7 +62,7 @@ pub enum Source {
         /// How the user named it.
         label: String,
         /// Keeps a temporary layout alive (archives).
-        _temp: Option<Arc<tempfile::TempDir>>,
+        staging: Option<Arc<tempfile::TempDir>>,
     },
     /// A repository in a registry.
     Registry {
@@ -103,7 +103,7 @@ pub enum Dest {
         /// How the user named it.
         label: String,
         /// Keeps a temporary layout alive (archives).
-        _temp: Option<Arc<tempfile::TempDir>>,
+        staging: Option<Arc<tempfile::TempDir>>,
     },
     /// A repository in a registry.
     Registry {
@@ -144,7 +144,7 @@ impl Endpoints {
                 layout: Layout::open(path)?,
                 selector: reference.clone().map_or(Selector::Only, Selector::Name),
                 label,
-                _temp: None,
+                staging: None,
             }),
             ImageRef::Store(s) => {
                 let layout = Layout::open(self.store_path())?;
@@ -157,7 +157,7 @@ impl Endpoints {
                     layout,
                     selector,
                     label,
-                    _temp: None,
+                    staging: None,
                 })
             }
             ImageRef::Docker(r) => {
@@ -182,7 +182,7 @@ impl Endpoints {
                     layout,
                     selector,
                     label,
-                    _temp: Some(temp),
+                    staging: Some(temp),
                 })
             }
             ImageRef::DockerArchive { path, reference } => {
@@ -203,7 +203,7 @@ impl Endpoints {
                     layout,
                     selector: Selector::Name("imported".into()),
                     label,
-                    _temp: Some(temp),
+                    staging: Some(temp),
                 })
             }
         }
@@ -218,7 +218,7 @@ impl Endpoints {
                 ref_name: reference.clone(),
                 finish: Finish::Layout,
                 label,
-                _temp: None,
+                staging: None,
             }),
             ImageRef::Store(s) => {
                 if s.digest().is_some() {
@@ -231,7 +231,7 @@ impl Endpoints {
                     ref_name: s.ref_name(),
                     finish: Finish::Layout,
                     label,
-                    _temp: None,
+                    staging: None,
                 })
             }
             ImageRef::Docker(r) => {
@@ -263,7 +263,7 @@ impl Endpoints {
                     ref_name: reference.clone(),
                     finish: Finish::OciArchive(path.clone()),
                     label,
-                    _temp: Some(temp),
+                    staging: Some(temp),
                 })
             }
             ImageRef::DockerArchive { path, reference } => {
@@ -305,7 +305,7 @@ impl Endpoints {
                     ref_name: Some("berth-export".into()),
                     finish: Finish::DockerArchive(path.clone(), tags, kept),
                     label,
-                    _temp: Some(temp),
+                    staging: Some(temp),
                 })
             }
         }

@@ -22,10 +22,22 @@ pub async fn blob(
     let digest = digest_of(desc)?;
     let size = desc.size();
     match &**dst {
-        Dest::Layout { layout, .. } => {
+        Dest::Layout { layout, staging, .. } => {
             if layout.verify_blob(&digest, size).is_ok() {
                 progress.done(&digest, Outcome::Skipped);
                 return Ok(Outcome::Skipped);
+            }
+            // A staging layout (an archive being assembled) takes verified blobs of a source layout by hard link.
+            if let (Some(_), Some(src_layout)) = (staging, src.layout()) {
+                let (src_layout, layout, d) = (src_layout.clone(), layout.clone(), digest.clone());
+                let linked =
+                    tokio::task::spawn_blocking(move || layout.writer()?.link_blob_from(&src_layout, &d, size))
+                        .await
+                        .expect("link task does not panic")?;
+                if linked {
+                    progress.done(&digest, Outcome::Copied);
+                    return Ok(Outcome::Copied);
+                }
             }
             progress.start(&digest, size, "Copying");
             if let Some(src_layout) = src.layout() {

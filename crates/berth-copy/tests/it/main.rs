@@ -6,6 +6,7 @@
 //! another, nor into the user's), and no auth file from the environment.
 
 mod auth;
+mod commands;
 mod containerd;
 mod conversions;
 mod errors;

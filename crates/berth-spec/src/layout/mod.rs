@@ -455,6 +455,34 @@ impl LayoutWriter {
         w.commit().map(|_| ())
     }
 
+    /// Stores a blob of another layout by hard link instead of copying its bytes, after verifying it. Meant for
+    /// staging layouts (an archive being assembled); returns `Ok(false)` when the two layouts are on different file
+    /// systems, and the caller copies instead.
+    pub fn link_blob_from(&self, from: &Layout, digest: &Digest, size: u64) -> Result<bool> {
+        if self.layout.verify_blob(digest, size).is_ok() {
+            return Ok(true);
+        }
+        from.verify_blob(digest, size)?;
+        let src = from.blob_path(digest);
+        let tmp = lock::TempFile::new(&self.layout.root, "link")?;
+        let staged = tmp.path.with_extension("link");
+        match fs::hard_link(&src, &staged) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => return Ok(false),
+            Err(e) => return Err(e).at(&src, "hard-link blob"),
+        }
+        drop(tmp);
+        let dest = self.layout.blob_path(digest);
+        let dir = dest.parent().expect("blob path has a parent").to_owned();
+        fs::create_dir_all(&dir).at(&dir, "create blob directory")?;
+        if let Err(e) = fs::rename(&staged, &dest) {
+            let _ = fs::remove_file(&staged);
+            return Err(e).at(&dest, "rename into place");
+        }
+        lock::fsync_dir(&dir)?;
+        Ok(true)
+    }
+
     /// Stores bytes as a blob; returns their digest.
     pub fn put_bytes(&self, bytes: &[u8], alg: Algorithm) -> Result<Digest> {
         let digest = Digest::of_bytes(alg, bytes);
