@@ -55,12 +55,27 @@ pub async fn blob(
                 .await
                 .expect("blob copy task does not panic")?;
             } else {
-                let writer = layout.writer()?;
-                let mut sink = writer.blob_writer_expecting(&digest, size)?;
+                // The network side keeps receiving while a blocking thread hashes and writes to disk.
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(32);
+                let (layout, d) = (layout.clone(), digest.clone());
+                let writer = tokio::task::spawn_blocking(move || -> Result<(), CopyError> {
+                    let w = layout.writer()?;
+                    let mut bw = w.blob_writer_expecting(&d, size)?;
+                    for chunk in rx {
+                        std::io::Write::write_all(&mut bw, &chunk)
+                            .map_err(CopyError::io(layout.blob_path(&d).display()))?;
+                    }
+                    bw.commit()?;
+                    Ok(())
+                });
                 let p = progress.clone();
                 let d = digest.clone();
-                src.blob_to(desc, &mut sink, &move |n| p.advance(&d, n)).await?;
-                sink.commit()?;
+                let mut sink = ChannelWriter(tx);
+                let fetched = src.blob_to(desc, &mut sink, &move |n| p.advance(&d, n)).await;
+                drop(sink);
+                let written = writer.await.expect("blob writer task does not panic");
+                fetched?;
+                written?;
             }
             progress.done(&digest, Outcome::Copied);
             Ok(Outcome::Copied)
@@ -190,6 +205,21 @@ pub async fn commit(dst: &Dest, top: &Descriptor, top_bytes: &[u8]) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Hands written chunks to the thread that stores them.
+struct ChannelWriter(std::sync::mpsc::SyncSender<Vec<u8>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .send(buf.to_vec())
+            .map_err(|_| std::io::Error::other("the blob writer stopped"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 struct Counting<'a, R> {
