@@ -43,7 +43,8 @@ pub async fn blob(
             if let Some(src_layout) = src.layout() {
                 let (src_layout, layout, d, p) = (src_layout.clone(), layout.clone(), digest.clone(), progress.clone());
                 tokio::task::spawn_blocking(move || -> Result<(), CopyError> {
-                    let mut reader = src_layout.open_blob(&d, size)?;
+                    // The destination writer verifies digest and size before committing: hash once.
+                    let mut reader = src_layout.open_blob_unverified(&d)?;
                     let mut counting = Counting {
                         inner: &mut reader,
                         digest: &d,

@@ -92,6 +92,13 @@ impl Layout {
         Ok(VerifyingReader::new(file, digest.clone(), size))
     }
 
+    /// Opens a blob WITHOUT verifying what is read. Only for streams that are verified on the way in anyway — such
+    /// as another layout's [`LayoutWriter::put_blob`](super::LayoutWriter::put_blob), which checks the digest and
+    /// size before committing — so the bytes are hashed once, not twice.
+    pub fn open_blob_unverified(&self, digest: &Digest) -> Result<File> {
+        self.open_blob_file(digest)
+    }
+
     /// True when the blob is present as a regular file (content not checked).
     pub fn has_blob(&self, digest: &Digest) -> bool {
         self.open_blob_file(digest).is_ok()
