@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use berth_testkit::registry::TestRegistry;
 
+use crate::measure::{RUNS, best, settle, sh, which};
 use crate::workspace_root;
-
-const RUNS: usize = 3;
 
 struct Row {
     what: &'static str,
@@ -316,37 +315,4 @@ fn curl_put(host: &str, repo: &str, digest: &str, path: &Path) -> Result<()> {
         .arg(format!("@{}", path.display()))
         .arg(format!("{url}{sep}digest={digest}")))?;
     Ok(())
-}
-
-fn best(mut f: impl FnMut() -> Result<Duration>) -> Result<Duration> {
-    let mut best = Duration::MAX;
-    for _ in 0..RUNS {
-        best = best.min(f()?);
-    }
-    Ok(best)
-}
-
-fn sh(cmd: &mut Command) -> Result<Duration> {
-    let start = Instant::now();
-    let out = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .with_context(|| format!("starting {cmd:?}"))?;
-    ensure!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(start.elapsed())
-}
-
-fn settle() -> Result<()> {
-    sh(&mut Command::new("sync"))?;
-    std::thread::sleep(Duration::from_secs(2));
-    Ok(())
-}
-
-fn which(tool: &str) -> bool {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(tool).is_file())
 }

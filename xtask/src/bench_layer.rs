@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
+use crate::measure::{RUNS, best, settle, sh, sh_to, which};
 use crate::workspace_root;
-
-const RUNS: usize = 3;
 
 struct Measured {
     what: &'static str,
@@ -239,53 +238,6 @@ fn report(rows: &[Measured], bytes: u64, json: bool) {
     }
 }
 
-fn best(mut f: impl FnMut() -> Result<Duration>) -> Result<Duration> {
-    let mut best = Duration::MAX;
-    for _ in 0..RUNS {
-        best = best.min(f()?);
-    }
-    Ok(best)
-}
-
-fn sh(cmd: &mut Command) -> Result<Duration> {
-    let start = Instant::now();
-    let out = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .with_context(|| format!("starting {cmd:?}"))?;
-    ensure!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(start.elapsed())
-}
-
-fn sh_to(cmd: &mut Command, out: &Path) -> Result<Duration> {
-    let file = std::fs::File::create(out)?;
-    let start = Instant::now();
-    let o = cmd
-        .stdout(file)
-        .stderr(Stdio::piped())
-        .output()
-        .with_context(|| format!("starting {cmd:?}"))?;
-    ensure!(
-        o.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Ok(start.elapsed())
-}
-
-/// Lets the file system finish background work (writeback, block freeing of deleted trees) so that it is not
-/// billed to the next timed run; on this kind of VM, inode creation right after such work is several times slower.
-fn settle() -> Result<()> {
-    sh(&mut Command::new("sync"))?;
-    std::thread::sleep(Duration::from_secs(3));
-    Ok(())
-}
-
 fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map_or(0, |m| m.len())
 }
@@ -296,10 +248,6 @@ fn largest_blob(dir: &Path) -> Result<u64> {
         .map(|m| m.len())
         .max()
         .unwrap_or(0))
-}
-
-fn which(tool: &str) -> bool {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(tool).is_file())
 }
 
 fn du(dir: &Path) -> Result<u64> {

@@ -14,6 +14,7 @@ use berth_spec::platform::Platform;
 use berth_testkit::image::{ImageSpec, TarBuilder, write_image};
 use serde_json::json;
 
+use crate::measure::which;
 use crate::workspace_root;
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -117,10 +118,6 @@ pub fn run(args: &[String]) -> Result<()> {
 
 fn step(text: &str) {
     println!("\n== {text}");
-}
-
-fn which(tool: &str) -> bool {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(tool).is_file())
 }
 
 fn capture(cmd: &mut Command) -> Result<String> {

@@ -12,6 +12,7 @@ mod bench_copy;
 mod bench_layer;
 mod ci;
 mod demo;
+mod measure;
 mod packages;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,156 @@
+//! `berth-run bundle IMAGE DIR`: an OCI runtime bundle (`config.json` + `rootfs/`) that runc and crun run as is.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use berth_sandbox::tree_copy::CopyStats;
+use berth_sandbox::{ContainerSetup, SpecOptions, prepare_container};
+use berth_spec::Digest;
+use berth_spec::platform::Platform;
+use berth_spec::reference::ImageRef;
+
+use crate::RunError;
+use crate::error::IoContext;
+use crate::layers::LayerStore;
+use crate::rootfs::build_rootfs_copy;
+use crate::source::open_image;
+
+/// What to make a bundle of, and how.
+#[derive(Debug, Clone)]
+pub struct BundleRequest<'a> {
+    /// The image.
+    pub image: &'a ImageRef,
+    /// The default store, for bare image names.
+    pub store: &'a Path,
+    /// The runner's cache directory (extracted layers, scratch space).
+    pub cache: &'a Path,
+    /// The platform to pick from a multi-platform image.
+    pub platform: &'a Platform,
+    /// The container's options.
+    pub options: &'a SpecOptions,
+}
+
+/// What [`create_bundle`] made.
+#[derive(Debug, Clone)]
+pub struct BundleReport {
+    /// The bundle directory, absolute.
+    pub dir: PathBuf,
+    /// The image's manifest digest.
+    pub manifest_digest: Digest,
+    /// The container id generated for it (its first 12 characters are the default hostname).
+    pub container_id: String,
+    /// Layers stacked.
+    pub layers: usize,
+    /// What copying the layers into `rootfs/` did.
+    pub copy: CopyStats,
+}
+
+/// Writes the bundle of `request` into `dir`, which must not exist or be empty.
+///
+/// Every layer is extracted once into the layer cache (blob digests and diffIDs verified), then merged into
+/// `dir/rootfs` by copy, so the bundle shares nothing with the cache and can be run, modified or deleted freely.
+/// `dir/config.json` is Docker-like (see [`berth_sandbox::default_spec`]); `dir` also holds the container's
+/// `hosts`, `resolv.conf`, `hostname` and volume directories, bind-mounted by absolute path. On failure nothing
+/// is left in `dir`.
+pub fn create_bundle(request: &BundleRequest<'_>, dir: &Path) -> Result<BundleReport, RunError> {
+    let created = claim_dir(dir)?;
+    let result = fill_bundle(request, dir);
+    if result.is_err() {
+        let cleanup = if created {
+            std::fs::remove_dir_all(dir)
+        } else {
+            empty_dir(dir)
+        };
+        if let Err(e) = cleanup {
+            tracing::warn!(dir = %dir.display(), "could not clean up the failed bundle: {e}");
+        }
+    }
+    result
+}
+
+fn fill_bundle(request: &BundleRequest<'_>, dir: &Path) -> Result<BundleReport, RunError> {
+    let dir = std::fs::canonicalize(dir).at("resolve", dir)?;
+    let opened = open_image(
+        request.image,
+        request.store,
+        &request.cache.join("tmp"),
+        request.platform,
+    )?;
+    let layers = LayerStore::open(request.cache)?.ensure_image(&opened)?;
+
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir(&rootfs).at("create", &rootfs)?;
+    let copy = build_rootfs_copy(&layers, &rootfs)?;
+    if copy.skipped_owners > 0 || copy.skipped_xattrs > 0 {
+        tracing::warn!(
+            owners = copy.skipped_owners,
+            xattrs = copy.skipped_xattrs,
+            "some file owners or extended attributes could not be set in the bundle (not running as root?)"
+        );
+    }
+
+    let container_id = new_container_id()?;
+    let spec = prepare_container(&ContainerSetup {
+        image_name: &opened.label,
+        image: opened.image.config.parsed(),
+        rootfs: &rootfs,
+        root_path: Path::new("rootfs"),
+        container_dir: &dir,
+        container_id: &container_id,
+        options: request.options,
+    })?;
+    let json = serde_json::to_vec_pretty(&spec).expect("a runtime spec serializes");
+    berth_sandbox::etc_files::write_atomically(&dir.join("config.json"), &json)?;
+    Ok(BundleReport {
+        manifest_digest: opened.manifest_digest().clone(),
+        dir,
+        container_id,
+        layers: layers.len(),
+        copy,
+    })
+}
+
+/// Creates `dir`, or accepts it when it is an empty directory. Returns whether it was created.
+fn claim_dir(dir: &Path) -> Result<bool, RunError> {
+    let refuse = |reason: &str| RunError::BundleDir {
+        dir: dir.to_owned(),
+        reason: reason.to_owned(),
+    };
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).at("create", dir)?;
+            Ok(true)
+        }
+        Err(e) => Err(e).at("inspect", dir),
+        Ok(m) if !m.is_dir() => Err(refuse("it exists and is not a directory; choose a new path")),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(dir).at("read", dir)?;
+            if entries.next().is_some() {
+                return Err(refuse("it is not empty; choose a new or empty directory"));
+            }
+            Ok(false)
+        }
+    }
+}
+
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// 32 random bytes in hex, as Docker's container ids.
+pub fn new_container_id() -> Result<String, RunError> {
+    let mut bytes = [0u8; 32];
+    let path = Path::new("/dev/urandom");
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .at("read", path)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

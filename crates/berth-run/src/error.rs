@@ -1,0 +1,115 @@
+//! Why the runner could not do what it was asked.
+
+use std::io;
+use std::path::PathBuf;
+
+use berth_archive::ArchiveError;
+use berth_layer::apply::ApplyError;
+use berth_sandbox::SandboxError;
+use berth_spec::Digest;
+use berth_spec::layout::LayoutError;
+
+/// A failure of the runner library. Every variant names the image, layer, directory or option involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The image could not be found or read.
+    #[error("image {image}: {source}")]
+    Layout {
+        /// The image as the user named it.
+        image: String,
+        /// What went wrong in the layout.
+        #[source]
+        source: Box<LayoutError>,
+    },
+    /// The image's archive could not be read.
+    #[error("image {image}: {source}")]
+    Archive {
+        /// The image as the user named it.
+        image: String,
+        /// What went wrong in the archive.
+        #[source]
+        source: Box<ArchiveError>,
+    },
+    /// The image cannot be used this way.
+    #[error("image {image}: {reason}")]
+    Unsupported {
+        /// The image as the user named it.
+        image: String,
+        /// Why, and what to do instead.
+        reason: String,
+    },
+    /// A layer has a media type Berth cannot unpack.
+    #[error("image {image}: layer {digest} has media type {media_type:?}, which is not a layer Berth can unpack")]
+    UnsupportedLayer {
+        /// The image as the user named it.
+        image: String,
+        /// The layer blob.
+        digest: Digest,
+        /// Its media type.
+        media_type: String,
+    },
+    /// A layer could not be extracted (corrupt, hostile, or its diffID does not match).
+    #[error("image {image}: layer {diff_id}: {source}")]
+    Layer {
+        /// The image as the user named it.
+        image: String,
+        /// The layer's diffID.
+        diff_id: Digest,
+        /// What went wrong.
+        #[source]
+        source: Box<ApplyError>,
+    },
+    /// The bundle directory cannot be used.
+    #[error("bundle directory {}: {reason}", dir.display())]
+    BundleDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// An overlay mount failed.
+    #[error("overlay mount at {}: {reason}", target.display())]
+    Overlay {
+        /// The mount point.
+        target: PathBuf,
+        /// What went wrong, with the kernel's message when it gave one.
+        reason: String,
+    },
+    /// Preparing the container (spec, root filesystem, options) failed.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// A file system operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl RunError {
+    /// An invalid command-line option.
+    pub fn option(option: impl Into<String>, reason: impl Into<String>) -> Self {
+        RunError::Sandbox(SandboxError::option(option, reason))
+    }
+}
+
+/// Attaches an action and path to I/O errors.
+pub(crate) trait IoContext<T> {
+    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, RunError>;
+}
+
+impl<T, E: Into<io::Error>> IoContext<T> for Result<T, E> {
+    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, RunError> {
+        self.map_err(|e| RunError::Io {
+            action,
+            path: path.into(),
+            source: e.into(),
+        })
+    }
+}

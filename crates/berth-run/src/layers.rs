@@ -1,0 +1,142 @@
+//! The runner's layer cache: every layer extracted once, in overlayfs form, keyed by diffID.
+//!
+//! It lives under the runner's cache directory: `$BERTH_CACHE`; else `$XDG_CACHE_HOME/berth`; else, for root,
+//! `/var/cache/berth`; else `$HOME/.cache/berth` ([`default_cache_path`]).
+//!
+//! Layers are extracted side by side with their whiteouts kept in overlayfs form (0:0 character devices, opaque
+//! xattrs), never applied to one another. That one form serves both ways of making a root filesystem: an overlay
+//! mount stacks the directories as they are ([`crate::prepare_rootfs_overlay`]), and a plain copy merges them
+//! bottom to top, applying the whiteouts as overlayfs would ([`crate::build_rootfs_copy`]). (Extracting each layer
+//! alone with whiteouts *applied* would lose them: there would be nothing below to delete.)
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use berth_layer::apply::{ApplyOptions, LayerCache, WhiteoutMode};
+use berth_spec::{Digest, media_type};
+
+use crate::RunError;
+use crate::error::IoContext;
+use crate::source::OpenedImage;
+
+/// The cache directory, from the environment of this process.
+pub fn default_cache_path() -> PathBuf {
+    cache_path_from(|k| std::env::var_os(k), rustix::process::geteuid().is_root())
+}
+
+/// The cache path rule over an arbitrary environment.
+pub fn cache_path_from(env: impl Fn(&str) -> Option<OsString>, is_root: bool) -> PathBuf {
+    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(p) = non_empty("BERTH_CACHE") {
+        return p;
+    }
+    if let Some(p) = non_empty("XDG_CACHE_HOME") {
+        return p.join("berth");
+    }
+    if is_root {
+        return PathBuf::from("/var/cache/berth");
+    }
+    non_empty("HOME")
+        .unwrap_or_else(|| PathBuf::from("/"))
+        .join(".cache/berth")
+}
+
+/// The layer cache under the runner's cache directory.
+#[derive(Debug, Clone)]
+pub struct LayerStore {
+    cache: LayerCache,
+    user_xattr: bool,
+}
+
+impl LayerStore {
+    /// Opens (creating) the layer cache under `cache_root`. Root extracts with `trusted.overlay.*` xattrs into
+    /// `overlay/`; other users with `user.overlay.*` into `overlay-userxattr/` (for `userxattr` overlay mounts).
+    pub fn open(cache_root: &Path) -> Result<LayerStore, RunError> {
+        let user_xattr = !rustix::process::geteuid().is_root();
+        let dir = cache_root.join(if user_xattr { "overlay-userxattr" } else { "overlay" });
+        let cache = LayerCache::new(&dir).at("open the layer cache", &dir)?;
+        Ok(LayerStore { cache, user_xattr })
+    }
+
+    /// Whether layers here carry `user.overlay.*` rather than `trusted.overlay.*` xattrs.
+    pub fn user_xattr(&self) -> bool {
+        self.user_xattr
+    }
+
+    /// The underlying cache.
+    pub fn cache(&self) -> &LayerCache {
+        &self.cache
+    }
+
+    /// Makes sure every layer of the image is extracted (checking each blob's digest and each layer's diffID while
+    /// extracting) and returns their directories, bottom layer first. Cached layers are not read again.
+    pub fn ensure_image(&self, opened: &OpenedImage) -> Result<Vec<PathBuf>, RunError> {
+        let manifest = opened.image.manifest.parsed();
+        let config = opened.image.config.parsed();
+        let mut dirs = Vec::new();
+        for (layer, diff_id) in manifest.layers().iter().zip(config.rootfs().diff_ids()) {
+            let bad_digest = |e: berth_spec::DigestError| RunError::Unsupported {
+                image: opened.label.clone(),
+                reason: format!("invalid layer digest: {e}"),
+            };
+            let digest = Digest::from_oci(layer.digest()).map_err(bad_digest)?;
+            let diff_id = Digest::parse(diff_id).map_err(bad_digest)?;
+            let media = layer.media_type().to_string();
+            let Some(compression) = media_type::layer_compression(&media) else {
+                return Err(RunError::UnsupportedLayer {
+                    image: opened.label.clone(),
+                    digest,
+                    media_type: media,
+                });
+            };
+            let opts = ApplyOptions {
+                whiteouts: WhiteoutMode::Overlay {
+                    user_xattr: self.user_xattr,
+                },
+                compression: Some(compression),
+                ..ApplyOptions::default()
+            };
+            let open = || opened.layout.open_blob(&digest, layer.size()).map_err(io::Error::other);
+            let dir = self
+                .cache
+                .ensure(&diff_id, open, &opts)
+                .map_err(|source| RunError::Layer {
+                    image: opened.label.clone(),
+                    diff_id: diff_id.clone(),
+                    source: Box::new(source),
+                })?;
+            dirs.push(dir);
+        }
+        Ok(dirs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn path(vars: &[(&str, &str)], root: bool) -> PathBuf {
+        let m: HashMap<&str, &str> = vars.iter().copied().collect();
+        cache_path_from(|k| m.get(k).map(Into::into), root)
+    }
+
+    #[test]
+    fn precedence() {
+        assert_eq!(
+            path(&[("BERTH_CACHE", "/c"), ("XDG_CACHE_HOME", "/x")], true),
+            PathBuf::from("/c")
+        );
+        assert_eq!(
+            path(&[("BERTH_CACHE", ""), ("XDG_CACHE_HOME", "/x")], false),
+            PathBuf::from("/x/berth")
+        );
+        assert_eq!(path(&[("HOME", "/root")], true), PathBuf::from("/var/cache/berth"));
+        assert_eq!(
+            path(&[("HOME", "/home/u")], false),
+            PathBuf::from("/home/u/.cache/berth")
+        );
+    }
+}

@@ -1,0 +1,48 @@
+//! berth-run: run OCI images as containers.
+//!
+//! This release turns an image into an OCI runtime bundle that runc or crun runs unchanged, with the defaults
+//! Docker and podman users expect; running containers itself (through libcontainer) comes next.
+//!
+//! The pieces, in the order a container is made:
+//!
+//! 1. [`source::open_image`] finds the image a reference names: a bare name in the default store, `oci:PATH:REF`,
+//!    `oci-archive:PATH[:REF]` or `docker-archive:PATH[:REF]`.
+//! 2. [`layers::LayerStore`] extracts each layer once into a cache keyed by diffID, in overlayfs form, verifying
+//!    blob digests and diffIDs ([`layers::default_cache_path`] says where).
+//! 3. [`build_rootfs_copy`] merges the cached layers into a self-contained root filesystem, or
+//!    [`prepare_rootfs_overlay`] stacks them with an overlay mount.
+//! 4. [`berth_sandbox::prepare_container`] writes the runtime spec ([`options::ContainerFlags`] translates the
+//!    command line into its options).
+//!
+//! [`create_bundle`] does all four for `berth-run bundle IMAGE DIR`.
+//!
+//! ```no_run
+//! use berth_run::{BundleRequest, create_bundle, layers::default_cache_path, options::ContainerFlags};
+//! use berth_spec::{platform::Platform, reference::ImageRef, store::default_store_path};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let flags = ContainerFlags { hostname: Some("box".into()), ..ContainerFlags::default() };
+//! let options = flags.to_spec_options(&["echo".into(), "hello".into()])?;
+//! let report = create_bundle(
+//!     &BundleRequest {
+//!         image: &ImageRef::parse("busybox:1")?,
+//!         store: &default_store_path(),
+//!         cache: &default_cache_path(),
+//!         platform: &Platform::host(),
+//!         options: &options,
+//!     },
+//!     std::path::Path::new("/tmp/busybox-bundle"),
+//! )?;
+//! println!("runc run --bundle {} demo", report.dir.display());
+//! # Ok(()) }
+//! ```
+
+mod bundle;
+mod error;
+pub mod layers;
+pub mod options;
+mod rootfs;
+pub mod source;
+
+pub use bundle::{BundleReport, BundleRequest, create_bundle, new_container_id};
+pub use error::RunError;
+pub use rootfs::{OverlayMount, build_rootfs_copy, prepare_rootfs_overlay, unmount_overlay};

@@ -1,0 +1,202 @@
+//! A clear refusal, before any runtime starts, of a command that cannot run (HOSTILE-INPUTS 29): missing, a
+//! directory, not executable, or built for another architecture. Otherwise these surface as a terse
+//! `exec format error` or `permission denied` from inside the runtime.
+
+use std::io::Read;
+
+use berth_spec::runtime_config::ImageRuntimeConfig;
+use rustix::fs::{FileType, OFlags};
+use rustix::io::Errno;
+
+use crate::SandboxError;
+use crate::error::IoContext;
+use crate::rootfs::RootFs;
+
+/// ELF machines a host of each Go architecture executes natively.
+fn native_machines(arch: &str) -> Option<&'static [u16]> {
+    Some(match arch {
+        "amd64" => &[62, 3],
+        "386" => &[3],
+        "arm64" => &[183, 40],
+        "arm" => &[40],
+        "riscv64" => &[243],
+        "ppc64le" => &[21],
+        "s390x" => &[22],
+        "loong64" => &[258],
+        _ => return None,
+    })
+}
+
+fn machine_name(machine: u16) -> String {
+    match machine {
+        3 => "x86 (32-bit)".into(),
+        62 => "x86-64".into(),
+        40 => "32-bit ARM".into(),
+        183 => "AArch64".into(),
+        243 => "RISC-V".into(),
+        21 => "PowerPC64".into(),
+        22 => "s390x".into(),
+        258 => "LoongArch".into(),
+        other => format!("ELF machine {other}"),
+    }
+}
+
+/// The ELF machine of a file's header, if it is an ELF file.
+fn elf_machine(head: &[u8]) -> Option<u16> {
+    if head.len() < 20 || &head[..4] != b"\x7fELF" {
+        return None;
+    }
+    let bytes = [head[18], head[19]];
+    Some(if head[5] == 2 {
+        u16::from_be_bytes(bytes)
+    } else {
+        u16::from_le_bytes(bytes)
+    })
+}
+
+/// Whether the host has binfmt_misc handlers registered (which may run foreign binaries through an emulator).
+fn has_binfmt_handlers() -> bool {
+    std::fs::read_dir("/proc/sys/fs/binfmt_misc")
+        .map(|d| {
+            d.flatten()
+                .any(|e| !matches!(e.file_name().to_str(), Some("register" | "status")))
+        })
+        .unwrap_or(false)
+}
+
+/// What one candidate path holds.
+enum Found {
+    Missing,
+    Unusable(&'static str),
+    Runnable(Option<u16>),
+}
+
+fn probe(rootfs: &RootFs, path: &str) -> Result<Found, SandboxError> {
+    let fd = match rootfs.open_in_root(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(Found::Missing),
+        Err(Errno::ACCESS | Errno::PERM) => return Ok(Found::Runnable(None)),
+        Err(e) => return Err(e).at("open", rootfs.path().join(path.trim_start_matches('/'))),
+    };
+    let stat = rustix::fs::fstat(&fd).at("inspect", rootfs.path().join(path.trim_start_matches('/')))?;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::Directory => return Ok(Found::Unusable("is a directory")),
+        FileType::RegularFile => {}
+        _ => return Ok(Found::Unusable("is not a regular file")),
+    }
+    if stat.st_mode & 0o111 == 0 {
+        return Ok(Found::Unusable("is not executable (no x permission bit)"));
+    }
+    let mut head = [0u8; 20];
+    let n = std::fs::File::from(fd).read(&mut head).unwrap_or(0);
+    Ok(Found::Runnable(elf_machine(&head[..n])))
+}
+
+/// Checks that the process's command exists in the root filesystem (looked up in the process's `PATH` when it has
+/// no `/`), is an executable regular file, and, when it is an ELF binary, is built for this host. Commands under a
+/// user's mount are not checked: their content is not in the image.
+pub(crate) fn check_command(
+    rootfs: &RootFs,
+    converted: &ImageRuntimeConfig,
+    user_mounts: &[&str],
+) -> Result<(), SandboxError> {
+    let command = &converted.args[0];
+    let refuse = |reason: String| SandboxError::Command {
+        image: rootfs.image().to_owned(),
+        command: command.clone(),
+        reason,
+    };
+    let candidates: Vec<String> = if command.contains('/') {
+        let absolute = if command.starts_with('/') {
+            command.clone()
+        } else {
+            format!("{}/{command}", converted.cwd.trim_end_matches('/'))
+        };
+        vec![absolute]
+    } else {
+        let path = converted
+            .env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or_default();
+        path.split(':')
+            .filter(|d| d.starts_with('/'))
+            .map(|d| format!("{}/{command}", d.trim_end_matches('/')))
+            .collect()
+    };
+    let mut unusable = None;
+    for candidate in &candidates {
+        let mounted = user_mounts
+            .iter()
+            .any(|m| candidate == m || candidate.strip_prefix(m).is_some_and(|rest| rest.starts_with('/')));
+        if mounted {
+            return Ok(());
+        }
+        match probe(rootfs, candidate)? {
+            Found::Missing => {}
+            Found::Unusable(why) => {
+                unusable.get_or_insert((candidate.clone(), why));
+            }
+            Found::Runnable(machine) => return check_machine(machine, candidate).map_err(refuse),
+        }
+    }
+    Err(refuse(match unusable {
+        Some((path, why)) => format!("{path} {why}"),
+        None if command.contains('/') => "it does not exist in the image".into(),
+        None => format!(
+            "it was not found in the image's PATH ({})",
+            candidates_dirs(&candidates, command)
+        ),
+    }))
+}
+
+fn candidates_dirs(candidates: &[String], command: &str) -> String {
+    let dirs: Vec<&str> = candidates.iter().filter_map(|c| c.strip_suffix(command)).collect();
+    if dirs.is_empty() {
+        "PATH is empty".into()
+    } else {
+        dirs.join(" ")
+    }
+}
+
+fn check_machine(machine: Option<u16>, path: &str) -> Result<(), String> {
+    let host = berth_spec::platform::Platform::host().architecture;
+    let (Some(machine), Some(native)) = (machine, native_machines(&host)) else {
+        return Ok(());
+    };
+    if native.contains(&machine) {
+        return Ok(());
+    }
+    if has_binfmt_handlers() {
+        tracing::warn!(
+            path,
+            "the command is a {} program on a {host} host; relying on binfmt_misc",
+            machine_name(machine)
+        );
+        return Ok(());
+    }
+    Err(format!(
+        "{path} is a {} program, but this host runs {host} programs; use an image built for linux/{host}",
+        machine_name(machine)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elf_headers() {
+        let mut h = [0u8; 20];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[5] = 1;
+        h[18] = 62;
+        assert_eq!(elf_machine(&h), Some(62));
+        h[5] = 2;
+        h[18] = 0;
+        h[19] = 22;
+        assert_eq!(elf_machine(&h), Some(22));
+        assert_eq!(elf_machine(b"#!/bin/sh\n"), None);
+        assert_eq!(machine_name(183), "AArch64");
+    }
+}

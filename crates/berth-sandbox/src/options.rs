@@ -1,0 +1,212 @@
+//! What the user asked for on top of the image, in Docker/podman terms, parsed and validated.
+
+use std::path::PathBuf;
+
+use berth_spec::runtime_config::Overrides;
+
+use crate::SandboxError;
+use crate::caps::CapName;
+
+/// The network namespace of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetMode {
+    /// A new network namespace. Berth does not connect it to anything yet, so it holds only `lo`.
+    #[default]
+    Private,
+    /// `--net none`: a new network namespace with only `lo`.
+    None,
+    /// `--net host`: the host's network namespace, `/etc/hosts` and `/etc/resolv.conf`.
+    Host,
+}
+
+impl std::str::FromStr for NetMode {
+    type Err = SandboxError;
+
+    fn from_str(s: &str) -> Result<Self, SandboxError> {
+        match s {
+            "host" => Ok(NetMode::Host),
+            "none" => Ok(NetMode::None),
+            "private" | "bridge" | "default" => Ok(NetMode::Private),
+            _ => Err(SandboxError::option(
+                format!("--net {s}"),
+                "unknown network mode; use host, none or private",
+            )),
+        }
+    }
+}
+
+/// Which seccomp filter the container gets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SeccompChoice {
+    /// Berth's built-in default profile (modeled on Docker's).
+    #[default]
+    Default,
+    /// `seccomp=unconfined`: no filter.
+    Unconfined,
+    /// `seccomp=FILE`: a profile in Docker's format or the runtime spec's `linux.seccomp` format.
+    File(PathBuf),
+}
+
+/// How the image's `Volumes` are backed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VolumeBacking {
+    /// A directory per volume under the container's directory, bind-mounted, with the image's content at that
+    /// path copied in first (Docker's anonymous volumes).
+    #[default]
+    Directory,
+    /// An empty tmpfs per volume (nothing survives the container, and the image's content there is hidden).
+    Tmpfs,
+}
+
+/// A mount the user asked for (`-v`, `--mount`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountRequest {
+    /// A bind mount of a host path.
+    Bind {
+        /// The host path, absolute.
+        source: PathBuf,
+        /// Where it appears in the container: absolute and normalized.
+        destination: String,
+        /// Mounted read-only.
+        read_only: bool,
+    },
+    /// A fresh tmpfs.
+    Tmpfs {
+        /// Where it appears in the container: absolute and normalized.
+        destination: String,
+        /// `size=` in bytes.
+        size: Option<u64>,
+        /// `mode=`, octal permission bits.
+        mode: Option<u32>,
+    },
+}
+
+impl MountRequest {
+    /// The container path.
+    pub fn destination(&self) -> &str {
+        match self {
+            MountRequest::Bind { destination, .. } | MountRequest::Tmpfs { destination, .. } => destination,
+        }
+    }
+}
+
+/// Everything about a container that is not in the image. The defaults are Docker's.
+#[derive(Debug, Clone, Default)]
+pub struct SpecOptions {
+    /// `--hostname`; `None` means the container id (or the host's name with `--net host`).
+    pub hostname: Option<String>,
+    /// `--net`.
+    pub net: NetMode,
+    /// `--read-only`: the root filesystem is mounted read-only.
+    pub read_only: bool,
+    /// `--privileged`: every capability, no seccomp, no masked or read-only paths, every host device.
+    pub privileged: bool,
+    /// `--cap-add`, applied after `cap_drop`.
+    pub cap_add: Vec<CapName>,
+    /// `--cap-drop`.
+    pub cap_drop: Vec<CapName>,
+    /// `--security-opt no-new-privileges`.
+    pub no_new_privileges: bool,
+    /// `--security-opt seccomp=…`.
+    pub seccomp: SeccompChoice,
+    /// `-v` and `--mount`, in order.
+    pub mounts: Vec<MountRequest>,
+    /// How image volumes are backed.
+    pub volumes: VolumeBacking,
+    /// `--memory` in bytes.
+    pub memory: Option<u64>,
+    /// `--cpus`.
+    pub cpus: Option<f64>,
+    /// `--pids-limit`; zero or negative means unlimited.
+    pub pids_limit: Option<i64>,
+    /// `-t`: the process gets a terminal.
+    pub terminal: bool,
+    /// `-e`/`--env-file`, `-u`, `-w`, `--entrypoint` and the command, applied to the image config.
+    pub overrides: Overrides,
+}
+
+/// Lexically normalizes an absolute container path (`..` cannot climb above `/`); refuses relative paths, NUL
+/// bytes and `/` itself.
+pub fn container_path(option: &str, path: &str) -> Result<String, SandboxError> {
+    if !path.starts_with('/') || path.contains('\0') {
+        return Err(SandboxError::option(
+            option,
+            format!("the container path {path:?} must be absolute, such as /data"),
+        ));
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    if parts.is_empty() {
+        return Err(SandboxError::option(
+            option,
+            "cannot mount over the container's root directory; choose a path below /",
+        ));
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+/// A size with an optional unit: `1024`, `512k`, `64m`, `1g` (powers of 1024, Docker's spelling; `b` is bytes).
+pub fn parse_size(option: &str, text: &str) -> Result<u64, SandboxError> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t
+        .strip_suffix('b')
+        .filter(|r| r.ends_with(['k', 'm', 'g', 't']))
+        .unwrap_or(&t);
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, 'b')) => (&t[..i], 0),
+        Some((i, 'k')) => (&t[..i], 10),
+        Some((i, 'm')) => (&t[..i], 20),
+        Some((i, 'g')) => (&t[..i], 30),
+        Some((i, 't')) => (&t[..i], 40),
+        _ => (t, 0),
+    };
+    let bad = || {
+        SandboxError::option(
+            format!("{option} {text}"),
+            "not a size; write a number of bytes with an optional unit b, k, m, g or t, such as 512m",
+        )
+    };
+    let value: u64 = digits.trim().parse().map_err(|_| bad())?;
+    value.checked_mul(1u64 << shift).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("--memory", "1024").unwrap(), 1024);
+        assert_eq!(parse_size("--memory", "64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("--memory", "1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("--memory", "2kb").unwrap(), 2048);
+        assert_eq!(parse_size("--memory", "7b").unwrap(), 7);
+        for bad in ["", "m", "-1m", "1.5g", "99999999999999999999t", "12x"] {
+            assert!(parse_size("--memory", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn container_paths_are_normalized() {
+        assert_eq!(container_path("-v", "/a/./b/../c/").unwrap(), "/a/c");
+        assert_eq!(container_path("-v", "/../../etc").unwrap(), "/etc");
+        assert!(container_path("-v", "rel").is_err());
+        assert!(container_path("-v", "/a/..").is_err());
+        assert!(container_path("-v", "/a\0b").is_err());
+    }
+
+    #[test]
+    fn net_modes() {
+        assert_eq!("host".parse::<NetMode>().unwrap(), NetMode::Host);
+        assert_eq!("none".parse::<NetMode>().unwrap(), NetMode::None);
+        assert!("weird".parse::<NetMode>().is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! From an image config and its unpacked root filesystem to a container's runtime spec.
+
+use std::path::{Path, PathBuf};
+
+use berth_spec::runtime_config::{ImageRuntimeConfig, convert_with_host_env, resolve_user};
+use oci_spec::image::ImageConfiguration;
+use oci_spec::runtime::{Mount, Spec};
+
+use crate::error::IoContext;
+use crate::options::{NetMode, SpecOptions, VolumeBacking};
+use crate::rootfs::RootFs;
+use crate::spec::{SpecParts, default_spec};
+use crate::{SandboxError, etc_files, exec_check, mounts, tree_copy};
+
+/// One container to prepare.
+#[derive(Debug, Clone, Copy)]
+pub struct ContainerSetup<'a> {
+    /// The image as the user named it, for messages.
+    pub image_name: &'a str,
+    /// The image's config.
+    pub image: &'a ImageConfiguration,
+    /// The container's root filesystem, already unpacked (a writable copy or an overlay mount).
+    pub rootfs: &'a Path,
+    /// `root.path` to write into the spec: `rootfs` for a bundle, or an absolute path.
+    pub root_path: &'a Path,
+    /// A directory owned by this container: `/etc/hosts`, `resolv.conf`, `hostname` and volume directories go here.
+    pub container_dir: &'a Path,
+    /// The container's id; its first 12 characters are the default hostname.
+    pub container_id: &'a str,
+    /// What the user asked for.
+    pub options: &'a SpecOptions,
+}
+
+/// Prepares a container: converts the image config with the user's overrides, checks the root filesystem
+/// (HOSTILE-INPUTS 28–32), resolves the user in-root, creates a missing working directory, writes `/etc/hosts`,
+/// `/etc/resolv.conf` and `/etc/hostname`, sets up the image's volumes, and builds the runtime spec.
+pub fn prepare_container(setup: &ContainerSetup<'_>) -> Result<Spec, SandboxError> {
+    let image_err = |source| SandboxError::Image {
+        image: setup.image_name.to_owned(),
+        source,
+    };
+    let opts = setup.options;
+    let converted =
+        convert_with_host_env(setup.image, &opts.overrides, |k| std::env::var(k).ok()).map_err(image_err)?;
+    let rootfs = RootFs::open(setup.rootfs, setup.image_name)?;
+    rootfs.check_special_dirs()?;
+    let (passwd, group) = rootfs.account_files()?;
+    let user = resolve_user(&converted.user, &passwd, &group).map_err(image_err)?;
+
+    let hostname = match (&opts.hostname, opts.net) {
+        (Some(name), _) => name.clone(),
+        (None, NetMode::Host) => etc_files::host_hostname(),
+        (None, _) => setup.container_id.chars().take(12).collect(),
+    };
+    etc_files::validate_hostname(&hostname)?;
+
+    let user_dests: Vec<&str> = opts.mounts.iter().map(|m| m.destination()).collect();
+    exec_check::check_command(&rootfs, &converted, &user_dests)?;
+    rootfs.ensure_dir(&converted.cwd)?;
+
+    std::fs::create_dir_all(setup.container_dir).at("create", setup.container_dir)?;
+    let mut extra = etc_files::write(setup.container_dir, &hostname, opts.net)?;
+    extra.extend(volume_mounts(&rootfs, &converted, setup.container_dir, opts)?);
+
+    default_spec(
+        opts,
+        SpecParts {
+            process: converted.process(&user, opts.terminal),
+            hostname,
+            annotations: converted.annotations.clone(),
+            extra_mounts: extra,
+            root_path: setup.root_path.to_owned(),
+        },
+    )
+}
+
+/// A directory name for a volume: its index and its path with `/` turned into `_`.
+fn volume_dir_name(index: usize, volume: &str) -> String {
+    let flat: String = volume
+        .trim_start_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    format!("{index}-{flat}")
+}
+
+/// The image's volumes, except where the user mounts something: a directory under `container_dir/volumes`
+/// seeded with the image's content at that path (read in-root), or a tmpfs.
+fn volume_mounts(
+    rootfs: &RootFs,
+    converted: &ImageRuntimeConfig,
+    container_dir: &Path,
+    opts: &SpecOptions,
+) -> Result<Vec<Mount>, SandboxError> {
+    let mut out = Vec::new();
+    for (index, volume) in converted.volumes.iter().enumerate() {
+        if opts.mounts.iter().any(|m| m.destination() == volume) {
+            continue;
+        }
+        if opts.volumes == VolumeBacking::Tmpfs {
+            out.push(mounts::mount(volume, "tmpfs", "tmpfs", &["rw", "nosuid", "nodev"]));
+            continue;
+        }
+        let dir: PathBuf = container_dir.join("volumes").join(volume_dir_name(index, volume));
+        std::fs::create_dir_all(&dir).at("create volume directory", &dir)?;
+        if let Some(content) = rootfs.open_dir(volume)? {
+            let dst = std::fs::File::open(&dir).at("open volume directory", &dir)?;
+            let label = rootfs.path().join(volume.trim_start_matches('/'));
+            tree_copy::copy_tree_fd(
+                std::os::fd::AsFd::as_fd(&content),
+                std::os::fd::AsFd::as_fd(&dst),
+                &label,
+            )?;
+        }
+        out.push(mounts::mount(volume, "bind", &dir, &["rbind", "rprivate"]));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::volume_dir_name;
+
+    #[test]
+    fn volume_names_are_flat() {
+        assert_eq!(volume_dir_name(0, "/var/lib/data"), "0-var_lib_data");
+        assert_eq!(volume_dir_name(3, "/a b/ü"), "3-a_b__");
+    }
+}

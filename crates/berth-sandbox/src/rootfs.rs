@@ -1,0 +1,287 @@
+//! Reading and preparing an image's root filesystem without ever leaving it.
+//!
+//! The root filesystem is hostile input: `/etc/passwd` may be a symlink to a host file, a FIFO that blocks forever,
+//! or a gigabyte of text; `/proc` may be a symlink to `/`. Every lookup here goes through `openat2` with
+//! `RESOLVE_IN_ROOT`, so symlinks and `..` are resolved as if the root filesystem were `/`, and magic links are
+//! refused.
+
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+use crate::SandboxError;
+use crate::error::IoContext;
+
+/// Largest `/etc/passwd` or `/etc/group` read.
+pub const MAX_ACCOUNT_FILE: u64 = 1 << 20;
+
+/// An open root filesystem, labeled with the image it came from for error messages.
+#[derive(Debug)]
+pub struct RootFs {
+    path: PathBuf,
+    fd: OwnedFd,
+    image: String,
+}
+
+impl RootFs {
+    /// Opens the directory `path` as the root of image `image`.
+    pub fn open(path: &Path, image: &str) -> Result<RootFs, SandboxError> {
+        let fd = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .at("open the root filesystem", path)?;
+        Ok(RootFs {
+            path: path.to_owned(),
+            fd,
+            image: image.to_owned(),
+        })
+    }
+
+    /// The root filesystem's path on the host.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The image label given to [`RootFs::open`].
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    /// Opens `path` (absolute or relative, resolved inside the root) with `flags`, retrying the transient failures
+    /// `openat2` reports when the tree changes under it.
+    pub fn open_in_root(&self, path: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
+        let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        let rel = path.trim_start_matches('/');
+        let rel = if rel.is_empty() { "." } else { rel };
+        let mut tries = 0;
+        loop {
+            match rustix::fs::openat2(&self.fd, rel, flags | OFlags::CLOEXEC, Mode::empty(), how) {
+                Err(Errno::AGAIN | Errno::INTR) if tries < 16 => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// Refuses a root filesystem whose `/dev`, `/proc` or `/sys` is a symlink or not a directory: the runtime
+    /// mounts over those paths, and a link would point its mounts elsewhere (HOSTILE-INPUTS 32). Absent is fine.
+    pub fn check_special_dirs(&self) -> Result<(), SandboxError> {
+        for name in ["dev", "proc", "sys"] {
+            let stat = match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(s) => s,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(e).at("inspect", self.path.join(name)),
+            };
+            let what = match FileType::from_raw_mode(stat.st_mode) {
+                FileType::Directory => continue,
+                FileType::Symlink => {
+                    let target = rustix::fs::readlinkat(&self.fd, name, Vec::new())
+                        .map(|t| t.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    format!("a symbolic link to {target:?}")
+                }
+                _ => "not a directory".to_owned(),
+            };
+            return Err(SandboxError::SpecialDir {
+                image: self.image.clone(),
+                name,
+                what,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads a regular file inside the root, at most `limit` bytes. `Ok(None)` when it does not exist.
+    pub fn read_file(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, SandboxError> {
+        let fd = match self.open_in_root(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(None),
+            Err(e) => return Err(e).at("open", self.host_path(path)),
+        };
+        let stat = rustix::fs::fstat(&fd).at("inspect", self.host_path(path))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(SandboxError::NotRegular {
+                image: self.image.clone(),
+                path: path.to_owned(),
+            });
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::from(fd)
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .at("read", self.host_path(path))?;
+        if bytes.len() as u64 > limit {
+            return Err(SandboxError::FileTooLarge {
+                image: self.image.clone(),
+                path: path.to_owned(),
+                size: bytes.len() as u64,
+                limit,
+            });
+        }
+        Ok(Some(bytes))
+    }
+
+    /// The image's `/etc/passwd` and `/etc/group` as text (empty when absent), read in-root.
+    pub fn account_files(&self) -> Result<(String, String), SandboxError> {
+        let text = |path| -> Result<String, SandboxError> {
+            let bytes = self.read_file(path, MAX_ACCOUNT_FILE)?.unwrap_or_default();
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        };
+        Ok((text("/etc/passwd")?, text("/etc/group")?))
+    }
+
+    /// Opens a directory inside the root for reading; `Ok(None)` when the path does not exist or is not a
+    /// directory.
+    pub fn open_dir(&self, path: &str) -> Result<Option<OwnedFd>, SandboxError> {
+        match self.open_in_root(path, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => Ok(None),
+            Err(e) => Err(e).at("open", self.host_path(path)),
+        }
+    }
+
+    /// Makes sure the absolute container path `path` is a directory, creating missing components (root-owned, mode
+    /// 0755, as Docker creates a missing working directory). Symlinks on the way resolve inside the root; one that
+    /// dangles is followed and its target created, as runc's in-root `MkdirAll` does.
+    pub fn ensure_dir(&self, path: &str) -> Result<(), SandboxError> {
+        let not_dir = || SandboxError::WorkdirNotDir {
+            image: self.image.clone(),
+            path: path.to_owned(),
+        };
+        let mut current = path.to_owned();
+        let mut links = 0;
+        'walk: loop {
+            let components: Vec<&str> = current.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+            let mut parent = self
+                .open_in_root("/", OFlags::PATH | OFlags::DIRECTORY)
+                .at("open", &self.path)?;
+            for i in 0..components.len() {
+                let prefix = components[..=i].join("/");
+                match self.open_in_root(&prefix, OFlags::PATH | OFlags::DIRECTORY) {
+                    Ok(fd) => parent = fd,
+                    Err(Errno::NOTDIR) => return Err(not_dir()),
+                    Err(Errno::NOENT) => {
+                        match rustix::fs::mkdirat(parent.as_fd(), components[i], Mode::from_raw_mode(0o755)) {
+                            Ok(()) => {
+                                parent = self
+                                    .open_in_root(&prefix, OFlags::PATH | OFlags::DIRECTORY)
+                                    .at("open", self.host_path(&prefix))?;
+                            }
+                            Err(Errno::EXIST) if links < 40 => {
+                                // A dangling symlink: continue along its target (still resolved in-root).
+                                let target = rustix::fs::readlinkat(parent.as_fd(), components[i], Vec::new())
+                                    .at("read symlink", self.host_path(&prefix))?;
+                                let target = target.to_string_lossy();
+                                let rest = components[i + 1..].join("/");
+                                let base = if target.starts_with('/') {
+                                    target.into_owned()
+                                } else {
+                                    format!("{}/{target}", components[..i].join("/"))
+                                };
+                                current = format!("{base}/{rest}");
+                                links += 1;
+                                continue 'walk;
+                            }
+                            Err(e) => return Err(e).at("create directory", self.host_path(&prefix)),
+                        }
+                    }
+                    Err(e) => return Err(e).at("create directory", self.host_path(&prefix)),
+                }
+            }
+            return Ok(());
+        }
+    }
+
+    /// Where an in-root path would be on the host, lexically, for messages only.
+    fn host_path(&self, path: &str) -> PathBuf {
+        self.path.join(path.trim_start_matches('/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn root() -> (tempfile::TempDir, RootFs) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("r/etc")).unwrap();
+        let fs = RootFs::open(&dir.path().join("r"), "test:1").unwrap();
+        (dir, fs)
+    }
+
+    #[test]
+    fn account_files_never_leave_the_root() {
+        let (dir, fs) = root();
+        std::fs::write(dir.path().join("outside"), "evil:x:4242:4242::/:/bin/sh\n").unwrap();
+        let escape = format!("../../../../../../../..{}", dir.path().join("outside").display());
+        symlink(&escape, dir.path().join("r/etc/passwd")).unwrap();
+        symlink(dir.path().join("outside"), dir.path().join("r/etc/group")).unwrap();
+        assert_eq!(fs.account_files().unwrap(), (String::new(), String::new()));
+        std::fs::create_dir_all(dir.path().join("r").join(dir.path().strip_prefix("/").unwrap())).unwrap();
+        std::fs::write(
+            dir.path()
+                .join("r")
+                .join(dir.path().strip_prefix("/").unwrap())
+                .join("outside"),
+            "in\n",
+        )
+        .unwrap();
+        assert_eq!(fs.account_files().unwrap(), ("in\n".into(), "in\n".into()));
+    }
+
+    #[test]
+    fn fifos_and_huge_files_are_refused() {
+        let (dir, fs) = root();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.path().join("r/etc/passwd"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        assert!(matches!(fs.account_files(), Err(SandboxError::NotRegular { .. })));
+        std::fs::remove_file(dir.path().join("r/etc/passwd")).unwrap();
+        std::fs::write(
+            dir.path().join("r/etc/passwd"),
+            vec![b'a'; MAX_ACCOUNT_FILE as usize + 1],
+        )
+        .unwrap();
+        let err = fs.account_files().unwrap_err().to_string();
+        assert!(err.contains("test:1") && err.contains("/etc/passwd"), "{err}");
+    }
+
+    #[test]
+    fn special_dirs_must_be_directories() {
+        let (dir, fs) = root();
+        fs.check_special_dirs().unwrap();
+        symlink("/", dir.path().join("r/proc")).unwrap();
+        let err = fs.check_special_dirs().unwrap_err().to_string();
+        assert!(err.contains("/proc") && err.contains("symbolic link"), "{err}");
+        std::fs::remove_file(dir.path().join("r/proc")).unwrap();
+        std::fs::write(dir.path().join("r/sys"), "").unwrap();
+        assert!(
+            fs.check_special_dirs()
+                .unwrap_err()
+                .to_string()
+                .contains("not a directory")
+        );
+    }
+
+    #[test]
+    fn ensure_dir_creates_inside_the_root() {
+        let (dir, fs) = root();
+        symlink("/../../..", dir.path().join("r/up")).unwrap();
+        fs.ensure_dir("/up/w/x").unwrap();
+        assert!(dir.path().join("r/w/x").is_dir());
+        fs.ensure_dir("/w/x").unwrap();
+        symlink("../../../../missing/target", dir.path().join("r/dangling")).unwrap();
+        fs.ensure_dir("/dangling/sub").unwrap();
+        assert!(dir.path().join("r/missing/target/sub").is_dir());
+        std::fs::write(dir.path().join("r/f"), "").unwrap();
+        assert!(matches!(fs.ensure_dir("/f/x"), Err(SandboxError::WorkdirNotDir { .. })));
+        assert!(matches!(fs.ensure_dir("/f"), Err(SandboxError::WorkdirNotDir { .. })));
+    }
+}
