@@ -8,7 +8,7 @@
 //! Both tools are release builds / installed binaries, run as whole processes, best of three.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};

@@ -10,7 +10,7 @@
 //! Berth runs as a release build of `berth-layer-tool` (built here first), so both sides are whole processes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
