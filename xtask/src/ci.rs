@@ -42,7 +42,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if only_packages {
         return Ok(());
     }
-    let checks: [(&str, Check); 3] = [("fmt", fmt), ("clippy", clippy), ("test", test_suite)];
+    let checks: [(&str, Check); 4] = [
+        ("fmt", fmt),
+        ("clippy", clippy),
+        ("test", test_suite),
+        ("conformance", conformance),
+    ];
     for (name, check) in checks {
         if step(name, check).is_err() {
             failed.push(name);
@@ -59,6 +64,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     } else {
         bail!("ci failed: {}", failed.join(", "))
     }
+}
+
+/// The interop matrix (`cargo xtask conformance`): every implemented builder x copier x runner cell.
+fn conformance() -> anyhow::Result<()> {
+    crate::conformance::run(&[])
 }
 
 /// Runs one step between a header and a footer with its wall time; an error is printed here and returned.

@@ -6,11 +6,13 @@
 //! - `demo`  — runs the main job on a bundled example ([`demo`]).
 //! - `ci`    — installs the Debian packages the tests use, then fmt, clippy and the whole test suite ([`ci`]).
 //! - `bench` — side-by-side benchmarks against peers measured in the same run ([`bench`]).
+//! - `conformance` — the interop matrix of builders x copiers x runners over `conformance/cases` ([`conformance`]).
 
 mod bench;
 mod bench_copy;
 mod bench_layer;
 mod ci;
+mod conformance;
 mod demo;
 mod measure;
 mod packages;
@@ -27,6 +29,8 @@ commands:
                       cargo fmt --check, cargo clippy -D warnings and the whole test suite
   bench [NAME]        side-by-side benchmarks; NAME is one of: floors (default), layer, copy
                       options: --json (JSON on stdout, table on stderr), --mib N (input size)
+  conformance         the interop matrix (builder x copier x runner over conformance/cases);
+                      options: --only KEY=VALUE[,…] (keys: builder, copier, runner, case), --keep
   help                print this message
 ";
 
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
         "demo" => demo::run(rest),
         "ci" => ci::run(rest),
         "bench" => bench::run(rest),
+        "conformance" => conformance::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -1,0 +1,344 @@
+//! The tools of the matrix and the shared stages of a cell: the base image, building a case into an OCI layout,
+//! copying it to the registry and back, and checking the pulled layout (config, files, validator).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use berth_testkit::containerd::Containerd;
+use berth_testkit::tools::{Buildah, require};
+
+use super::cases::{self, Case};
+use super::{Filter, checked};
+
+const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
+const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+
+macro_rules! tool_enum {
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
+        impl $name {
+            pub const ALL: &[$name] = &[$($name::$variant),+];
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+    };
+}
+
+tool_enum!(Builder { Buildah => "buildah", BerthBuild => "berth-build" });
+tool_enum!(Copier { Skopeo => "skopeo", BerthCopy => "berth-copy" });
+tool_enum!(Runner { Ctr => "ctr", Runc => "runc", BerthRun => "berth-run" });
+
+/// One cell: a case built, copied and run by one tool of each kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    pub builder: Builder,
+    pub copier: Copier,
+    pub runner: Runner,
+    pub case: String,
+}
+
+impl Cell {
+    /// `builder/copier/runner` (the column of the table).
+    pub fn column(&self) -> String {
+        format!("{}/{}/{}", self.builder.name(), self.copier.name(), self.runner.name())
+    }
+
+    /// `column case`, for messages.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.column(), self.case)
+    }
+
+    /// Why this cell cannot run yet, for tools not written (berth-build) or lacking the verb (berth-run run).
+    pub fn not_implemented(&self) -> Option<String> {
+        if self.builder == Builder::BerthBuild {
+            return Some("berth-build is not written yet".into());
+        }
+        if self.runner == Runner::BerthRun {
+            return Some("berth-run has no `run` command yet (only `bundle`)".into());
+        }
+        None
+    }
+}
+
+/// Every cell of the matrix the filter selects, in table order.
+pub fn matrix(cases: &[Case], filter: &Filter) -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for &builder in Builder::ALL {
+        for &copier in Copier::ALL {
+            for &runner in Runner::ALL {
+                for case in cases {
+                    let cell = Cell {
+                        builder,
+                        copier,
+                        runner,
+                        case: case.name.clone(),
+                    };
+                    if filter.matches(&cell) {
+                        cells.push(cell);
+                    }
+                }
+            }
+        }
+    }
+    cells
+}
+
+/// Fails, naming the tool and its Debian package, when a tool the selected cells need is missing.
+pub fn require_tools(cells: &[&Cell]) -> Result<()> {
+    let mut needed = vec![
+        ("buildah", "buildah"),
+        ("docker-registry", "docker-registry"),
+        ("umoci", "umoci"),
+        ("cp", "coreutils"),
+    ];
+    let any = |f: &dyn Fn(&Cell) -> bool| cells.iter().any(|c| f(c));
+    if any(&|c| c.copier == Copier::Skopeo) {
+        needed.push(("skopeo", "skopeo"));
+    }
+    if any(&|c| c.copier == Copier::BerthCopy) {
+        needed.push(("oci-image-tool", "oci-image-tool"));
+    }
+    if any(&|c| c.runner == Runner::Ctr) {
+        needed.extend([("containerd", "containerd"), ("ctr", "containerd"), ("tar", "tar")]);
+    }
+    if any(&|c| c.runner == Runner::Runc) {
+        needed.push(("runc", "runc"));
+    }
+    for (tool, package) in needed {
+        require(tool).with_context(|| format!("`{tool}` is missing: install the Debian package `{package}`"))?;
+    }
+    if !Path::new(berth_testkit::busybox::BUSYBOX).is_file() {
+        bail!(
+            "{} is missing: install the Debian package `busybox-static`",
+            berth_testkit::busybox::BUSYBOX
+        );
+    }
+    Ok(())
+}
+
+/// Builds berth-copy in release mode and returns the binary.
+pub fn build_berth_copy(root: &Path) -> Result<PathBuf> {
+    println!("==> cargo build --release -p berth-copy");
+    let status = Command::new(crate::cargo())
+        .args(["build", "--release", "-p", "berth-copy"])
+        .current_dir(root)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo build --release -p berth-copy failed ({status})");
+    }
+    Ok(root.join("target/release/berth-copy"))
+}
+
+/// What the stages share.
+#[derive(Debug)]
+pub struct Env<'a> {
+    pub work: &'a Path,
+    pub scratch: &'a Path,
+    pub buildah: &'a Buildah,
+    pub registry: &'a str,
+    pub berth_copy: Option<&'a Path>,
+    pub containerd: Option<&'a Containerd>,
+}
+
+/// `localhost/busybox:latest` in buildah's private storage: Debian's static busybox with every applet linked in
+/// /bin, /etc/passwd and /etc/group with root and nobody, /root and /tmp.
+pub fn make_base_image(buildah: &Buildah, dir: &Path, scratch: &Path) -> Result<()> {
+    let rootfs = dir.join("rootfs");
+    for d in ["bin", "etc", "root", "tmp"] {
+        fs::create_dir_all(rootfs.join(d))?;
+    }
+    set_mode(&rootfs.join("root"), 0o700)?;
+    set_mode(&rootfs.join("tmp"), 0o1777)?;
+    fs::copy(berth_testkit::busybox::BUSYBOX, rootfs.join("bin/busybox"))?;
+    set_mode(&rootfs.join("bin/busybox"), 0o755)?;
+    let list = checked(
+        Command::new(berth_testkit::busybox::BUSYBOX).arg("--list"),
+        STEP_TIMEOUT,
+        scratch,
+    )?;
+    for applet in list
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != "busybox")
+    {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))?;
+    }
+    fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )?;
+    fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+    for f in ["etc/passwd", "etc/group"] {
+        set_mode(&rootfs.join(f), 0o644)?;
+    }
+
+    let b = |args: &[&str]| -> Result<String> {
+        Ok(checked(buildah.cmd()?.args(args), STEP_TIMEOUT, scratch)?
+            .stdout
+            .trim()
+            .to_owned())
+    };
+    let container = b(&["from", "scratch"])?;
+    let source = format!("{}/", rootfs.display());
+    b(&["copy", &container, &source, "/"])?;
+    b(&[
+        "config",
+        "--env",
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "--cmd",
+        "[\"/bin/sh\"]",
+        &container,
+    ])?;
+    b(&[
+        "commit",
+        "--quiet",
+        "--format",
+        "oci",
+        &container,
+        "localhost/busybox:latest",
+    ])?;
+    b(&["rm", &container])?;
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).with_context(|| format!("chmod {}", path.display()))
+}
+
+/// Builds `case` with `builder` into an OCI layout (the image named `latest`) and returns the layout's directory.
+pub fn build(env: &Env<'_>, builder: Builder, case: &Case) -> Result<PathBuf> {
+    if builder != Builder::Buildah {
+        bail!("{} is not implemented", builder.name());
+    }
+    // The context: the case directory plus Debian's static busybox as `busybox`.
+    let context = env.work.join("contexts").join(&case.name);
+    fs::create_dir_all(context.parent().expect("has a parent"))?;
+    checked(
+        Command::new("cp").arg("-a").arg(&case.dir).arg(&context),
+        STEP_TIMEOUT,
+        env.scratch,
+    )?;
+    fs::copy(berth_testkit::busybox::BUSYBOX, context.join("busybox"))?;
+    set_mode(&context.join("busybox"), 0o755)?;
+
+    let name = format!("localhost/conformance/{}", case.name);
+    let mut bud = env.buildah.cmd()?;
+    bud.args(["bud", "--isolation", "chroot", "--layers", "--format", "oci", "-f"])
+        .arg(context.join("Containerfile"));
+    for (k, v) in cases::build_annotations(case) {
+        bud.arg("--annotation").arg(format!("{k}={v}"));
+    }
+    bud.args(["-t", &name]).arg(&context);
+    checked(&mut bud, BUILD_TIMEOUT, env.scratch)?;
+    let layout = env.work.join("built").join(builder.name()).join(&case.name);
+    fs::create_dir_all(&layout)?;
+    let dest = format!("oci:{}:latest", layout.display());
+    checked(
+        env.buildah.cmd()?.args(["push", "--quiet", &name, &dest]),
+        STEP_TIMEOUT,
+        env.scratch,
+    )?;
+    Ok(layout)
+}
+
+/// The pulled image of one (builder, case, copier) and everything checked on it once for all runners.
+#[derive(Debug)]
+pub struct Stage {
+    pub seconds: f64,
+    /// A failed copy: every runner cell fails with it.
+    error: Option<String>,
+    /// The layout copied back from the registry (the image named `latest`).
+    pub pulled: PathBuf,
+    /// Config, file, annotation and validator mismatches: reported by every runner cell.
+    pub image_problems: Vec<String>,
+    /// `umoci unpack` of the pulled layout (terminal off), or why it failed.
+    pub bundle: Result<PathBuf, String>,
+    /// A short unique name (`builder-case-copier`) for images and container ids.
+    pub id: String,
+}
+
+impl Stage {
+    pub fn failed(reason: String) -> Stage {
+        Stage {
+            seconds: 0.0,
+            error: Some(reason),
+            pulled: PathBuf::new(),
+            image_problems: Vec::new(),
+            bundle: Err("no image".into()),
+            id: String::new(),
+        }
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.error.clone()
+    }
+}
+
+/// Copies the built layout to the registry and back with `copier`, then checks the pulled image.
+pub fn copy_and_check(env: &Env<'_>, copier: Copier, case: &Case, built: &Path) -> Stage {
+    let started = Instant::now();
+    let id = format!("{}-{}", case.name, copier.name());
+    let pulled = env.work.join("pulled").join(&id);
+    let remote = format!("docker://{}/conformance/{}:{}", env.registry, case.name, copier.name());
+    let copied = fs::create_dir_all(&pulled).map_err(anyhow::Error::from).and_then(|()| {
+        copy(env, copier, &format!("oci:{}:latest", built.display()), &remote).context("push")?;
+        copy(env, copier, &remote, &format!("oci:{}:latest", pulled.display())).context("pull")
+    });
+    if let Err(e) = copied {
+        let mut stage = Stage::failed(format!("copy with {}: {e:#}", copier.name()));
+        stage.seconds = started.elapsed().as_secs_f64();
+        return stage;
+    }
+    let mut problems = cases::check_image(case, &pulled);
+    if copier == Copier::BerthCopy {
+        problems.extend(
+            cases::validate(case, &pulled, env.scratch)
+                .err()
+                .map(|e| format!("oci-image-tool: {e:#}")),
+        );
+    }
+    let bundle = super::runners::unpack(env, &pulled, &id).map_err(|e| format!("umoci unpack: {e:#}"));
+    match &bundle {
+        Ok(b) => problems.extend(cases::check_files(case, &b.join("rootfs"))),
+        Err(e) => problems.push(format!("files not checked: {e}")),
+    }
+    Stage {
+        seconds: started.elapsed().as_secs_f64(),
+        error: None,
+        pulled,
+        image_problems: problems,
+        bundle,
+        id,
+    }
+}
+
+fn copy(env: &Env<'_>, copier: Copier, src: &str, dest: &str) -> Result<()> {
+    let mut cmd = match copier {
+        Copier::Skopeo => {
+            let mut c = Command::new(require("skopeo")?);
+            c.args(["--insecure-policy", "copy", "--quiet"]);
+            if src.starts_with("docker://") {
+                c.arg("--src-tls-verify=false");
+            } else {
+                c.arg("--dest-tls-verify=false");
+            }
+            c
+        }
+        Copier::BerthCopy => {
+            let mut c = Command::new(env.berth_copy.context("berth-copy was not built")?);
+            c.env("BERTH_STORE", env.work.join("berth-store"))
+                .args(["copy", "--quiet"]);
+            c
+        }
+    };
+    checked(cmd.arg(src).arg(dest), STEP_TIMEOUT, env.scratch)?;
+    Ok(())
+}
