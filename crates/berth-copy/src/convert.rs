@@ -62,35 +62,31 @@ pub async fn recompress(
         move || -> Result<(Digest, u64, Option<tempfile::NamedTempFile>), CopyError> {
             let reader = open()?;
             let mut decoder = berth_spec::diff_id::decoder(reader, from).map_err(|e| layer_err(e.to_string()))?;
+            // Recompresses into `out`; the diffID of what went in must be the config's.
+            let mut recompress_into = |out: &mut dyn std::io::Write| -> Result<(Digest, u64), CopyError> {
+                let mut lw = LayerWriter::new(out, target, level, 0).map_err(|e| layer_err(e.to_string()))?;
+                std::io::copy(&mut decoder, &mut lw).map_err(|e| layer_err(format!("decompressing: {e}")))?;
+                let d = lw.finish().map_err(|e| layer_err(e.to_string()))?;
+                if d.diff_id != expected {
+                    return Err(layer_err(format!(
+                        "after recompression the diffID is {}, not {expected}",
+                        d.diff_id
+                    )));
+                }
+                Ok((d.digest, d.size))
+            };
             match &*dst2 {
                 Dest::Layout { layout, .. } => {
                     let w = layout.writer()?;
                     let mut bw = w.blob_writer(Algorithm::Sha256)?;
-                    let mut lw = LayerWriter::new(&mut bw, target, level, 0).map_err(|e| layer_err(e.to_string()))?;
-                    std::io::copy(&mut decoder, &mut lw).map_err(|e| layer_err(format!("decompressing: {e}")))?;
-                    let d = lw.finish().map_err(|e| layer_err(e.to_string()))?;
-                    if d.diff_id != expected {
-                        return Err(layer_err(format!(
-                            "after recompression the diffID is {}, not {expected}",
-                            d.diff_id
-                        )));
-                    }
+                    recompress_into(&mut bw)?;
                     let (digest, size) = bw.commit()?;
                     Ok((digest, size, None))
                 }
                 Dest::Registry { .. } => {
                     let mut tmp = tempfile::NamedTempFile::new().map_err(CopyError::io("temporary file"))?;
-                    let mut lw =
-                        LayerWriter::new(tmp.as_file_mut(), target, level, 0).map_err(|e| layer_err(e.to_string()))?;
-                    std::io::copy(&mut decoder, &mut lw).map_err(|e| layer_err(format!("decompressing: {e}")))?;
-                    let d = lw.finish().map_err(|e| layer_err(e.to_string()))?;
-                    if d.diff_id != expected {
-                        return Err(layer_err(format!(
-                            "after recompression the diffID is {}, not {expected}",
-                            d.diff_id
-                        )));
-                    }
-                    Ok((d.digest, d.size, Some(tmp)))
+                    let (digest, size) = recompress_into(tmp.as_file_mut())?;
+                    Ok((digest, size, Some(tmp)))
                 }
             }
         },

@@ -130,6 +130,22 @@ struct Request {
     body: Vec<u8>,
 }
 
+/// Header lines up to the blank line, names lowercased.
+fn read_headers(r: &mut impl BufRead) -> std::io::Result<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            return Ok(headers);
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+}
+
 fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
@@ -138,18 +154,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_owned();
     let target = parts.next().unwrap_or_default().to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
-    }
+    let mut headers = read_headers(r)?;
     let body = if is_chunked(&headers) {
         // Forwarded with a Content-Length instead.
         headers.retain(|(k, _)| k != "transfer-encoding");
@@ -232,18 +237,7 @@ fn forward(up: &str, req: &Request, drop_range: bool) -> std::io::Result<Respons
     let _ = it.next();
     let status: u16 = it.next().and_then(|c| c.parse().ok()).unwrap_or(502);
     let reason = it.next().unwrap_or("").to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
-    }
+    let mut headers = read_headers(&mut r)?;
     let mut body = Vec::new();
     let no_body = req.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
     if !no_body && is_chunked(&headers) {
