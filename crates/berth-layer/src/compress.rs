@@ -20,7 +20,7 @@ use flate2::{Compress, FlushCompress, Status};
 
 /// Uncompressed bytes per gzip block. Twice pigz's default: each block pays for a fresh compressor (see
 /// [`deflate_block`]), and in-flight memory stays at about `4 * threads` blocks.
-const GZIP_BLOCK: usize = 256 * 1024;
+const GZIP_BLOCK: usize = 1024 * 1024;
 /// The deflate window: how much of the previous block primes the next one.
 const DEFLATE_WINDOW: usize = 32 * 1024;
 /// The zstd level used when none is given (zstd's own default).
