@@ -9,7 +9,11 @@
 //!   permission bits with setuid/setgid/sticky), `uid`, `gid`, `target` (of a symlink), `same_file_as` (a path
 //!   that must be the same inode: a hardlink);
 //! - `annotations`: manifest annotations that must have these values; `min_layers`: the least layer count;
-//! - `build`: `{"annotations": {…}}` handed to the builder.
+//! - `layer_media_types`: the media types a layer may have (every layer's must be one of them);
+//! - `index_platforms`: `latest` must be an index from which each of these platforms (`os/arch`) loads;
+//! - `build`: `{"annotations": {…}, "compression": "gzip|zstd", "extra_platforms": ["os/arch", …]}` handed to
+//!   the builder; `extra_platforms` makes the built `latest` an index of the image and, per platform, a tiny
+//!   image (one file) whose config names that platform, and the copiers copy it with `--all`.
 //!
 //! Documents a Berth tool wrote are also checked by Debian's `oci-image-tool validate` ([`validate`]).
 
@@ -28,7 +32,16 @@ use serde_json::{Map, Value};
 use super::exec;
 
 const VALIDATE_TIMEOUT: Duration = Duration::from_secs(60);
-const KEYS: &[&str] = &["run", "config", "files", "annotations", "min_layers", "build"];
+const KEYS: &[&str] = &[
+    "run",
+    "config",
+    "files",
+    "annotations",
+    "min_layers",
+    "layer_media_types",
+    "index_platforms",
+    "build",
+];
 
 /// One case directory and its expectations.
 #[derive(Debug)]
@@ -80,6 +93,27 @@ pub fn build_annotations(case: &Case) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The layer compression the builder is asked to use (`build.compression`), if any.
+pub fn build_compression(case: &Case) -> Option<&str> {
+    case.expected.get("build")?.get("compression")?.as_str()
+}
+
+/// The platforms of the extra images the builder puts into an index with the case's image (`build.extra_platforms`).
+pub fn extra_platforms(case: &Case) -> Vec<String> {
+    let list = case.expected.get("build").and_then(|b| b.get("extra_platforms"));
+    list.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether the case's `latest` is an index (copied with `--all`).
+pub fn is_index(case: &Case) -> bool {
+    !extra_platforms(case).is_empty()
+}
+
 /// Compares what running the image printed and returned with `run`; `Ok` when the case expects no run.
 pub fn check_run(case: &Case, stdout: &str, code: Option<i32>) -> Result<(), String> {
     let Some(run) = case.expected.get("run") else {
@@ -104,6 +138,8 @@ pub fn check_run(case: &Case, stdout: &str, code: Option<i32>) -> Result<(), Str
 /// The paths of the `latest` image's manifest and config blobs in a layout.
 #[derive(Debug)]
 pub struct Documents {
+    /// The index `latest` names, when it names one.
+    pub index: Option<PathBuf>,
     pub manifest: PathBuf,
     pub config: PathBuf,
 }
@@ -112,6 +148,7 @@ pub fn layout_documents(layout: &Path) -> Result<Documents> {
     let l = Layout::open(layout)?;
     let image = l.load_image(Some("latest"), &Platform::host())?;
     Ok(Documents {
+        index: image.index.as_ref().map(|i| l.blob_path(i.digest())),
         manifest: l.blob_path(image.manifest.digest()),
         config: l.blob_path(image.config.digest()),
     })
@@ -119,8 +156,11 @@ pub fn layout_documents(layout: &Path) -> Result<Documents> {
 
 /// Checks the image config, manifest annotations and layer count of the layout's `latest` image.
 pub fn check_image(case: &Case, layout: &Path) -> Vec<String> {
-    let loaded = Layout::open(layout).and_then(|l| l.load_image(Some("latest"), &Platform::host()));
-    let image = match loaded {
+    let layout = match Layout::open(layout) {
+        Ok(l) => l,
+        Err(e) => return vec![format!("cannot open the pulled layout: {e}")],
+    };
+    let image = match layout.load_image(Some("latest"), &Platform::host()) {
         Ok(image) => image,
         Err(e) => return vec![format!("cannot load the pulled image: {e}")],
     };
@@ -145,6 +185,27 @@ pub fn check_image(case: &Case, layout: &Path) -> Vec<String> {
         let n = manifest["layers"].as_array().map_or(0, Vec::len) as u64;
         if n < min {
             problems.push(format!("{n} layers, expected at least {min}"));
+        }
+    }
+    if let Some(Value::Array(platforms)) = case.expected.get("index_platforms") {
+        if image.index.is_none() {
+            problems.push("`latest` is a manifest, expected an index".into());
+        }
+        for p in platforms.iter().filter_map(Value::as_str) {
+            let loaded = Platform::parse(p)
+                .map_err(|e| e.to_string())
+                .and_then(|p| layout.load_image(Some("latest"), &p).map_err(|e| e.to_string()));
+            if let Err(e) = loaded {
+                problems.push(format!("platform {p} does not load from the pulled index: {e}"));
+            }
+        }
+    }
+    if let Some(Value::Array(allowed)) = case.expected.get("layer_media_types") {
+        for (i, layer) in manifest["layers"].as_array().into_iter().flatten().enumerate() {
+            let have = &layer["mediaType"];
+            if !allowed.contains(have) {
+                problems.push(format!("layer {i} has media type {have}, expected one of {allowed:?}"));
+            }
         }
     }
     problems
@@ -296,11 +357,15 @@ const LAYERLESS_CASE: &str = "empty-layers";
 pub fn validate(case: &Case, layout: &Path, scratch: &Path) -> Result<()> {
     let docs = layout_documents(layout)?;
     let mut problems = Vec::new();
+    let nested = docs.index.map(|p| ("imageIndex", p));
     for (kind, path) in [
         ("imageIndex", layout.join("index.json")),
         ("manifest", docs.manifest),
         ("config", docs.config),
-    ] {
+    ]
+    .into_iter()
+    .chain(nested)
+    {
         let ran = exec(
             Command::new(require("oci-image-tool")?)
                 .args(["validate", "--type", kind])

@@ -95,11 +95,10 @@ pub fn require_tools(cells: &[&Cell]) -> Result<()> {
         ("docker-registry", "docker-registry"),
         ("umoci", "umoci"),
         ("cp", "coreutils"),
+        // A copier, and for umoci the recompression of zstd images to gzip (runners::unpack).
+        ("skopeo", "skopeo"),
     ];
     let any = |f: &dyn Fn(&Cell) -> bool| cells.iter().any(|c| f(c));
-    if any(&|c| c.copier == Copier::Skopeo) {
-        needed.push(("skopeo", "skopeo"));
-    }
     if any(&|c| c.copier == Copier::BerthCopy) {
         needed.push(("oci-image-tool", "oci-image-tool"));
     }
@@ -241,12 +240,52 @@ pub fn build(env: &Env<'_>, builder: Builder, case: &Case) -> Result<PathBuf> {
     let layout = env.work.join("built").join(builder.name()).join(&case.name);
     fs::create_dir_all(&layout)?;
     let dest = format!("oci:{}:latest", layout.display());
-    checked(
-        env.buildah.cmd()?.args(["push", "--quiet", &name, &dest]),
-        STEP_TIMEOUT,
-        env.scratch,
-    )?;
+    let extra = cases::extra_platforms(case);
+    let mut push = env.buildah.cmd()?;
+    if extra.is_empty() {
+        push.args(["push", "--quiet"]);
+    } else {
+        let list = make_index(env, case, &name, &extra, &context)?;
+        push.args(["manifest", "push", "--all", "--quiet"]);
+        push.arg(list);
+    }
+    if let Some(format) = cases::build_compression(case) {
+        push.args(["--compression-format", format]);
+    }
+    if extra.is_empty() {
+        push.arg(&name);
+    }
+    checked(push.arg(&dest), STEP_TIMEOUT, env.scratch)?;
     Ok(layout)
+}
+
+/// A manifest list of the built image `name` and, per extra platform (`os/arch`), a one-file image whose config
+/// names that platform (buildah cannot run foreign binaries here, so nothing is built for it); returns its name.
+fn make_index(env: &Env<'_>, case: &Case, name: &str, extra: &[String], context: &Path) -> Result<String> {
+    let b = |args: &[&str]| -> Result<String> {
+        Ok(checked(env.buildah.cmd()?.args(args), STEP_TIMEOUT, env.scratch)?
+            .stdout
+            .trim()
+            .to_owned())
+    };
+    let list = format!("{name}-index");
+    b(&["manifest", "create", &list])?;
+    b(&["manifest", "add", &list, name])?;
+    for platform in extra {
+        let (os, arch) = platform
+            .split_once('/')
+            .with_context(|| format!("case {}: extra platform `{platform}` is not OS/ARCH", case.name))?;
+        let marker = context.join(format!("platform-{os}-{arch}"));
+        fs::write(&marker, format!("{platform}\n"))?;
+        let container = b(&["from", "scratch"])?;
+        b(&["copy", &container, &marker.to_string_lossy(), "/platform"])?;
+        b(&["config", "--os", os, "--arch", arch, &container])?;
+        let image = format!("{name}-{os}-{arch}");
+        b(&["commit", "--quiet", "--format", "oci", &container, &image])?;
+        b(&["rm", &container])?;
+        b(&["manifest", "add", &list, &image])?;
+    }
+    Ok(list)
 }
 
 /// The pulled image of one (builder, case, copier) and everything checked on it once for all runners.
@@ -289,8 +328,9 @@ pub fn copy_and_check(env: &Env<'_>, copier: Copier, case: &Case, built: &Path) 
     let pulled = env.work.join("pulled").join(&id);
     let remote = format!("docker://{}/conformance/{}:{}", env.registry, case.name, copier.name());
     let copied = fs::create_dir_all(&pulled).map_err(anyhow::Error::from).and_then(|()| {
-        copy(env, copier, &format!("oci:{}:latest", built.display()), &remote).context("push")?;
-        copy(env, copier, &remote, &format!("oci:{}:latest", pulled.display())).context("pull")
+        let all = cases::is_index(case);
+        copy(env, copier, all, &format!("oci:{}:latest", built.display()), &remote).context("push")?;
+        copy(env, copier, all, &remote, &format!("oci:{}:latest", pulled.display())).context("pull")
     });
     if let Err(e) = copied {
         let mut stage = Stage::failed(format!("copy with {}: {e:#}", copier.name()));
@@ -320,7 +360,8 @@ pub fn copy_and_check(env: &Env<'_>, copier: Copier, case: &Case, built: &Path) 
     }
 }
 
-fn copy(env: &Env<'_>, copier: Copier, src: &str, dest: &str) -> Result<()> {
+/// `all`: copy the whole index (`--all`), not only the host's image.
+fn copy(env: &Env<'_>, copier: Copier, all: bool, src: &str, dest: &str) -> Result<()> {
     let mut cmd = match copier {
         Copier::Skopeo => {
             let mut c = Command::new(require("skopeo")?);
@@ -339,6 +380,9 @@ fn copy(env: &Env<'_>, copier: Copier, src: &str, dest: &str) -> Result<()> {
             c
         }
     };
+    if all {
+        cmd.arg("--all");
+    }
     checked(cmd.arg(src).arg(dest), STEP_TIMEOUT, env.scratch)?;
     Ok(())
 }

@@ -162,9 +162,26 @@ impl Drop for RuncContainer<'_> {
 }
 
 /// `umoci unpack` of the layout's `latest` into a bundle; `terminal` is turned off so runc can run it unattended.
+/// umoci 0.4.7 can neither read zstd layers nor choose a platform from an index, so such an image is first
+/// copied by skopeo to a single-manifest gzip layout (for umoci only; the checks of the pulled layout itself and
+/// ctr still see the zstd image or the index).
 pub fn unpack(env: &Env<'_>, layout: &Path, id: &str) -> Result<PathBuf> {
     let bundle = env.work.join("bundles").join(id);
     fs::create_dir_all(bundle.parent().expect("has a parent"))?;
+    let mut layout = layout.to_owned();
+    if needs_plain_copy(&layout)? {
+        let gzip = env.work.join("for-umoci").join(id);
+        fs::create_dir_all(&gzip)?;
+        checked(
+            Command::new(require("skopeo")?)
+                .args(["--insecure-policy", "copy", "--quiet", "--dest-compress-format", "gzip"])
+                .arg(format!("oci:{}:latest", layout.display()))
+                .arg(format!("oci:{}:latest", gzip.display())),
+            STEP_TIMEOUT,
+            env.scratch,
+        )?;
+        layout = gzip;
+    }
     let image = format!("{}:latest", layout.display());
     checked(
         Command::new(require("umoci")?)
@@ -178,4 +195,19 @@ pub fn unpack(env: &Env<'_>, layout: &Path, id: &str) -> Result<PathBuf> {
     config["process"]["terminal"] = false.into();
     fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
     Ok(bundle)
+}
+
+/// Whether `latest` is an index or has zstd layers.
+fn needs_plain_copy(layout: &Path) -> Result<bool> {
+    let docs = cases::layout_documents(layout)?;
+    if docs.index.is_some() {
+        return Ok(true);
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(&docs.manifest)?)?;
+    Ok(manifest["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["mediaType"].as_str())
+        .any(|t| t.contains("zstd")))
 }
