@@ -14,16 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use berth_testkit::registry::TestRegistry;
 
-use crate::measure::{RUNS, best, settle, sh, which};
+use crate::measure::{Measured, best, report, settle, sh, which};
 use crate::workspace_root;
-
-struct Row {
-    what: &'static str,
-    berth: Duration,
-    skopeo: Duration,
-    floor: Option<(&'static str, Duration)>,
-    target: &'static str,
-}
 
 pub fn run(json: bool, mib: u64) -> Result<()> {
     let root = workspace_root();
@@ -180,93 +172,52 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
     let la_skopeo = local(&|d| s(&[&src_ref, &format!("oci-archive:{}.tar:x", d.display())]))?;
 
     let rows = [
-        Row {
+        Measured {
             what: "layout->registry",
             berth: push_berth,
-            skopeo: push_skopeo,
+            peer: Some(("skopeo", push_skopeo)),
             floor: Some(("curl PUT", push_floor)),
             target: "<= 1.0x skopeo, <= 1.2x PUT",
         },
-        Row {
+        Measured {
             what: "push to new repo",
             berth: mount_berth,
-            skopeo: mount_skopeo,
+            peer: Some(("skopeo", mount_skopeo)),
             floor: None,
             target: "<= 1.0x skopeo",
         },
-        Row {
+        Measured {
             what: "re-push unchanged",
             berth: repush_berth,
-            skopeo: repush_skopeo,
+            peer: Some(("skopeo", repush_skopeo)),
             floor: None,
             target: "<= 1.0x skopeo",
         },
-        Row {
+        Measured {
             what: "registry->layout",
             berth: pull_berth,
-            skopeo: pull_skopeo,
+            peer: Some(("skopeo", pull_skopeo)),
             floor: Some(("curl GET", pull_floor)),
             target: "<= 0.5x skopeo",
         },
-        Row {
+        Measured {
             what: "layout->layout",
             berth: ll_berth,
-            skopeo: ll_skopeo,
+            peer: Some(("skopeo", ll_skopeo)),
             floor: Some(("cp+sha256sum", cp_floor)),
             target: "<= 0.5x skopeo",
         },
-        Row {
+        Measured {
             what: "layout->oci-archive",
             berth: la_berth,
-            skopeo: la_skopeo,
+            peer: Some(("skopeo", la_skopeo)),
             floor: Some(("cp+sha256sum", cp_floor)),
             target: "<= 0.5x skopeo",
         },
     ];
-    report(&rows, total, json);
+    let note = format!("{:.0} MB of blobs", total as f64 / 1e6);
+    report("copy", &rows, total, &note, json);
     Ok(())
-}
-
-fn report(rows: &[Row], bytes: u64, json: bool) {
-    let mut t = format!(
-        "{:<20} {:>9} {:>9} {:>8} {:>13} {:>9} {:>8}  target\n",
-        "workload", "berth s", "skopeo s", "÷skopeo", "floor", "floor s", "÷floor"
-    );
-    let mut out = Vec::new();
-    for r in rows {
-        let (b, s) = (r.berth.as_secs_f64(), r.skopeo.as_secs_f64());
-        let (fname, fs, fr) = match r.floor {
-            Some((n, d)) => (
-                n,
-                format!("{:.2}", d.as_secs_f64()),
-                format!("{:.2}x", b / d.as_secs_f64()),
-            ),
-            None => ("-", "-".into(), "-".into()),
-        };
-        t.push_str(&format!(
-            "{:<20} {b:>9.2} {s:>9.2} {:>7.2}x {fname:>13} {fs:>9} {fr:>8}  {}\n",
-            r.what,
-            b / s,
-            r.target
-        ));
-        out.push(format!(
-            r#"{{"workload":"{}","berth_s":{b:.4},"skopeo_s":{s:.4},"floor":{},"floor_s":{}}}"#,
-            r.what,
-            r.floor.map_or("null".into(), |(n, _)| format!("\"{n}\"")),
-            r.floor
-                .map_or("null".into(), |(_, d)| format!("{:.4}", d.as_secs_f64()))
-        ));
-    }
-    t.push_str(&format!(
-        "(wall seconds, best of {RUNS}; ratios are Berth's time over the other's: below 1 is faster; {:.0} MB of blobs)\n",
-        bytes as f64 / 1e6
-    ));
-    if json {
-        eprint!("{t}");
-        println!(r#"{{"bench":"copy","bytes":{bytes},"rows":[{}]}}"#, out.join(","));
-    } else {
-        print!("{t}");
-    }
 }
 
 /// (digest, path, size) of every blob of a layout.

@@ -11,20 +11,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::measure::{RUNS, best, settle, sh, sh_to, which};
+use crate::measure::{Measured, best, report, settle, sh, sh_to, which};
 use crate::workspace_root;
-
-struct Measured {
-    what: &'static str,
-    berth: Duration,
-    peer: Option<(&'static str, Duration)>,
-    floor: Option<(&'static str, Duration)>,
-    target: &'static str,
-}
 
 pub fn run(json: bool) -> Result<()> {
     let root = workspace_root();
@@ -180,62 +172,9 @@ pub fn run(json: bool) -> Result<()> {
             target: "",
         },
     ];
-    report(&rows, tree_bytes, json);
+    let note = format!("tree {:.0} MB", tree_bytes as f64 / 1e6);
+    report("layer", &rows, tree_bytes, &note, json);
     Ok(())
-}
-
-fn report(rows: &[Measured], bytes: u64, json: bool) {
-    let mut table = String::new();
-    table.push_str(&format!(
-        "{:<20} {:>9} {:>14} {:>9} {:>8} {:>12} {:>9} {:>8}  target\n",
-        "workload", "berth s", "peer", "peer s", "÷peer", "floor", "floor s", "÷floor"
-    ));
-    let mut out = Vec::new();
-    for r in rows {
-        let b = r.berth.as_secs_f64();
-        let (pn, ps, pr) = match r.peer {
-            Some((n, d)) => (
-                n,
-                format!("{:.2}", d.as_secs_f64()),
-                format!("{:.2}x", b / d.as_secs_f64()),
-            ),
-            None => ("-", "-".into(), "-".into()),
-        };
-        let (fname, fs, fr) = match r.floor {
-            Some((n, d)) => (
-                n,
-                format!("{:.2}", d.as_secs_f64()),
-                format!("{:.2}x", b / d.as_secs_f64()),
-            ),
-            None => ("-", "-".into(), "-".into()),
-        };
-        table.push_str(&format!(
-            "{:<20} {:>9.2} {:>14} {:>9} {:>8} {:>12} {:>9} {:>8}  {}\n",
-            r.what, b, pn, ps, pr, fname, fs, fr, r.target
-        ));
-        out.push(format!(
-            r#"{{"workload":"{}","berth_s":{b:.4},"peer":{},"peer_s":{},"floor":{},"floor_s":{}}}"#,
-            r.what,
-            r.peer.map_or("null".into(), |(n, _)| format!("\"{n}\"")),
-            r.peer.map_or("null".into(), |(_, d)| format!("{:.4}", d.as_secs_f64())),
-            r.floor.map_or("null".into(), |(n, _)| format!("\"{n}\"")),
-            r.floor
-                .map_or("null".into(), |(_, d)| format!("{:.4}", d.as_secs_f64())),
-        ));
-    }
-    table.push_str(&format!(
-        "(times are wall seconds, best of {RUNS}; ratios are Berth's time over the other's: below 1 is faster; tree {:.0} MB)\n",
-        bytes as f64 / 1e6
-    ));
-    if json {
-        eprint!("{table}");
-        println!(
-            r#"{{"bench":"layer","input_bytes":{bytes},"rows":[{}]}}"#,
-            out.join(",")
-        );
-    } else {
-        print!("{table}");
-    }
 }
 
 fn file_len(p: &Path) -> u64 {

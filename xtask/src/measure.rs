@@ -63,3 +63,66 @@ pub fn settle() -> Result<()> {
 pub fn which(tool: &str) -> bool {
     std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(tool).is_file())
 }
+
+/// One benchmark row: Berth, its peer (if any) and the floor (if any), with the issue's target.
+pub struct Measured {
+    pub what: &'static str,
+    pub berth: Duration,
+    pub peer: Option<(&'static str, Duration)>,
+    pub floor: Option<(&'static str, Duration)>,
+    pub target: &'static str,
+}
+
+/// Prints the rows as a table (stdout, or stderr with `json`) and, with `json`, as JSON on stdout.
+pub fn report(bench: &str, rows: &[Measured], bytes: u64, note: &str, json: bool) {
+    let mut table = String::new();
+    table.push_str(&format!(
+        "{:<20} {:>9} {:>14} {:>9} {:>8} {:>12} {:>9} {:>8}  target\n",
+        "workload", "berth s", "peer", "peer s", "÷peer", "floor", "floor s", "÷floor"
+    ));
+    let mut out = Vec::new();
+    for r in rows {
+        let b = r.berth.as_secs_f64();
+        let (pn, ps, pr) = match r.peer {
+            Some((n, d)) => (
+                n,
+                format!("{:.2}", d.as_secs_f64()),
+                format!("{:.2}x", b / d.as_secs_f64()),
+            ),
+            None => ("-", "-".into(), "-".into()),
+        };
+        let (fname, fs, fr) = match r.floor {
+            Some((n, d)) => (
+                n,
+                format!("{:.2}", d.as_secs_f64()),
+                format!("{:.2}x", b / d.as_secs_f64()),
+            ),
+            None => ("-", "-".into(), "-".into()),
+        };
+        table.push_str(&format!(
+            "{:<20} {:>9.2} {:>14} {:>9} {:>8} {:>12} {:>9} {:>8}  {}\n",
+            r.what, b, pn, ps, pr, fname, fs, fr, r.target
+        ));
+        out.push(format!(
+            r#"{{"workload":"{}","berth_s":{b:.4},"peer":{},"peer_s":{},"floor":{},"floor_s":{}}}"#,
+            r.what,
+            r.peer.map_or("null".into(), |(n, _)| format!("\"{n}\"")),
+            r.peer.map_or("null".into(), |(_, d)| format!("{:.4}", d.as_secs_f64())),
+            r.floor.map_or("null".into(), |(n, _)| format!("\"{n}\"")),
+            r.floor
+                .map_or("null".into(), |(_, d)| format!("{:.4}", d.as_secs_f64())),
+        ));
+    }
+    table.push_str(&format!(
+        "(times are wall seconds, best of {RUNS}; ratios are Berth's time over the other's: below 1 is faster; {note})\n"
+    ));
+    if json {
+        eprint!("{table}");
+        println!(
+            r#"{{"bench":"{bench}","input_bytes":{bytes},"rows":[{}]}}"#,
+            out.join(",")
+        );
+    } else {
+        print!("{table}");
+    }
+}
