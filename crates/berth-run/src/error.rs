@@ -76,6 +76,14 @@ pub enum RunError {
         /// What went wrong, with the kernel's message when it gave one.
         reason: String,
     },
+    /// A container cannot be found, or cannot do what was asked in its state.
+    #[error("container {container}: {reason}")]
+    Container {
+        /// The container as the user named it.
+        container: String,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// Preparing the container (spec, root filesystem, options) failed.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
@@ -93,6 +101,14 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// A [`RunError::Container`].
+    pub fn container(container: impl Into<String>, reason: impl Into<String>) -> Self {
+        RunError::Container {
+            container: container.into(),
+            reason: reason.into(),
+        }
+    }
+
     /// An invalid command-line option.
     pub fn option(option: impl Into<String>, reason: impl Into<String>) -> Self {
         RunError::Sandbox(SandboxError::option(option, reason))

@@ -46,7 +46,14 @@ pub fn cache_path_from(env: impl Fn(&str) -> Option<OsString>, is_root: bool) ->
 #[derive(Debug, Clone)]
 pub struct LayerStore {
     cache: LayerCache,
+    dir: PathBuf,
     user_xattr: bool,
+}
+
+/// A shared (`berth-run run`) or exclusive (`berth-run gc`) hold on the layer cache; released on drop.
+#[derive(Debug)]
+pub struct CacheHold {
+    _file: std::fs::File,
 }
 
 impl LayerStore {
@@ -56,12 +63,53 @@ impl LayerStore {
         let user_xattr = !rustix::process::geteuid().is_root();
         let dir = cache_root.join(if user_xattr { "overlay-userxattr" } else { "overlay" });
         let cache = LayerCache::new(&dir).at("open the layer cache", &dir)?;
-        Ok(LayerStore { cache, user_xattr })
+        Ok(LayerStore { cache, dir, user_xattr })
     }
 
     /// Whether layers here carry `user.overlay.*` rather than `trusted.overlay.*` xattrs.
     pub fn user_xattr(&self) -> bool {
         self.user_xattr
+    }
+
+    fn lock(&self, op: rustix::fs::FlockOperation) -> Result<CacheHold, RunError> {
+        let path = self.dir.join("gc.lock");
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at("open", &path)?;
+        rustix::fs::flock(&file, op).at("lock", &path)?;
+        Ok(CacheHold { _file: file })
+    }
+
+    /// A shared hold: layers used under it are not garbage-collected until it is dropped.
+    pub fn hold(&self) -> Result<CacheHold, RunError> {
+        self.lock(rustix::fs::FlockOperation::LockShared)
+    }
+
+    /// Removes every cached layer whose diffID is not in the set `in_use` returns. `in_use` runs under an
+    /// exclusive hold, so no container is being created meanwhile. Returns the removed diffIDs and how many
+    /// layers were kept.
+    pub fn collect_garbage(
+        &self,
+        in_use: impl FnOnce() -> Result<std::collections::HashSet<String>, RunError>,
+    ) -> Result<(Vec<Digest>, usize), RunError> {
+        let _hold = self.lock(rustix::fs::FlockOperation::LockExclusive)?;
+        let keep = in_use()?;
+        let mut removed = Vec::new();
+        let mut kept = 0;
+        for diff_id in self.cache.list().at("list", &self.dir)? {
+            if keep.contains(&diff_id.to_string()) {
+                kept += 1;
+            } else {
+                let path = self.cache.path_for(&diff_id);
+                self.cache.remove(&diff_id).at("remove", path)?;
+                removed.push(diff_id);
+            }
+        }
+        self.cache.clean_temp().at("clean", self.dir.join("tmp"))?;
+        Ok((removed, kept))
     }
 
     /// The underlying cache.

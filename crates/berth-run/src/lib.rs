@@ -37,11 +37,18 @@
 //! ```
 
 mod bundle;
+pub mod create;
 mod error;
 pub mod layers;
+pub mod lifecycle;
+pub mod logfile;
 pub mod options;
 mod rootfs;
+pub mod signals;
 pub mod source;
+pub mod state;
+pub mod supervise;
+pub mod tty;
 
 pub use bundle::{BundleReport, BundleRequest, create_bundle, new_container_id};
 pub use error::RunError;

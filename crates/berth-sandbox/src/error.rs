@@ -86,6 +86,16 @@ pub enum SandboxError {
         /// What is wrong.
         reason: String,
     },
+    /// libcontainer refused or failed an operation on a container.
+    #[error("container {container}: cannot {action}: {reason}")]
+    Runtime {
+        /// The container id.
+        container: String,
+        /// What was being done (`create`, `start`, `kill`, …).
+        action: &'static str,
+        /// libcontainer's error, with its causes.
+        reason: String,
+    },
     /// A file system operation failed.
     #[error("{action} {}: {source}", path.display())]
     Io {

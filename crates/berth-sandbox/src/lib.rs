@@ -16,7 +16,7 @@
 //! - [`tree_copy`] copies root filesystems with owners, modes, xattrs, hardlinks and devices, and merges layers
 //!   extracted in overlayfs form.
 //!
-//! Running the spec (through libcontainer) will live here too; today the runner writes it into a bundle for runc.
+//! - [`runtime`] runs a bundle through youki's libcontainer: create, start, exec, kill, delete, wait.
 //!
 //! ```no_run
 //! use berth_sandbox::{ContainerSetup, SpecOptions, prepare_container};
@@ -46,6 +46,7 @@ pub mod mounts;
 pub mod options;
 mod prepare;
 pub mod rootfs;
+pub mod runtime;
 pub mod seccomp;
 pub mod spec;
 pub mod tree_copy;

@@ -79,7 +79,9 @@ pub fn default_spec(opts: &SpecOptions, parts: SpecParts) -> Result<Spec, Sandbo
         .build()
         .expect("every field of the rlimit is set");
     process.set_rlimits(Some(vec![nofile]));
-    process.set_no_new_privileges(Some(opts.no_new_privileges));
+    // Absent rather than `false`: the same per the runtime spec, but libcontainer 0.7 treats any present value as
+    // "set", and then loads the seccomp filter after dropping CAP_SYS_ADMIN, which the kernel refuses.
+    process.set_no_new_privileges(opts.no_new_privileges.then_some(true));
 
     let mut root = Root::default();
     root.set_path(parts.root_path);

@@ -3,9 +3,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use berth_run::create::{CreateRequest, create_container, create_from_bundle};
+use berth_run::lifecycle::{self, ExecRequest};
 use berth_run::options::ContainerFlags;
-use berth_run::{BundleRequest, create_bundle};
+use berth_run::signals::parse_signal;
+use berth_run::state::{ContainerRecord, StateDir, Status};
+use berth_run::supervise::{Attach, exec_foreground, run_foreground, start_detached};
+use berth_run::{BundleRequest, RunError, create_bundle};
 use berth_spec::platform::Platform;
 use berth_spec::reference::ImageRef;
 use clap::{Args, Parser, Subcommand};
@@ -19,6 +27,9 @@ struct Cli {
     /// Where extracted layers are cached (default: $BERTH_CACHE, $XDG_CACHE_HOME/berth, /var/cache/berth, …).
     #[arg(long, global = true, env = "BERTH_CACHE")]
     cache: Option<PathBuf>,
+    /// Where containers live (default: $BERTH_STATE, $XDG_DATA_HOME/berth/state, /var/lib/berth/state, …).
+    #[arg(long, global = true, env = "BERTH_STATE")]
+    state: Option<PathBuf>,
     /// More logging on stderr (once: info, twice: debug); RUST_LOG also works. (`-v` is `--volume`.)
     #[arg(long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -28,8 +39,145 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a command in a new container.
+    Run(RunArgs),
+    /// List containers.
+    Ps(PsArgs),
+    /// Show the output of a detached container.
+    Logs(LogsArgs),
+    /// Send a signal to running containers.
+    Kill(KillArgs),
+    /// Stop running containers (their stop signal, then SIGKILL).
+    Stop(StopArgs),
+    /// Remove containers.
+    Rm(RmArgs),
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+    /// Remove cached layers no container and no image in the store uses.
+    Gc(GcArgs),
     /// Write an OCI runtime bundle (DIR/config.json and DIR/rootfs) for runc or crun.
     Bundle(BundleArgs),
+    #[command(name = "__monitor", hide = true)]
+    Monitor { id: String },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    flags: ContainerFlags,
+    /// Run in the background and print the container's id.
+    #[arg(short = 'd', long = "detach")]
+    detach: bool,
+    /// Keep standard input connected to the container.
+    #[arg(short = 'i', long = "interactive")]
+    interactive: bool,
+    /// Remove the container when it exits.
+    #[arg(long = "rm")]
+    rm: bool,
+    /// The container's name (default: generated).
+    #[arg(long = "name")]
+    name: Option<String>,
+    /// The platform to pick from a multi-platform image (default: this host's).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Run this OCI runtime bundle (DIR/config.json and its root filesystem) as it is, instead of an image.
+    #[arg(long, value_name = "DIR", conflicts_with = "image")]
+    bundle: Option<PathBuf>,
+    /// A store name, oci:PATH[:REF], oci-archive:PATH[:REF] or docker-archive:PATH[:REF].
+    #[arg(required_unless_present = "bundle")]
+    image: Option<String>,
+    /// The command and its arguments (replace the image's Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+struct PsArgs {
+    /// Show every container, not only running ones.
+    #[arg(short = 'a', long = "all")]
+    all: bool,
+    /// Print only ids.
+    #[arg(short = 'q', long = "quiet")]
+    quiet: bool,
+    /// Full ids and commands.
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
+    /// table or json.
+    #[arg(long, default_value = "table")]
+    format: String,
+}
+
+#[derive(Args)]
+struct LogsArgs {
+    /// Keep printing new output until the container exits.
+    #[arg(short = 'f', long = "follow")]
+    follow: bool,
+    /// Prefix each line with its time.
+    #[arg(short = 't', long = "timestamps")]
+    timestamps: bool,
+    /// Only the last N lines.
+    #[arg(short = 'n', long = "tail")]
+    tail: Option<usize>,
+    container: String,
+}
+
+#[derive(Args)]
+struct KillArgs {
+    /// The signal: a name (TERM, SIGHUP) or number.
+    #[arg(short = 's', long = "signal", default_value = "KILL")]
+    signal: String,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+struct StopArgs {
+    /// Seconds to wait before SIGKILL.
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+struct RmArgs {
+    /// Kill and remove running containers too.
+    #[arg(short = 'f', long = "force")]
+    force: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    /// Keep standard input connected.
+    #[arg(short = 'i', long = "interactive")]
+    interactive: bool,
+    /// Give the process a terminal.
+    #[arg(short = 't', long = "tty")]
+    tty: bool,
+    /// Set an environment variable: KEY=VALUE, or KEY to take the value from this environment.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Run as USER or USER:GROUP.
+    #[arg(short = 'u', long = "user")]
+    user: Option<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    /// Every capability.
+    #[arg(long)]
+    privileged: bool,
+    container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+struct GcArgs {
+    /// Also remove layers of images still in the store (keep only those containers use).
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Args)]
@@ -48,15 +196,292 @@ struct BundleArgs {
     command: Vec<String>,
 }
 
-fn bundle(cli: &Cli, args: &BundleArgs) -> Result<()> {
-    let image = ImageRef::parse(&args.image)?;
-    let platform = match &args.platform {
+impl Cli {
+    fn store(&self) -> PathBuf {
+        self.store.clone().unwrap_or_else(berth_spec::store::default_store_path)
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.cache.clone().unwrap_or_else(berth_run::layers::default_cache_path)
+    }
+
+    fn state(&self) -> Result<StateDir> {
+        let root = self.state.clone().unwrap_or_else(berth_run::state::default_state_path);
+        Ok(StateDir::open(&root)?)
+    }
+}
+
+fn parse_platform(text: Option<&str>) -> Result<Platform> {
+    Ok(match text {
         Some(p) => Platform::parse(p).with_context(|| format!("--platform {p}"))?,
         None => Platform::host(),
+    })
+}
+
+/// What `main` exits with: a container's exit code, or Berth's own failure.
+type Outcome = Result<u8>;
+
+fn run(cli: &Cli, args: &RunArgs) -> Outcome {
+    let state = cli.state()?;
+    let record = match (&args.bundle, &args.image) {
+        (Some(dir), _) => {
+            if !args.command.is_empty() {
+                bail!(
+                    "--bundle {}: the bundle's config.json says what to run; give no command",
+                    dir.display()
+                );
+            }
+            create_from_bundle(&state, dir, args.name.as_deref(), args.rm)?
+        }
+        (None, Some(image)) => {
+            let image = ImageRef::parse(image)?;
+            let platform = parse_platform(args.platform.as_deref())?;
+            let options = args.flags.to_spec_options(&args.command)?;
+            let (store, cache) = (cli.store(), cli.cache());
+            create_container(
+                &state,
+                &CreateRequest {
+                    image: &image,
+                    store: &store,
+                    cache: &cache,
+                    platform: &platform,
+                    options: &options,
+                    name: args.name.as_deref(),
+                    auto_remove: args.rm,
+                },
+            )?
+        }
+        (None, None) => bail!("give an image to run, or --bundle DIR"),
     };
+    if args.detach {
+        start_detached(&state, &record)?;
+        println!("{}", record.id);
+        return Ok(0);
+    }
+    let attach = Attach {
+        interactive: args.interactive,
+        tty: record.tty,
+    };
+    let code = run_foreground(&state, &record, attach)?;
+    Ok(u8::try_from(code).unwrap_or(255))
+}
+
+fn ps(cli: &Cli, args: &PsArgs) -> Outcome {
+    let state = cli.state()?;
+    let records: Vec<_> = state
+        .list()?
+        .into_iter()
+        .filter(|r| args.all || r.live_status() == Status::Running)
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.quiet {
+        for r in &records {
+            writeln!(out, "{}", if args.no_trunc { &r.id } else { r.short_id() })?;
+        }
+        return Ok(0);
+    }
+    match args.format.as_str() {
+        "json" => {
+            let list: Vec<serde_json::Value> = records.iter().map(ps_json).collect();
+            serde_json::to_writer_pretty(&mut out, &list)?;
+            writeln!(out)?;
+        }
+        "table" => {
+            let now = berth_run::state::now();
+            let rows: Vec<[String; 6]> = records
+                .iter()
+                .map(|r| {
+                    let command = r.command.join(" ");
+                    [
+                        if args.no_trunc {
+                            r.id.clone()
+                        } else {
+                            r.short_id().to_owned()
+                        },
+                        r.image.clone(),
+                        if args.no_trunc { command } else { truncate(&command, 24) },
+                        format!("{} ago", ago(now.saturating_sub(r.created))),
+                        status_text(r, now),
+                        r.name.clone(),
+                    ]
+                })
+                .collect();
+            let header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"];
+            let mut widths = header.map(str::len);
+            for row in &rows {
+                for (w, cell) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+            let line = |cells: Vec<&str>| {
+                let mut s = String::new();
+                for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+                    if i + 1 == cells.len() {
+                        s.push_str(cell);
+                    } else {
+                        s.push_str(&format!("{cell:<w$}  "));
+                    }
+                }
+                s
+            };
+            writeln!(out, "{}", line(header.to_vec()))?;
+            for row in &rows {
+                writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+            }
+        }
+        other => bail!("--format {other}: use table or json"),
+    }
+    Ok(0)
+}
+
+fn ps_json(r: &ContainerRecord) -> serde_json::Value {
+    let status = r.live_status();
+    serde_json::json!({
+        "Id": r.id,
+        "Names": [r.name],
+        "Image": r.image,
+        "ImageDigest": r.image_digest,
+        "Command": r.command,
+        "Created": r.created,
+        "StartedAt": r.started,
+        "ExitedAt": r.finished,
+        "State": format!("{status:?}").to_lowercase(),
+        "Exited": status == Status::Exited,
+        "ExitCode": r.exit_code,
+        "Pid": if status == Status::Running { r.pid } else { None },
+        "AutoRemove": r.auto_remove,
+    })
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut s: String = text.chars().take(max - 1).collect();
+    s.push('…');
+    s
+}
+
+fn ago(secs: u64) -> String {
+    match secs {
+        0..=1 => "1 second".into(),
+        2..=59 => format!("{secs} seconds"),
+        60..=119 => "1 minute".into(),
+        120..=3599 => format!("{} minutes", secs / 60),
+        3600..=7199 => "1 hour".into(),
+        7200..=172_799 => format!("{} hours", secs / 3600),
+        _ => format!("{} days", secs / 86_400),
+    }
+}
+
+fn status_text(r: &ContainerRecord, now: u64) -> String {
+    match r.live_status() {
+        Status::Created => "Created".into(),
+        Status::Running => format!("Up {}", ago(now.saturating_sub(r.started.unwrap_or(r.created)))),
+        Status::Exited => match (r.exit_code, r.finished) {
+            (Some(code), Some(t)) => format!("Exited ({code}) {} ago", ago(now.saturating_sub(t))),
+            _ => "Exited (unknown)".into(),
+        },
+    }
+}
+
+fn logs(cli: &Cli, args: &LogsArgs) -> Outcome {
+    let state = cli.state()?;
+    let record = state.find(&args.container)?;
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    lifecycle::logs(
+        &state,
+        &record,
+        args.follow,
+        args.timestamps,
+        args.tail,
+        &mut out,
+        &mut err,
+    )?;
+    Ok(0)
+}
+
+/// Applies `action` to each named container, printing each name that succeeded (as Docker does); the first
+/// failure is reported after the others were tried.
+fn each(cli: &Cli, names: &[String], action: impl Fn(&StateDir, &ContainerRecord) -> Result<(), RunError>) -> Outcome {
+    let state = cli.state()?;
+    let mut failures = Vec::new();
+    for name in names {
+        match state.find(name).and_then(|r| action(&state, &r)) {
+            Ok(()) => println!("{name}"),
+            Err(e) => failures.push(e),
+        }
+    }
+    let count = failures.len();
+    match failures.into_iter().next() {
+        None => Ok(0),
+        Some(first) if count == 1 => Err(first.into()),
+        Some(first) => Err(anyhow::Error::from(first).context(format!("{count} containers failed; the first"))),
+    }
+}
+
+fn kill(cli: &Cli, args: &KillArgs) -> Outcome {
+    let signal = parse_signal(&args.signal).with_context(|| {
+        format!(
+            "--signal {}: not a signal name or number (use TERM, SIGHUP, 9, …)",
+            args.signal
+        )
+    })?;
+    each(cli, &args.containers, |s, r| lifecycle::kill(s, r, signal))
+}
+
+fn stop(cli: &Cli, args: &StopArgs) -> Outcome {
+    let timeout = Duration::from_secs(args.time);
+    each(cli, &args.containers, |s, r| lifecycle::stop(s, r, timeout))
+}
+
+fn rm(cli: &Cli, args: &RmArgs) -> Outcome {
+    each(cli, &args.containers, |s, r| lifecycle::remove(s, r, args.force))
+}
+
+fn exec(cli: &Cli, args: &ExecArgs) -> Outcome {
+    let state = cli.state()?;
+    let record = state.find(&args.container)?;
+    if record.live_status() != Status::Running {
+        bail!(
+            "container {}: it is not running; exec needs a running container",
+            args.container
+        );
+    }
+    let process = lifecycle::exec_process(
+        &record,
+        &ExecRequest {
+            command: args.command.clone(),
+            env: args.env.clone(),
+            user: args.user.clone(),
+            workdir: args.workdir.clone(),
+            tty: args.tty,
+            privileged: args.privileged,
+        },
+    )?;
+    let attach = Attach {
+        interactive: args.interactive,
+        tty: args.tty,
+    };
+    let code = exec_foreground(&state, &record, &process, attach)?;
+    Ok(u8::try_from(code).unwrap_or(255))
+}
+
+fn gc(cli: &Cli, args: &GcArgs) -> Outcome {
+    let state = cli.state()?;
+    let report = lifecycle::collect_garbage(&state, &cli.cache(), &cli.store(), args.all)?;
+    for d in &report.removed {
+        println!("{d}");
+    }
+    eprintln!("Removed {} cached layers, kept {}", report.removed.len(), report.kept);
+    Ok(0)
+}
+
+fn bundle(cli: &Cli, args: &BundleArgs) -> Outcome {
+    let image = ImageRef::parse(&args.image)?;
+    let platform = parse_platform(args.platform.as_deref())?;
     let options = args.flags.to_spec_options(&args.command)?;
-    let store = cli.store.clone().unwrap_or_else(berth_spec::store::default_store_path);
-    let cache = cli.cache.clone().unwrap_or_else(berth_run::layers::default_cache_path);
+    let (store, cache) = (cli.store(), cli.cache());
     let report = create_bundle(
         &BundleRequest {
             image: &image,
@@ -74,13 +499,15 @@ fn bundle(cli: &Cli, args: &BundleArgs) -> Result<()> {
         report.manifest_digest,
         report.dir.display()
     );
-    Ok(())
+    Ok(0)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // libcontainer logs what it cannot do on this host (absent cgroup controllers, syscalls unknown to the kernel)
+    // as warnings, and its failures again as errors that Berth reports itself: shown only with --verbose.
     let level = match cli.verbose {
-        0 => "warn",
+        0 => "warn,libcontainer=off,libcgroups=off",
         1 => "info",
         _ => "debug",
     };
@@ -93,13 +520,40 @@ fn main() -> ExitCode {
         .with_ansi(ansi)
         .init();
     let result = match &cli.command {
+        Command::Run(args) => run(&cli, args),
+        Command::Ps(args) => ps(&cli, args),
+        Command::Logs(args) => logs(&cli, args),
+        Command::Kill(args) => kill(&cli, args),
+        Command::Stop(args) => stop(&cli, args),
+        Command::Rm(args) => rm(&cli, args),
+        Command::Exec(args) => exec(&cli, args),
+        Command::Gc(args) => gc(&cli, args),
         Command::Bundle(args) => bundle(&cli, args),
+        Command::Monitor { id } => cli
+            .state()
+            .and_then(|s| Ok(berth_run::supervise::monitor_main(s.root(), id)?))
+            .map(|()| 0),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("berth-run: {}", render(&e));
-            ExitCode::FAILURE
+            // As podman: 125 for Berth's own failures, 126/127 when the command cannot be run.
+            let command_error = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<RunError>(),
+                    Some(RunError::Sandbox(berth_sandbox::SandboxError::Command { .. }))
+                ) || matches!(
+                    c.downcast_ref::<berth_sandbox::SandboxError>(),
+                    Some(berth_sandbox::SandboxError::Command { .. })
+                )
+            });
+            let run_like = matches!(cli.command, Command::Run(_) | Command::Exec(_));
+            ExitCode::from(match (run_like, command_error) {
+                (true, true) => 127,
+                (true, false) => 125,
+                _ => 1,
+            })
         }
     }
 }
@@ -130,8 +584,23 @@ mod tests {
         Cli::command().debug_assert();
         let cli =
             Cli::try_parse_from(["berth-run", "bundle", "-v", "/a:/b", "img", "dir", "sh", "-c", "exit 7"]).unwrap();
-        let Command::Bundle(args) = cli.command;
+        let Command::Bundle(args) = cli.command else {
+            panic!("not bundle")
+        };
         assert_eq!(args.flags.volume, ["/a:/b"]);
         assert_eq!((args.image.as_str(), args.command.len()), ("img", 3));
+        let cli =
+            Cli::try_parse_from(["berth-run", "run", "--rm", "-it", "-e", "A=1", "img", "sh", "-c", "x"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert!(args.rm && args.interactive && args.flags.tty);
+        assert_eq!((args.image.as_deref(), args.command.len()), (Some("img"), 3));
+        let cli = Cli::try_parse_from(["berth-run", "run", "--bundle", "/b"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.bundle.as_deref(), Some(std::path::Path::new("/b")));
+        assert!(Cli::try_parse_from(["berth-run", "run"]).is_err());
     }
 }

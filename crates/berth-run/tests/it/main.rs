@@ -4,6 +4,7 @@
 //! unique id, a private runc state directory, and is deleted whatever the outcome.
 
 mod hostile;
+mod lifecycle;
 mod overlay;
 mod run_basic;
 mod run_mounts;

@@ -215,3 +215,76 @@ pub fn layer(entries: &[(&str, u32, &str)]) -> Vec<u8> {
 pub fn config(bundle: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap()
 }
+
+impl Env {
+    /// `berth-run ARGS...` with this environment's store, cache and state directory.
+    pub fn berth(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_berth-run"));
+        c.args(args)
+            .env("BERTH_STORE", self.layout.root())
+            .env("BERTH_CACHE", self.cache())
+            .env("BERTH_STATE", self.path("state"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `berth-run ARGS...` to completion (bounded by the test timeout); stdout and stderr captured.
+    pub fn berth_out(&self, args: &[&str]) -> Ran {
+        let mut child = self
+            .berth(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            out.read_to_string(&mut s).unwrap();
+            s
+        });
+        let err_reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            err.read_to_string(&mut s).unwrap();
+            s
+        });
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > TIMEOUT {
+                let _ = child.kill();
+                panic!("berth-run {args:?} timed out");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ran {
+            code: status.code().unwrap_or(-1),
+            stdout: reader.join().unwrap(),
+            stderr: err_reader.join().unwrap(),
+        }
+    }
+
+    /// `berth-run run --rm FLAGS... IMAGE COMMAND...` through libcontainer.
+    pub fn run_berth(&self, flags: &[&str], image: &str, command: &[&str]) -> Ran {
+        let mut args = vec!["run", "--rm"];
+        args.extend(flags);
+        args.push(image);
+        args.extend(command);
+        self.berth_out(&args)
+    }
+}
+
+impl Drop for Env {
+    /// Removes whatever containers a test left (killing running ones), so no mount or process outlives it.
+    fn drop(&mut self) {
+        if !self.path("state").exists() {
+            return;
+        }
+        if let Ok(out) = self.berth(&["ps", "-a", "-q", "--no-trunc"]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = self.berth(&["rm", "-f", id]).stdout(Stdio::null()).status();
+            }
+        }
+    }
+}

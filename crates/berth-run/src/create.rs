@@ -1,0 +1,256 @@
+//! Making a container: the image's layers from the cache stacked with overlayfs (or copied), the runtime spec, and
+//! the record in the state directory.
+
+use std::path::{Path, PathBuf};
+
+use berth_sandbox::{ContainerSetup, SpecOptions, prepare_container};
+use berth_spec::platform::Platform;
+use berth_spec::reference::ImageRef;
+
+use crate::error::IoContext;
+use crate::layers::LayerStore;
+use crate::rootfs::{build_rootfs_copy, prepare_rootfs_overlay, unmount_overlay};
+use crate::signals::parse_signal;
+use crate::source::open_image;
+use crate::state::{ContainerRecord, RootfsKind, StateDir, Status, generated_name, now, validate_name};
+use crate::{RunError, new_container_id};
+
+/// What to make a container of.
+#[derive(Debug, Clone)]
+pub struct CreateRequest<'a> {
+    /// The image.
+    pub image: &'a ImageRef,
+    /// The default store, for bare image names.
+    pub store: &'a Path,
+    /// The runner's cache directory.
+    pub cache: &'a Path,
+    /// The platform to pick from a multi-platform image.
+    pub platform: &'a Platform,
+    /// The container's options.
+    pub options: &'a SpecOptions,
+    /// `--name`.
+    pub name: Option<&'a str>,
+    /// `--rm`.
+    pub auto_remove: bool,
+}
+
+/// Creates a container: its directory, root filesystem (mounted), runtime spec and record (status `created`).
+/// On failure nothing of it is left.
+pub fn create_container(state: &StateDir, request: &CreateRequest<'_>) -> Result<ContainerRecord, RunError> {
+    if let Some(name) = request.name {
+        validate_name(name)?;
+    }
+    let opened = open_image(
+        request.image,
+        request.store,
+        &request.cache.join("tmp"),
+        request.platform,
+    )?;
+    let store = LayerStore::open(request.cache)?;
+    // Keeps `berth-run gc` from removing the layers between extraction and the record naming them.
+    let hold = store.hold()?;
+    let layers = store.ensure_image(&opened)?;
+    let config = opened.image.config.parsed();
+    let diff_ids: Vec<String> = config.rootfs().diff_ids().iter().take(layers.len()).cloned().collect();
+    let stop_signal = config
+        .config()
+        .as_ref()
+        .and_then(|c| c.stop_signal().as_deref())
+        .and_then(parse_signal)
+        .unwrap_or(15);
+
+    let id = new_container_id()?;
+    let dir = state.container_dir(&id);
+    let record = {
+        let _names = state.lock_names()?;
+        let name = match request.name {
+            Some(n) => n.to_owned(),
+            None => generated_name(&id),
+        };
+        if let Some(other) = state.list()?.iter().find(|r| r.name == name) {
+            return Err(RunError::container(
+                &name,
+                format!(
+                    "the name is in use by container {}; remove it (`berth-run rm {name}`) or choose another name",
+                    other.short_id()
+                ),
+            ));
+        }
+        std::fs::create_dir(&dir).at("create", &dir)?;
+        let record = ContainerRecord {
+            id: id.clone(),
+            name,
+            image: opened.label.clone(),
+            image_digest: opened.manifest_digest().to_string(),
+            command: Vec::new(),
+            created: now(),
+            status: Status::Created,
+            pid: None,
+            monitor_pid: None,
+            exit_code: None,
+            started: None,
+            finished: None,
+            rootfs: RootfsKind::Overlay,
+            bundle: dir.clone(),
+            layers: diff_ids,
+            auto_remove: request.auto_remove,
+            stop_signal,
+            tty: request.options.terminal,
+        };
+        if let Err(e) = state.save(&record) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        record
+    };
+    drop(hold);
+
+    let result = fill(state, &record, &opened, &layers, request.options);
+    match result {
+        Ok(record) => Ok(record),
+        Err(e) => {
+            let _ = unmount_overlay(&dir.join("rootfs"));
+            if let Err(cleanup) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), "could not remove the failed container: {cleanup}");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn fill(
+    state: &StateDir,
+    record: &ContainerRecord,
+    opened: &crate::source::OpenedImage,
+    layers: &[PathBuf],
+    options: &SpecOptions,
+) -> Result<ContainerRecord, RunError> {
+    let dir = &record.bundle;
+    let rootfs = dir.join("rootfs");
+    let kind = mount_rootfs(layers, dir)?;
+    let spec = prepare_container(&ContainerSetup {
+        image_name: &opened.label,
+        image: opened.image.config.parsed(),
+        rootfs: &rootfs,
+        root_path: Path::new("rootfs"),
+        container_dir: dir,
+        container_id: &record.id,
+        options,
+    })?;
+    let mut spec = spec;
+    if let Some(linux) = spec.linux_mut() {
+        // libcontainer's default (":youki:ID") is a systemd slice name; Berth manages cgroups itself.
+        linux.set_cgroups_path(Some(PathBuf::from(format!("/berth/{}", record.id))));
+    }
+    let json = serde_json::to_vec_pretty(&spec).expect("a runtime spec serializes");
+    berth_sandbox::etc_files::write_atomically(&dir.join("config.json"), &json)?;
+    let command = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.args().clone())
+        .unwrap_or_default();
+    state.update(&record.id, |r| {
+        r.rootfs = kind;
+        r.command = command;
+    })
+}
+
+/// Mounts the overlay of `layers` at `dir/rootfs` (upper and work directories beside it); where overlayfs is not
+/// available, copies the layers there instead.
+pub fn mount_rootfs(layers: &[PathBuf], dir: &Path) -> Result<RootfsKind, RunError> {
+    let rootfs = dir.join("rootfs");
+    if layers.is_empty() {
+        std::fs::create_dir_all(&rootfs).at("create", &rootfs)?;
+        return Ok(RootfsKind::Copy);
+    }
+    match prepare_rootfs_overlay(layers, &dir.join("upper"), &dir.join("work"), &rootfs) {
+        // The mount stays until the container is cleaned up; the record says how to undo it.
+        Ok(_mounted) => Ok(RootfsKind::Overlay),
+        Err(RunError::Overlay { reason, .. }) => {
+            tracing::warn!("overlayfs is not available ({reason}); copying the image's layers instead");
+            for d in ["upper", "work"] {
+                let _ = std::fs::remove_dir_all(dir.join(d));
+            }
+            std::fs::create_dir_all(&rootfs).at("create", &rootfs)?;
+            build_rootfs_copy(layers, &rootfs)?;
+            Ok(RootfsKind::Copy)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Records a container for an existing OCI runtime bundle (`run --bundle DIR`), used in place: its
+/// `config.json` says what to run and its root filesystem is not copied. On failure nothing is recorded.
+pub fn create_from_bundle(
+    state: &StateDir,
+    bundle: &Path,
+    name: Option<&str>,
+    auto_remove: bool,
+) -> Result<ContainerRecord, RunError> {
+    if let Some(name) = name {
+        validate_name(name)?;
+    }
+    let bundle_err = |reason: String| RunError::BundleDir {
+        dir: bundle.to_owned(),
+        reason,
+    };
+    let bundle = std::fs::canonicalize(bundle).map_err(|e| bundle_err(format!("cannot open it: {e}")))?;
+    let config = bundle.join("config.json");
+    let spec = oci_spec::runtime::Spec::load(&config)
+        .map_err(|e| bundle_err(format!("config.json cannot be read as an OCI runtime spec: {e}")))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .ok_or_else(|| bundle_err("config.json has no root; it must name the root filesystem".into()))?;
+    let rootfs = if root.is_absolute() { root } else { bundle.join(root) };
+    if !rootfs.is_dir() {
+        return Err(bundle_err(format!(
+            "its root filesystem {} is not a directory",
+            rootfs.display()
+        )));
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| bundle_err("config.json has no process; it must say what to run".into()))?;
+    let id = new_container_id()?;
+    let dir = state.container_dir(&id);
+    let _names = state.lock_names()?;
+    let name = name.map(str::to_owned).unwrap_or_else(|| generated_name(&id));
+    if let Some(other) = state.list()?.iter().find(|r| r.name == name) {
+        return Err(RunError::container(
+            &name,
+            format!(
+                "the name is in use by container {}; remove it or choose another name",
+                other.short_id()
+            ),
+        ));
+    }
+    std::fs::create_dir(&dir).at("create", &dir)?;
+    let record = ContainerRecord {
+        id,
+        name,
+        image: bundle.display().to_string(),
+        image_digest: String::new(),
+        command: process.args().clone().unwrap_or_default(),
+        created: now(),
+        status: Status::Created,
+        pid: None,
+        monitor_pid: None,
+        exit_code: None,
+        started: None,
+        finished: None,
+        rootfs: RootfsKind::Bundle,
+        bundle,
+        layers: Vec::new(),
+        auto_remove,
+        stop_signal: 15,
+        tty: process.terminal().unwrap_or(false),
+    };
+    if let Err(e) = state.save(&record) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    Ok(record)
+}

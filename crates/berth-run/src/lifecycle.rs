@@ -1,0 +1,312 @@
+//! What happens to containers after `run`: listing, logs, signals, stopping, removing, `exec`, and garbage
+//! collection of the layer cache.
+
+use std::collections::HashSet;
+use std::io::{BufReader, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use berth_sandbox::rootfs::RootFs;
+use berth_spec::Digest;
+use berth_spec::document::ManifestOrIndex;
+use berth_spec::layout::Layout;
+use berth_spec::runtime_config::{UserSpec, resolve_user};
+use oci_spec::runtime::{Process, Spec, UserBuilder};
+
+use crate::RunError;
+use crate::error::IoContext;
+use crate::layers::LayerStore;
+use crate::logfile::{Stream, read_entries};
+use crate::state::{ContainerRecord, StateDir, Status, process_alive};
+use crate::supervise::{finish, remove_container};
+
+/// Fails unless the container runs.
+fn require_running(record: &ContainerRecord) -> Result<i32, RunError> {
+    match (record.live_status(), record.pid) {
+        (Status::Running, Some(pid)) => Ok(pid),
+        (status, _) => Err(RunError::container(
+            &record.name,
+            format!("it is not running (it is {status:?}); start a new one with `berth-run run`").to_lowercase(),
+        )),
+    }
+}
+
+/// Sends `signal` to the container's first process.
+pub fn kill(state: &StateDir, record: &ContainerRecord, signal: i32) -> Result<(), RunError> {
+    require_running(record)?;
+    state.runtime()?.kill(&record.id, signal, false)?;
+    Ok(())
+}
+
+/// Waits until the container is no longer running (and its monitor has recorded the exit), up to `timeout`.
+fn wait_stopped(state: &StateDir, id: &str, timeout: Duration) -> Result<bool, RunError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = state.load(id)?;
+        let monitor_busy = r.monitor_pid.is_some_and(process_alive) && r.status == Status::Running;
+        if r.live_status() != Status::Running && !monitor_busy {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Records the end of a container whose monitor is gone (killed, or the machine rebooted) and cleans it up.
+fn settle_orphan(state: &StateDir, record: &ContainerRecord) -> Result<(), RunError> {
+    let r = state.load(&record.id)?;
+    if r.status == Status::Running && r.live_status() == Status::Exited {
+        finish(state, &state.runtime()?, &r.id, r.exit_code.unwrap_or(137))?;
+    }
+    Ok(())
+}
+
+/// Stops a container: its stop signal, then SIGKILL after `timeout`. Stopping a stopped container does nothing.
+pub fn stop(state: &StateDir, record: &ContainerRecord, timeout: Duration) -> Result<(), RunError> {
+    if record.live_status() != Status::Running {
+        return settle_orphan(state, record);
+    }
+    let runtime = state.runtime()?;
+    if let Err(e) = runtime.kill(&record.id, record.stop_signal, false) {
+        tracing::debug!("{e}");
+    }
+    if !wait_stopped(state, &record.id, timeout)? {
+        tracing::info!(container = %record.name, "did not stop in time; sending SIGKILL");
+        if let Err(e) = runtime.kill(&record.id, 9, true) {
+            tracing::debug!("{e}");
+        }
+        if !wait_stopped(state, &record.id, Duration::from_secs(10))? {
+            return Err(RunError::container(
+                &record.name,
+                "it did not exit after SIGKILL; see `berth-run ps -a`",
+            ));
+        }
+    }
+    settle_orphan(state, record)
+}
+
+/// Removes a container; a running one only with `force` (killed first).
+pub fn remove(state: &StateDir, record: &ContainerRecord, force: bool) -> Result<(), RunError> {
+    if record.live_status() == Status::Running {
+        if !force {
+            return Err(RunError::container(
+                &record.name,
+                "it is running; stop it first (`berth-run stop`) or remove it with -f",
+            ));
+        }
+        stop(state, record, Duration::ZERO)?;
+    }
+    let current = match state.load(&record.id) {
+        Ok(r) => r,
+        // Removed meanwhile (its monitor removes --rm containers).
+        Err(_) => return Ok(()),
+    };
+    let _names = state.lock_names()?;
+    remove_container(state, &state.runtime()?, &current)
+}
+
+/// Writes the container's log to `stdout`/`stderr` (each entry to its own stream); with `follow`, keeps going
+/// until the container has exited. `timestamps` prefixes each line with its time; `tail` keeps the last lines.
+pub fn logs(
+    state: &StateDir,
+    record: &ContainerRecord,
+    follow: bool,
+    timestamps: bool,
+    tail: Option<usize>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<(), RunError> {
+    let path = state.container_dir(&record.id).join("ctr.log");
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(RunError::container(
+                &record.name,
+                "it has no log: only detached containers (run -d) keep one",
+            ));
+        }
+        Err(e) => return Err(e).at("open", &path),
+    };
+    let mut reader = BufReader::new(file);
+    let mut offset = 0u64;
+    let mut first = true;
+    loop {
+        // Read the status before the log, so output written just before the exit is not missed.
+        let running = follow
+            && state
+                .load(&record.id)
+                .map(|r| r.live_status() == Status::Running)
+                .unwrap_or(false);
+        reader.seek(SeekFrom::Start(offset)).at("read", &path)?;
+        let (mut entries, consumed) = read_entries(&mut reader).at("read", &path)?;
+        offset += consumed as u64;
+        if first && let Some(n) = tail {
+            // Lines, not entries: a long line is several partial entries.
+            let mut lines = 0;
+            let mut start = entries.len();
+            while start > 0 {
+                let ends_line = entries[start - 1].content.ends_with(b"\n");
+                if ends_line {
+                    if lines == n {
+                        break;
+                    }
+                    lines += 1;
+                }
+                start -= 1;
+            }
+            entries.drain(..start);
+        }
+        first = false;
+        for e in entries {
+            let out: &mut dyn Write = match e.stream {
+                Stream::Stdout => &mut *stdout,
+                Stream::Stderr => &mut *stderr,
+            };
+            if timestamps {
+                let _ = write!(out, "{} ", e.time);
+            }
+            out.write_all(&e.content).at("write", "the output")?;
+        }
+        stdout.flush().at("write", "the output")?;
+        if !running {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What `exec` runs, on top of the container's own process settings.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    /// The command and arguments.
+    pub command: Vec<String>,
+    /// `-e KEY=VALUE` (or `KEY`, from this environment).
+    pub env: Vec<String>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-t`.
+    pub tty: bool,
+    /// `--privileged`: every capability.
+    pub privileged: bool,
+}
+
+/// The process spec for `exec`: the container's process with the command, env, user, working directory and
+/// terminal replaced as asked.
+pub fn exec_process(record: &ContainerRecord, request: &ExecRequest) -> Result<Process, RunError> {
+    if request.command.is_empty() {
+        return Err(RunError::option(
+            "exec",
+            "give the command to run after the container's name",
+        ));
+    }
+    let config_path = record.bundle.join("config.json");
+    let spec = Spec::load(&config_path)
+        .map_err(|e| RunError::container(&record.name, format!("{}: {e}", config_path.display())))?;
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(request.command.clone()));
+    process.set_terminal(Some(request.tty));
+    process.set_console_size(None);
+    let mut env = process.env().clone().unwrap_or_default();
+    for item in &request.env {
+        let entry = match item.split_once('=') {
+            Some(_) => item.clone(),
+            None => match std::env::var(item) {
+                Ok(v) => format!("{item}={v}"),
+                Err(_) => continue,
+            },
+        };
+        let key = entry.split('=').next().unwrap_or_default().to_owned();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+    }
+    process.set_env(Some(env));
+    if let Some(dir) = &request.workdir {
+        if !dir.starts_with('/') {
+            return Err(RunError::option(
+                format!("-w {dir}"),
+                "the working directory must be absolute",
+            ));
+        }
+        process.set_cwd(dir.into());
+    }
+    if let Some(user) = &request.user {
+        let spec_user = UserSpec::parse(user).map_err(|e| RunError::option(format!("-u {user}"), e.to_string()))?;
+        let root = spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_else(|| "rootfs".into());
+        let rootfs = if root.is_absolute() {
+            root
+        } else {
+            record.bundle.join(root)
+        };
+        let (passwd, group) = RootFs::open(&rootfs, &record.image)?.account_files()?;
+        let resolved = resolve_user(&spec_user, &passwd, &group)
+            .map_err(|e| RunError::option(format!("-u {user}"), e.to_string()))?;
+        let mut builder = UserBuilder::default().uid(resolved.uid).gid(resolved.gid);
+        if !resolved.additional_gids.is_empty() {
+            builder = builder.additional_gids(resolved.additional_gids);
+        }
+        process.set_user(builder.build().expect("a user with ids builds"));
+    }
+    if request.privileged {
+        let all = berth_sandbox::caps::host_bounding_set();
+        process.set_capabilities(Some(berth_sandbox::caps::linux_capabilities(&all)));
+    }
+    Ok(process)
+}
+
+/// What [`collect_garbage`] did.
+#[derive(Debug, Clone, Default)]
+pub struct GcReport {
+    /// Removed layer directories.
+    pub removed: Vec<Digest>,
+    /// Layers kept.
+    pub kept: usize,
+}
+
+/// Removes cached layers no container uses and (unless `all`) no image in the store at `store` references.
+pub fn collect_garbage(state: &StateDir, cache: &Path, store: &Path, all: bool) -> Result<GcReport, RunError> {
+    let layers = LayerStore::open(cache)?;
+    let (removed, kept) = layers.collect_garbage(|| {
+        let mut keep: HashSet<String> = HashSet::new();
+        if !all && let Ok(layout) = Layout::open(store) {
+            keep.extend(store_diff_ids(&layout));
+        }
+        for record in state.list()? {
+            keep.extend(record.layers);
+        }
+        Ok(keep)
+    })?;
+    Ok(GcReport { removed, kept })
+}
+
+/// diffIDs of every image (every platform) in a layout; unreadable entries are skipped.
+fn store_diff_ids(layout: &Layout) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(index) = layout.index() else {
+        return out;
+    };
+    let mut pending: Vec<oci_spec::image::Descriptor> = index.parsed().manifests().clone();
+    let mut seen = HashSet::new();
+    while let Some(desc) = pending.pop() {
+        if !seen.insert(desc.digest().to_string()) {
+            continue;
+        }
+        match layout.read_manifest_or_index(&desc) {
+            Ok(ManifestOrIndex::Index(i)) => pending.extend(i.parsed().manifests().iter().cloned()),
+            Ok(ManifestOrIndex::Manifest(m)) => {
+                if let Ok(config) = layout.read_config(m.parsed().config()) {
+                    out.extend(config.parsed().rootfs().diff_ids().iter().cloned());
+                }
+            }
+            Err(e) => tracing::debug!("gc: skipping {}: {e}", desc.digest()),
+        }
+    }
+    out
+}

@@ -1,0 +1,333 @@
+//! The runner's state directory: one directory per container with its record, runtime spec, root filesystem and
+//! log, and libcontainer's own state beside them.
+//!
+//! ```text
+//! STATE/containers/ID/container.json   the record (replaced atomically)
+//!                    /config.json      the runtime spec; the directory is the bundle
+//!                    /rootfs           the overlay mount point (or a copied root filesystem)
+//!                    /upper /work      the overlay's writable layer
+//!                    /ctr.log          output of a detached container
+//! STATE/runtime/ID/                    libcontainer's state
+//! STATE/names.lock                     held while a name is claimed or a container removed
+//! ```
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use berth_sandbox::runtime::Runtime;
+use serde::{Deserialize, Serialize};
+
+use crate::RunError;
+use crate::error::IoContext;
+
+/// The state directory, from the environment of this process.
+pub fn default_state_path() -> PathBuf {
+    state_path_from(|k| std::env::var_os(k), rustix::process::geteuid().is_root())
+}
+
+/// The state path rule over an arbitrary environment: `$BERTH_STATE`, `$XDG_DATA_HOME/berth/state`,
+/// `/var/lib/berth/state` for root, `~/.local/share/berth/state` otherwise.
+pub fn state_path_from(env: impl Fn(&str) -> Option<OsString>, is_root: bool) -> PathBuf {
+    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(p) = non_empty("BERTH_STATE") {
+        return p;
+    }
+    if let Some(p) = non_empty("XDG_DATA_HOME") {
+        return p.join("berth/state");
+    }
+    if is_root {
+        return PathBuf::from("/var/lib/berth/state");
+    }
+    non_empty("HOME")
+        .unwrap_or_else(|| PathBuf::from("/"))
+        .join(".local/share/berth/state")
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Prepared, not started (or being started).
+    Created,
+    /// Its process runs.
+    Running,
+    /// Its process ended.
+    Exited,
+}
+
+/// How the container's root filesystem was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootfsKind {
+    /// An overlay of cached layers, mounted at `rootfs/` while the container runs.
+    Overlay,
+    /// A copy of the layers in `rootfs/`.
+    Copy,
+    /// A bundle given with `--bundle`, used in place.
+    Bundle,
+}
+
+/// What Berth remembers of a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique among the containers of this state directory.
+    pub name: String,
+    /// The image as the user named it.
+    pub image: String,
+    /// The image's manifest digest (empty for `--bundle`).
+    pub image_digest: String,
+    /// The process's arguments.
+    pub command: Vec<String>,
+    /// Seconds since the epoch.
+    pub created: u64,
+    /// The recorded status (see [`ContainerRecord::live_status`]).
+    pub status: Status,
+    /// The container's first process, while it runs.
+    pub pid: Option<i32>,
+    /// The process that waits for it and records its exit (a detached container's monitor).
+    pub monitor_pid: Option<i32>,
+    /// The exit code (128 + N for signal N).
+    pub exit_code: Option<i32>,
+    /// Seconds since the epoch.
+    pub started: Option<u64>,
+    /// Seconds since the epoch.
+    pub finished: Option<u64>,
+    /// How `rootfs/` is made.
+    pub rootfs: RootfsKind,
+    /// The bundle directory (the container directory, or the `--bundle` directory).
+    pub bundle: PathBuf,
+    /// diffIDs of the cached layers the overlay stacks (kept from garbage collection while the container exists).
+    pub layers: Vec<String>,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// The signal `stop` sends first (the image's StopSignal, or SIGTERM).
+    pub stop_signal: i32,
+    /// `-t`.
+    pub tty: bool,
+}
+
+impl ContainerRecord {
+    /// The status as it really is: a container recorded as running whose process is gone (its monitor was
+    /// killed, or the machine rebooted) has exited.
+    pub fn live_status(&self) -> Status {
+        match (self.status, self.pid) {
+            (Status::Running, Some(pid)) if !process_alive(pid) => Status::Exited,
+            (s, _) => s,
+        }
+    }
+
+    /// The first 12 digits of the id, as `ps` shows it.
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+}
+
+/// Whether a process with this id exists and is not a zombie.
+pub fn process_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state letter follows the parenthesized command, which may itself hold parentheses.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, None | Some('Z') | Some('X'))
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+/// An exclusive lock on the state directory's names; released on drop.
+#[derive(Debug)]
+pub struct NamesLock {
+    _file: File,
+}
+
+impl StateDir {
+    /// Opens (creating) the state directory at `root`.
+    pub fn open(root: &Path) -> Result<StateDir, RunError> {
+        let containers = root.join("containers");
+        std::fs::create_dir_all(&containers).at("create", &containers)?;
+        let root = std::fs::canonicalize(root).at("resolve", root)?;
+        Ok(StateDir { root })
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// libcontainer's state, under `runtime/`.
+    pub fn runtime(&self) -> Result<Runtime, RunError> {
+        Ok(Runtime::new(&self.root.join("runtime"))?)
+    }
+
+    /// The directory of container `id`.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    /// Takes the names lock (blocking).
+    pub fn lock_names(&self) -> Result<NamesLock, RunError> {
+        let path = self.root.join("names.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at("open", &path)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).at("lock", &path)?;
+        Ok(NamesLock { _file: file })
+    }
+
+    /// Every container with a readable record, oldest first.
+    pub fn list(&self) -> Result<Vec<ContainerRecord>, RunError> {
+        let dir = self.root.join("containers");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).at("read", &dir)? {
+            let entry = entry.at("read", &dir)?;
+            let id = entry.file_name().to_string_lossy().into_owned();
+            match self.load(&id) {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::debug!("skipping {id}: {e}"),
+            }
+        }
+        out.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        Ok(out)
+    }
+
+    /// The record of container `id`.
+    pub fn load(&self, id: &str) -> Result<ContainerRecord, RunError> {
+        let path = self.container_dir(id).join("container.json");
+        let bytes = std::fs::read(&path).at("read", &path)?;
+        serde_json::from_slice(&bytes).map_err(|e| RunError::container(id, format!("{}: {e}", path.display())))
+    }
+
+    /// Writes a record (atomically: a temp file renamed over the old one).
+    pub fn save(&self, record: &ContainerRecord) -> Result<(), RunError> {
+        let path = self.container_dir(&record.id).join("container.json");
+        let json = serde_json::to_vec_pretty(record).expect("a record serializes");
+        berth_sandbox::etc_files::write_atomically(&path, &json)?;
+        Ok(())
+    }
+
+    /// Loads a record, changes it and saves it, under the names lock (so two processes updating one record do
+    /// not lose each other's change).
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut ContainerRecord)) -> Result<ContainerRecord, RunError> {
+        let _lock = self.lock_names()?;
+        let mut record = self.load(id)?;
+        change(&mut record);
+        self.save(&record)?;
+        Ok(record)
+    }
+
+    /// Finds a container by name, full id or unique id prefix.
+    pub fn find(&self, what: &str) -> Result<ContainerRecord, RunError> {
+        let all = self.list()?;
+        if let Some(r) = all.iter().find(|r| r.name == what || r.id == what) {
+            return Ok(r.clone());
+        }
+        let matches: Vec<&ContainerRecord> = if what.len() >= 3 && what.bytes().all(|b| b.is_ascii_hexdigit()) {
+            all.iter().filter(|r| r.id.starts_with(what)).collect()
+        } else {
+            Vec::new()
+        };
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(RunError::container(
+                what,
+                "no such container; `berth-run ps -a` lists them",
+            )),
+            many => Err(RunError::container(
+                what,
+                format!(
+                    "the id prefix matches {} containers; give more digits or the name",
+                    many.len()
+                ),
+            )),
+        }
+    }
+}
+
+/// A Docker-style name for a container: two words and a number, from the id.
+pub fn generated_name(id: &str) -> String {
+    const FIRST: [&str; 16] = [
+        "brave", "calm", "eager", "fond", "keen", "lucid", "merry", "neat", "proud", "quiet", "sharp", "steady",
+        "swift", "tidy", "warm", "wise",
+    ];
+    const SECOND: [&str; 16] = [
+        "anchor", "buoy", "cable", "dock", "ferry", "harbor", "jetty", "keel", "lock", "mast", "pier", "quay",
+        "rudder", "sail", "tug", "wharf",
+    ];
+    let byte = |i: usize| u8::from_str_radix(id.get(i..i + 2).unwrap_or("00"), 16).unwrap_or(0) as usize;
+    format!("{}_{}_{}", FIRST[byte(0) % 16], SECOND[byte(2) % 16], byte(4))
+}
+
+/// Checks a user-chosen container name: Docker's rule, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn validate_name(name: &str) -> Result<(), RunError> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && name.len() <= 128;
+    if ok {
+        Ok(())
+    } else {
+        Err(RunError::option(
+            format!("--name {name}"),
+            "a name starts with a letter or digit and holds only letters, digits, '_', '.' and '-'",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn state_path_precedence() {
+        let path = |vars: &[(&str, &str)], root| {
+            let m: HashMap<&str, &str> = vars.iter().copied().collect();
+            state_path_from(|k| m.get(k).map(Into::into), root)
+        };
+        assert_eq!(path(&[("BERTH_STATE", "/s")], true), PathBuf::from("/s"));
+        assert_eq!(path(&[("XDG_DATA_HOME", "/x")], true), PathBuf::from("/x/berth/state"));
+        assert_eq!(path(&[], true), PathBuf::from("/var/lib/berth/state"));
+        assert_eq!(
+            path(&[("HOME", "/h")], false),
+            PathBuf::from("/h/.local/share/berth/state")
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_name("web-1.a_b").is_ok());
+        for bad in ["", "-x", "a/b", "a b", "é"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+        let n = generated_name("ff00aa");
+        assert!(validate_name(&n).is_ok(), "{n}");
+    }
+
+    #[test]
+    fn liveness() {
+        assert!(process_alive(std::process::id() as i32));
+        assert!(!process_alive(i32::MAX));
+    }
+}

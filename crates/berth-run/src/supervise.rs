@@ -1,0 +1,307 @@
+//! Starting a container and staying with it until it exits: in the foreground (standard streams passed through,
+//! signals forwarded, a terminal with `-t`), or in a detached monitor process that writes the container's output
+//! to its log and records how it ended.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use berth_sandbox::runtime::{Runtime, Stdio, wait_exit};
+use oci_spec::runtime::Process;
+use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
+
+use crate::RunError;
+use crate::error::IoContext;
+use crate::logfile::{Stream, copy_to_log};
+use crate::rootfs::unmount_overlay;
+use crate::state::{ContainerRecord, RootfsKind, StateDir, Status, now};
+use crate::tty::{ConsoleSocket, RawMode, copy_window_size, spawn_input_copy, spawn_output_copy};
+
+/// The hidden subcommand the detached monitor runs as.
+pub const MONITOR_COMMAND: &str = "__monitor";
+
+fn dev_null() -> Result<OwnedFd, RunError> {
+    Ok(File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .at("open", "/dev/null")?
+        .into())
+}
+
+/// Starts the created container and records it as running. If it cannot start, it is removed.
+fn start(state: &StateDir, runtime: &Runtime, record: &ContainerRecord, stdio: Stdio) -> Result<i32, RunError> {
+    match runtime.start(&record.id, &record.bundle, stdio) {
+        Ok(pid) => {
+            state.update(&record.id, |r| {
+                r.status = Status::Running;
+                r.pid = Some(pid);
+                r.monitor_pid = Some(std::process::id() as i32);
+                r.started = Some(now());
+            })?;
+            Ok(pid)
+        }
+        Err(e) => {
+            if let Err(cleanup) = remove_container(state, runtime, record) {
+                tracing::warn!("{cleanup}");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// After the container's process has ended: records the exit code, deletes the runtime's state and cgroup,
+/// unmounts the root filesystem, and removes the container when it was started with `--rm`.
+pub fn finish(state: &StateDir, runtime: &Runtime, id: &str, code: i32) -> Result<(), RunError> {
+    let record = state.update(id, |r| {
+        r.status = Status::Exited;
+        r.exit_code = Some(code);
+        r.finished = Some(now());
+    })?;
+    if record.auto_remove {
+        return remove_container(state, runtime, &record);
+    }
+    if let Err(e) = runtime.delete(id, true) {
+        tracing::warn!("{e}");
+    }
+    release_rootfs(&record);
+    Ok(())
+}
+
+/// Unmounts an overlay root filesystem (not mounted is fine).
+pub fn release_rootfs(record: &ContainerRecord) {
+    if record.rootfs == RootfsKind::Overlay {
+        let target = record.bundle.join("rootfs");
+        if let Err(e) = unmount_overlay(&target) {
+            tracing::debug!("{e}");
+        }
+    }
+}
+
+/// Removes everything of a container that is not running: runtime state, mounts, directory, record.
+pub fn remove_container(state: &StateDir, runtime: &Runtime, record: &ContainerRecord) -> Result<(), RunError> {
+    runtime.delete(&record.id, true)?;
+    release_rootfs(record);
+    let dir = state.container_dir(&record.id);
+    // The record goes first, so a crash midway leaves no half-removed container listed.
+    let json = dir.join("container.json");
+    match std::fs::remove_file(&json) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at("remove", json),
+        _ => {}
+    }
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at("remove", dir),
+        _ => Ok(()),
+    }
+}
+
+/// Forwards the signals a user sends to berth-run (Ctrl-C, `kill`) to process `pid`, and window size changes to
+/// the terminal, from a background thread.
+fn forward_signals(pid: i32, terminal: Option<OwnedFd>) -> Result<(), RunError> {
+    let target = rustix::process::Pid::from_raw(pid).expect("a started process has a positive id");
+    let pidfd =
+        rustix::process::pidfd_open(target, rustix::process::PidfdFlags::empty()).at("open", format!("/proc/{pid}"))?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH])
+            .at("handle signals of", "berth-run")?;
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            if sig == SIGWINCH {
+                if let Some(t) = &terminal {
+                    copy_window_size(t.as_fd());
+                }
+                continue;
+            }
+            if let Some(signal) = rustix::process::Signal::from_named_raw(sig) {
+                tracing::debug!(sig, pid, "forwarding signal");
+                let _ = rustix::process::pidfd_send_signal(&pidfd, signal);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// How a foreground process's standard streams are connected.
+#[derive(Debug, Clone, Copy)]
+pub struct Attach {
+    /// `-i`: standard input goes to the process (otherwise it reads /dev/null).
+    pub interactive: bool,
+    /// `-t`: the process gets a terminal.
+    pub tty: bool,
+}
+
+/// The standard streams for a foreground process, and the console socket when it gets a terminal.
+fn foreground_stdio(attach: Attach) -> Result<(Stdio, Option<ConsoleSocket>), RunError> {
+    let mut stdio = Stdio::default();
+    if !attach.interactive && !attach.tty {
+        stdio.stdin = Some(dev_null()?);
+    }
+    let console = if attach.tty { Some(ConsoleSocket::new()?) } else { None };
+    stdio.console_socket = console.as_ref().map(|c| c.path().to_owned());
+    Ok((stdio, console))
+}
+
+/// Waits for a foreground process: terminal plumbing, signal forwarding, then its exit code.
+fn attend(pid: i32, console: Option<ConsoleSocket>, attach: Attach) -> Result<i32, RunError> {
+    let mut output = None;
+    let mut raw = None;
+    let mut terminal = None;
+    if let Some(console) = &console {
+        let master = console.receive()?;
+        copy_window_size(master.as_fd());
+        if attach.interactive {
+            raw = RawMode::enable();
+            spawn_input_copy(&master)?;
+        }
+        output = Some(spawn_output_copy(&master)?);
+        terminal = Some(master);
+    }
+    forward_signals(pid, terminal)?;
+    let code = wait_exit(pid)?;
+    if let Some(o) = output {
+        let _ = o.join();
+    }
+    drop(raw);
+    Ok(code)
+}
+
+/// Starts the created container in the foreground and waits for it; returns its exit code (128 + N when signal N
+/// killed it). The container is then cleaned up (and removed with `--rm`).
+pub fn run_foreground(state: &StateDir, record: &ContainerRecord, attach: Attach) -> Result<i32, RunError> {
+    let runtime = state.runtime()?;
+    let (stdio, console) = foreground_stdio(attach)?;
+    let pid = start(state, &runtime, record, stdio)?;
+    let code = attend(pid, console, attach);
+    let code = match code {
+        Ok(c) => c,
+        Err(e) => {
+            // The terminal could not be set up: do not leave the process behind.
+            let _ = runtime.kill(&record.id, 9, true);
+            let c = wait_exit(pid).unwrap_or(137);
+            finish(state, &runtime, &record.id, c)?;
+            return Err(e);
+        }
+    };
+    finish(state, &runtime, &record.id, code)?;
+    Ok(code)
+}
+
+/// Runs `process` in the running container `record` (`exec`) in the foreground; returns its exit code.
+pub fn exec_foreground(
+    state: &StateDir,
+    record: &ContainerRecord,
+    process: &Process,
+    attach: Attach,
+) -> Result<i32, RunError> {
+    let runtime = state.runtime()?;
+    let (stdio, console) = foreground_stdio(attach)?;
+    let pid = runtime.exec(&record.id, process, &state.container_dir(&record.id), stdio)?;
+    attend(pid, console, attach)
+}
+
+/// Starts a detached container: spawns the monitor (this program, re-executed) and waits until it reports the
+/// container started. Returns the container's process id.
+pub fn start_detached(state: &StateDir, record: &ContainerRecord) -> Result<i32, RunError> {
+    let exe = std::env::current_exe().at("find", "/proc/self/exe")?;
+    let dir = state.container_dir(&record.id);
+    let log_path = dir.join("monitor.log");
+    let log = File::create(&log_path).at("create", &log_path)?;
+    let mut child = std::process::Command::new(&exe)
+        .arg("--state")
+        .arg(state.root())
+        .arg(MONITOR_COMMAND)
+        .arg(&record.id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .at("start", &exe)?;
+    let mut report = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut report);
+    }
+    if let Some(pid) = report.trim().strip_prefix("started ").and_then(|p| p.parse().ok()) {
+        return Ok(pid);
+    }
+    let _ = child.wait();
+    let reason = match report.trim().strip_prefix("error: ") {
+        Some(e) => e.to_owned(),
+        None => {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            format!("the monitor process failed: {}", log.trim())
+        }
+    };
+    Err(RunError::container(&record.name, reason))
+}
+
+/// The monitor of a detached container (`berth-run __monitor ID`): starts the container with its output going
+/// to `ctr.log`, reports `started PID` (or `error: …`) on standard output, then waits for the container and
+/// records its exit.
+pub fn monitor_main(state_root: &Path, id: &str) -> Result<(), RunError> {
+    let _ = rustix::process::setsid();
+    let state = StateDir::open(state_root)?;
+    let record = state.load(id)?;
+    let runtime = state.runtime()?;
+    let log_path = state.container_dir(id).join("ctr.log");
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .at("open", &log_path)?;
+    let log = Arc::new(Mutex::new(log));
+
+    let mut stdio = Stdio {
+        stdin: Some(dev_null()?),
+        ..Stdio::default()
+    };
+    let mut readers: Vec<(OwnedFd, Stream)> = Vec::new();
+    let console = if record.tty {
+        let c = ConsoleSocket::new()?;
+        stdio.console_socket = Some(c.path().to_owned());
+        Some(c)
+    } else {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).at("create", "a pipe")?;
+            match stream {
+                Stream::Stdout => stdio.stdout = Some(write),
+                Stream::Stderr => stdio.stderr = Some(write),
+            }
+            readers.push((read, stream));
+        }
+        None
+    };
+    let pid = match start(&state, &runtime, &record, stdio) {
+        Ok(pid) => pid,
+        Err(e) => {
+            println!("error: {e}");
+            return Ok(());
+        }
+    };
+    if let Some(c) = &console {
+        match c.receive() {
+            Ok(master) => readers.push((master, Stream::Stdout)),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    let threads: Vec<_> = readers
+        .into_iter()
+        .map(|(fd, stream)| {
+            let log = log.clone();
+            std::thread::spawn(move || copy_to_log(File::from(fd), stream, log))
+        })
+        .collect();
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "started {pid}");
+        let _ = out.flush();
+    }
+    let null = dev_null()?;
+    let _ = rustix::stdio::dup2_stdout(&null);
+    let code = wait_exit(pid)?;
+    for t in threads {
+        let _ = t.join();
+    }
+    finish(&state, &runtime, id, code)
+}

@@ -1,0 +1,149 @@
+//! Terminals: the console socket through which libcontainer hands over a container's pty master, raw mode for
+//! the user's terminal, window sizes, and the copy loops between them.
+
+use std::io::{Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SocketAddrUnix, SocketFlags, SocketType,
+};
+use rustix::termios::{OptionalActions, Termios};
+
+use crate::RunError;
+use crate::error::IoContext;
+
+/// A listening Unix socket in a private temporary directory (short path: socket paths are limited to 107 bytes).
+#[derive(Debug)]
+pub struct ConsoleSocket {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    listener: OwnedFd,
+}
+
+impl ConsoleSocket {
+    /// Creates and listens.
+    pub fn new() -> Result<ConsoleSocket, RunError> {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-tty-")
+            .tempdir()
+            .at("create a temporary directory in", std::env::temp_dir())?;
+        let path = dir.path().join("console.sock");
+        let listener = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
+            .at("create a socket for", &path)?;
+        let addr = SocketAddrUnix::new(&path).at("name a socket", &path)?;
+        rustix::net::bind(&listener, &addr).at("bind", &path)?;
+        rustix::net::listen(&listener, 1).at("listen on", &path)?;
+        Ok(ConsoleSocket {
+            _dir: dir,
+            path,
+            listener,
+        })
+    }
+
+    /// The socket's path, for libcontainer.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Accepts libcontainer's connection and receives the pty master it sends.
+    pub fn receive(&self) -> Result<OwnedFd, RunError> {
+        let conn = rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC).at("accept on", &self.path)?;
+        let mut name = [0u8; 4096];
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut ancillary = RecvAncillaryBuffer::new(&mut space);
+        rustix::net::recvmsg(
+            &conn,
+            &mut [std::io::IoSliceMut::new(&mut name)],
+            &mut ancillary,
+            RecvFlags::CMSG_CLOEXEC,
+        )
+        .at("receive the terminal from", &self.path)?;
+        for message in ancillary.drain() {
+            if let RecvAncillaryMessage::ScmRights(mut fds) = message
+                && let Some(fd) = fds.next()
+            {
+                return Ok(fd);
+            }
+        }
+        Err(std::io::Error::other("the runtime sent no terminal")).at("receive the terminal from", &self.path)
+    }
+}
+
+/// The user's terminal in raw mode; restored on drop.
+#[derive(Debug)]
+pub struct RawMode {
+    saved: Termios,
+}
+
+impl RawMode {
+    /// Puts standard input in raw mode when it is a terminal.
+    pub fn enable() -> Option<RawMode> {
+        let stdin = rustix::stdio::stdin();
+        if !rustix::termios::isatty(stdin) {
+            return None;
+        }
+        let saved = rustix::termios::tcgetattr(stdin).ok()?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(stdin, OptionalActions::Now, &raw).ok()?;
+        Some(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(rustix::stdio::stdin(), OptionalActions::Now, &self.saved);
+    }
+}
+
+/// Gives the container's terminal the size of the user's (when standard output is a terminal).
+pub fn copy_window_size(master: BorrowedFd<'_>) {
+    let stdout = rustix::stdio::stdout();
+    if let Ok(size) = rustix::termios::tcgetwinsize(stdout) {
+        let _ = rustix::termios::tcsetwinsize(master, size);
+    }
+}
+
+/// Copies the terminal's output to standard output until the container side closes; returns when done.
+pub fn spawn_output_copy(master: &OwnedFd) -> Result<std::thread::JoinHandle<()>, RunError> {
+    let reader = master.try_clone().at("duplicate", "the terminal")?;
+    Ok(std::thread::spawn(move || {
+        let mut reader = std::fs::File::from(reader);
+        let mut out = std::io::stdout().lock();
+        let mut buf = [0u8; 8192];
+        loop {
+            match reader.read(&mut buf) {
+                // EIO: every process holding the terminal's other side has exited.
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }))
+}
+
+/// Copies standard input to the terminal (in the background, for as long as the process lives).
+pub fn spawn_input_copy(master: &OwnedFd) -> Result<(), RunError> {
+    let writer = master.try_clone().at("duplicate", "the terminal")?;
+    std::thread::spawn(move || {
+        let mut writer = std::fs::File::from(writer);
+        let mut input = std::io::stdin().lock();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = input.read(&mut buf) {
+            if n == 0 || writer.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Whether `fd` is a terminal.
+pub fn is_terminal(fd: impl AsFd) -> bool {
+    rustix::termios::isatty(fd)
+}

@@ -1,0 +1,206 @@
+//! Running a prepared bundle through youki's libcontainer: create and start a container, run more processes in
+//! it, signal it, delete it.
+//!
+//! The container's first process is a child of the calling process (libcontainer clones it as a sibling of its
+//! intermediate process), so the caller waits for it with [`wait_exit`]. libcontainer forks and changes the working
+//! directory while creating a container: call these functions before starting other threads that care.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::Container;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use oci_spec::runtime::Process;
+
+use crate::SandboxError;
+use crate::error::IoContext;
+
+/// Where a process's standard streams go. `None` inherits the caller's.
+#[derive(Debug, Default)]
+pub struct Stdio {
+    /// Standard input.
+    pub stdin: Option<OwnedFd>,
+    /// Standard output.
+    pub stdout: Option<OwnedFd>,
+    /// Standard error.
+    pub stderr: Option<OwnedFd>,
+    /// A listening Unix socket path that receives the terminal's master side (when `process.terminal` is true).
+    pub console_socket: Option<PathBuf>,
+}
+
+/// libcontainer's state directory, holding one directory per container.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: PathBuf,
+}
+
+fn runtime_error(container: &str, action: &'static str, e: impl std::error::Error) -> SandboxError {
+    let mut reason = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !reason.contains(&text) {
+            reason.push_str(": ");
+            reason.push_str(&text);
+        }
+        source = s.source();
+    }
+    SandboxError::Runtime {
+        container: container.to_owned(),
+        action,
+        reason,
+    }
+}
+
+impl Runtime {
+    /// Uses (creating) `root` as libcontainer's state directory.
+    pub fn new(root: &Path) -> Result<Runtime, SandboxError> {
+        std::fs::create_dir_all(root).at("create", root)?;
+        let root = std::fs::canonicalize(root).at("resolve", root)?;
+        Ok(Runtime { root })
+    }
+
+    /// The state directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn builder(&self, id: &str, stdio: Stdio) -> Result<ContainerBuilder, SandboxError> {
+        let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
+            .with_root_path(self.root.clone())
+            .map_err(|e| runtime_error(id, "use the state directory", e))?
+            .with_console_socket(stdio.console_socket);
+        if let Some(fd) = stdio.stdin {
+            builder = builder.with_stdin(fd);
+        }
+        if let Some(fd) = stdio.stdout {
+            builder = builder.with_stdout(fd);
+        }
+        if let Some(fd) = stdio.stderr {
+            builder = builder.with_stderr(fd);
+        }
+        Ok(builder)
+    }
+
+    /// Creates container `id` from the bundle in `bundle` (its `config.json` and root filesystem) and starts its
+    /// process. Returns the process id. On failure, whatever was created is deleted again.
+    pub fn start(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32, SandboxError> {
+        let built = self
+            .builder(id, stdio)?
+            .as_init(bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build();
+        let mut container = match built {
+            Ok(c) => c,
+            Err(e) => {
+                let err = runtime_error(id, "create", e);
+                self.delete_quietly(id);
+                return Err(err);
+            }
+        };
+        if let Err(e) = container.start() {
+            let err = runtime_error(id, "start", e);
+            let _ = container.kill(libcontainer::signal::Signal::try_from(9).expect("SIGKILL"), true);
+            self.delete_quietly(id);
+            return Err(err);
+        }
+        container.pid().map(|p| p.as_raw()).ok_or_else(|| {
+            runtime_error(
+                id,
+                "start",
+                std::io::Error::other("libcontainer reported no process id"),
+            )
+        })
+    }
+
+    /// Runs another process in the running container `id` (`exec`). Returns its process id, a child of the
+    /// caller.
+    pub fn exec(&self, id: &str, process: &Process, scratch: &Path, stdio: Stdio) -> Result<i32, SandboxError> {
+        let path = scratch.join(format!("exec-{}.json", std::process::id()));
+        let json = serde_json::to_vec(process).expect("a process spec serializes");
+        std::fs::write(&path, json).at("write", &path)?;
+        let result = self
+            .builder(id, stdio)?
+            .as_tenant()
+            .with_process(Some(&path))
+            .with_detach(true)
+            .build();
+        let _ = std::fs::remove_file(&path);
+        result.map(|p| p.as_raw()).map_err(|e| runtime_error(id, "exec", e))
+    }
+
+    fn load(&self, id: &str) -> Result<Container, SandboxError> {
+        let mut c = Container::load(self.root.join(id)).map_err(|e| runtime_error(id, "load the state of", e))?;
+        c.refresh_status()
+            .map_err(|e| runtime_error(id, "read the state of", e))?;
+        Ok(c)
+    }
+
+    /// Whether libcontainer knows container `id`.
+    pub fn exists(&self, id: &str) -> bool {
+        self.root.join(id).join("state.json").exists()
+    }
+
+    /// Sends `signal` to the container's first process (`all`: to every process in it).
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), SandboxError> {
+        let signal = libcontainer::signal::Signal::try_from(signal).map_err(|e| runtime_error(id, "signal", e))?;
+        self.load(id)?
+            .kill(signal, all)
+            .map_err(|e| runtime_error(id, "signal", e))
+    }
+
+    /// Deletes container `id`: its cgroup and libcontainer's state (`force`: kills it first if it still runs).
+    /// A container libcontainer does not know is already deleted.
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), SandboxError> {
+        if !self.root.join(id).exists() {
+            return Ok(());
+        }
+        match self.load(id) {
+            Ok(mut c) => c.delete(force).map_err(|e| runtime_error(id, "delete", e)),
+            Err(e) => {
+                // Half-created state (no state.json): nothing runs from it.
+                tracing::debug!("{e}; removing the state directory");
+                let dir = self.root.join(id);
+                std::fs::remove_dir_all(&dir).at("remove", dir)
+            }
+        }
+    }
+
+    fn delete_quietly(&self, id: &str) {
+        if let Err(e) = self.delete(id, true) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// How a process ended, as a shell reports it: its exit code, or 128 + the signal that killed it.
+pub fn wait_exit(pid: i32) -> Result<i32, SandboxError> {
+    let pid_t = rustix::process::Pid::from_raw(pid).ok_or_else(|| SandboxError::Io {
+        action: "wait for",
+        path: PathBuf::from(format!("process {pid}")),
+        source: std::io::Error::other("not a process id"),
+    })?;
+    loop {
+        match rustix::process::waitpid(Some(pid_t), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
+                if let Some(code) = status.exit_status() {
+                    return Ok(code);
+                }
+                if let Some(sig) = status.terminating_signal() {
+                    return Ok(128 + sig);
+                }
+            }
+            Ok(None) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(SandboxError::Io {
+                    action: "wait for",
+                    path: PathBuf::from(format!("process {pid}")),
+                    source: e.into(),
+                });
+            }
+        }
+    }
+}
