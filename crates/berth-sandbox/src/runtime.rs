@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use libcontainer::container::Container;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::get_executor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use oci_spec::runtime::Process;
 
 use crate::SandboxError;
@@ -33,6 +35,55 @@ pub struct Stdio {
 #[derive(Debug, Clone)]
 pub struct Runtime {
     root: PathBuf,
+}
+
+/// libcontainer's default executor, after giving every signal its default action and unblocking them all.
+///
+/// The container's first process is cloned from the caller, and ignored signals stay ignored across `exec`: a
+/// berth-run started from a script (SIGINT and SIGQUIT ignored) or by Rust (SIGPIPE ignored) would hand that on
+/// to the container. Docker's and containerd's containers start with every signal at its default.
+#[derive(Clone)]
+struct CleanSignalsExecutor;
+
+impl Executor for CleanSignalsExecutor {
+    fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
+        reset_signals();
+        get_executor().exec(spec)
+    }
+
+    fn validate(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorValidationError> {
+        get_executor().validate(spec)
+    }
+}
+
+#[allow(unsafe_code)]
+fn reset_signals() {
+    // The kernel's `struct sigaction` with SIG_DFL (0), no flags, no restorer and an empty mask: all zeros, and
+    // four words cover every architecture's layout. The raw system call, because glibc's signal() refuses its two
+    // internal real-time signals (32, 33), which a parent may have left ignored too.
+    let default_action = [0u64; 4];
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: the process is single-threaded and about to exec; the action points to a live, fully initialized
+        // buffer of the kernel's size; no old action is requested.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                default_action.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
+        }
+    }
+    // SAFETY: an empty set, initialized by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
 }
 
 fn runtime_error(container: &str, action: &'static str, e: impl std::error::Error) -> SandboxError {
@@ -70,7 +121,8 @@ impl Runtime {
         let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
             .with_root_path(self.root.clone())
             .map_err(|e| runtime_error(id, "use the state directory", e))?
-            .with_console_socket(stdio.console_socket);
+            .with_console_socket(stdio.console_socket)
+            .with_executor(CleanSignalsExecutor);
         if let Some(fd) = stdio.stdin {
             builder = builder.with_stdin(fd);
         }

@@ -502,7 +502,18 @@ fn bundle(cli: &Cli, args: &BundleArgs) -> Outcome {
     Ok(0)
 }
 
+/// Restores SIGPIPE's default action. Rust programs start with SIGPIPE ignored, and an ignored signal stays
+/// ignored across `exec`: containers would inherit it (`yes | head` would then never end by SIGPIPE).
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL needs no handler to stay valid.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = Cli::parse();
     // libcontainer logs what it cannot do on this host (absent cgroup controllers, syscalls unknown to the kernel)
     // as warnings, and its failures again as errors that Berth reports itself: shown only with --verbose.

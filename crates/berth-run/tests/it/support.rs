@@ -158,10 +158,18 @@ impl Env {
         }
     }
 
-    /// Bundle, then run: expects the bundle step to succeed.
+    /// Runs the image both ways — `berth-run bundle` then `runc run`, and `berth-run run` through libcontainer —
+    /// and checks both give the same exit code and output. Returns libcontainer's outcome.
     pub fn run(&self, flags: &[&str], image: &str, command: &[&str]) -> Ran {
         let bundle = self.bundle_ok(flags, image, command);
-        self.runc(&bundle)
+        let runc = self.runc(&bundle);
+        let berth = self.run_berth(flags, image, command);
+        assert_eq!(
+            (runc.code, &runc.stdout),
+            (berth.code, &berth.stdout),
+            "runc and berth-run run differ for {flags:?} {image} {command:?}:\nrunc: {runc:?}\nberth-run: {berth:?}"
+        );
+        berth
     }
 
     /// Like [`Env::run`], and expects exit code 0; returns stdout.
