@@ -1,14 +1,353 @@
 //! `berth-run run` through libcontainer, and the life of detached containers: ps, logs, kill, stop, rm, exec.
 
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
 use crate::support::Env;
 
+/// A shell loop that prints `ready`, then waits for signals; SIGTERM makes it print `term` and exit 3.
+const TRAP_TERM: &str = "echo ready; echo to-err >&2; trap 'echo term; exit 3' TERM; while :; do sleep 0.05; done";
+
+fn ok(env: &Env, args: &[&str]) -> String {
+    let ran = env.berth_out(args);
+    assert_eq!(ran.code, 0, "berth-run {args:?}: {ran:?}");
+    ran.stdout
+}
+
+fn ps_json(env: &Env) -> Vec<Value> {
+    serde_json::from_str(&ok(env, &["ps", "-a", "--format", "json"])).unwrap()
+}
+
+fn find<'a>(list: &'a [Value], name: &str) -> Option<&'a Value> {
+    list.iter().find(|c| c["Names"][0] == name)
+}
+
+/// Polls until the container's log holds `text`.
+fn wait_for_log(env: &Env, name: &str, text: &str) {
+    let start = Instant::now();
+    loop {
+        let ran = env.berth_out(&["logs", name]);
+        if ran.stdout.contains(text) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no {text:?} in the log of {name}: {ran:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn mounted_under(dir: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = dir.to_string_lossy();
+    info.lines().any(|l| l.contains(dir.as_ref()))
+}
+
 #[test]
-fn smoke_run() {
+fn foreground_exit_codes_and_streams() {
     let env = Env::new();
     let image = env.busybox();
     let ran = env.run_berth(&[], image, &["sh", "-c", "echo hello; echo oops >&2; exit 3"]);
-    assert_eq!(ran.code, 3, "{ran:?}");
-    assert_eq!(ran.stdout, "hello\n", "{ran:?}");
+    assert_eq!((ran.code, ran.stdout.as_str()), (3, "hello\n"), "{ran:?}");
+    assert!(ran.stderr.contains("oops\n"), "{ran:?}");
+    // A command that is not in the image: 127, as podman.
+    let ran = env.run_berth(&[], image, &["no-such-command"]);
+    assert_eq!(ran.code, 127, "{ran:?}");
+    assert!(ran.stderr.contains("no-such-command"), "{ran:?}");
+    // --rm left nothing.
+    assert!(ps_json(&env).is_empty());
+    let state = env.path("state");
+    assert!(!mounted_under(&state), "a --rm container left a mount");
+    assert_eq!(std::fs::read_dir(state.join("containers")).unwrap().count(), 0);
+}
+
+#[test]
+fn stdin_is_passed_only_with_interactive() {
+    let env = Env::new();
+    let image = env.busybox();
+    for (flag, expected) in [(Some("-i"), "typed\n"), (None, "")] {
+        let mut args = vec!["run", "--rm"];
+        args.extend(flag);
+        args.extend([image, "cat"]);
+        let mut child = env
+            .berth(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"typed\n").unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{args:?}");
+    }
+}
+
+#[test]
+fn signals_are_forwarded_in_the_foreground() {
+    let env = Env::new();
+    let image = env.busybox();
+    let mut child = env
+        .berth(&["run", "--rm", image, "sh", "-c", TRAP_TERM])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "term");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+}
+
+#[test]
+fn a_terminal_with_tty() {
+    let env = Env::new();
+    let image = env.busybox();
+    let cmd = env.berth(&["run", "--rm", "-t", image, "sh", "-c", "tty; stty size; exit 6"]);
+    let line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // script(1) gives berth-run a terminal of its own (40 rows, 100 columns); -e returns the child's exit code.
+    let out = std::process::Command::new("script")
+        .args(["-qe", "-c", &format!("stty rows 40 cols 100; {line}"), "/dev/null"])
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(6), "{text}");
+    assert!(!text.contains("not a tty"), "{text}");
+    assert!(text.contains("/dev/"), "{text}");
+    assert!(text.contains("40 100"), "the window size is passed on: {text}");
+}
+
+#[test]
+fn detached_lifecycle_ps_logs_exec_stop_rm() {
+    let env = Env::new();
+    let image = env.busybox();
+    let id = ok(&env, &["run", "-d", "--name", "web", image, "sh", "-c", TRAP_TERM]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "run -d prints the id: {id}");
+    wait_for_log(&env, "web", "ready");
+
+    let list = ps_json(&env);
+    let web = find(&list, "web").expect("ps lists it");
+    assert_eq!(web["Id"], id);
+    assert_eq!(web["State"], "running");
+    let table = ok(&env, &["ps"]);
+    assert!(table.lines().nth(1).unwrap().starts_with(&id[..12]), "{table}");
+    assert!(table.contains("Up "), "{table}");
+    assert_eq!(ok(&env, &["ps", "-q"]).trim(), &id[..12]);
+
+    // The default hostname is the id's first 12 characters.
+    assert_eq!(ok(&env, &["exec", "web", "/bin/busybox", "hostname"]).trim(), &id[..12]);
+    let ran = env.berth_out(&["exec", &id[..8], "sh", "-c", "echo $((20+22)); exit 4"]);
+    assert_eq!((ran.code, ran.stdout.as_str()), (4, "42\n"), "{ran:?}");
+    assert_eq!(ok(&env, &["exec", "-u", "nobody", "web", "id", "-u"]), "65534\n");
+    assert_eq!(
+        ok(
+            &env,
+            &["exec", "-e", "X=1", "-w", "/tmp", "web", "sh", "-c", "echo $X; pwd"]
+        ),
+        "1\n/tmp\n"
+    );
+    let ran = env.berth_out(&["exec", "web", "no-such-command"]);
+    assert_ne!(ran.code, 0, "{ran:?}");
+
+    let logs = env.berth_out(&["logs", "web"]);
+    assert_eq!(logs.stdout, "ready\n", "{logs:?}");
+    assert_eq!(logs.stderr, "to-err\n", "each stream to its own: {logs:?}");
+    let stamped = ok(&env, &["logs", "-t", "web"]);
+    assert!(stamped.starts_with("20") && stamped.contains("Z ready"), "{stamped}");
+
+    let ran = env.berth_out(&["rm", "web"]);
+    assert_ne!(ran.code, 0, "rm of a running container needs -f: {ran:?}");
+    assert!(ran.stderr.contains("-f"), "{ran:?}");
+
+    assert_eq!(ok(&env, &["stop", "web"]), "web\n");
+    let list = ps_json(&env);
+    let web = find(&list, "web").unwrap();
+    assert_eq!(
+        (web["State"].as_str(), web["ExitCode"].as_i64()),
+        (Some("exited"), Some(3)),
+        "{web}"
+    );
+    assert_eq!(ok(&env, &["logs", "web"]), "ready\nterm\n");
+    assert!(
+        ok(&env, &["ps"]).lines().count() == 1,
+        "ps without -a shows running containers only"
+    );
+    assert!(ok(&env, &["ps", "-a"]).contains("Exited (3)"));
+    let ran = env.berth_out(&["exec", "web", "true"]);
+    assert_ne!(ran.code, 0, "exec needs a running container");
+
+    let dir = env.path("state").join("containers").join(id);
+    assert!(dir.exists());
+    assert!(
+        !mounted_under(&dir),
+        "the root filesystem of an exited container is unmounted"
+    );
+    assert_eq!(ok(&env, &["rm", "web"]), "web\n");
+    assert!(!dir.exists());
+    assert!(ps_json(&env).is_empty());
+    let ran = env.berth_out(&["rm", "web"]);
+    assert!(ran.code != 0 && ran.stderr.contains("no such container"), "{ran:?}");
+}
+
+#[test]
+fn kill_stop_timeout_and_forced_removal() {
+    let env = Env::new();
+    let image = env.busybox();
+    // sh as PID 1 without a trap ignores SIGTERM: stop falls back to SIGKILL after its timeout.
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "stubborn",
+            image,
+            "sh",
+            "-c",
+            "echo ready; while :; do sleep 0.05; done",
+        ],
+    );
+    wait_for_log(&env, "stubborn", "ready");
+    let start = Instant::now();
+    assert_eq!(ok(&env, &["stop", "-t", "1", "stubborn"]), "stubborn\n");
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    assert_eq!(find(&ps_json(&env), "stubborn").unwrap()["ExitCode"], 137);
+
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "k",
+            image,
+            "sh",
+            "-c",
+            "trap 'exit 10' USR1; echo ready; while :; do sleep 0.05; done",
+        ],
+    );
+    wait_for_log(&env, "k", "ready");
+    assert_eq!(ok(&env, &["kill", "-s", "USR1", "k"]), "k\n");
+    let start = Instant::now();
+    while find(&ps_json(&env), "k").unwrap()["State"] == "running" {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(find(&ps_json(&env), "k").unwrap()["ExitCode"], 10);
+    let ran = env.berth_out(&["kill", "k"]);
+    assert!(ran.code != 0 && ran.stderr.contains("not running"), "{ran:?}");
+    let ran = env.berth_out(&["kill", "-s", "NOPE", "k"]);
+    assert!(ran.code != 0 && ran.stderr.contains("NOPE"), "{ran:?}");
+
+    ok(&env, &["run", "-d", "--name", "busy", image, "sleep", "1000"]);
+    assert_eq!(ok(&env, &["rm", "-f", "busy", "k", "stubborn"]), "busy\nk\nstubborn\n");
+    assert!(ps_json(&env).is_empty());
+    assert!(!mounted_under(&env.path("state")));
+}
+
+#[test]
+fn names_are_unique_and_rm_frees_them() {
+    let env = Env::new();
+    let image = env.busybox();
+    let ran = env.berth_out(&["run", "--name", "one", image, "true"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let ran = env.berth_out(&["run", "--name", "one", image, "true"]);
+    assert!(ran.code == 125 && ran.stderr.contains("in use"), "{ran:?}");
+    let ran = env.berth_out(&["run", "--name", "bad/name", image, "true"]);
+    assert!(ran.code == 125 && ran.stderr.contains("--name"), "{ran:?}");
+    // Without --rm an exited foreground container stays, with its exit code.
+    assert_eq!(find(&ps_json(&env), "one").unwrap()["ExitCode"], 0);
+    ok(&env, &["rm", "one"]);
+    assert_eq!(env.berth_out(&["run", "--rm", "--name", "one", image, "true"]).code, 0);
+}
+
+#[test]
+fn logs_follow_until_the_container_exits() {
+    let env = Env::new();
+    let image = env.busybox();
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "f",
+            image,
+            "sh",
+            "-c",
+            "echo a; sleep 1; printf b; echo c >&2; exit 0",
+        ],
+    );
+    let ran = env.berth_out(&["logs", "-f", "f"]);
+    assert_eq!(
+        (ran.code, ran.stdout.as_str(), ran.stderr.as_str()),
+        (0, "a\nb", "c\n"),
+        "{ran:?}"
+    );
+    assert_eq!(ok(&env, &["logs", "--tail", "1", "f"]), "b");
+    // A detached container with a terminal logs what the terminal shows.
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "-t",
+            "--name",
+            "t",
+            image,
+            "sh",
+            "-c",
+            "tty >/dev/null && echo on-a-tty",
+        ],
+    );
+    let ran = env.berth_out(&["logs", "-f", "t"]);
+    assert_eq!(ran.stdout, "on-a-tty\r\n", "{ran:?}");
+}
+
+#[test]
+fn a_killed_monitor_leaves_a_container_that_ps_and_rm_handle() {
+    let env = Env::new();
+    let image = env.busybox();
+    ok(&env, &["run", "-d", "--name", "m", image, "sleep", "1000"]);
+    let record: Value = {
+        let list = ps_json(&env);
+        find(&list, "m").unwrap().clone()
+    };
+    let id = record["Id"].as_str().unwrap();
+    let file = env.path("state").join("containers").join(id).join("container.json");
+    let saved: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let monitor = saved["monitor_pid"].as_i64().unwrap() as i32;
+    let pid = saved["pid"].as_i64().unwrap() as i32;
+    for p in [monitor, pid] {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(p).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .unwrap();
+    }
+    let start = Instant::now();
+    while find(&ps_json(&env), "m").unwrap()["State"] == "running" {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(ok(&env, &["rm", "m"]), "m\n");
+    assert!(!mounted_under(&env.path("state")));
+    assert!(!env.path("state").join("containers").join(id).exists());
 }
 
 /// A container starts with every signal at its default action and none blocked, whatever berth-run inherited
@@ -17,7 +356,7 @@ fn smoke_run() {
 fn signals_start_at_their_defaults() {
     let env = Env::new();
     let image = env.busybox();
-    let mut cmd = env.berth(&[
+    let cmd = env.berth(&[
         "run",
         "--rm",
         image,
@@ -27,16 +366,16 @@ fn signals_start_at_their_defaults() {
         "^Sig(Ign|Blk)",
         "/proc/self/status",
     ]);
-    // sh -c with '&' runs the child with SIGINT and SIGQUIT ignored, as a non-interactive shell does.
+    // A background job of a non-interactive shell runs with SIGINT and SIGQUIT ignored.
     let out = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("{:?} \"$@\" & wait $!", cmd.get_program()))
+        .arg("\"$@\" & wait $!")
         .arg("sh")
+        .arg(cmd.get_program())
         .args(cmd.get_args())
         .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
         .output()
         .unwrap();
-    let _ = &mut cmd;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(text, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");

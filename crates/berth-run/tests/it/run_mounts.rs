@@ -148,3 +148,20 @@ fn resource_limits_reach_the_cgroup() {
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!(ran.stdout, "64\n67108864\n50000\n100000\n");
 }
+
+#[test]
+fn resource_limits_reach_the_cgroup_under_berth_run() {
+    let env = Env::new();
+    let ran = env.run_berth(
+        &["--pids-limit", "64", "--memory", "64m", "--cpus", "0.5"],
+        env.busybox(),
+        &[
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes \
+         /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us",
+        ],
+    );
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(ran.stdout, "64\n67108864\n50000\n100000\n");
+}
