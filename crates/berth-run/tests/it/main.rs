@@ -7,5 +7,6 @@ mod hostile;
 mod lifecycle;
 mod overlay;
 mod run_basic;
+mod run_cache;
 mod run_mounts;
 mod support;

@@ -1,0 +1,172 @@
+//! Containers over the layer cache: overlay writes stay private, cached images start without extraction,
+//! concurrent runs share the cache, `gc` removes only unused layers, and `run --bundle` runs any bundle.
+
+use std::path::Path;
+
+use berth_testkit::image::TarBuilder;
+use serde_json::{Value, json};
+
+use crate::support::Env;
+
+fn ok(env: &Env, args: &[&str]) -> String {
+    let ran = env.berth_out(args);
+    assert_eq!(ran.code, 0, "berth-run {args:?}: {ran:?}");
+    ran.stdout
+}
+
+/// Names and inode numbers of the cached layer directories.
+fn cached(env: &Env) -> Vec<(String, u64)> {
+    let dir = env.cache().join("overlay/layers/sha256");
+    let mut v: Vec<_> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .map(|e| {
+                let e = e.unwrap();
+                let ino = std::os::unix::fs::MetadataExt::ino(&e.metadata().unwrap());
+                (e.file_name().into_string().unwrap(), ino)
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+fn extra_image(env: &Env) -> String {
+    let layer = TarBuilder::new().dir("srv", 0o755).file("srv/extra", 0o644, b"extra\n").finish();
+    env.image("extra:1", json!({"Cmd": ["cat", "/srv/extra"]}), vec![layer])
+}
+
+#[test]
+fn overlay_writes_stay_private_and_cached_images_are_not_extracted_again() {
+    let env = Env::new();
+    let image = env.busybox();
+    ok(&env, &["run", "-d", "--name", "a", image, "sh", "-c", "echo mine > /bin/sh-copy; rm /bin/ls; sleep 1000"]);
+    ok(&env, &["run", "-d", "--name", "b", image, "sleep", "1000"]);
+    let layers = cached(&env);
+    assert_eq!(layers.len(), 1);
+    // Wait for a's writes, then look from b.
+    let start = std::time::Instant::now();
+    while env.berth_out(&["exec", "a", "cat", "/bin/sh-copy"]).stdout != "mine\n" {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(env.berth_out(&["exec", "a", "sh", "-c", "test -e /bin/ls"]).code, 1);
+    assert_eq!(ok(&env, &["exec", "b", "sh", "-c", "test -e /bin/ls && ! test -e /bin/sh-copy && echo clean"]), "clean\n");
+    let cache_layer = env.cache().join("overlay/layers/sha256").join(&layers[0].0);
+    assert!(cache_layer.join("bin/ls").exists(), "the cache is never written through a container");
+    ok(&env, &["rm", "-f", "a", "b"]);
+    // A second run finds every layer cached: same directories, nothing extracted.
+    assert_eq!(ok(&env, &["run", "--rm", image, "echo", "warm"]), "warm\n");
+    assert_eq!(cached(&env), layers);
+}
+
+#[test]
+fn concurrent_runs_share_the_cache() {
+    let env = Env::new();
+    let image = env.busybox();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let env = &env;
+                s.spawn(move || env.run_berth(&[], image, &["sh", "-c", &format!("echo {i}")]))
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            let ran = h.join().unwrap();
+            assert_eq!((ran.code, ran.stdout.clone()), (0, format!("{i}\n")), "{ran:?}");
+        }
+    });
+    assert_eq!(cached(&env).len(), 1);
+    assert_eq!(std::fs::read_dir(env.cache().join("overlay/tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn gc_removes_only_layers_nothing_uses() {
+    let env = Env::new();
+    let image = env.busybox();
+    let extra = extra_image(&env);
+    assert_eq!(ok(&env, &["run", "--rm", image, "true"]), "");
+    ok(&env, &["run", "-d", "--name", "user", &extra, "sleep", "1000"]);
+    assert_eq!(cached(&env).len(), 2);
+    // Both images are in the store: nothing to collect.
+    assert_eq!(ok(&env, &["gc"]), "");
+    assert_eq!(cached(&env).len(), 2);
+    // The extra image leaves the store, but a container still uses its layers.
+    env.layout.delete_ref(&extra).unwrap();
+    assert_eq!(ok(&env, &["gc"]), "");
+    assert_eq!(cached(&env).len(), 2);
+    assert_eq!(ok(&env, &["exec", "user", "cat", "/srv/extra"]), "extra\n");
+    ok(&env, &["rm", "-f", "user"]);
+    let removed = ok(&env, &["gc"]);
+    assert_eq!(removed.lines().count(), 1, "{removed}");
+    assert!(removed.starts_with("sha256:"), "{removed}");
+    assert_eq!(cached(&env).len(), 1, "busybox:1 is still in the store");
+    assert_eq!(ok(&env, &["gc", "--all"]).lines().count(), 1);
+    assert!(cached(&env).is_empty());
+    assert_eq!(ok(&env, &["run", "--rm", image, "echo", "again"]), "again\n");
+}
+
+fn set_process(bundle: &Path, args: &[&str]) {
+    let path = bundle.join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["process"]["args"] = json!(args);
+    config["process"]["terminal"] = json!(false);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn run_bundle_runs_berth_and_umoci_bundles_in_place() {
+    let env = Env::new();
+    let image = env.busybox();
+    // A bundle berth-run wrote.
+    let bundle = env.bundle_ok(&["-e", "FROM=berth"], image, &["sh", "-c", "echo $FROM; exit 5"]);
+    let before = listing(&bundle);
+    let ran = env.berth_out(&["run", "--rm", "--bundle", bundle.to_str().unwrap()]);
+    assert_eq!((ran.code, ran.stdout.as_str()), (5, "berth\n"), "{ran:?}");
+    assert_eq!(listing(&bundle), before, "the bundle is used in place and not changed");
+
+    // A bundle umoci unpacked (its config is umoci's own, not Berth's).
+    let umoci_bundle = env.path("umoci-bundle");
+    let layout = env.path("umoci-layout");
+    berth_testkit::tools::run(
+        berth_testkit::tools::skopeo()
+            .unwrap()
+            .arg("copy")
+            .arg(format!("oci:{}:{image}", env.layout.root().display()))
+            .arg(format!("oci:{}:bb", layout.display())),
+    )
+    .unwrap();
+    berth_testkit::tools::run(
+        berth_testkit::tools::umoci()
+            .unwrap()
+            .args(["unpack", "--image", &format!("{}:bb", layout.display())])
+            .arg(&umoci_bundle),
+    )
+    .unwrap();
+    set_process(&umoci_bundle, &["sh", "-c", "echo from-umoci; id -u"]);
+    let ran = env.berth_out(&["run", "--name", "u", "--bundle", umoci_bundle.to_str().unwrap()]);
+    assert_eq!((ran.code, ran.stdout.as_str()), (0, "from-umoci\n0\n"), "{ran:?}");
+    let ps = ok(&env, &["ps", "-a"]);
+    assert!(ps.contains("umoci-bundle") && ps.contains("Exited (0)"), "{ps}");
+    ok(&env, &["rm", "u"]);
+    assert!(umoci_bundle.join("rootfs/bin/sh").exists(), "rm leaves a --bundle's files alone");
+
+    // Detached, with a log.
+    ok(&env, &["run", "-d", "--name", "ud", "--bundle", umoci_bundle.to_str().unwrap()]);
+    let ran = env.berth_out(&["logs", "-f", "ud"]);
+    assert_eq!(ran.stdout, "from-umoci\n0\n", "{ran:?}");
+
+    let ran = env.berth_out(&["run", "--bundle", env.path("nothing").to_str().unwrap()]);
+    assert!(ran.code == 125 && ran.stderr.contains("nothing"), "{ran:?}");
+    let ran = env.berth_out(&["run", "--bundle", bundle.to_str().unwrap(), "echo"]);
+    assert!(ran.code != 0 && ran.stderr.contains("--bundle"), "{ran:?}");
+}
