@@ -43,6 +43,7 @@ pub mod layers;
 pub mod lifecycle;
 pub mod logfile;
 pub mod options;
+pub mod pull;
 mod rootfs;
 pub mod signals;
 pub mod source;

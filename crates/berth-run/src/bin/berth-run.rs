@@ -7,6 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use berth_registry::{ClientOptions, Credentials};
 use berth_run::create::{CreateRequest, create_container, create_from_bundle};
 use berth_run::lifecycle::{self, ExecRequest};
 use berth_run::options::ContainerFlags;
@@ -80,15 +81,51 @@ struct RunArgs {
     /// The platform to pick from a multi-platform image (default: this host's).
     #[arg(long)]
     platform: Option<String>,
+    #[command(flatten)]
+    pull: PullArgs,
     /// Run this OCI runtime bundle (DIR/config.json and its root filesystem) as it is, instead of an image.
     #[arg(long, value_name = "DIR", conflicts_with = "image")]
     bundle: Option<PathBuf>,
-    /// A store name, oci:PATH[:REF], oci-archive:PATH[:REF] or docker-archive:PATH[:REF].
+    /// A store name, docker://REFERENCE, oci:PATH[:REF], oci-archive:PATH[:REF] or docker-archive:PATH[:REF].
     #[arg(required_unless_present = "bundle")]
     image: Option<String>,
     /// The command and its arguments (replace the image's Cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+/// How `docker://` images are pulled into the store.
+#[derive(Args, Clone)]
+struct PullArgs {
+    /// Pull a docker:// image: missing (when not in the store), always, or never.
+    #[arg(long, default_value = "missing", value_name = "POLICY")]
+    pull: String,
+    /// Require HTTPS with verified certificates (default: plain HTTP only for localhost and 127.0.0.0/8).
+    #[arg(long, value_name = "BOOL")]
+    tls_verify: Option<bool>,
+    /// Registry credentials, USER[:PASSWORD].
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    creds: Option<String>,
+    /// A containers-auth.json or docker config.json with registry credentials.
+    #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
+    authfile: Option<PathBuf>,
+}
+
+impl PullArgs {
+    /// The image to open: a `docker://` image is pulled into the store first and then named from there.
+    fn resolve(&self, store: &std::path::Path, image: ImageRef, platform: &Platform) -> Result<ImageRef> {
+        let ImageRef::Docker(reference) = image else {
+            return Ok(image);
+        };
+        let options = ClientOptions {
+            tls_verify: self.tls_verify,
+            credentials: self.creds.as_deref().map(Credentials::parse).transpose()?,
+            authfile: self.authfile.clone(),
+            ..ClientOptions::default()
+        };
+        let name = berth_run::pull::pull(&reference, store, platform, self.pull.parse()?, &options)?;
+        Ok(ImageRef::Store(name))
+    }
 }
 
 #[derive(Args)]
@@ -184,10 +221,12 @@ struct GcArgs {
 struct BundleArgs {
     #[command(flatten)]
     flags: ContainerFlags,
+    #[command(flatten)]
+    pull: PullArgs,
     /// The platform to pick from a multi-platform image (default: this host's).
     #[arg(long)]
     platform: Option<String>,
-    /// A store name, oci:PATH[:REF], oci-archive:PATH[:REF] or docker-archive:PATH[:REF].
+    /// A store name, docker://REFERENCE, oci:PATH[:REF], oci-archive:PATH[:REF] or docker-archive:PATH[:REF].
     image: String,
     /// The bundle directory to create (must not exist, or be empty).
     dir: PathBuf,
@@ -234,10 +273,10 @@ fn run(cli: &Cli, args: &RunArgs) -> Outcome {
             create_from_bundle(&state, dir, args.name.as_deref(), args.rm)?
         }
         (None, Some(image)) => {
-            let image = ImageRef::parse(image)?;
             let platform = parse_platform(args.platform.as_deref())?;
             let options = args.flags.to_spec_options(&args.command)?;
             let (store, cache) = (cli.store(), cli.cache());
+            let image = args.pull.resolve(&store, ImageRef::parse(image)?, &platform)?;
             create_container(
                 &state,
                 &CreateRequest {
@@ -478,10 +517,10 @@ fn gc(cli: &Cli, args: &GcArgs) -> Outcome {
 }
 
 fn bundle(cli: &Cli, args: &BundleArgs) -> Outcome {
-    let image = ImageRef::parse(&args.image)?;
     let platform = parse_platform(args.platform.as_deref())?;
     let options = args.flags.to_spec_options(&args.command)?;
     let (store, cache) = (cli.store(), cli.cache());
+    let image = args.pull.resolve(&store, ImageRef::parse(&args.image)?, &platform)?;
     let report = create_bundle(
         &BundleRequest {
             image: &image,

@@ -6,6 +6,7 @@
 mod hostile;
 mod lifecycle;
 mod overlay;
+mod pull;
 mod run_basic;
 mod run_cache;
 mod run_mounts;

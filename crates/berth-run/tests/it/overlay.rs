@@ -154,8 +154,9 @@ fn every_local_transport() {
     let oci_archive = format!("oci-archive:{}:busybox:1", archive.display());
     assert_eq!(env.run_ok(&[], &oci_archive, &["echo", "archive"]), "archive\n");
 
-    let err = env.bundle_err(&[], "docker://busybox", &[]);
-    assert!(err.contains("copy the image into the store first"), "{err}");
+    // Never pulls from the network: an image absent from the store is an error with --pull never.
+    let err = env.bundle_err(&["--pull", "never"], "docker://busybox", &[]);
+    assert!(err.contains("--pull=never"), "{err}");
     let err = env.bundle_err(&[], &format!("oci:{store}:nope"), &[]);
     assert!(err.contains("nope"), "{err}");
 }

@@ -32,7 +32,10 @@ fn cached(env: &Env) -> Vec<(String, u64)> {
 }
 
 fn extra_image(env: &Env) -> String {
-    let layer = TarBuilder::new().dir("srv", 0o755).file("srv/extra", 0o644, b"extra\n").finish();
+    let layer = TarBuilder::new()
+        .dir("srv", 0o755)
+        .file("srv/extra", 0o644, b"extra\n")
+        .finish();
     env.image("extra:1", json!({"Cmd": ["cat", "/srv/extra"]}), vec![layer])
 }
 
@@ -40,7 +43,19 @@ fn extra_image(env: &Env) -> String {
 fn overlay_writes_stay_private_and_cached_images_are_not_extracted_again() {
     let env = Env::new();
     let image = env.busybox();
-    ok(&env, &["run", "-d", "--name", "a", image, "sh", "-c", "echo mine > /bin/sh-copy; rm /bin/ls; sleep 1000"]);
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "a",
+            image,
+            "sh",
+            "-c",
+            "echo mine > /bin/sh-copy; rm /bin/ls; sleep 1000",
+        ],
+    );
     ok(&env, &["run", "-d", "--name", "b", image, "sleep", "1000"]);
     let layers = cached(&env);
     assert_eq!(layers.len(), 1);
@@ -51,9 +66,24 @@ fn overlay_writes_stay_private_and_cached_images_are_not_extracted_again() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(env.berth_out(&["exec", "a", "sh", "-c", "test -e /bin/ls"]).code, 1);
-    assert_eq!(ok(&env, &["exec", "b", "sh", "-c", "test -e /bin/ls && ! test -e /bin/sh-copy && echo clean"]), "clean\n");
+    assert_eq!(
+        ok(
+            &env,
+            &[
+                "exec",
+                "b",
+                "sh",
+                "-c",
+                "test -e /bin/ls && ! test -e /bin/sh-copy && echo clean"
+            ]
+        ),
+        "clean\n"
+    );
     let cache_layer = env.cache().join("overlay/layers/sha256").join(&layers[0].0);
-    assert!(cache_layer.join("bin/ls").exists(), "the cache is never written through a container");
+    assert!(
+        cache_layer.join("bin/ls").exists(),
+        "the cache is never written through a container"
+    );
     ok(&env, &["rm", "-f", "a", "b"]);
     // A second run finds every layer cached: same directories, nothing extracted.
     assert_eq!(ok(&env, &["run", "--rm", image, "echo", "warm"]), "warm\n");
@@ -158,10 +188,16 @@ fn run_bundle_runs_berth_and_umoci_bundles_in_place() {
     let ps = ok(&env, &["ps", "-a"]);
     assert!(ps.contains("umoci-bundle") && ps.contains("Exited (0)"), "{ps}");
     ok(&env, &["rm", "u"]);
-    assert!(umoci_bundle.join("rootfs/bin/sh").exists(), "rm leaves a --bundle's files alone");
+    assert!(
+        umoci_bundle.join("rootfs/bin/sh").exists(),
+        "rm leaves a --bundle's files alone"
+    );
 
     // Detached, with a log.
-    ok(&env, &["run", "-d", "--name", "ud", "--bundle", umoci_bundle.to_str().unwrap()]);
+    ok(
+        &env,
+        &["run", "-d", "--name", "ud", "--bundle", umoci_bundle.to_str().unwrap()],
+    );
     let ran = env.berth_out(&["logs", "-f", "ud"]);
     assert_eq!(ran.stdout, "from-umoci\n0\n", "{ran:?}");
 
