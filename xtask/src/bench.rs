@@ -37,6 +37,11 @@ const BENCHES: &[Bench] = &[
         run: copy,
     },
     Bench {
+        name: "run",
+        about: "berth-run warm start and first run vs runc run and ctr run (containerd started by the bench)",
+        run: run_bench,
+    },
+    Bench {
         name: "layer",
         about: "layer creation and extraction vs umoci repack/unpack, with pigz/gzip/zstd as the floor",
         run: layer,
@@ -45,6 +50,10 @@ const BENCHES: &[Bench] = &[
 
 fn copy(options: &Options) -> anyhow::Result<()> {
     crate::bench_copy::run(options.json, if options.mib == 256 { 500 } else { options.mib })
+}
+
+fn run_bench(options: &Options) -> anyhow::Result<()> {
+    crate::bench_run::run(options.json)
 }
 
 fn layer(options: &Options) -> anyhow::Result<()> {

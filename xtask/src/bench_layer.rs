@@ -189,7 +189,7 @@ fn largest_blob(dir: &Path) -> Result<u64> {
         .unwrap_or(0))
 }
 
-fn du(dir: &Path) -> Result<u64> {
+pub(crate) fn du(dir: &Path) -> Result<u64> {
     let out = Command::new("du").args(["-sb"]).arg(dir).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.split_whitespace()
@@ -199,7 +199,7 @@ fn du(dir: &Path) -> Result<u64> {
 }
 
 /// The cached debootstrap tree, made when absent (needs root, debootstrap and the Debian mirror).
-fn ensure_rootfs(bench: &Path) -> Result<PathBuf> {
+pub(crate) fn ensure_rootfs(bench: &Path) -> Result<PathBuf> {
     let rootfs = bench.join("bookworm-minbase");
     if rootfs.join("etc/debian_version").is_file() {
         return Ok(rootfs);

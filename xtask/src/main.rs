@@ -11,6 +11,7 @@
 mod bench;
 mod bench_copy;
 mod bench_layer;
+mod bench_run;
 mod ci;
 mod conformance;
 mod demo;

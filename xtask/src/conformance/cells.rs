@@ -58,9 +58,6 @@ impl Cell {
         if self.builder == Builder::BerthBuild {
             return Some("berth-build is not written yet".into());
         }
-        if self.runner == Runner::BerthRun {
-            return Some("berth-run has no `run` command yet (only `bundle`)".into());
-        }
         None
     }
 }
@@ -121,17 +118,17 @@ pub fn require_tools(cells: &[&Cell]) -> Result<()> {
 }
 
 /// Builds berth-copy in release mode and returns the binary.
-pub fn build_berth_copy(root: &Path) -> Result<PathBuf> {
-    println!("==> cargo build --release -p berth-copy");
+pub fn build_release(root: &Path, package: &str) -> Result<PathBuf> {
+    println!("==> cargo build --release -p {package}");
     let status = Command::new(crate::cargo())
-        .args(["build", "--release", "-p", "berth-copy"])
+        .args(["build", "--release", "-p", package])
         .current_dir(root)
         .status()
         .context("cannot run cargo")?;
     if !status.success() {
-        bail!("cargo build --release -p berth-copy failed ({status})");
+        bail!("cargo build --release -p {package} failed ({status})");
     }
-    Ok(root.join("target/release/berth-copy"))
+    Ok(root.join("target/release").join(package))
 }
 
 /// What the stages share.
@@ -142,6 +139,7 @@ pub struct Env<'a> {
     pub buildah: &'a Buildah,
     pub registry: &'a str,
     pub berth_copy: Option<&'a Path>,
+    pub berth_run: Option<&'a Path>,
     pub containerd: Option<&'a Containerd>,
 }
 

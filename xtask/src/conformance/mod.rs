@@ -114,7 +114,12 @@ fn run_cells(root: &Path, work: &Path, cases: &[Case], cells: &[Cell]) -> Result
     }
     cells::require_tools(&live)?;
     let berth_copy = if live.iter().any(|c| c.copier == Copier::BerthCopy) {
-        Some(cells::build_berth_copy(root)?)
+        Some(cells::build_release(root, "berth-copy")?)
+    } else {
+        None
+    };
+    let berth_run = if live.iter().any(|c| c.runner == Runner::BerthRun) {
+        Some(cells::build_release(root, "berth-run")?)
     } else {
         None
     };
@@ -135,6 +140,7 @@ fn run_cells(root: &Path, work: &Path, cases: &[Case], cells: &[Cell]) -> Result
         buildah: &buildah,
         registry: &registry.host(),
         berth_copy: berth_copy.as_deref(),
+        berth_run: berth_run.as_deref(),
         containerd: containerd.as_ref(),
     };
 

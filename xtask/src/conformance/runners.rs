@@ -2,6 +2,8 @@
 //!
 //! - `ctr`: the pulled layout is packed as an oci-archive and imported into the harness's own containerd
 //!   (`ctr images import --base-name`), then `ctr run --rm IMAGE ID`;
+//! - `berth-run`: `berth-run run --rm oci:PULLED:latest`, with a store, layer cache and state directory of the
+//!   harness's own (the layer cache is shared by every cell, as a user's would be);
 //! - `runc`: `runc run` of the bundle `umoci unpack` made from the pulled layout, with a private `--root`, and
 //!   `runc delete -f` afterwards whatever happened.
 //!
@@ -30,7 +32,7 @@ pub fn run_and_compare(env: &Env<'_>, cell: &Cell, case: &Case, stage: &Stage) -
         let ran = match cell.runner {
             Runner::Ctr => run_ctr(env, stage),
             Runner::Runc => run_runc(env, stage),
-            Runner::BerthRun => Err(anyhow::anyhow!("berth-run cannot run images yet")),
+            Runner::BerthRun => run_berth(env, stage),
         };
         match ran {
             Ok(ran) if ran.timed_out => problems.push(format!("run timed out after {}s", RUN_TIMEOUT.as_secs())),
@@ -98,6 +100,49 @@ fn run_ctr(env: &Env<'_>, stage: &Stage) -> Result<Ran> {
         anyhow::bail!("ctr run was killed by a signal: {}", ran.tail());
     }
     Ok(ran)
+}
+
+fn run_berth(env: &Env<'_>, stage: &Stage) -> Result<Ran> {
+    let tool = env.berth_run.context("berth-run was not built")?;
+    let guard = BerthContainer {
+        tool,
+        dir: env.work.join("berth-run"),
+        name: format!("conformance-{}", stage.id),
+        scratch: env.scratch,
+    };
+    let image = format!("oci:{}:latest", stage.pulled.display());
+    let mut cmd = guard.cmd();
+    cmd.args(["run", "--rm", "--name", &guard.name, &image]);
+    let ran = exec(&mut cmd, RUN_TIMEOUT, env.scratch)?;
+    if ran.code.is_none() && !ran.timed_out {
+        anyhow::bail!("berth-run was killed by a signal: {}", ran.tail());
+    }
+    Ok(ran)
+}
+
+/// A berth-run container, removed (killed first) when dropped; errors are ignored (`--rm` usually did it).
+struct BerthContainer<'a> {
+    tool: &'a Path,
+    dir: PathBuf,
+    name: String,
+    scratch: &'a Path,
+}
+
+impl BerthContainer<'_> {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(self.tool);
+        for (flag, sub) in [("--store", "store"), ("--cache", "cache"), ("--state", "state")] {
+            c.arg(flag).arg(self.dir.join(sub));
+        }
+        c
+    }
+}
+
+impl Drop for BerthContainer<'_> {
+    fn drop(&mut self) {
+        let mut c = self.cmd();
+        let _ = exec(c.args(["rm", "-f", &self.name]), STEP_TIMEOUT, self.scratch);
+    }
 }
 
 /// Kills and removes a ctr container (and its task) when dropped; errors are ignored (`--rm` usually did it).

@@ -37,7 +37,7 @@ fn run_pulls_docker_images_into_the_store_once() {
     assert!(ran.stderr.contains("Pulling"), "{ran:?}");
     let layout = berth_spec::layout::Layout::open(&store).unwrap();
     let refs: Vec<String> = layout.refs().unwrap().into_iter().map(|(n, _)| n).collect();
-    assert_eq!(refs, [name.clone()]);
+    assert_eq!(refs, std::slice::from_ref(&name));
     // The same digest skopeo pushed.
     let pushed = berth_testkit::tools::stdout(
         berth_testkit::tools::skopeo()
