@@ -90,11 +90,13 @@ pub fn run(json: bool) -> Result<()> {
             .arg(format!("bench-{i}")))
     })?;
 
-    // ctr run --rm of the same image, imported once.
+    // ctr run --rm of the same image, imported once (from a layout naming it `1`: ctr calls it BASE:1).
     let archive = w.join("busybox.tar");
+    let for_ctr = berth_spec::layout::Layout::create(w.join("ctr-layout"))?;
+    berth_testkit::busybox::write_image(&for_ctr, "1")?;
     sh(Command::new("tar")
         .arg("-C")
-        .arg(layout.root())
+        .arg(for_ctr.root())
         .arg("-cf")
         .arg(&archive)
         .arg("."))?;
