@@ -22,6 +22,9 @@ pub const TEST_PACKAGES: &[&str] = &[
     "pigz",
     "zstd",
     "apache2-utils",
+    "uidmap",
+    "util-linux",
+    "curl",
 ];
 
 /// Checks every package with `dpkg-query` and installs the missing ones with `apt-get` (through `sudo` unless

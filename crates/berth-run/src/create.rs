@@ -40,6 +40,7 @@ pub fn create_container(state: &StateDir, request: &CreateRequest<'_>) -> Result
     if let Some(name) = request.name {
         validate_name(name)?;
     }
+    check_rootless_limits(state, request.options)?;
     let opened = open_image(
         request.image,
         request.store,
@@ -118,6 +119,30 @@ pub fn create_container(state: &StateDir, request: &CreateRequest<'_>) -> Result
     }
 }
 
+/// Rootless on a cgroup v1 host: no cgroup, so a limit the user asked for is refused rather than ignored.
+fn check_rootless_limits(state: &StateDir, options: &SpecOptions) -> Result<(), RunError> {
+    if !crate::rootless::is_rootless() || !crate::rootless::cgroup_v1_host() {
+        return Ok(());
+    }
+    let asked: Vec<&str> = [
+        ("--memory", options.memory.is_some()),
+        ("--cpus", options.cpus.is_some()),
+        ("--pids-limit", options.pids_limit.is_some_and(|p| p > 0)),
+    ]
+    .into_iter()
+    .filter_map(|(flag, set)| set.then_some(flag))
+    .collect();
+    if let Some(flag) = asked.first() {
+        return Err(RunError::option(
+            *flag,
+            "resource limits need a cgroup, and this host's cgroup v1 cannot be delegated to a non-root user; \
+             run as root, or on a host with cgroup v2 delegation",
+        ));
+    }
+    crate::rootless::note_no_cgroups(state.root());
+    Ok(())
+}
+
 fn fill(
     state: &StateDir,
     record: &ContainerRecord,
@@ -140,7 +165,15 @@ fn fill(
     let mut spec = spec;
     if let Some(linux) = spec.linux_mut() {
         // libcontainer's default (":youki:ID") is a systemd slice name; Berth manages cgroups itself.
-        linux.set_cgroups_path(Some(PathBuf::from(format!("/berth/{}", record.id))));
+        linux.set_cgroups_path(Some(cgroups_path(&record.id)));
+        if crate::rootless::without_cgroups() {
+            // No cgroup to apply device rules or limits to (limits were refused before).
+            linux.set_resources(None);
+        }
+    }
+    if crate::rootless::is_rootless() {
+        clamp_rlimits(&mut spec);
+        crate::rootless::adjust_spec(&mut spec);
     }
     let json = serde_json::to_vec_pretty(&spec).expect("a runtime spec serializes");
     berth_sandbox::etc_files::write_atomically(&dir.join("config.json"), &json)?;
@@ -153,6 +186,37 @@ fn fill(
         r.rootfs = kind;
         r.command = command;
     })
+}
+
+/// A user cannot raise a hard limit: rootless, each rlimit is lowered to what this process has.
+fn clamp_rlimits(spec: &mut oci_spec::runtime::Spec) {
+    let Some(process) = spec.process_mut() else { return };
+    let Some(limits) = process.rlimits().clone() else {
+        return;
+    };
+    let clamped = limits
+        .into_iter()
+        .map(|l| {
+            let own = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+            match own.maximum {
+                Some(max) if l.typ() == oci_spec::runtime::PosixRlimitType::RlimitNofile && l.hard() > max => {
+                    oci_spec::runtime::PosixRlimitBuilder::default()
+                        .typ(l.typ())
+                        .hard(max)
+                        .soft(l.soft().min(max))
+                        .build()
+                        .unwrap_or(l)
+                }
+                _ => l,
+            }
+        })
+        .collect();
+    process.set_rlimits(Some(clamped));
+}
+
+/// The cgroup of container `id` (under each v1 hierarchy, or in the v2 tree).
+pub fn cgroups_path(id: &str) -> PathBuf {
+    PathBuf::from(format!("/berth/{id}"))
 }
 
 /// Mounts the overlay of `layers` at `dir/rootfs` (upper and work directories beside it); where overlayfs is not

@@ -60,7 +60,7 @@ impl LayerStore {
     /// Opens (creating) the layer cache under `cache_root`. Root extracts with `trusted.overlay.*` xattrs into
     /// `overlay/`; other users with `user.overlay.*` into `overlay-userxattr/` (for `userxattr` overlay mounts).
     pub fn open(cache_root: &Path) -> Result<LayerStore, RunError> {
-        let user_xattr = !rustix::process::geteuid().is_root();
+        let user_xattr = crate::rootless::is_rootless();
         let dir = cache_root.join(if user_xattr { "overlay-userxattr" } else { "overlay" });
         let cache = LayerCache::new(&dir).at("open the layer cache", &dir)?;
         Ok(LayerStore { cache, dir, user_xattr })

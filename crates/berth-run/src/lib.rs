@@ -45,6 +45,7 @@ pub mod logfile;
 pub mod options;
 pub mod pull;
 mod rootfs;
+pub mod rootless;
 pub mod signals;
 pub mod source;
 pub mod state;

@@ -74,7 +74,7 @@ pub fn stop(state: &StateDir, record: &ContainerRecord, timeout: Duration) -> Re
     }
     if !wait_stopped(state, &record.id, timeout)? {
         tracing::info!(container = %record.name, "did not stop in time; sending SIGKILL");
-        if let Err(e) = runtime.kill(&record.id, 9, true) {
+        if let Err(e) = runtime.kill(&record.id, 9, !crate::rootless::without_cgroups()) {
             tracing::debug!("{e}");
         }
         if !wait_stopped(state, &record.id, Duration::from_secs(10))? {

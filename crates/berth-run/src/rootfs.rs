@@ -88,7 +88,7 @@ pub fn prepare_rootfs_overlay(
     for dir in [upper, work, target] {
         std::fs::create_dir_all(dir).at("create", dir)?;
     }
-    let user_xattr = !rustix::process::geteuid().is_root();
+    let user_xattr = crate::rootless::is_rootless();
     match mount_new_api(layers, upper, work, target, user_xattr) {
         Ok(()) => {}
         Err((Errno::NOSYS, _)) | Err((Errno::INVAL, None)) => mount_legacy(layers, upper, work, target, user_xattr)?,

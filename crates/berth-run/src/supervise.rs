@@ -33,6 +33,9 @@ fn dev_null() -> Result<OwnedFd, RunError> {
 
 /// Starts the created container and records it as running. If it cannot start, it is removed.
 fn start(state: &StateDir, runtime: &Runtime, record: &ContainerRecord, stdio: Stdio) -> Result<i32, RunError> {
+    if crate::rootless::without_cgroups() {
+        crate::rootless::prepare_cgroup_stand_ins(&crate::create::cgroups_path(&record.id))?;
+    }
     match runtime.start(&record.id, &record.bundle, stdio) {
         Ok(pid) => {
             state.update(&record.id, |r| {
@@ -63,6 +66,7 @@ pub fn finish(state: &StateDir, runtime: &Runtime, id: &str, code: i32) -> Resul
     if record.auto_remove {
         return remove_container(state, runtime, &record);
     }
+    crate::rootless::remove_cgroup_stand_ins(&crate::create::cgroups_path(id));
     if let Err(e) = runtime.delete(id, true) {
         tracing::warn!("{e}");
     }
@@ -82,6 +86,7 @@ pub fn release_rootfs(record: &ContainerRecord) {
 
 /// Removes everything of a container that is not running: runtime state, mounts, directory, record.
 pub fn remove_container(state: &StateDir, runtime: &Runtime, record: &ContainerRecord) -> Result<(), RunError> {
+    crate::rootless::remove_cgroup_stand_ins(&crate::create::cgroups_path(&record.id));
     runtime.delete(&record.id, true)?;
     release_rootfs(record);
     let dir = state.container_dir(&record.id);
@@ -178,7 +183,7 @@ pub fn run_foreground(state: &StateDir, record: &ContainerRecord, attach: Attach
         Ok(c) => c,
         Err(e) => {
             // The terminal could not be set up: do not leave the process behind.
-            let _ = runtime.kill(&record.id, 9, true);
+            let _ = runtime.kill(&record.id, 9, !crate::rootless::without_cgroups());
             let c = wait_exit(pid).unwrap_or(137);
             finish(state, &runtime, &record.id, c)?;
             return Err(e);
@@ -213,6 +218,7 @@ pub fn start_detached(state: &StateDir, record: &ContainerRecord) -> Result<i32,
         .arg(state.root())
         .arg(MONITOR_COMMAND)
         .arg(&record.id)
+        .env_remove(crate::rootless::STAGE_VAR)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(log)

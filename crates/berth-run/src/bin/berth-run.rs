@@ -11,6 +11,7 @@ use berth_registry::{ClientOptions, Credentials};
 use berth_run::create::{CreateRequest, create_container, create_from_bundle};
 use berth_run::lifecycle::{self, ExecRequest};
 use berth_run::options::ContainerFlags;
+use berth_run::rootless::Enter;
 use berth_run::signals::parse_signal;
 use berth_run::state::{ContainerRecord, StateDir, Status};
 use berth_run::supervise::{Attach, exec_foreground, run_foreground, start_detached};
@@ -569,6 +570,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .init();
+    match rootless_entry(&cli) {
+        Ok(None) => {}
+        Ok(Some(code)) => return ExitCode::from(u8::try_from(code).unwrap_or(255)),
+        Err(e) => {
+            eprintln!("berth-run: {}", render(&e));
+            return ExitCode::from(125);
+        }
+    }
     let result = match &cli.command {
         Command::Run(args) => run(&cli, args),
         Command::Ps(args) => ps(&cli, args),
@@ -606,6 +615,33 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// For a non-root user, runs this command again inside a user namespace (see `berth_run::rootless`) and returns
+/// its exit code; `None` when this process goes on itself.
+fn rootless_entry(cli: &Cli) -> Result<Option<i32>> {
+    if berth_run::rootless::enter_from_env()? || rustix::process::geteuid().is_root() {
+        return Ok(None);
+    }
+    let how = match &cli.command {
+        Command::Ps(_) | Command::Logs(_) | Command::Monitor { .. } => return Ok(None),
+        // exec enters the container's own namespaces, through its monitor.
+        Command::Exec(args) => {
+            let record = cli.state()?.find(&args.container)?;
+            match record.monitor_pid.filter(|p| berth_run::state::process_alive(*p)) {
+                Some(pid) if record.live_status() == Status::Running => Enter::Join(pid),
+                _ => Enter::New,
+            }
+        }
+        _ => Enter::New,
+    };
+    let state = cli.state.clone().unwrap_or_else(berth_run::state::default_state_path);
+    let env = [
+        ("BERTH_STORE", cli.store()),
+        ("BERTH_CACHE", cli.cache()),
+        ("BERTH_STATE", state),
+    ];
+    Ok(Some(berth_run::rootless::reexec(how, &env)?))
 }
 
 /// The error and its causes, each once: many messages already quote their cause, and `{:#}` would repeat it.

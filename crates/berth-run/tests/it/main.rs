@@ -7,6 +7,7 @@ mod hostile;
 mod lifecycle;
 mod overlay;
 mod pull;
+mod rootless;
 mod run_basic;
 mod run_cache;
 mod run_mounts;
