@@ -25,6 +25,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "uidmap",
     "util-linux",
     "curl",
+    "libcap2-bin",
 ];
 
 /// Checks every package with `dpkg-query` and installs the missing ones with `apt-get` (through `sudo` unless

@@ -109,6 +109,36 @@ pub fn extra_platforms(case: &Case) -> Vec<String> {
         .collect()
 }
 
+/// Extended attributes the harness sets on context files before the build (`build.context_xattrs`:
+/// path -> name -> text value), so that COPY carries them into the image.
+pub fn context_xattrs(case: &Case) -> Vec<(String, String, String)> {
+    let Some(Value::Object(files)) = case.expected.get("build").and_then(|b| b.get("context_xattrs")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (path, attrs) in files {
+        for (name, value) in attrs.as_object().into_iter().flatten() {
+            out.push((
+                path.clone(),
+                name.clone(),
+                value.as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// File capabilities the harness sets with `setcap` on context files (`build.context_caps`: path -> caps text).
+pub fn context_caps(case: &Case) -> Vec<(String, String)> {
+    let Some(Value::Object(files)) = case.expected.get("build").and_then(|b| b.get("context_caps")) else {
+        return Vec::new();
+    };
+    files
+        .iter()
+        .map(|(p, c)| (p.clone(), c.as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
 /// Whether the case's `latest` is an index (copied with `--all`).
 pub fn is_index(case: &Case) -> bool {
     !extra_platforms(case).is_empty()
@@ -315,6 +345,25 @@ fn check_file(rootfs: &Path, path: &str, want: &Value) -> Result<()> {
                     problems.push(format!("not a hardlink of {s}"));
                 }
             }
+            "xattrs" => {
+                for (name, want) in value.as_object().into_iter().flatten() {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    match rustix::fs::lgetxattr(&host, name.as_str(), &mut buf) {
+                        Ok(n) => {
+                            let have = &buf[..n];
+                            if let Some(text) = want.as_str()
+                                && have != text.as_bytes()
+                            {
+                                problems.push(format!(
+                                    "xattr {name} is {:?}, expected {text:?}",
+                                    String::from_utf8_lossy(have)
+                                ));
+                            }
+                        }
+                        Err(e) => problems.push(format!("no xattr {name}: {e}")),
+                    }
+                }
+            }
             "type" | "uid" | "gid" => {}
             other => problems.push(format!("expected.json: unknown file key `{other}`")),
         }
@@ -420,5 +469,22 @@ mod tests {
         assert!(!waivable(&case(LAYERLESS_CASE), with_other));
         assert!(!waivable(&case("links"), alone));
         assert!(!waivable(&case(LAYERLESS_CASE), "level=fatal msg=\"cannot read file\""));
+    }
+
+    #[test]
+    fn xattrs_are_compared() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), "x").unwrap();
+        if rustix::fs::lsetxattr(dir.path().join("f"), "user.t", b"v", rustix::fs::XattrFlags::empty()).is_err() {
+            eprintln!("skipped: this file system has no user xattrs");
+            return;
+        }
+        let want = |v: Value| serde_json::json!({ "xattrs": { "user.t": v } });
+        assert!(check_file(dir.path(), "/f", &want(Value::from("v"))).is_ok());
+        assert!(check_file(dir.path(), "/f", &want(Value::Bool(true))).is_ok());
+        let wrong = check_file(dir.path(), "/f", &want(Value::from("w"))).unwrap_err();
+        assert!(wrong.to_string().contains("user.t"), "{wrong}");
+        let missing = serde_json::json!({ "xattrs": { "user.other": true } });
+        assert!(check_file(dir.path(), "/f", &missing).is_err());
     }
 }

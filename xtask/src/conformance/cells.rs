@@ -31,7 +31,19 @@ macro_rules! tool_enum {
 
 tool_enum!(Builder { Buildah => "buildah", BerthBuild => "berth-build" });
 tool_enum!(Copier { Skopeo => "skopeo", BerthCopy => "berth-copy" });
-tool_enum!(Runner { Ctr => "ctr", Runc => "runc", BerthRun => "berth-run" });
+tool_enum!(Runner { Ctr => "ctr", Runc => "runc", Crun => "crun", BerthRun => "berth-run" });
+
+/// Whether crun can run containers here: it refuses hybrid cgroup hosts (v1 controllers with a cgroup2 mount at
+/// /sys/fs/cgroup/unified), so their matrix has no crun column.
+// `f_type`'s integer type differs between architectures.
+#[allow(clippy::useless_conversion)]
+pub fn crun_accepts_host() -> bool {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    let fs_type = |p: &str| rustix::fs::statfs(p).ok().map(|s| i64::from(s.f_type));
+    let hybrid = fs_type("/sys/fs/cgroup") == Some(TMPFS_MAGIC)
+        && fs_type("/sys/fs/cgroup/unified").is_some_and(|t| t != TMPFS_MAGIC);
+    !hybrid
+}
 
 /// One cell: a case built, copied and run by one tool of each kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,9 +77,16 @@ impl Cell {
 /// Every cell of the matrix the filter selects, in table order.
 pub fn matrix(cases: &[Case], filter: &Filter) -> Vec<Cell> {
     let mut cells = Vec::new();
+    let crun = crun_accepts_host();
+    if !crun {
+        println!("crun: no cells — it refuses this host's hybrid cgroup v1/v2 setup");
+    }
     for &builder in Builder::ALL {
         for &copier in Copier::ALL {
             for &runner in Runner::ALL {
+                if runner == Runner::Crun && !crun {
+                    continue;
+                }
                 for case in cases {
                     let cell = Cell {
                         builder,
@@ -101,6 +120,9 @@ pub fn require_tools(cells: &[&Cell]) -> Result<()> {
     }
     if any(&|c| c.runner == Runner::Ctr) {
         needed.extend([("containerd", "containerd"), ("ctr", "containerd"), ("tar", "tar")]);
+    }
+    if any(&|c| c.runner == Runner::Crun) {
+        needed.push(("crun", "crun"));
     }
     if any(&|c| c.runner == Runner::Runc) {
         needed.push(("runc", "runc"));
@@ -225,6 +247,23 @@ pub fn build(env: &Env<'_>, builder: Builder, case: &Case) -> Result<PathBuf> {
     )?;
     fs::copy(berth_testkit::busybox::BUSYBOX, context.join("busybox"))?;
     set_mode(&context.join("busybox"), 0o755)?;
+    for (path, caps) in cases::context_caps(case) {
+        checked(
+            Command::new(require("setcap")?).arg(&caps).arg(context.join(&path)),
+            STEP_TIMEOUT,
+            env.scratch,
+        )
+        .with_context(|| format!("case {}: setcap {caps} {path}", case.name))?;
+    }
+    for (path, name, value) in cases::context_xattrs(case) {
+        rustix::fs::lsetxattr(
+            context.join(&path),
+            name.as_str(),
+            value.as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        )
+        .with_context(|| format!("case {}: setting xattr {name} on {path}", case.name))?;
+    }
 
     let name = format!("localhost/conformance/{}", case.name);
     let mut bud = env.buildah.cmd()?;

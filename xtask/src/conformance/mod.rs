@@ -2,7 +2,7 @@
 //!
 //! Every case under `conformance/cases/` is built by each builder (buildah, berth-build), copied to a local
 //! registry and back by each copier (skopeo, berth-copy), then run by each runner (ctr, runc on a bundle from
-//! `umoci unpack`, berth-run), and what comes out is compared with the case's `expected.json`.
+//! `umoci unpack`, crun where the host's cgroups allow it, berth-run), and what comes out is compared with the case's `expected.json`.
 //!
 //! Work is shared so the matrix stays fast: each case is built once per builder, pushed and pulled once per
 //! (builder, case, copier), and the pulled layout is checked (config, files, validator) once and run by every

@@ -4,8 +4,8 @@
 //!   (`ctr images import --base-name`), then `ctr run --rm IMAGE ID`;
 //! - `berth-run`: `berth-run run --rm oci:PULLED:latest`, with a store, layer cache and state directory of the
 //!   harness's own (the layer cache is shared by every cell, as a user's would be);
-//! - `runc`: `runc run` of the bundle `umoci unpack` made from the pulled layout, with a private `--root`, and
-//!   `runc delete -f` afterwards whatever happened.
+//! - `runc` (and `crun`, on hosts whose cgroups it accepts): `runc run` of the bundle `umoci unpack` made from the
+//!   pulled layout, with a private `--root`, and `runc delete -f` afterwards whatever happened.
 //!
 //! Each run has a timeout; a container that outlives it is killed and removed.
 
@@ -31,7 +31,8 @@ pub fn run_and_compare(env: &Env<'_>, cell: &Cell, case: &Case, stage: &Stage) -
     if case.expected.contains_key("run") {
         let ran = match cell.runner {
             Runner::Ctr => run_ctr(env, stage),
-            Runner::Runc => run_runc(env, stage),
+            Runner::Runc => run_runc(env, stage, "runc"),
+            Runner::Crun => run_runc(env, stage, "crun"),
             Runner::BerthRun => run_berth(env, stage),
         };
         match ran {
@@ -167,10 +168,12 @@ impl Drop for CtrContainer<'_> {
     }
 }
 
-fn run_runc(env: &Env<'_>, stage: &Stage) -> Result<Ran> {
+/// `runc run` (or `crun run`, which takes the same arguments) of the umoci bundle.
+fn run_runc(env: &Env<'_>, stage: &Stage, runtime: &'static str) -> Result<Ran> {
     let bundle = stage.bundle.as_ref().map_err(|e| anyhow::anyhow!("no bundle: {e}"))?;
     let guard = RuncContainer {
-        root: env.work.join("runc-state"),
+        runtime,
+        root: env.work.join(format!("{runtime}-state")),
         id: format!("conformance-{}", stage.id),
         scratch: env.scratch,
     };
@@ -178,13 +181,14 @@ fn run_runc(env: &Env<'_>, stage: &Stage) -> Result<Ran> {
     cmd.args(["run", "--bundle"]).arg(bundle).arg(&guard.id);
     let ran = exec(&mut cmd, RUN_TIMEOUT, env.scratch)?;
     if ran.code.is_none() && !ran.timed_out {
-        anyhow::bail!("runc run was killed by a signal: {}", ran.tail());
+        anyhow::bail!("{runtime} run was killed by a signal: {}", ran.tail());
     }
     Ok(ran)
 }
 
-/// A runc container with a private state root, force-deleted when dropped.
+/// A runc (or crun) container with a private state root, force-deleted when dropped.
 struct RuncContainer<'a> {
+    runtime: &'static str,
     root: std::path::PathBuf,
     id: String,
     scratch: &'a Path,
@@ -192,7 +196,7 @@ struct RuncContainer<'a> {
 
 impl RuncContainer<'_> {
     fn cmd(&self) -> Result<Command> {
-        let mut c = Command::new(require("runc")?);
+        let mut c = Command::new(require(self.runtime)?);
         c.arg("--root").arg(&self.root);
         Ok(c)
     }
