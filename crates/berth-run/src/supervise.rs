@@ -31,12 +31,28 @@ fn dev_null() -> Result<OwnedFd, RunError> {
         .into())
 }
 
-/// Starts the created container and records it as running. If it cannot start, it is removed.
-fn start(state: &StateDir, runtime: &Runtime, record: &ContainerRecord, stdio: Stdio) -> Result<i32, RunError> {
+/// Starts the created container and records it as running; with a console socket, its terminal is received (and
+/// given the user's window size) before the container's program starts. If it cannot start, it is removed.
+fn start(
+    state: &StateDir,
+    runtime: &Runtime,
+    record: &ContainerRecord,
+    stdio: Stdio,
+    console: Option<&ConsoleSocket>,
+) -> Result<(i32, Option<OwnedFd>), RunError> {
     if crate::rootless::without_cgroups() {
         crate::rootless::prepare_cgroup_stand_ins(&crate::create::cgroups_path(&record.id))?;
     }
-    match runtime.start(&record.id, &record.bundle, stdio) {
+    let mut terminal = None;
+    let mut receive = || -> Result<(), String> {
+        if let Some(c) = console {
+            let master = c.receive().map_err(|e| e.to_string())?;
+            copy_window_size(master.as_fd());
+            terminal = Some(master);
+        }
+        Ok(())
+    };
+    match runtime.start(&record.id, &record.bundle, stdio, &mut receive) {
         Ok(pid) => {
             state.update(&record.id, |r| {
                 r.status = Status::Running;
@@ -44,7 +60,7 @@ fn start(state: &StateDir, runtime: &Runtime, record: &ContainerRecord, stdio: S
                 r.monitor_pid = Some(std::process::id() as i32);
                 r.started = Some(now());
             })?;
-            Ok(pid)
+            Ok((pid, terminal))
         }
         Err(e) => {
             if let Err(cleanup) = remove_container(state, runtime, record) {
@@ -149,13 +165,11 @@ fn foreground_stdio(attach: Attach) -> Result<(Stdio, Option<ConsoleSocket>), Ru
 }
 
 /// Waits for a foreground process: terminal plumbing, signal forwarding, then its exit code.
-fn attend(pid: i32, console: Option<ConsoleSocket>, attach: Attach) -> Result<i32, RunError> {
+fn attend(pid: i32, master: Option<OwnedFd>, attach: Attach) -> Result<i32, RunError> {
     let mut output = None;
     let mut raw = None;
     let mut terminal = None;
-    if let Some(console) = &console {
-        let master = console.receive()?;
-        copy_window_size(master.as_fd());
+    if let Some(master) = master {
         if attach.interactive {
             raw = RawMode::enable();
             spawn_input_copy(&master)?;
@@ -177,8 +191,8 @@ fn attend(pid: i32, console: Option<ConsoleSocket>, attach: Attach) -> Result<i3
 pub fn run_foreground(state: &StateDir, record: &ContainerRecord, attach: Attach) -> Result<i32, RunError> {
     let runtime = state.runtime()?;
     let (stdio, console) = foreground_stdio(attach)?;
-    let pid = start(state, &runtime, record, stdio)?;
-    let code = attend(pid, console, attach);
+    let (pid, master) = start(state, &runtime, record, stdio, console.as_ref())?;
+    let code = attend(pid, master, attach);
     let code = match code {
         Ok(c) => c,
         Err(e) => {
@@ -203,7 +217,12 @@ pub fn exec_foreground(
     let runtime = state.runtime()?;
     let (stdio, console) = foreground_stdio(attach)?;
     let pid = runtime.exec(&record.id, process, &state.container_dir(&record.id), stdio)?;
-    attend(pid, console, attach)
+    // libcontainer starts an exec'd process as it creates it: its terminal gets the window size a moment later.
+    let master = console.as_ref().map(ConsoleSocket::receive).transpose()?;
+    if let Some(m) = &master {
+        copy_window_size(m.as_fd());
+    }
+    attend(pid, master, attach)
 }
 
 /// Starts a detached container: spawns the monitor (this program, re-executed) and waits until it reports the
@@ -278,19 +297,16 @@ pub fn monitor_main(state_root: &Path, id: &str) -> Result<(), RunError> {
         }
         None
     };
-    let pid = match start(&state, &runtime, &record, stdio) {
-        Ok(pid) => pid,
+    let pid = match start(&state, &runtime, &record, stdio, console.as_ref()) {
+        Ok((pid, master)) => {
+            readers.extend(master.map(|m| (m, Stream::Stdout)));
+            pid
+        }
         Err(e) => {
             println!("error: {e}");
             return Ok(());
         }
     };
-    if let Some(c) = &console {
-        match c.receive() {
-            Ok(master) => readers.push((master, Stream::Stdout)),
-            Err(e) => tracing::warn!("{e}"),
-        }
-    }
     let threads: Vec<_> = readers
         .into_iter()
         .map(|(fd, stream)| {

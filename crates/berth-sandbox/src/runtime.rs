@@ -135,9 +135,16 @@ impl Runtime {
         Ok(builder)
     }
 
-    /// Creates container `id` from the bundle in `bundle` (its `config.json` and root filesystem) and starts its
-    /// process. Returns the process id. On failure, whatever was created is deleted again.
-    pub fn start(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32, SandboxError> {
+    /// Creates container `id` from the bundle in `bundle` (its `config.json` and root filesystem), calls
+    /// `before_start` (the container exists, its terminal has been sent to the console socket, its program has not
+    /// started), and starts its process. Returns the process id. On failure, whatever was created is deleted.
+    pub fn start(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdio: Stdio,
+        before_start: &mut dyn FnMut() -> Result<(), String>,
+    ) -> Result<i32, SandboxError> {
         let built = self
             .builder(id, stdio)?
             .as_init(bundle)
@@ -152,8 +159,15 @@ impl Runtime {
                 return Err(err);
             }
         };
-        if let Err(e) = container.start() {
-            let err = runtime_error(id, "start", e);
+        let started = match before_start() {
+            Ok(()) => container.start().map_err(|e| runtime_error(id, "start", e)),
+            Err(reason) => Err(SandboxError::Runtime {
+                container: id.to_owned(),
+                action: "prepare to start",
+                reason,
+            }),
+        };
+        if let Err(err) = started {
             let _ = container.kill(libcontainer::signal::Signal::try_from(9).expect("SIGKILL"), true);
             self.delete_quietly(id);
             return Err(err);

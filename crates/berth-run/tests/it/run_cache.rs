@@ -241,3 +241,66 @@ fn bundles_run_under_crun_where_it_accepts_the_cgroup_setup() {
         "{stderr}"
     );
 }
+
+/// Where overlayfs cannot be mounted (here: the state directory is itself on an overlay, which overlayfs refuses
+/// as an upper directory), the container gets a copy of the layers instead, and behaves the same.
+#[test]
+fn rootfs_falls_back_to_a_copy_without_overlayfs() {
+    let env = Env::new();
+    let image = env.busybox();
+    let base = env.path("outer");
+    let (lower, upper, work, merged) = (base.join("l"), base.join("u"), base.join("w"), base.join("m"));
+    for d in [&lower, &upper, &work, &merged] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    let options = std::ffi::CString::new(options).unwrap();
+    rustix::mount::mount(
+        "overlay",
+        &merged,
+        "overlay",
+        rustix::mount::MountFlags::empty(),
+        options.as_c_str(),
+    )
+    .unwrap();
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+    let _unmount = Unmount(merged.clone());
+    let state = merged.join("state");
+    let state = state.to_str().unwrap();
+    let ran = env.berth_out(&[
+        "--state",
+        state,
+        "run",
+        "--name",
+        "c",
+        image,
+        "sh",
+        "-c",
+        "echo x > /new; cat /new; ls /bin/sh",
+    ]);
+    assert_eq!((ran.code, ran.stdout.as_str()), (0, "x\n/bin/sh\n"), "{ran:?}");
+    assert!(ran.stderr.contains("copying"), "the fallback is reported: {ran:?}");
+    let list = env.berth_out(&["--state", state, "ps", "-a", "--format", "json"]);
+    let id = serde_json::from_str::<Value>(&list.stdout).unwrap()[0]["Id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rootfs = merged.join("state/containers").join(&id).join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("new")).unwrap(),
+        "x\n",
+        "a plain directory, not a mount"
+    );
+    assert_eq!(env.berth_out(&["--state", state, "rm", "c"]).code, 0);
+    assert!(!rootfs.exists());
+}
