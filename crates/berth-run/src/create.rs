@@ -64,11 +64,20 @@ pub fn create_container(state: &StateDir, request: &CreateRequest<'_>) -> Result
     let dir = state.container_dir(&id);
     let record = {
         let _names = state.lock_names()?;
+        let all = state.list()?;
         let name = match request.name {
             Some(n) => n.to_owned(),
-            None => generated_name(&id),
+            // Generated names can collide: then the id's digits make it unique.
+            None => {
+                let name = generated_name(&id);
+                if all.iter().any(|r| r.name == name) {
+                    format!("{name}_{}", &id[..12])
+                } else {
+                    name
+                }
+            }
         };
-        if let Some(other) = state.list()?.iter().find(|r| r.name == name) {
+        if let Some(other) = all.iter().find(|r| r.name == name) {
             return Err(RunError::container(
                 &name,
                 format!(
@@ -87,7 +96,10 @@ pub fn create_container(state: &StateDir, request: &CreateRequest<'_>) -> Result
             created: now(),
             status: Status::Created,
             pid: None,
+            pid_start: None,
+            boot_id: None,
             monitor_pid: None,
+            monitor_start: None,
             exit_code: None,
             started: None,
             finished: None,
@@ -301,7 +313,10 @@ pub fn create_from_bundle(
         created: now(),
         status: Status::Created,
         pid: None,
+        pid_start: None,
+        boot_id: None,
         monitor_pid: None,
+        monitor_start: None,
         exit_code: None,
         started: None,
         finished: None,

@@ -17,7 +17,7 @@ use crate::RunError;
 use crate::error::IoContext;
 use crate::layers::LayerStore;
 use crate::logfile::{Stream, read_entries};
-use crate::state::{ContainerRecord, StateDir, Status, process_alive};
+use crate::state::{ContainerRecord, StateDir, Status};
 use crate::supervise::{finish, remove_container};
 
 /// Fails unless the container runs.
@@ -38,13 +38,28 @@ pub fn kill(state: &StateDir, record: &ContainerRecord, signal: i32) -> Result<(
     Ok(())
 }
 
-/// Waits until the container is no longer running (and its monitor has recorded the exit), up to `timeout`.
+/// The record, or `None` when the container is gone (a `--rm` container removes itself when it exits).
+fn load_if_present(state: &StateDir, id: &str) -> Result<Option<ContainerRecord>, RunError> {
+    if !state.container_dir(id).join("container.json").exists() {
+        return Ok(None);
+    }
+    match state.load(id) {
+        Ok(r) => Ok(Some(r)),
+        Err(_) if !state.container_dir(id).join("container.json").exists() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits until the container has stopped and its monitor has cleaned up and recorded the exit (or is gone
+/// itself), up to `timeout`.
 fn wait_stopped(state: &StateDir, id: &str, timeout: Duration) -> Result<bool, RunError> {
     let deadline = Instant::now() + timeout;
     loop {
-        let r = state.load(id)?;
-        let monitor_busy = r.monitor_pid.is_some_and(process_alive) && r.status == Status::Running;
-        if r.live_status() != Status::Running && !monitor_busy {
+        let Some(r) = load_if_present(state, id)? else {
+            return Ok(true);
+        };
+        let orphan = r.live_status() != Status::Running && !r.monitor_alive();
+        if r.status != Status::Running || orphan {
             return Ok(true);
         }
         if Instant::now() >= deadline {
@@ -54,11 +69,14 @@ fn wait_stopped(state: &StateDir, id: &str, timeout: Duration) -> Result<bool, R
     }
 }
 
-/// Records the end of a container whose monitor is gone (killed, or the machine rebooted) and cleans it up.
+/// Records the end of a container whose monitor is gone (killed, or the machine rebooted) and cleans it up; its
+/// exit code is unknown.
 fn settle_orphan(state: &StateDir, record: &ContainerRecord) -> Result<(), RunError> {
-    let r = state.load(&record.id)?;
-    if r.status == Status::Running && r.live_status() == Status::Exited {
-        finish(state, &state.runtime()?, &r.id, r.exit_code.unwrap_or(137))?;
+    let Some(r) = load_if_present(state, &record.id)? else {
+        return Ok(());
+    };
+    if r.status == Status::Running && r.live_status() == Status::Exited && !r.monitor_alive() {
+        finish(state, &state.runtime()?, &r.id, None)?;
     }
     Ok(())
 }
@@ -98,12 +116,11 @@ pub fn remove(state: &StateDir, record: &ContainerRecord, force: bool) -> Result
         }
         stop(state, record, Duration::ZERO)?;
     }
-    let current = match state.load(&record.id) {
-        Ok(r) => r,
-        // Removed meanwhile (its monitor removes --rm containers).
-        Err(_) => return Ok(()),
-    };
     let _names = state.lock_names()?;
+    // Removed meanwhile (a --rm container removes itself)?
+    let Some(current) = load_if_present(state, &record.id)? else {
+        return Ok(());
+    };
     remove_container(state, &state.runtime()?, &current)
 }
 

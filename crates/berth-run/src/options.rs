@@ -15,7 +15,7 @@ use crate::RunError;
 const MAX_ENV_FILE: u64 = 1 << 20;
 
 /// Options that shape a container's runtime config.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, PartialEq, Args)]
 pub struct ContainerFlags {
     /// Set an environment variable: KEY=VALUE, or KEY to take the value from this environment.
     #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]

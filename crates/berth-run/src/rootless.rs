@@ -91,9 +91,12 @@ fn user_name(uid: u32) -> String {
         .unwrap_or_default()
 }
 
-fn pipe_inherited() -> Result<(OwnedFd, OwnedFd), RunError> {
-    // Without CLOEXEC: the re-executed process inherits both ends and is told their numbers.
-    rustix::pipe::pipe().at("create", "a pipe")
+/// A pipe whose `inherited` end (0: read, 1: write) stays open across exec; the other end does not.
+fn pipe_inherited(inherited: usize) -> Result<(OwnedFd, OwnedFd), RunError> {
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).at("create", "a pipe")?;
+    let end = if inherited == 0 { &read } else { &write };
+    rustix::io::fcntl_setfd(end, rustix::io::FdFlags::empty()).at("set up", "a pipe")?;
+    Ok((read, write))
 }
 
 /// Writes the id maps of process `pid`: root is the user, then the user's subordinate ids when it has some.
@@ -158,8 +161,8 @@ pub fn reexec(how: Enter, env: &[(&str, PathBuf)]) -> Result<i32, RunError> {
             None
         }
         Enter::New => {
-            let (child_read, parent_write) = pipe_inherited()?;
-            let (parent_read, child_write) = pipe_inherited()?;
+            let (child_read, parent_write) = pipe_inherited(0)?;
+            let (parent_read, child_write) = pipe_inherited(1)?;
             cmd.env(
                 STAGE_VAR,
                 format!(
@@ -191,9 +194,11 @@ pub fn reexec(how: Enter, env: &[(&str, PathBuf)]) -> Result<i32, RunError> {
                 let _ = child.wait();
                 return Err(e);
             }
-            std::fs::File::from(parent_write)
-                .write_all(b"m")
-                .at("write", "a pipe")?;
+            if let Err(e) = std::fs::File::from(parent_write).write_all(b"m") {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e).at("write", "a pipe");
+            }
         }
     }
     let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child has a positive id");

@@ -88,8 +88,17 @@ pub struct ContainerRecord {
     pub status: Status,
     /// The container's first process, while it runs.
     pub pid: Option<i32>,
+    /// Its start time (clock ticks after boot), so a reused pid is not taken for it.
+    #[serde(default)]
+    pub pid_start: Option<u64>,
+    /// The boot the processes were started in (`/proc/sys/kernel/random/boot_id`).
+    #[serde(default)]
+    pub boot_id: Option<String>,
     /// The process that waits for it and records its exit (a detached container's monitor).
     pub monitor_pid: Option<i32>,
+    /// Its start time (clock ticks after boot).
+    #[serde(default)]
+    pub monitor_start: Option<u64>,
     /// The exit code (128 + N for signal N).
     pub exit_code: Option<i32>,
     /// Seconds since the epoch.
@@ -114,16 +123,45 @@ impl ContainerRecord {
     /// The status as it really is: a container recorded as running whose process is gone (its monitor was
     /// killed, or the machine rebooted) has exited.
     pub fn live_status(&self) -> Status {
-        match (self.status, self.pid) {
-            (Status::Running, Some(pid)) if !process_alive(pid) => Status::Exited,
-            (s, _) => s,
+        match self.status {
+            Status::Running if !self.same_process(self.pid, self.pid_start) => Status::Exited,
+            s => s,
         }
+    }
+
+    /// Whether the monitor (or foreground berth-run) of this container still runs.
+    pub fn monitor_alive(&self) -> bool {
+        self.same_process(self.monitor_pid, self.monitor_start)
+    }
+
+    /// Whether `pid` still names the process recorded with `start` in this boot: a pid reused by another process
+    /// after the recorded one ended (or after a reboot) does not count.
+    fn same_process(&self, pid: Option<i32>, start: Option<u64>) -> bool {
+        let Some(pid) = pid else { return false };
+        if self.boot_id.is_some() && self.boot_id != current_boot_id() {
+            return false;
+        }
+        process_alive(pid) && (start.is_none() || process_start_time(pid) == start)
     }
 
     /// The first 12 digits of the id, as `ps` shows it.
     pub fn short_id(&self) -> &str {
         &self.id[..12.min(self.id.len())]
     }
+}
+
+/// This boot's id.
+pub fn current_boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// A process's start time in clock ticks after boot (field 22 of `/proc/PID/stat`).
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesized command start with the state (field 3).
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Whether a process with this id exists and is not a zombie.
@@ -327,7 +365,27 @@ mod tests {
 
     #[test]
     fn liveness() {
-        assert!(process_alive(std::process::id() as i32));
+        let me = std::process::id() as i32;
+        assert!(process_alive(me));
         assert!(!process_alive(i32::MAX));
+        let start = process_start_time(me);
+        assert!(start.is_some());
+        let mut record: ContainerRecord = serde_json::from_value(serde_json::json!({
+            "id": "ab", "name": "n", "image": "i", "image_digest": "", "command": [], "created": 0,
+            "status": "running", "pid": me, "monitor_pid": me, "exit_code": null, "started": null,
+            "finished": null, "rootfs": "copy", "bundle": "/b", "layers": [], "auto_remove": false,
+            "stop_signal": 15, "tty": false
+        }))
+        .expect("records without start times (older ones) still load");
+        assert_eq!(record.live_status(), Status::Running);
+        record.pid_start = start.map(|s| s + 1);
+        assert_eq!(
+            record.live_status(),
+            Status::Exited,
+            "a reused pid is not the container"
+        );
+        record.pid_start = start;
+        record.boot_id = Some("another-boot".into());
+        assert_eq!(record.live_status(), Status::Exited, "nothing survives a reboot");
     }
 }

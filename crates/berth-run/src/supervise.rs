@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use berth_sandbox::runtime::{Runtime, Stdio, wait_exit};
 use oci_spec::runtime::Process;
-use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
+use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGPIPE, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
+use signal_hook::iterator::Signals;
 
 use crate::RunError;
 use crate::error::IoContext;
@@ -56,8 +57,12 @@ fn start(
         Ok(pid) => {
             state.update(&record.id, |r| {
                 r.status = Status::Running;
+                let me = std::process::id() as i32;
                 r.pid = Some(pid);
-                r.monitor_pid = Some(std::process::id() as i32);
+                r.pid_start = crate::state::process_start_time(pid);
+                r.boot_id = crate::state::current_boot_id();
+                r.monitor_pid = Some(me);
+                r.monitor_start = crate::state::process_start_time(me);
                 r.started = Some(now());
             })?;
             Ok((pid, terminal))
@@ -71,15 +76,13 @@ fn start(
     }
 }
 
-/// After the container's process has ended: records the exit code, deletes the runtime's state and cgroup,
-/// unmounts the root filesystem, and removes the container when it was started with `--rm`.
-pub fn finish(state: &StateDir, runtime: &Runtime, id: &str, code: i32) -> Result<(), RunError> {
-    let record = state.update(id, |r| {
-        r.status = Status::Exited;
-        r.exit_code = Some(code);
-        r.finished = Some(now());
-    })?;
+/// After the container's process has ended: deletes the runtime's state and cgroup, unmounts the root
+/// filesystem, and then records the exit code (`None`: unknown) — last, so whoever sees the container exited
+/// finds it cleaned up. A container started with `--rm` is removed instead.
+pub fn finish(state: &StateDir, runtime: &Runtime, id: &str, code: Option<i32>) -> Result<(), RunError> {
+    let record = state.load(id)?;
     if record.auto_remove {
+        let _names = state.lock_names()?;
         return remove_container(state, runtime, &record);
     }
     crate::rootless::remove_cgroup_stand_ins(&crate::create::cgroups_path(id));
@@ -87,6 +90,11 @@ pub fn finish(state: &StateDir, runtime: &Runtime, id: &str, code: i32) -> Resul
         tracing::warn!("{e}");
     }
     release_rootfs(&record);
+    state.update(id, |r| {
+        r.status = Status::Exited;
+        r.exit_code = code;
+        r.finished = Some(now());
+    })?;
     Ok(())
 }
 
@@ -103,7 +111,16 @@ pub fn release_rootfs(record: &ContainerRecord) {
 /// Removes everything of a container that is not running: runtime state, mounts, directory, record.
 pub fn remove_container(state: &StateDir, runtime: &Runtime, record: &ContainerRecord) -> Result<(), RunError> {
     crate::rootless::remove_cgroup_stand_ins(&crate::create::cgroups_path(&record.id));
-    runtime.delete(&record.id, true)?;
+    if let Err(e) = runtime.delete(&record.id, true) {
+        // A broken runtime state must not make the container impossible to remove.
+        tracing::warn!("{e}; removing its runtime state directory");
+        let dir = runtime.root().join(&record.id);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(e).at("remove", dir);
+        }
+    }
     release_rootfs(record);
     let dir = state.container_dir(&record.id);
     // The record goes first, so a crash midway leaves no half-removed container listed.
@@ -120,13 +137,10 @@ pub fn remove_container(state: &StateDir, runtime: &Runtime, record: &ContainerR
 
 /// Forwards the signals a user sends to berth-run (Ctrl-C, `kill`) to process `pid`, and window size changes to
 /// the terminal, from a background thread.
-fn forward_signals(pid: i32, terminal: Option<OwnedFd>) -> Result<(), RunError> {
+fn forward_signals(pid: i32, terminal: Option<OwnedFd>, mut signals: Signals) -> Result<(), RunError> {
     let target = rustix::process::Pid::from_raw(pid).expect("a started process has a positive id");
     let pidfd =
         rustix::process::pidfd_open(target, rustix::process::PidfdFlags::empty()).at("open", format!("/proc/{pid}"))?;
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH])
-            .at("handle signals of", "berth-run")?;
     std::thread::spawn(move || {
         for sig in signals.forever() {
             if sig == SIGWINCH {
@@ -142,6 +156,12 @@ fn forward_signals(pid: i32, terminal: Option<OwnedFd>) -> Result<(), RunError> 
         }
     });
     Ok(())
+}
+
+/// The signals a foreground berth-run forwards, caught from before the container starts (so one sent while it
+/// starts is delivered to it, not fatal to berth-run).
+fn catch_signals() -> Result<Signals, RunError> {
+    Signals::new([SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH]).at("handle signals of", "berth-run")
 }
 
 /// How a foreground process's standard streams are connected.
@@ -165,7 +185,7 @@ fn foreground_stdio(attach: Attach) -> Result<(Stdio, Option<ConsoleSocket>), Ru
 }
 
 /// Waits for a foreground process: terminal plumbing, signal forwarding, then its exit code.
-fn attend(pid: i32, master: Option<OwnedFd>, attach: Attach) -> Result<i32, RunError> {
+fn attend(pid: i32, master: Option<OwnedFd>, attach: Attach, signals: Signals) -> Result<i32, RunError> {
     let mut output = None;
     let mut raw = None;
     let mut terminal = None;
@@ -177,7 +197,7 @@ fn attend(pid: i32, master: Option<OwnedFd>, attach: Attach) -> Result<i32, RunE
         output = Some(spawn_output_copy(&master)?);
         terminal = Some(master);
     }
-    forward_signals(pid, terminal)?;
+    forward_signals(pid, terminal, signals)?;
     let code = wait_exit(pid)?;
     if let Some(o) = output {
         let _ = o.join();
@@ -191,19 +211,20 @@ fn attend(pid: i32, master: Option<OwnedFd>, attach: Attach) -> Result<i32, RunE
 pub fn run_foreground(state: &StateDir, record: &ContainerRecord, attach: Attach) -> Result<i32, RunError> {
     let runtime = state.runtime()?;
     let (stdio, console) = foreground_stdio(attach)?;
+    let signals = catch_signals()?;
     let (pid, master) = start(state, &runtime, record, stdio, console.as_ref())?;
-    let code = attend(pid, master, attach);
+    let code = attend(pid, master, attach, signals);
     let code = match code {
         Ok(c) => c,
         Err(e) => {
             // The terminal could not be set up: do not leave the process behind.
             let _ = runtime.kill(&record.id, 9, !crate::rootless::without_cgroups());
-            let c = wait_exit(pid).unwrap_or(137);
+            let c = wait_exit(pid).ok();
             finish(state, &runtime, &record.id, c)?;
             return Err(e);
         }
     };
-    finish(state, &runtime, &record.id, code)?;
+    finish(state, &runtime, &record.id, Some(code))?;
     Ok(code)
 }
 
@@ -216,13 +237,14 @@ pub fn exec_foreground(
 ) -> Result<i32, RunError> {
     let runtime = state.runtime()?;
     let (stdio, console) = foreground_stdio(attach)?;
+    let signals = catch_signals()?;
     let pid = runtime.exec(&record.id, process, &state.container_dir(&record.id), stdio)?;
     // libcontainer starts an exec'd process as it creates it: its terminal gets the window size a moment later.
     let master = console.as_ref().map(ConsoleSocket::receive).transpose()?;
     if let Some(m) = &master {
         copy_window_size(m.as_fd());
     }
-    attend(pid, master, attach)
+    attend(pid, master, attach, signals)
 }
 
 /// Starts a detached container: spawns the monitor (this program, re-executed) and waits until it reports the
@@ -261,12 +283,18 @@ pub fn start_detached(state: &StateDir, record: &ContainerRecord) -> Result<i32,
     Err(RunError::container(&record.name, reason))
 }
 
-/// The monitor of a detached container (`berth-run __monitor ID`): starts the container with its output going
-/// to `ctr.log`, reports `started PID` (or `error: …`) on standard output, then waits for the container and
-/// records its exit.
-pub fn monitor_main(state_root: &Path, id: &str) -> Result<(), RunError> {
-    let _ = rustix::process::setsid();
-    let state = StateDir::open(state_root)?;
+/// What the monitor opens before starting the container: the record, the runtime, the log, and the container's
+/// standard streams (pipes into the log, or a console socket for a terminal).
+type MonitorSetup = (
+    ContainerRecord,
+    Runtime,
+    Arc<Mutex<File>>,
+    Stdio,
+    Vec<(OwnedFd, Stream)>,
+    Option<ConsoleSocket>,
+);
+
+fn monitor_setup(state: &StateDir, id: &str) -> Result<MonitorSetup, RunError> {
     let record = state.load(id)?;
     let runtime = state.runtime()?;
     let log_path = state.container_dir(id).join("ctr.log");
@@ -276,7 +304,6 @@ pub fn monitor_main(state_root: &Path, id: &str) -> Result<(), RunError> {
         .open(&log_path)
         .at("open", &log_path)?;
     let log = Arc::new(Mutex::new(log));
-
     let mut stdio = Stdio {
         stdin: Some(dev_null()?),
         ..Stdio::default()
@@ -296,6 +323,32 @@ pub fn monitor_main(state_root: &Path, id: &str) -> Result<(), RunError> {
             readers.push((read, stream));
         }
         None
+    };
+    Ok((record, runtime, log, stdio, readers, console))
+}
+
+/// The monitor of a detached container (`berth-run __monitor ID`): starts the container with its output going
+/// to `ctr.log`, reports `started PID` (or `error: …`) on standard output, then waits for the container and
+/// records its exit.
+pub fn monitor_main(state_root: &Path, id: &str) -> Result<(), RunError> {
+    let _ = rustix::process::setsid();
+    // Keep no directory of the user's busy, and survive a `run -d` that is gone before the report is written.
+    let _ = std::env::set_current_dir("/");
+    let _ = signal_hook::flag::register(SIGPIPE, Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let state = StateDir::open(state_root)?;
+    let setup = monitor_setup(&state, id);
+    let (record, runtime, log, stdio, mut readers, console) = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            println!("error: {e}");
+            if let (Ok(record), Ok(runtime)) = (state.load(id), state.runtime()) {
+                let _names = state.lock_names();
+                if let Err(cleanup) = remove_container(&state, &runtime, &record) {
+                    tracing::warn!("{cleanup}");
+                }
+            }
+            return Ok(());
+        }
     };
     let pid = match start(&state, &runtime, &record, stdio, console.as_ref()) {
         Ok((pid, master)) => {
@@ -325,5 +378,5 @@ pub fn monitor_main(state_root: &Path, id: &str) -> Result<(), RunError> {
     for t in threads {
         let _ = t.join();
     }
-    finish(&state, &runtime, id, code)
+    finish(&state, &runtime, id, Some(code))
 }

@@ -271,6 +271,13 @@ fn run(cli: &Cli, args: &RunArgs) -> Outcome {
                     dir.display()
                 );
             }
+            if args.flags != ContainerFlags::default() || args.platform.is_some() {
+                bail!(
+                    "--bundle {}: the bundle runs as its config.json says; options that shape a container \
+                     (-e, -v, -u, --memory, -t, …) cannot apply to it — edit config.json instead",
+                    dir.display()
+                );
+            }
             create_from_bundle(&state, dir, args.name.as_deref(), args.rm)?
         }
         (None, Some(image)) => {
@@ -623,23 +630,33 @@ fn rootless_entry(cli: &Cli) -> Result<Option<i32>> {
     if berth_run::rootless::enter_from_env()? || rustix::process::geteuid().is_root() {
         return Ok(None);
     }
+    // Commands on a running container enter its namespaces, through its monitor: only there does this user have
+    // the capabilities over it (to signal a process running as another id, to enter its mounts).
+    let join = |name: &str| -> Result<Enter> {
+        let record = cli.state()?.find(name)?;
+        Ok(match record.monitor_pid.filter(|_| record.monitor_alive()) {
+            Some(pid) if record.live_status() == Status::Running => Enter::Join(pid),
+            _ => Enter::New,
+        })
+    };
     let how = match &cli.command {
         Command::Ps(_) | Command::Logs(_) | Command::Monitor { .. } => return Ok(None),
-        // exec enters the container's own namespaces, through its monitor.
-        Command::Exec(args) => {
-            let record = cli.state()?.find(&args.container)?;
-            match record.monitor_pid.filter(|p| berth_run::state::process_alive(*p)) {
-                Some(pid) if record.live_status() == Status::Running => Enter::Join(pid),
-                _ => Enter::New,
-            }
-        }
+        Command::Exec(args) => join(&args.container)?,
+        Command::Kill(KillArgs { containers, .. })
+        | Command::Stop(StopArgs { containers, .. })
+        | Command::Rm(RmArgs { containers, .. }) => match containers.first() {
+            Some(first) => join(first).unwrap_or(Enter::New),
+            None => Enter::New,
+        },
         _ => Enter::New,
     };
     let state = cli.state.clone().unwrap_or_else(berth_run::state::default_state_path);
+    // Absolute: entering a mount namespace moves the working directory to its root.
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
     let env = [
-        ("BERTH_STORE", cli.store()),
-        ("BERTH_CACHE", cli.cache()),
-        ("BERTH_STATE", state),
+        ("BERTH_STORE", absolute(cli.store())),
+        ("BERTH_CACHE", absolute(cli.cache())),
+        ("BERTH_STATE", absolute(state)),
     ];
     Ok(Some(berth_run::rootless::reexec(how, &env)?))
 }

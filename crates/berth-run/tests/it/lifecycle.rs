@@ -380,3 +380,38 @@ fn signals_start_at_their_defaults() {
     assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(text, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
 }
+
+/// `stop` of a `--rm` container (which removes itself as it exits), and `rm` right after `stop`, both succeed and
+/// leave nothing behind: the monitor cleans up before it records the exit.
+#[test]
+fn stop_then_rm_leaves_nothing_and_rm_containers_stop_cleanly() {
+    let env = Env::new();
+    let image = env.busybox();
+    let containers = env.path("state").join("containers");
+    for round in 0..3 {
+        let name = format!("r{round}");
+        ok(&env, &["run", "-d", "--rm", "--name", &name, image, "sleep", "1000"]);
+        assert_eq!(ok(&env, &["stop", "-t", "0", &name]), format!("{name}\n"));
+        let name = format!("s{round}");
+        ok(&env, &["run", "-d", "--name", &name, image, "sleep", "1000"]);
+        assert_eq!(ok(&env, &["stop", "-t", "0", &name]), format!("{name}\n"));
+        assert_eq!(ok(&env, &["rm", &name]), format!("{name}\n"));
+    }
+    assert!(ps_json(&env).is_empty());
+    assert_eq!(std::fs::read_dir(&containers).unwrap().count(), 0);
+    assert!(!mounted_under(&env.path("state")));
+}
+
+#[test]
+fn run_bundle_refuses_options_it_cannot_apply() {
+    let env = Env::new();
+    let image = env.busybox();
+    let bundle = env.bundle_ok(&[], image, &["true"]);
+    let ran = env.berth_out(&["run", "-e", "A=1", "--bundle", bundle.to_str().unwrap()]);
+    assert!(ran.code == 125 && ran.stderr.contains("config.json"), "{ran:?}");
+    assert_eq!(
+        env.berth_out(&["run", "--rm", "--bundle", bundle.to_str().unwrap()])
+            .code,
+        0
+    );
+}
