@@ -271,6 +271,33 @@ pub fn exec_process(record: &ContainerRecord, request: &ExecRequest) -> Result<P
         }
         process.set_user(builder.build().expect("a user with ids builds"));
     }
+    // A command that cannot run is refused here, naming it (exit 127), rather than by the runtime.
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_else(|| "rootfs".into());
+    let rootfs = if root.is_absolute() {
+        root
+    } else {
+        record.bundle.join(root)
+    };
+    let binds: Vec<String> = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .filter(|m| m.typ().as_deref() == Some("bind"))
+        .map(|m| m.destination().to_string_lossy().into_owned())
+        .collect();
+    let binds: Vec<&str> = binds.iter().map(String::as_str).collect();
+    let cwd = process.cwd().to_string_lossy().into_owned();
+    berth_sandbox::check_args(
+        &RootFs::open(&rootfs, &record.image)?,
+        &request.command[0],
+        &cwd,
+        process.env().as_deref().unwrap_or_default(),
+        &binds,
+    )?;
     if request.privileged {
         let all = berth_sandbox::caps::host_bounding_set();
         process.set_capabilities(Some(berth_sandbox::caps::linux_capabilities(&all)));

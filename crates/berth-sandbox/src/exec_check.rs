@@ -100,7 +100,19 @@ pub(crate) fn check_command(
     converted: &ImageRuntimeConfig,
     user_mounts: &[&str],
 ) -> Result<(), SandboxError> {
-    let command = &converted.args[0];
+    check_args(rootfs, &converted.args[0], &converted.cwd, &converted.env, user_mounts)
+}
+
+/// [`check_command`] for a process of a running container (`exec`): `command` looked up in `env`'s `PATH`,
+/// relative to `cwd`, inside `rootfs`; paths under `user_mounts` are not checked.
+pub fn check_args(
+    rootfs: &RootFs,
+    command: &str,
+    cwd: &str,
+    env: &[String],
+    user_mounts: &[&str],
+) -> Result<(), SandboxError> {
+    let command = &command.to_owned();
     let refuse = |reason: String| SandboxError::Command {
         image: rootfs.image().to_owned(),
         command: command.clone(),
@@ -110,15 +122,11 @@ pub(crate) fn check_command(
         let absolute = if command.starts_with('/') {
             command.clone()
         } else {
-            format!("{}/{command}", converted.cwd.trim_end_matches('/'))
+            format!("{}/{command}", cwd.trim_end_matches('/'))
         };
         vec![absolute]
     } else {
-        let path = converted
-            .env
-            .iter()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or_default();
+        let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or_default();
         path.split(':')
             .filter(|d| d.starts_with('/'))
             .map(|d| format!("{}/{command}", d.trim_end_matches('/')))

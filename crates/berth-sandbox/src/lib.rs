@@ -52,6 +52,7 @@ pub mod spec;
 pub mod tree_copy;
 
 pub use error::SandboxError;
+pub use exec_check::check_args;
 pub use options::{MountRequest, NetMode, SeccompChoice, SpecOptions, VolumeBacking};
 pub use prepare::{ContainerSetup, prepare_container};
 pub use spec::{SpecParts, default_spec};

@@ -162,7 +162,8 @@ fn detached_lifecycle_ps_logs_exec_stop_rm() {
         "1\n/tmp\n"
     );
     let ran = env.berth_out(&["exec", "web", "no-such-command"]);
-    assert_ne!(ran.code, 0, "{ran:?}");
+    assert_eq!(ran.code, 127, "{ran:?}");
+    assert!(ran.stderr.contains("no-such-command"), "{ran:?}");
 
     let logs = env.berth_out(&["logs", "web"]);
     assert_eq!(logs.stdout, "ready\n", "{logs:?}");
