@@ -12,7 +12,7 @@ use crate::layers::LayerStore;
 use crate::rootfs::{build_rootfs_copy, prepare_rootfs_overlay, unmount_overlay};
 use crate::signals::parse_signal;
 use crate::source::open_image;
-use crate::state::{ContainerRecord, RootfsKind, StateDir, Status, generated_name, now, validate_name};
+use crate::state::{ContainerRecord, RootfsKind, StateDir, validate_name};
 use crate::{RunError, new_container_id};
 
 /// What to make a container of.
@@ -62,60 +62,15 @@ pub fn create_container(state: &StateDir, request: &CreateRequest<'_>) -> Result
 
     let id = new_container_id()?;
     let dir = state.container_dir(&id);
-    let record = {
-        let _names = state.lock_names()?;
-        let all = state.list()?;
-        let name = match request.name {
-            Some(n) => n.to_owned(),
-            // Generated names can collide: then the id's digits make it unique.
-            None => {
-                let name = generated_name(&id);
-                if all.iter().any(|r| r.name == name) {
-                    format!("{name}_{}", &id[..12])
-                } else {
-                    name
-                }
-            }
-        };
-        if let Some(other) = all.iter().find(|r| r.name == name) {
-            return Err(RunError::container(
-                &name,
-                format!(
-                    "the name is in use by container {}; remove it (`berth-run rm {name}`) or choose another name",
-                    other.short_id()
-                ),
-            ));
-        }
-        std::fs::create_dir(&dir).at("create", &dir)?;
-        let record = ContainerRecord {
-            id: id.clone(),
-            name,
-            image: opened.label.clone(),
-            image_digest: opened.manifest_digest().to_string(),
-            command: Vec::new(),
-            created: now(),
-            status: Status::Created,
-            pid: None,
-            pid_start: None,
-            boot_id: None,
-            monitor_pid: None,
-            monitor_start: None,
-            exit_code: None,
-            started: None,
-            finished: None,
-            rootfs: RootfsKind::Overlay,
-            bundle: dir.clone(),
-            layers: diff_ids,
-            auto_remove: request.auto_remove,
-            stop_signal,
-            tty: request.options.terminal,
-        };
-        if let Err(e) = state.save(&record) {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
-        }
-        record
-    };
+    let record = state.claim(&id, request.name, |base| ContainerRecord {
+        image: opened.label.clone(),
+        image_digest: opened.manifest_digest().to_string(),
+        layers: diff_ids,
+        auto_remove: request.auto_remove,
+        stop_signal,
+        tty: request.options.terminal,
+        ..base
+    })?;
     drop(hold);
 
     let result = fill(state, &record, &opened, &layers, request.options);
@@ -291,45 +246,13 @@ pub fn create_from_bundle(
         .as_ref()
         .ok_or_else(|| bundle_err("config.json has no process; it must say what to run".into()))?;
     let id = new_container_id()?;
-    let dir = state.container_dir(&id);
-    let _names = state.lock_names()?;
-    let name = name.map(str::to_owned).unwrap_or_else(|| generated_name(&id));
-    if let Some(other) = state.list()?.iter().find(|r| r.name == name) {
-        return Err(RunError::container(
-            &name,
-            format!(
-                "the name is in use by container {}; remove it or choose another name",
-                other.short_id()
-            ),
-        ));
-    }
-    std::fs::create_dir(&dir).at("create", &dir)?;
-    let record = ContainerRecord {
-        id,
-        name,
+    state.claim(&id, name, |base| ContainerRecord {
         image: bundle.display().to_string(),
-        image_digest: String::new(),
         command: process.args().clone().unwrap_or_default(),
-        created: now(),
-        status: Status::Created,
-        pid: None,
-        pid_start: None,
-        boot_id: None,
-        monitor_pid: None,
-        monitor_start: None,
-        exit_code: None,
-        started: None,
-        finished: None,
         rootfs: RootfsKind::Bundle,
-        bundle,
-        layers: Vec::new(),
+        bundle: bundle.clone(),
         auto_remove,
-        stop_signal: 15,
         tty: process.terminal().unwrap_or(false),
-    };
-    if let Err(e) = state.save(&record) {
-        let _ = std::fs::remove_dir_all(&dir);
-        return Err(e);
-    }
-    Ok(record)
+        ..base
+    })
 }

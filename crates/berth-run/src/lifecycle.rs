@@ -223,6 +223,12 @@ pub fn exec_process(record: &ContainerRecord, request: &ExecRequest) -> Result<P
     let config_path = record.bundle.join("config.json");
     let spec = Spec::load(&config_path)
         .map_err(|e| RunError::container(&record.name, format!("{}: {e}", config_path.display())))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_else(|| "rootfs".into());
+    let rootfs = RootFs::open(&record.bundle.join(root), &record.image)?;
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(request.command.clone()));
     process.set_terminal(Some(request.tty));
@@ -252,17 +258,7 @@ pub fn exec_process(record: &ContainerRecord, request: &ExecRequest) -> Result<P
     }
     if let Some(user) = &request.user {
         let spec_user = UserSpec::parse(user).map_err(|e| RunError::option(format!("-u {user}"), e.to_string()))?;
-        let root = spec
-            .root()
-            .as_ref()
-            .map(|r| r.path().clone())
-            .unwrap_or_else(|| "rootfs".into());
-        let rootfs = if root.is_absolute() {
-            root
-        } else {
-            record.bundle.join(root)
-        };
-        let (passwd, group) = RootFs::open(&rootfs, &record.image)?.account_files()?;
+        let (passwd, group) = rootfs.account_files()?;
         let resolved = resolve_user(&spec_user, &passwd, &group)
             .map_err(|e| RunError::option(format!("-u {user}"), e.to_string()))?;
         let mut builder = UserBuilder::default().uid(resolved.uid).gid(resolved.gid);
@@ -272,16 +268,6 @@ pub fn exec_process(record: &ContainerRecord, request: &ExecRequest) -> Result<P
         process.set_user(builder.build().expect("a user with ids builds"));
     }
     // A command that cannot run is refused here, naming it (exit 127), rather than by the runtime.
-    let root = spec
-        .root()
-        .as_ref()
-        .map(|r| r.path().clone())
-        .unwrap_or_else(|| "rootfs".into());
-    let rootfs = if root.is_absolute() {
-        root
-    } else {
-        record.bundle.join(root)
-    };
     let binds: Vec<String> = spec
         .mounts()
         .iter()
@@ -292,7 +278,7 @@ pub fn exec_process(record: &ContainerRecord, request: &ExecRequest) -> Result<P
     let binds: Vec<&str> = binds.iter().map(String::as_str).collect();
     let cwd = process.cwd().to_string_lossy().into_owned();
     berth_sandbox::check_args(
-        &RootFs::open(&rootfs, &record.image)?,
+        &rootfs,
         &request.command[0],
         &cwd,
         process.env().as_deref().unwrap_or_default(),

@@ -120,6 +120,33 @@ pub struct ContainerRecord {
 }
 
 impl ContainerRecord {
+    /// A record of a container just created (no process yet), to be completed with struct update syntax.
+    pub fn new_created(id: String, name: String, bundle: PathBuf) -> ContainerRecord {
+        ContainerRecord {
+            id,
+            name,
+            image: String::new(),
+            image_digest: String::new(),
+            command: Vec::new(),
+            created: now(),
+            status: Status::Created,
+            pid: None,
+            pid_start: None,
+            boot_id: None,
+            monitor_pid: None,
+            monitor_start: None,
+            exit_code: None,
+            started: None,
+            finished: None,
+            rootfs: RootfsKind::Overlay,
+            bundle,
+            layers: Vec::new(),
+            auto_remove: false,
+            stop_signal: 15,
+            tty: false,
+        }
+    }
+
     /// The status as it really is: a container recorded as running whose process is gone (its monitor was
     /// killed, or the machine rebooted) has exited.
     pub fn live_status(&self) -> Status {
@@ -271,6 +298,47 @@ impl StateDir {
         let mut record = self.load(id)?;
         change(&mut record);
         self.save(&record)?;
+        Ok(record)
+    }
+
+    /// Records a new container under the names lock: `name`, or a generated one, must be unused. Creates its
+    /// directory and saves what `complete` makes of the base record; on failure nothing is left.
+    pub fn claim(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        complete: impl FnOnce(ContainerRecord) -> ContainerRecord,
+    ) -> Result<ContainerRecord, RunError> {
+        let _names = self.lock_names()?;
+        let all = self.list()?;
+        let name = match name {
+            Some(n) => n.to_owned(),
+            // Generated names can collide: then the id's digits make it unique.
+            None => {
+                let name = generated_name(id);
+                if all.iter().any(|r| r.name == name) {
+                    format!("{name}_{}", &id[..12.min(id.len())])
+                } else {
+                    name
+                }
+            }
+        };
+        if let Some(other) = all.iter().find(|r| r.name == name) {
+            return Err(RunError::container(
+                &name,
+                format!(
+                    "the name is in use by container {}; remove it (`berth-run rm {name}`) or choose another name",
+                    other.short_id()
+                ),
+            ));
+        }
+        let dir = self.container_dir(id);
+        std::fs::create_dir(&dir).at("create", &dir)?;
+        let record = complete(ContainerRecord::new_created(id.to_owned(), name, dir.clone()));
+        if let Err(e) = self.save(&record) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
         Ok(record)
     }
 

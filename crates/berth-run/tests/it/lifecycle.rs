@@ -12,14 +12,8 @@ use crate::support::Env;
 /// A shell loop that prints `ready`, then waits for signals; SIGTERM makes it print `term` and exit 3.
 const TRAP_TERM: &str = "echo ready; echo to-err >&2; trap 'echo term; exit 3' TERM; while :; do sleep 0.05; done";
 
-fn ok(env: &Env, args: &[&str]) -> String {
-    let ran = env.berth_out(args);
-    assert_eq!(ran.code, 0, "berth-run {args:?}: {ran:?}");
-    ran.stdout
-}
-
 fn ps_json(env: &Env) -> Vec<Value> {
-    serde_json::from_str(&ok(env, &["ps", "-a", "--format", "json"])).unwrap()
+    serde_json::from_str(&env.berth_ok(&["ps", "-a", "--format", "json"])).unwrap()
 }
 
 fn find<'a>(list: &'a [Value], name: &str) -> Option<&'a Value> {
@@ -135,7 +129,7 @@ fn a_terminal_with_tty() {
 fn detached_lifecycle_ps_logs_exec_stop_rm() {
     let env = Env::new();
     let image = env.busybox();
-    let id = ok(&env, &["run", "-d", "--name", "web", image, "sh", "-c", TRAP_TERM]);
+    let id = env.berth_ok(&["run", "-d", "--name", "web", image, "sh", "-c", TRAP_TERM]);
     let id = id.trim();
     assert_eq!(id.len(), 64, "run -d prints the id: {id}");
     wait_for_log(&env, "web", "ready");
@@ -144,21 +138,21 @@ fn detached_lifecycle_ps_logs_exec_stop_rm() {
     let web = find(&list, "web").expect("ps lists it");
     assert_eq!(web["Id"], id);
     assert_eq!(web["State"], "running");
-    let table = ok(&env, &["ps"]);
+    let table = env.berth_ok(&["ps"]);
     assert!(table.lines().nth(1).unwrap().starts_with(&id[..12]), "{table}");
     assert!(table.contains("Up "), "{table}");
-    assert_eq!(ok(&env, &["ps", "-q"]).trim(), &id[..12]);
+    assert_eq!(env.berth_ok(&["ps", "-q"]).trim(), &id[..12]);
 
     // The default hostname is the id's first 12 characters.
-    assert_eq!(ok(&env, &["exec", "web", "/bin/busybox", "hostname"]).trim(), &id[..12]);
+    assert_eq!(
+        env.berth_ok(&["exec", "web", "/bin/busybox", "hostname"]).trim(),
+        &id[..12]
+    );
     let ran = env.berth_out(&["exec", &id[..8], "sh", "-c", "echo $((20+22)); exit 4"]);
     assert_eq!((ran.code, ran.stdout.as_str()), (4, "42\n"), "{ran:?}");
-    assert_eq!(ok(&env, &["exec", "-u", "nobody", "web", "id", "-u"]), "65534\n");
+    assert_eq!(env.berth_ok(&["exec", "-u", "nobody", "web", "id", "-u"]), "65534\n");
     assert_eq!(
-        ok(
-            &env,
-            &["exec", "-e", "X=1", "-w", "/tmp", "web", "sh", "-c", "echo $X; pwd"]
-        ),
+        env.berth_ok(&["exec", "-e", "X=1", "-w", "/tmp", "web", "sh", "-c", "echo $X; pwd"]),
         "1\n/tmp\n"
     );
     let ran = env.berth_out(&["exec", "web", "no-such-command"]);
@@ -168,14 +162,14 @@ fn detached_lifecycle_ps_logs_exec_stop_rm() {
     let logs = env.berth_out(&["logs", "web"]);
     assert_eq!(logs.stdout, "ready\n", "{logs:?}");
     assert_eq!(logs.stderr, "to-err\n", "each stream to its own: {logs:?}");
-    let stamped = ok(&env, &["logs", "-t", "web"]);
+    let stamped = env.berth_ok(&["logs", "-t", "web"]);
     assert!(stamped.starts_with("20") && stamped.contains("Z ready"), "{stamped}");
 
     let ran = env.berth_out(&["rm", "web"]);
     assert_ne!(ran.code, 0, "rm of a running container needs -f: {ran:?}");
     assert!(ran.stderr.contains("-f"), "{ran:?}");
 
-    assert_eq!(ok(&env, &["stop", "web"]), "web\n");
+    assert_eq!(env.berth_ok(&["stop", "web"]), "web\n");
     let list = ps_json(&env);
     let web = find(&list, "web").unwrap();
     assert_eq!(
@@ -183,12 +177,12 @@ fn detached_lifecycle_ps_logs_exec_stop_rm() {
         (Some("exited"), Some(3)),
         "{web}"
     );
-    assert_eq!(ok(&env, &["logs", "web"]), "ready\nterm\n");
+    assert_eq!(env.berth_ok(&["logs", "web"]), "ready\nterm\n");
     assert!(
-        ok(&env, &["ps"]).lines().count() == 1,
+        env.berth_ok(&["ps"]).lines().count() == 1,
         "ps without -a shows running containers only"
     );
-    assert!(ok(&env, &["ps", "-a"]).contains("Exited (3)"));
+    assert!(env.berth_ok(&["ps", "-a"]).contains("Exited (3)"));
     let ran = env.berth_out(&["exec", "web", "true"]);
     assert_ne!(ran.code, 0, "exec needs a running container");
 
@@ -198,7 +192,7 @@ fn detached_lifecycle_ps_logs_exec_stop_rm() {
         !mounted_under(&dir),
         "the root filesystem of an exited container is unmounted"
     );
-    assert_eq!(ok(&env, &["rm", "web"]), "web\n");
+    assert_eq!(env.berth_ok(&["rm", "web"]), "web\n");
     assert!(!dir.exists());
     assert!(ps_json(&env).is_empty());
     let ran = env.berth_out(&["rm", "web"]);
@@ -210,40 +204,34 @@ fn kill_stop_timeout_and_forced_removal() {
     let env = Env::new();
     let image = env.busybox();
     // sh as PID 1 without a trap ignores SIGTERM: stop falls back to SIGKILL after its timeout.
-    ok(
-        &env,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "stubborn",
-            image,
-            "sh",
-            "-c",
-            "echo ready; while :; do sleep 0.05; done",
-        ],
-    );
+    env.berth_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        image,
+        "sh",
+        "-c",
+        "echo ready; while :; do sleep 0.05; done",
+    ]);
     wait_for_log(&env, "stubborn", "ready");
     let start = Instant::now();
-    assert_eq!(ok(&env, &["stop", "-t", "1", "stubborn"]), "stubborn\n");
+    assert_eq!(env.berth_ok(&["stop", "-t", "1", "stubborn"]), "stubborn\n");
     assert!(start.elapsed() >= Duration::from_secs(1));
     assert_eq!(find(&ps_json(&env), "stubborn").unwrap()["ExitCode"], 137);
 
-    ok(
-        &env,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "k",
-            image,
-            "sh",
-            "-c",
-            "trap 'exit 10' USR1; echo ready; while :; do sleep 0.05; done",
-        ],
-    );
+    env.berth_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "k",
+        image,
+        "sh",
+        "-c",
+        "trap 'exit 10' USR1; echo ready; while :; do sleep 0.05; done",
+    ]);
     wait_for_log(&env, "k", "ready");
-    assert_eq!(ok(&env, &["kill", "-s", "USR1", "k"]), "k\n");
+    assert_eq!(env.berth_ok(&["kill", "-s", "USR1", "k"]), "k\n");
     let start = Instant::now();
     while find(&ps_json(&env), "k").unwrap()["State"] == "running" {
         assert!(start.elapsed() < Duration::from_secs(20));
@@ -255,8 +243,11 @@ fn kill_stop_timeout_and_forced_removal() {
     let ran = env.berth_out(&["kill", "-s", "NOPE", "k"]);
     assert!(ran.code != 0 && ran.stderr.contains("NOPE"), "{ran:?}");
 
-    ok(&env, &["run", "-d", "--name", "busy", image, "sleep", "1000"]);
-    assert_eq!(ok(&env, &["rm", "-f", "busy", "k", "stubborn"]), "busy\nk\nstubborn\n");
+    env.berth_ok(&["run", "-d", "--name", "busy", image, "sleep", "1000"]);
+    assert_eq!(
+        env.berth_ok(&["rm", "-f", "busy", "k", "stubborn"]),
+        "busy\nk\nstubborn\n"
+    );
     assert!(ps_json(&env).is_empty());
     assert!(!mounted_under(&env.path("state")));
 }
@@ -273,7 +264,7 @@ fn names_are_unique_and_rm_frees_them() {
     assert!(ran.code == 125 && ran.stderr.contains("--name"), "{ran:?}");
     // Without --rm an exited foreground container stays, with its exit code.
     assert_eq!(find(&ps_json(&env), "one").unwrap()["ExitCode"], 0);
-    ok(&env, &["rm", "one"]);
+    env.berth_ok(&["rm", "one"]);
     assert_eq!(env.berth_out(&["run", "--rm", "--name", "one", image, "true"]).code, 0);
 }
 
@@ -281,41 +272,35 @@ fn names_are_unique_and_rm_frees_them() {
 fn logs_follow_until_the_container_exits() {
     let env = Env::new();
     let image = env.busybox();
-    ok(
-        &env,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "f",
-            image,
-            "sh",
-            "-c",
-            "echo a; sleep 1; printf b; echo c >&2; exit 0",
-        ],
-    );
+    env.berth_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "f",
+        image,
+        "sh",
+        "-c",
+        "echo a; sleep 1; printf b; echo c >&2; exit 0",
+    ]);
     let ran = env.berth_out(&["logs", "-f", "f"]);
     assert_eq!(
         (ran.code, ran.stdout.as_str(), ran.stderr.as_str()),
         (0, "a\nb", "c\n"),
         "{ran:?}"
     );
-    assert_eq!(ok(&env, &["logs", "--tail", "1", "f"]), "b");
+    assert_eq!(env.berth_ok(&["logs", "--tail", "1", "f"]), "b");
     // A detached container with a terminal logs what the terminal shows.
-    ok(
-        &env,
-        &[
-            "run",
-            "-d",
-            "-t",
-            "--name",
-            "t",
-            image,
-            "sh",
-            "-c",
-            "tty >/dev/null && echo on-a-tty",
-        ],
-    );
+    env.berth_ok(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "t",
+        image,
+        "sh",
+        "-c",
+        "tty >/dev/null && echo on-a-tty",
+    ]);
     let ran = env.berth_out(&["logs", "-f", "t"]);
     assert_eq!(ran.stdout, "on-a-tty\r\n", "{ran:?}");
 }
@@ -324,7 +309,7 @@ fn logs_follow_until_the_container_exits() {
 fn a_killed_monitor_leaves_a_container_that_ps_and_rm_handle() {
     let env = Env::new();
     let image = env.busybox();
-    ok(&env, &["run", "-d", "--name", "m", image, "sleep", "1000"]);
+    env.berth_ok(&["run", "-d", "--name", "m", image, "sleep", "1000"]);
     let record: Value = {
         let list = ps_json(&env);
         find(&list, "m").unwrap().clone()
@@ -346,7 +331,7 @@ fn a_killed_monitor_leaves_a_container_that_ps_and_rm_handle() {
         assert!(start.elapsed() < Duration::from_secs(20));
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(ok(&env, &["rm", "m"]), "m\n");
+    assert_eq!(env.berth_ok(&["rm", "m"]), "m\n");
     assert!(!mounted_under(&env.path("state")));
     assert!(!env.path("state").join("containers").join(id).exists());
 }
@@ -391,12 +376,12 @@ fn stop_then_rm_leaves_nothing_and_rm_containers_stop_cleanly() {
     let containers = env.path("state").join("containers");
     for round in 0..3 {
         let name = format!("r{round}");
-        ok(&env, &["run", "-d", "--rm", "--name", &name, image, "sleep", "1000"]);
-        assert_eq!(ok(&env, &["stop", "-t", "0", &name]), format!("{name}\n"));
+        env.berth_ok(&["run", "-d", "--rm", "--name", &name, image, "sleep", "1000"]);
+        assert_eq!(env.berth_ok(&["stop", "-t", "0", &name]), format!("{name}\n"));
         let name = format!("s{round}");
-        ok(&env, &["run", "-d", "--name", &name, image, "sleep", "1000"]);
-        assert_eq!(ok(&env, &["stop", "-t", "0", &name]), format!("{name}\n"));
-        assert_eq!(ok(&env, &["rm", &name]), format!("{name}\n"));
+        env.berth_ok(&["run", "-d", "--name", &name, image, "sleep", "1000"]);
+        assert_eq!(env.berth_ok(&["stop", "-t", "0", &name]), format!("{name}\n"));
+        assert_eq!(env.berth_ok(&["rm", &name]), format!("{name}\n"));
     }
     assert!(ps_json(&env).is_empty());
     assert_eq!(std::fs::read_dir(&containers).unwrap().count(), 0);

@@ -8,12 +8,6 @@ use serde_json::{Value, json};
 
 use crate::support::Env;
 
-fn ok(env: &Env, args: &[&str]) -> String {
-    let ran = env.berth_out(args);
-    assert_eq!(ran.code, 0, "berth-run {args:?}: {ran:?}");
-    ran.stdout
-}
-
 /// Names and inode numbers of the cached layer directories.
 fn cached(env: &Env) -> Vec<(String, u64)> {
     let dir = env.cache().join("overlay/layers/sha256");
@@ -43,20 +37,17 @@ fn extra_image(env: &Env) -> String {
 fn overlay_writes_stay_private_and_cached_images_are_not_extracted_again() {
     let env = Env::new();
     let image = env.busybox();
-    ok(
-        &env,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "a",
-            image,
-            "sh",
-            "-c",
-            "echo mine > /bin/sh-copy; rm /bin/ls; sleep 1000",
-        ],
-    );
-    ok(&env, &["run", "-d", "--name", "b", image, "sleep", "1000"]);
+    env.berth_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a",
+        image,
+        "sh",
+        "-c",
+        "echo mine > /bin/sh-copy; rm /bin/ls; sleep 1000",
+    ]);
+    env.berth_ok(&["run", "-d", "--name", "b", image, "sleep", "1000"]);
     let layers = cached(&env);
     assert_eq!(layers.len(), 1);
     // Wait for a's writes, then look from b.
@@ -67,16 +58,13 @@ fn overlay_writes_stay_private_and_cached_images_are_not_extracted_again() {
     }
     assert_eq!(env.berth_out(&["exec", "a", "sh", "-c", "test -e /bin/ls"]).code, 1);
     assert_eq!(
-        ok(
-            &env,
-            &[
-                "exec",
-                "b",
-                "sh",
-                "-c",
-                "test -e /bin/ls && ! test -e /bin/sh-copy && echo clean"
-            ]
-        ),
+        env.berth_ok(&[
+            "exec",
+            "b",
+            "sh",
+            "-c",
+            "test -e /bin/ls && ! test -e /bin/sh-copy && echo clean"
+        ]),
         "clean\n"
     );
     let cache_layer = env.cache().join("overlay/layers/sha256").join(&layers[0].0);
@@ -84,9 +72,9 @@ fn overlay_writes_stay_private_and_cached_images_are_not_extracted_again() {
         cache_layer.join("bin/ls").exists(),
         "the cache is never written through a container"
     );
-    ok(&env, &["rm", "-f", "a", "b"]);
+    env.berth_ok(&["rm", "-f", "a", "b"]);
     // A second run finds every layer cached: same directories, nothing extracted.
-    assert_eq!(ok(&env, &["run", "--rm", image, "echo", "warm"]), "warm\n");
+    assert_eq!(env.berth_ok(&["run", "--rm", image, "echo", "warm"]), "warm\n");
     assert_eq!(cached(&env), layers);
 }
 
@@ -115,25 +103,25 @@ fn gc_removes_only_layers_nothing_uses() {
     let env = Env::new();
     let image = env.busybox();
     let extra = extra_image(&env);
-    assert_eq!(ok(&env, &["run", "--rm", image, "true"]), "");
-    ok(&env, &["run", "-d", "--name", "user", &extra, "sleep", "1000"]);
+    assert_eq!(env.berth_ok(&["run", "--rm", image, "true"]), "");
+    env.berth_ok(&["run", "-d", "--name", "user", &extra, "sleep", "1000"]);
     assert_eq!(cached(&env).len(), 2);
     // Both images are in the store: nothing to collect.
-    assert_eq!(ok(&env, &["gc"]), "");
+    assert_eq!(env.berth_ok(&["gc"]), "");
     assert_eq!(cached(&env).len(), 2);
     // The extra image leaves the store, but a container still uses its layers.
     env.layout.delete_ref(&extra).unwrap();
-    assert_eq!(ok(&env, &["gc"]), "");
+    assert_eq!(env.berth_ok(&["gc"]), "");
     assert_eq!(cached(&env).len(), 2);
-    assert_eq!(ok(&env, &["exec", "user", "cat", "/srv/extra"]), "extra\n");
-    ok(&env, &["rm", "-f", "user"]);
-    let removed = ok(&env, &["gc"]);
+    assert_eq!(env.berth_ok(&["exec", "user", "cat", "/srv/extra"]), "extra\n");
+    env.berth_ok(&["rm", "-f", "user"]);
+    let removed = env.berth_ok(&["gc"]);
     assert_eq!(removed.lines().count(), 1, "{removed}");
     assert!(removed.starts_with("sha256:"), "{removed}");
     assert_eq!(cached(&env).len(), 1, "busybox:1 is still in the store");
-    assert_eq!(ok(&env, &["gc", "--all"]).lines().count(), 1);
+    assert_eq!(env.berth_ok(&["gc", "--all"]).lines().count(), 1);
     assert!(cached(&env).is_empty());
-    assert_eq!(ok(&env, &["run", "--rm", image, "echo", "again"]), "again\n");
+    assert_eq!(env.berth_ok(&["run", "--rm", image, "echo", "again"]), "again\n");
 }
 
 fn set_process(bundle: &Path, args: &[&str]) {
@@ -185,19 +173,16 @@ fn run_bundle_runs_berth_and_umoci_bundles_in_place() {
     set_process(&umoci_bundle, &["sh", "-c", "echo from-umoci; id -u"]);
     let ran = env.berth_out(&["run", "--name", "u", "--bundle", umoci_bundle.to_str().unwrap()]);
     assert_eq!((ran.code, ran.stdout.as_str()), (0, "from-umoci\n0\n"), "{ran:?}");
-    let ps = ok(&env, &["ps", "-a"]);
+    let ps = env.berth_ok(&["ps", "-a"]);
     assert!(ps.contains("umoci-bundle") && ps.contains("Exited (0)"), "{ps}");
-    ok(&env, &["rm", "u"]);
+    env.berth_ok(&["rm", "u"]);
     assert!(
         umoci_bundle.join("rootfs/bin/sh").exists(),
         "rm leaves a --bundle's files alone"
     );
 
     // Detached, with a log.
-    ok(
-        &env,
-        &["run", "-d", "--name", "ud", "--bundle", umoci_bundle.to_str().unwrap()],
-    );
+    env.berth_ok(&["run", "-d", "--name", "ud", "--bundle", umoci_bundle.to_str().unwrap()]);
     let ran = env.berth_out(&["logs", "-f", "ud"]);
     assert_eq!(ran.stdout, "from-umoci\n0\n", "{ran:?}");
 

@@ -118,44 +118,12 @@ impl Env {
             root: self.path("runc-state"),
             id,
         };
-        let mut child = guard
-            .cmd()
-            .args(["run", "--bundle"])
-            .arg(bundle)
-            .arg(&guard.id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("runc is installed");
-        let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-        let reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            out.read_to_string(&mut s).unwrap();
-            s
-        });
-        let err_reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            err.read_to_string(&mut s).unwrap();
-            s
-        });
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > TIMEOUT {
-                let _ = guard.cmd().args(["kill", "--all", &guard.id, "KILL"]).status();
-                let _ = child.kill();
-                panic!("container {} timed out", guard.id);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Ran {
-            code: status.code().unwrap_or(-1),
-            stdout: reader.join().unwrap(),
-            stderr: err_reader.join().unwrap(),
-        }
+        let mut cmd = guard.cmd();
+        cmd.args(["run", "--bundle"]).arg(bundle).arg(&guard.id);
+        capture(&mut cmd, || {
+            let _ = guard.cmd().args(["kill", "--all", &guard.id, "KILL"]).status();
+            panic!("container {} timed out", guard.id)
+        })
     }
 
     /// Runs the image both ways — `berth-run bundle` then `runc run`, and `berth-run run` through libcontainer —
@@ -238,39 +206,15 @@ impl Env {
 
     /// `berth-run ARGS...` to completion (bounded by the test timeout); stdout and stderr captured.
     pub fn berth_out(&self, args: &[&str]) -> Ran {
-        let mut child = self
-            .berth(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-        let reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            out.read_to_string(&mut s).unwrap();
-            s
-        });
-        let err_reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            err.read_to_string(&mut s).unwrap();
-            s
-        });
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > TIMEOUT {
-                let _ = child.kill();
-                panic!("berth-run {args:?} timed out");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Ran {
-            code: status.code().unwrap_or(-1),
-            stdout: reader.join().unwrap(),
-            stderr: err_reader.join().unwrap(),
-        }
+        let mut cmd = self.berth(args);
+        capture(&mut cmd, || panic!("berth-run {args:?} timed out"))
+    }
+
+    /// `berth-run ARGS...`, expected to succeed; returns stdout.
+    pub fn berth_ok(&self, args: &[&str]) -> String {
+        let ran = self.berth_out(args);
+        assert_eq!(ran.code, 0, "berth-run {args:?}: {ran:?}");
+        ran.stdout
     }
 
     /// `berth-run run --rm FLAGS... IMAGE COMMAND...` through libcontainer.
@@ -294,5 +238,43 @@ impl Drop for Env {
                 let _ = self.berth(&["rm", "-f", id]).stdout(Stdio::null()).status();
             }
         }
+    }
+}
+
+/// Runs `cmd` (stdin from /dev/null) with stdout and stderr captured; past the test timeout the child is killed
+/// and `on_timeout` runs.
+pub fn capture(cmd: &mut Command, on_timeout: impl Fn()) -> Ran {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).unwrap();
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).unwrap();
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            on_timeout();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ran {
+        code: status.code().unwrap_or(-1),
+        stdout: reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
     }
 }
