@@ -2,8 +2,8 @@
 //!
 //! Today: the example in `examples/hello` becomes an OCI image in a fresh OCI image layout (written through
 //! berth-spec's verified store; berth-build will take this step over), which is checked with `fsck`; berth-copy
-//! pushes it to a local registry and pulls it into a private store; berth-run turns it into an OCI runtime bundle
-//! that runc runs; and the peers (skopeo, umoci) read the same layout. Steps whose tools are not installed yet are
+//! pushes it to a local registry and pulls it into a private store; berth-run runs it as a container and turns it
+//! into an OCI runtime bundle that runc runs; and the peers (skopeo, umoci) read the same layout. Steps whose tools are not installed yet are
 //! skipped with a note (`cargo xtask ci` installs them).
 
 use std::path::{Path, PathBuf};
@@ -103,7 +103,27 @@ pub fn run(args: &[String]) -> Result<()> {
         berth_copy(&["copy", "-q", &format!("oci:{layout_ref}"), "hello:1"])?;
     }
 
-    step("4. berth-run: an OCI runtime bundle from the stored image, run by runc");
+    step("4. berth-run: the stored image run as a container (libcontainer), then as a bundle run by runc");
+    let berth_run = |args: &[&str]| {
+        capture(
+            Command::new(bins.join("berth-run"))
+                .arg("--store")
+                .arg(&store)
+                .arg("--cache")
+                .arg(out.join("cache"))
+                .arg("--state")
+                .arg(out.join("state"))
+                .args(args),
+        )
+    };
+    if busybox.is_file() {
+        println!("   berth-run run --rm hello:1");
+        for line in berth_run(&["run", "--rm", "hello:1"])?.lines() {
+            println!("     | {line}");
+        }
+    } else {
+        println!("   busybox-static is not installed: not running it (`cargo xtask ci` installs it)");
+    }
     let bundle_dir = out.join("bundle");
     capture(
         Command::new(bins.join("berth-run"))
@@ -150,7 +170,7 @@ pub fn run(args: &[String]) -> Result<()> {
     } else {
         println!("   umoci is not installed (`cargo xtask ci` installs it)");
     }
-    step("Done. berth-build joins this demo when it lands, and berth-run will start the container itself.");
+    step("Done. berth-build joins this demo when it lands.");
     Ok(())
 }
 
