@@ -194,6 +194,13 @@ fn detached_lifecycle_ps_logs_exec_stop_rm() {
     );
     assert_eq!(env.berth_ok(&["rm", "web"]), "web\n");
     assert!(!dir.exists());
+    for controller in ["memory", "pids", "cpu", "freezer", "devices", "unified"] {
+        let cgroup = std::path::Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join("berth")
+            .join(id);
+        assert!(!cgroup.exists(), "rm leaves no cgroup behind: {}", cgroup.display());
+    }
     assert!(ps_json(&env).is_empty());
     let ran = env.berth_out(&["rm", "web"]);
     assert!(ran.code != 0 && ran.stderr.contains("no such container"), "{ran:?}");
