@@ -53,7 +53,8 @@ fn load_if_present(state: &StateDir, id: &str) -> Result<Option<ContainerRecord>
 /// Waits until the container has stopped and its monitor has cleaned up and recorded the exit (or is gone
 /// itself), up to `timeout`.
 fn wait_stopped(state: &StateDir, id: &str, timeout: Duration) -> Result<bool, RunError> {
-    let deadline = Instant::now() + timeout;
+    // A timeout too long to represent means no deadline.
+    let deadline = Instant::now().checked_add(timeout);
     loop {
         let Some(r) = load_if_present(state, id)? else {
             return Ok(true);
@@ -62,7 +63,7 @@ fn wait_stopped(state: &StateDir, id: &str, timeout: Duration) -> Result<bool, R
         if r.status != Status::Running || orphan {
             return Ok(true);
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(false);
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -103,6 +104,67 @@ pub fn stop(state: &StateDir, record: &ContainerRecord, timeout: Duration) -> Re
         }
     }
     settle_orphan(state, record)
+}
+
+/// Waits for a container to exit and returns its exit code (`None`: unknown, or removed by `--rm` on exit).
+pub fn wait(state: &StateDir, record: &ContainerRecord) -> Result<Option<i32>, RunError> {
+    if record.status == Status::Created {
+        return Err(RunError::container(&record.name, "it was never started"));
+    }
+    wait_stopped(state, &record.id, Duration::MAX)?;
+    settle_orphan(state, record)?;
+    Ok(load_if_present(state, &record.id)?.and_then(|r| r.exit_code))
+}
+
+/// What `inspect` shows of a container: its record, and the process and mounts of its runtime spec.
+pub fn inspect(state: &StateDir, record: &ContainerRecord) -> Result<serde_json::Value, RunError> {
+    let status = record.live_status();
+    let config_path = record.bundle.join("config.json");
+    let spec = Spec::load(&config_path).ok();
+    let process = spec.as_ref().and_then(|s| s.process().clone());
+    let mounts: Vec<serde_json::Value> = spec
+        .as_ref()
+        .and_then(|s| s.mounts().clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "Type": m.typ(),
+                "Source": m.source(),
+                "Destination": m.destination(),
+                "Options": m.options(),
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "Id": record.id,
+        "Name": record.name,
+        "Image": record.image,
+        "ImageDigest": record.image_digest,
+        "Created": crate::logfile::format_time(record.created, 0),
+        "State": {
+            "Status": format!("{status:?}").to_lowercase(),
+            "Running": status == Status::Running,
+            "Pid": if status == Status::Running { record.pid } else { None },
+            "ExitCode": record.exit_code,
+            "StartedAt": record.started.map(|t| crate::logfile::format_time(t, 0)),
+            "FinishedAt": record.finished.map(|t| crate::logfile::format_time(t, 0)),
+        },
+        "Config": {
+            "Cmd": process.as_ref().and_then(|p| p.args().clone()),
+            "Env": process.as_ref().and_then(|p| p.env().clone()),
+            "WorkingDir": process.as_ref().map(|p| p.cwd().clone()),
+            "User": process.as_ref().map(|p| serde_json::json!({"uid": p.user().uid(), "gid": p.user().gid()})),
+            "Tty": record.tty,
+            "StopSignal": crate::signals::signal_name(record.stop_signal),
+        },
+        "HostConfig": { "AutoRemove": record.auto_remove },
+        "Mounts": mounts,
+        "Rootfs": format!("{:?}", record.rootfs).to_lowercase(),
+        "Bundle": record.bundle,
+        "Layers": record.layers,
+        "Log": state.container_dir(&record.id).join("ctr.log"),
+    }))
 }
 
 /// Removes a container; a running one only with `force` (killed first).

@@ -55,6 +55,10 @@ enum Command {
     Rm(RmArgs),
     /// Run a command in a running container.
     Exec(ExecArgs),
+    /// Wait for containers to exit and print their exit codes.
+    Wait(ContainersArgs),
+    /// Show a container's state and configuration as JSON.
+    Inspect(ContainersArgs),
     /// Remove cached layers no container and no image in the store uses.
     Gc(GcArgs),
     /// Write an OCI runtime bundle (DIR/config.json and DIR/rootfs) for runc or crun.
@@ -209,6 +213,12 @@ struct ExecArgs {
     container: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     command: Vec<String>,
+}
+
+#[derive(Args)]
+struct ContainersArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
 }
 
 #[derive(Args)]
@@ -514,6 +524,30 @@ fn exec(cli: &Cli, args: &ExecArgs) -> Outcome {
     Ok(u8::try_from(code).unwrap_or(255))
 }
 
+fn wait(cli: &Cli, args: &ContainersArgs) -> Outcome {
+    let state = cli.state()?;
+    for name in &args.containers {
+        let record = state.find(name)?;
+        match lifecycle::wait(&state, &record)? {
+            Some(code) => println!("{code}"),
+            None => println!("-1"),
+        }
+    }
+    Ok(0)
+}
+
+fn inspect(cli: &Cli, args: &ContainersArgs) -> Outcome {
+    let state = cli.state()?;
+    let mut all = Vec::new();
+    for name in &args.containers {
+        all.push(lifecycle::inspect(&state, &state.find(name)?)?);
+    }
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &all)?;
+    writeln!(out)?;
+    Ok(0)
+}
+
 fn gc(cli: &Cli, args: &GcArgs) -> Outcome {
     let state = cli.state()?;
     let report = lifecycle::collect_garbage(&state, &cli.cache(), &cli.store(), args.all)?;
@@ -593,6 +627,8 @@ fn main() -> ExitCode {
         Command::Stop(args) => stop(&cli, args),
         Command::Rm(args) => rm(&cli, args),
         Command::Exec(args) => exec(&cli, args),
+        Command::Wait(args) => wait(&cli, args),
+        Command::Inspect(args) => inspect(&cli, args),
         Command::Gc(args) => gc(&cli, args),
         Command::Bundle(args) => bundle(&cli, args),
         Command::Monitor { id } => cli
@@ -640,7 +676,9 @@ fn rootless_entry(cli: &Cli) -> Result<Option<i32>> {
         })
     };
     let how = match &cli.command {
-        Command::Ps(_) | Command::Logs(_) | Command::Monitor { .. } => return Ok(None),
+        Command::Ps(_) | Command::Logs(_) | Command::Wait(_) | Command::Inspect(_) | Command::Monitor { .. } => {
+            return Ok(None);
+        }
         Command::Exec(args) => join(&args.container)?,
         Command::Kill(KillArgs { containers, .. })
         | Command::Stop(StopArgs { containers, .. })

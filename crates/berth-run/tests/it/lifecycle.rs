@@ -408,3 +408,50 @@ fn run_bundle_refuses_options_it_cannot_apply() {
         0
     );
 }
+
+#[test]
+fn wait_prints_exit_codes_and_inspect_describes_containers() {
+    let env = Env::new();
+    let image = env.busybox();
+    env.berth_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "w",
+        "-e",
+        "K=v",
+        "-w",
+        "/tmp",
+        image,
+        "sh",
+        "-c",
+        "sleep 0.3; exit 12",
+    ]);
+    let inspected: Value = serde_json::from_str(&env.berth_ok(&["inspect", "w"])).unwrap();
+    let c = &inspected[0];
+    assert_eq!(c["Name"], "w");
+    assert_eq!(c["State"]["Status"], "running", "{c}");
+    assert!(c["State"]["Pid"].as_i64().unwrap() > 0);
+    assert_eq!(c["Config"]["WorkingDir"], "/tmp");
+    assert!(
+        c["Config"]["Env"].as_array().unwrap().contains(&Value::from("K=v")),
+        "{c}"
+    );
+    assert_eq!(c["Config"]["StopSignal"], "SIGTERM");
+    assert!(
+        c["Mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["Destination"] == "/etc/hosts"),
+        "{c}"
+    );
+    assert_eq!(env.berth_ok(&["wait", "w"]), "12\n");
+    let inspected: Value = serde_json::from_str(&env.berth_ok(&["inspect", "w"])).unwrap();
+    assert_eq!(inspected[0]["State"]["ExitCode"], 12);
+    assert_eq!(inspected[0]["State"]["Running"], false);
+    // Waiting on an exited container returns at once.
+    assert_eq!(env.berth_ok(&["wait", "w"]), "12\n");
+    let ran = env.berth_out(&["inspect", "nope"]);
+    assert!(ran.code != 0 && ran.stderr.contains("nope"), "{ran:?}");
+}
