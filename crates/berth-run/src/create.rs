@@ -86,9 +86,9 @@ pub fn create_container(state: &StateDir, request: &CreateRequest<'_>) -> Result
     }
 }
 
-/// Rootless on a cgroup v1 host: no cgroup, so a limit the user asked for is refused rather than ignored.
+/// Rootless: no cgroup, so a limit the user asked for is refused rather than ignored.
 fn check_rootless_limits(state: &StateDir, options: &SpecOptions) -> Result<(), RunError> {
-    if !crate::rootless::is_rootless() || !crate::rootless::cgroup_v1_host() {
+    if !crate::rootless::without_cgroups() {
         return Ok(());
     }
     let asked: Vec<&str> = [
@@ -102,8 +102,10 @@ fn check_rootless_limits(state: &StateDir, options: &SpecOptions) -> Result<(), 
     if let Some(flag) = asked.first() {
         return Err(RunError::option(
             *flag,
-            "resource limits need a cgroup, and this host's cgroup v1 cannot be delegated to a non-root user; \
-             run as root, or on a host with cgroup v2 delegation",
+            format!(
+                "resource limits need a cgroup, and rootless containers have none here ({}); run as root",
+                crate::rootless::no_cgroup_reason()
+            ),
         ));
     }
     crate::rootless::note_no_cgroups(state.root());

@@ -6,10 +6,12 @@
 //! re-executed process and passes its exit code on. Commands on a running container (`exec`, `kill`, `stop`,
 //! `rm`) join the namespaces of the container's monitor instead, so they see its mounts.
 //!
-//! A user cannot create cgroups on a cgroup v1 host (nothing is delegated), and libcontainer joins every v1
-//! hierarchy it finds. Inside its own mount namespace berth-run therefore covers `/sys/fs/cgroup` with an empty
-//! tmpfs: libcontainer finds no hierarchy and the container runs without a cgroup of its own. Berth says so once
-//! per state directory, and refuses `--memory`, `--cpus` and `--pids-limit` there rather than ignore them.
+//! Rootless containers get no cgroup of their own. A user cannot create cgroups on a cgroup v1 host (nothing is
+//! delegated), and libcontainer joins every v1 hierarchy it finds in mountinfo: inside its own mount namespace
+//! berth-run covers `/sys/fs/cgroup` with a tmpfs holding stand-in files for the container's cgroup. On cgroup v2,
+//! libcontainer leaves the process in its parent's cgroup when it cannot create one (delegation is not used yet).
+//! Berth says so once per state directory, and refuses `--memory`, `--cpus` and `--pids-limit` rather than ignore
+//! them.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
@@ -287,9 +289,19 @@ pub fn enter_from_env() -> Result<bool, RunError> {
     Ok(true)
 }
 
-/// Whether containers here run without cgroups: rootless on a cgroup v1 host.
+/// Whether containers here run without cgroups: rootless (on cgroup v1 libcontainer gets stand-ins, see the
+/// module docs; on cgroup v2 it leaves the process in its parent's cgroup when it cannot create one).
 pub fn without_cgroups() -> bool {
-    is_rootless() && cgroup_v1_host()
+    is_rootless()
+}
+
+/// Why rootless containers here have no cgroup, for messages.
+pub fn no_cgroup_reason() -> &'static str {
+    if cgroup_v1_host() {
+        "this host has cgroup v1, which cannot be delegated to a non-root user"
+    } else {
+        "Berth does not use cgroup v2 delegation for rootless containers yet"
+    }
 }
 
 /// Mount points of the cgroup v1 hierarchies, from `/proc/self/mountinfo` (octal escapes decoded).
@@ -391,11 +403,11 @@ pub fn adjust_spec(spec: &mut oci_spec::runtime::Spec) {
 
 /// Says once per state directory that rootless containers here have no cgroup.
 pub fn note_no_cgroups(state: &Path) {
-    let marker = state.join("rootless-cgroup-v1-noted");
+    let marker = state.join("rootless-cgroup-noted");
     if !marker.exists() {
         eprintln!(
-            "berth-run: note: this host has cgroup v1, which cannot be delegated to a non-root user: rootless \
-             containers run without a cgroup of their own and without resource limits"
+            "berth-run: note: {}: rootless containers run without a cgroup of their own and without resource limits",
+            no_cgroup_reason()
         );
         let _ = std::fs::write(marker, "");
     }
