@@ -85,6 +85,10 @@ fn settle_orphan(state: &StateDir, record: &ContainerRecord) -> Result<(), RunEr
 /// Stops a container: its stop signal, then SIGKILL after `timeout`. Stopping a stopped container does nothing.
 pub fn stop(state: &StateDir, record: &ContainerRecord, timeout: Duration) -> Result<(), RunError> {
     if record.live_status() != Status::Running {
+        // Exited, but its monitor may still be cleaning up: let it finish first.
+        if record.status == Status::Running && record.monitor_alive() {
+            wait_stopped(state, &record.id, Duration::from_secs(10))?;
+        }
         return settle_orphan(state, record);
     }
     let runtime = state.runtime()?;
@@ -177,6 +181,9 @@ pub fn remove(state: &StateDir, record: &ContainerRecord, force: bool) -> Result
             ));
         }
         stop(state, record, Duration::ZERO)?;
+    } else if record.status == Status::Running {
+        // Exited, its monitor perhaps still cleaning up, or gone: settle it first.
+        stop(state, record, Duration::ZERO)?;
     }
     let _names = state.lock_names()?;
     // Removed meanwhile (a --rm container removes itself)?
@@ -213,10 +220,11 @@ pub fn logs(
     let mut first = true;
     loop {
         // Read the status before the log, so output written just before the exit is not missed.
+        // Until the monitor has recorded the exit, which it does after copying the last output into the log.
         let running = follow
             && state
                 .load(&record.id)
-                .map(|r| r.live_status() == Status::Running)
+                .map(|r| r.status == Status::Running && (r.live_status() == Status::Running || r.monitor_alive()))
                 .unwrap_or(false);
         reader.seek(SeekFrom::Start(offset)).at("read", &path)?;
         let (mut entries, consumed) = read_entries(&mut reader).at("read", &path)?;
@@ -330,11 +338,11 @@ pub fn exec_process(record: &ContainerRecord, request: &ExecRequest) -> Result<P
         process.set_user(builder.build().expect("a user with ids builds"));
     }
     // A command that cannot run is refused here, naming it (exit 127), rather than by the runtime.
+    // Content under any mount (binds, tmpfs) is not the image's: commands there are not checked.
     let binds: Vec<String> = spec
         .mounts()
         .iter()
         .flatten()
-        .filter(|m| m.typ().as_deref() == Some("bind"))
         .map(|m| m.destination().to_string_lossy().into_owned())
         .collect();
     let binds: Vec<&str> = binds.iter().map(String::as_str).collect();

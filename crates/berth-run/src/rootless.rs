@@ -24,8 +24,12 @@ use crate::RunError;
 use crate::error::IoContext;
 
 /// The environment variable that tells the re-executed berth-run what to do: `new:R,W` (unshare, then
-/// synchronize over the inherited pipe ends R and W) or `join:PID`.
+/// synchronize over the inherited pipe ends R and W) or `join:U,M` (enter the user and mount namespaces whose
+/// descriptors it inherited).
 pub const STAGE_VAR: &str = "_BERTH_ROOTLESS_STAGE";
+
+/// The working directory to return to after joining a mount namespace.
+const CWD_VAR: &str = "_BERTH_ROOTLESS_CWD";
 
 /// Whether this process must run containers rootless: not root, or root only inside a user namespace.
 pub fn is_rootless() -> bool {
@@ -157,9 +161,27 @@ pub fn reexec(how: Enter, env: &[(&str, PathBuf)]) -> Result<i32, RunError> {
     for (k, v) in env {
         cmd.env(k, v);
     }
+    // Kept open until the child has started (it inherits them).
+    let mut joined: Vec<OwnedFd> = Vec::new();
     let sync = match how {
         Enter::Join(pid) => {
-            cmd.env(STAGE_VAR, format!("join:{pid}"));
+            // Opened here and inherited, so the namespaces stay alive even if the monitor exits meanwhile.
+            let mut fds = Vec::new();
+            for ns in ["user", "mnt"] {
+                let path = PathBuf::from(format!("/proc/{pid}/ns/{ns}"));
+                let fd: OwnedFd = std::fs::File::open(&path).at("open", &path)?.into();
+                rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty()).at("set up", &path)?;
+                fds.push(fd);
+            }
+            let numbers: Vec<String> = fds
+                .iter()
+                .map(|f| std::os::fd::AsRawFd::as_raw_fd(f).to_string())
+                .collect();
+            cmd.env(STAGE_VAR, format!("join:{}", numbers.join(",")));
+            if let Ok(cwd) = std::env::current_dir() {
+                cmd.env(CWD_VAR, cwd);
+            }
+            joined = fds;
             None
         }
         Enter::New => {
@@ -186,6 +208,7 @@ pub fn reexec(how: Enter, env: &[(&str, PathBuf)]) -> Result<i32, RunError> {
     ])
     .at("handle signals of", "berth-run")?;
     let mut child = cmd.spawn().at("start", &exe)?;
+    drop(joined);
     if let Some((child_read, child_write, parent_read, parent_write)) = sync {
         drop((child_read, child_write));
         let mut unshared = [0u8; 1];
@@ -240,11 +263,24 @@ pub fn enter_from_env() -> Result<bool, RunError> {
     };
     // SAFETY-free: environment changes are not needed; the variable stays, harmlessly, for children (the monitor
     // inherits the namespaces anyway).
-    if let Some(pid) = stage.strip_prefix("join:") {
-        for (ns, kind) in [("user", LinkNameSpaceType::User), ("mnt", LinkNameSpaceType::Mount)] {
-            let path = PathBuf::from(format!("/proc/{pid}/ns/{ns}"));
-            let fd = std::fs::File::open(&path).at("open", &path)?;
-            rustix::thread::move_into_link_name_space(fd.as_fd(), Some(kind)).at("enter the namespace", &path)?;
+    if let Some(numbers) = stage.strip_prefix("join:") {
+        let fds: Vec<i32> = numbers.split(',').filter_map(|n| n.parse().ok()).collect();
+        let [user, mnt] = fds[..] else {
+            return Err(RunError::option(STAGE_VAR, format!("malformed value {stage:?}")));
+        };
+        for (fd, kind, what) in [
+            (user, LinkNameSpaceType::User, "the user namespace"),
+            (mnt, LinkNameSpaceType::Mount, "the mount namespace"),
+        ] {
+            // SAFETY: the parent passed these descriptors to this process alone.
+            #[allow(unsafe_code)]
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            rustix::thread::move_into_link_name_space(fd.as_fd(), Some(kind))
+                .at("enter", format!("{what} of the container's monitor"))?;
+        }
+        // Entering a mount namespace moves to its root: come back, so relative paths mean what they meant.
+        if let Some(cwd) = std::env::var_os(CWD_VAR) {
+            let _ = std::env::set_current_dir(cwd);
         }
         return Ok(true);
     }

@@ -104,6 +104,9 @@ pub fn release_rootfs(record: &ContainerRecord) {
         let target = record.bundle.join("rootfs");
         if let Err(e) = unmount_overlay(&target) {
             tracing::debug!("{e}");
+            // Busy (a shell's working directory in it, say): detach it, so that removing the container's
+            // directory cannot reach through the mount into its files.
+            let _ = rustix::mount::unmount(&target, rustix::mount::UnmountFlags::DETACH);
         }
     }
 }
@@ -340,13 +343,14 @@ pub fn monitor_main(state_root: &Path, id: &str) -> Result<(), RunError> {
     let (record, runtime, log, stdio, mut readers, console) = match setup {
         Ok(s) => s,
         Err(e) => {
-            println!("error: {e}");
             if let (Ok(record), Ok(runtime)) = (state.load(id), state.runtime()) {
                 let _names = state.lock_names();
                 if let Err(cleanup) = remove_container(&state, &runtime, &record) {
                     tracing::warn!("{cleanup}");
                 }
             }
+            // The parent may be gone: a failed write must not stop the monitor.
+            let _ = writeln!(std::io::stdout(), "error: {e}");
             return Ok(());
         }
     };
@@ -356,7 +360,7 @@ pub fn monitor_main(state_root: &Path, id: &str) -> Result<(), RunError> {
             pid
         }
         Err(e) => {
-            println!("error: {e}");
+            let _ = writeln!(std::io::stdout(), "error: {e}");
             return Ok(());
         }
     };

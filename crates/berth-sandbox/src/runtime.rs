@@ -169,6 +169,11 @@ impl Runtime {
         };
         if let Err(err) = started {
             let _ = container.kill(libcontainer::signal::Signal::try_from(9).expect("SIGKILL"), true);
+            // Without a cgroup (rootless) the kill above reaches nothing: kill and reap the process itself.
+            if let Some(pid) = container.pid().and_then(|p| rustix::process::Pid::from_raw(p.as_raw())) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            }
             self.delete_quietly(id);
             return Err(err);
         }

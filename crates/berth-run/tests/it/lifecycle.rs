@@ -455,3 +455,30 @@ fn wait_prints_exit_codes_and_inspect_describes_containers() {
     let ran = env.berth_out(&["inspect", "nope"]);
     assert!(ran.code != 0 && ran.stderr.contains("nope"), "{ran:?}");
 }
+
+/// `exec` checks that the command can run, but not under a mount: a script the container wrote into a bind-mounted
+/// directory runs.
+#[test]
+fn exec_runs_commands_under_mounts() {
+    let env = Env::new();
+    let image = env.busybox();
+    let shared = env.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let volume = format!("{}:/w", shared.display());
+    env.berth_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "m",
+        "-v",
+        &volume,
+        image,
+        "sh",
+        "-c",
+        "printf '#!/bin/sh\\necho from-mount\\n' > /w/s; chmod +x /w/s; echo ready; sleep 1000",
+    ]);
+    wait_for_log(&env, "m", "ready");
+    assert_eq!(env.berth_ok(&["exec", "m", "/w/s"]), "from-mount\n");
+    let ran = env.berth_out(&["exec", "m", "/w/missing"]);
+    assert_ne!(ran.code, 0, "{ran:?}");
+}

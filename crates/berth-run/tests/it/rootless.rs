@@ -26,6 +26,7 @@ fn rootless_env() -> (Env, PathBuf) {
 
 fn as_nobody(env: &Env, home: &std::path::Path, args: &[&str]) -> Ran {
     let out = Command::new("setpriv")
+        .current_dir(home)
         .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
         .arg(env!("CARGO_BIN_EXE_berth-run"))
         .args(args)
@@ -152,4 +153,32 @@ fn an_unprivileged_user_manages_detached_containers() {
         !info.contains(env.dir.path().to_str().unwrap()),
         "no mount is left on the host"
     );
+}
+
+/// A relative `--state` means the same directory for every command, including those that enter a running
+/// container's namespaces (which moves the working directory).
+#[test]
+fn a_relative_state_directory_works_for_commands_on_running_containers() {
+    let (env, home) = rootless_env();
+    let image = env.busybox();
+    let rel = |args: &[&str]| {
+        let mut all = vec!["--state", "rel-state"];
+        all.extend(args);
+        as_nobody(&env, &home, &all)
+    };
+    struct RelCleanup<'a>(&'a dyn Fn(&[&str]) -> Ran);
+    impl Drop for RelCleanup<'_> {
+        fn drop(&mut self) {
+            (self.0)(&["rm", "-f", "r"]);
+        }
+    }
+    let _cleanup = RelCleanup(&rel);
+    let ran = rel(&["run", "-d", "--name", "r", image, "sleep", "1000"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(home.join("rel-state/containers").is_dir());
+    let ran = rel(&["exec", "r", "echo", "inside"]);
+    assert_eq!((ran.code, ran.stdout.as_str()), (0, "inside\n"), "{ran:?}");
+    let ran = rel(&["rm", "-f", "r"]);
+    assert_eq!((ran.code, ran.stdout.as_str()), (0, "r\n"), "{ran:?}");
+    assert_eq!(std::fs::read_dir(home.join("rel-state/containers")).unwrap().count(), 0);
 }
