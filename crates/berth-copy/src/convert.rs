@@ -4,6 +4,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use berth_layer::compress::LayerWriter;
+use berth_registry::DigestCheck;
 use berth_spec::media_type::{self, Compression, Format};
 use berth_spec::{Algorithm, Digest};
 use oci_spec::image::Descriptor;
@@ -44,7 +45,7 @@ pub async fn recompress(
         None => {
             staged = tempfile::NamedTempFile::new().map_err(CopyError::io("temporary file"))?;
             let mut f = staged.reopen().map_err(CopyError::io(staged.path().display()))?;
-            src.blob_to(desc, &mut f, &|_| {}).await?;
+            src.blob_to(desc, &mut f, &|_| {}, DigestCheck::Here).await?;
             (None, Some(staged.path().to_owned()))
         }
     };

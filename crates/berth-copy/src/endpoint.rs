@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use berth_registry::{ClientOptions, Credentials, Registry};
+use berth_registry::{ClientOptions, Credentials, DigestCheck, Registry};
 use berth_spec::Digest;
 use berth_spec::document::DEFAULT_MAX_DOCUMENT_SIZE;
 use berth_spec::layout::Layout;
@@ -389,6 +389,7 @@ impl Source {
         desc: &Descriptor,
         sink: &mut (dyn Write + Send),
         progress: &(dyn Fn(u64) + Send + Sync),
+        check: DigestCheck,
     ) -> Result<(), CopyError> {
         let digest = crate::plan::digest_of(desc)?;
         match self {
@@ -405,9 +406,9 @@ impl Source {
                     progress(n as u64);
                 }
             }
-            Source::Registry { registry, repo, .. } => {
-                Ok(registry.get_blob(repo, &digest, desc.size(), sink, progress).await?)
-            }
+            Source::Registry { registry, repo, .. } => Ok(registry
+                .get_blob_checked(repo, &digest, desc.size(), sink, progress, check)
+                .await?),
         }
     }
 

@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use berth_registry::PutOutcome;
+use berth_registry::{DigestCheck, PutOutcome};
 use berth_spec::{Algorithm, Digest};
 use oci_spec::image::Descriptor;
 
@@ -72,7 +72,10 @@ pub async fn blob(
                 let p = progress.clone();
                 let d = digest.clone();
                 let mut sink = ChannelWriter(tx);
-                let fetched = src.blob_to(desc, &mut sink, &move |n| p.advance(&d, n)).await;
+                // The blob writer hashes while writing and refuses a mismatch: the download is not hashed twice.
+                let fetched = src
+                    .blob_to(desc, &mut sink, &move |n| p.advance(&d, n), DigestCheck::BySink)
+                    .await;
                 drop(sink);
                 let written = writer.await.expect("blob writer task does not panic");
                 fetched?;

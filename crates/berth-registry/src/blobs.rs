@@ -23,6 +23,15 @@ enum PartError {
     Fatal(RegistryError),
 }
 
+/// Who checks a downloaded blob against its digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestCheck {
+    /// The registry client hashes the bytes and fails on a mismatch.
+    Here,
+    /// The sink verifies what it receives (and refuses to keep a mismatch); the client does not hash.
+    BySink,
+}
+
 struct Download<'a> {
     inner: &'a Inner,
     target: Box<Target>,
@@ -30,7 +39,8 @@ struct Download<'a> {
     scope: Scope,
     size: u64,
     offset: u64,
-    hasher: Hasher,
+    /// `None` when the sink verifies the digest itself.
+    hasher: Option<Hasher>,
     sink: &'a mut (dyn Write + Send),
     progress: &'a (dyn Fn(u64) + Send + Sync),
 }
@@ -73,6 +83,22 @@ impl Registry {
         sink: &mut (dyn Write + Send),
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), RegistryError> {
+        self.get_blob_checked(repo, digest, size, sink, progress, DigestCheck::Here)
+            .await
+    }
+
+    /// [`get_blob`](Self::get_blob), with the digest check done here or left to a sink that verifies what it is
+    /// given ([`DigestCheck::BySink`]: an OCI layout's blob writer, which hashes while writing and refuses to
+    /// commit a mismatch) — so the bytes are hashed once, not twice. The size is checked here either way.
+    pub async fn get_blob_checked(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        sink: &mut (dyn Write + Send),
+        progress: &(dyn Fn(u64) + Send + Sync),
+        check: DigestCheck,
+    ) -> Result<(), RegistryError> {
         let inner = &*self.inner;
         check_repo(&inner.endpoint.host, repo)?;
         let mut d = Download {
@@ -82,7 +108,7 @@ impl Registry {
             scope: Scope::pull(repo),
             size,
             offset: 0,
-            hasher: Hasher::new(digest.algorithm()),
+            hasher: (check == DigestCheck::Here).then(|| Hasher::new(digest.algorithm())),
             sink,
             progress,
         };
@@ -111,13 +137,15 @@ impl Registry {
                 });
             }
         }
-        let found = d.hasher.finish();
-        if found != *digest {
-            return Err(RegistryError::DigestMismatch {
-                target: d.target,
-                expected: digest.clone(),
-                found,
-            });
+        if let Some(hasher) = d.hasher {
+            let found = hasher.finish();
+            if found != *digest {
+                return Err(RegistryError::DigestMismatch {
+                    target: d.target,
+                    expected: digest.clone(),
+                    found,
+                });
+            }
         }
         self.remember_location(repo, digest);
         Ok(())
@@ -179,7 +207,9 @@ impl Download<'_> {
             if let Err(source) = self.sink.write_all(&chunk) {
                 return Err(self.fatal(|target| RegistryError::Sink { target, source }));
             }
-            self.hasher.update(&chunk);
+            if let Some(h) = &mut self.hasher {
+                h.update(&chunk);
+            }
             self.offset = after;
             (self.progress)(chunk.len() as u64);
         }

@@ -54,6 +54,7 @@ mod token;
 mod upload;
 
 pub use authfile::lookup_credentials;
+pub use blobs::DigestCheck;
 pub use client::Registry;
 pub use credentials::Credentials;
 pub use error::{RegistryError, Subject, Target};

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use berth_registry::{ClientOptions, Registry};
+use berth_registry::{ClientOptions, DigestCheck, Registry};
 use berth_spec::Digest;
 use berth_spec::document::{Expect, ManifestOrIndex, parse_config, parse_manifest_or_index};
 use berth_spec::layout::Layout;
@@ -171,8 +171,9 @@ async fn pull_async(
             continue;
         }
         let mut sink = writer.blob_writer_expecting(&digest, desc.size()).map_err(layout_err)?;
+        // The blob writer verifies digest and size before it commits: no second hash here.
         registry
-            .get_blob(repo, &digest, desc.size(), &mut sink, &|_| {})
+            .get_blob_checked(repo, &digest, desc.size(), &mut sink, &|_| {}, DigestCheck::BySink)
             .await
             .map_err(&err)?;
         sink.commit().map_err(layout_err)?;
