@@ -173,16 +173,14 @@ pub fn inspect(state: &StateDir, record: &ContainerRecord) -> Result<serde_json:
 
 /// Removes a container; a running one only with `force` (killed first).
 pub fn remove(state: &StateDir, record: &ContainerRecord, force: bool) -> Result<(), RunError> {
-    if record.live_status() == Status::Running {
-        if !force {
-            return Err(RunError::container(
-                &record.name,
-                "it is running; stop it first (`berth-run stop`) or remove it with -f",
-            ));
-        }
-        stop(state, record, Duration::ZERO)?;
-    } else if record.status == Status::Running {
-        // Exited, its monitor perhaps still cleaning up, or gone: settle it first.
+    if record.live_status() == Status::Running && !force {
+        return Err(RunError::container(
+            &record.name,
+            "it is running; stop it first (`berth-run stop`) or remove it with -f",
+        ));
+    }
+    if record.status == Status::Running {
+        // Still running (-f kills it), or exited with its monitor perhaps still cleaning up: settle it first.
         stop(state, record, Duration::ZERO)?;
     }
     let _names = state.lock_names()?;

@@ -275,12 +275,6 @@ fn run(cli: &Cli, args: &RunArgs) -> Outcome {
     let state = cli.state()?;
     let record = match (&args.bundle, &args.image) {
         (Some(dir), _) => {
-            if !args.command.is_empty() {
-                bail!(
-                    "--bundle {}: the bundle's config.json says what to run; give no command",
-                    dir.display()
-                );
-            }
             if args.flags != ContainerFlags::default() || args.platform.is_some() {
                 bail!(
                     "--bundle {}: the bundle runs as its config.json says; options that shape a container \
