@@ -5,7 +5,8 @@
 //! - registry -> layout, floor: `curl` GET of the same blobs;
 //! - layout -> layout and layout -> oci-archive, floor: `cp` of the blobs + `sha256sum`.
 //!
-//! Both tools are release builds / installed binaries, run as whole processes, best of three.
+//! Both tools are release builds / installed binaries, run as whole processes, best of three; the tools and the
+//! floor of a workload take turns in every round.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use berth_testkit::registry::TestRegistry;
 
-use crate::measure::{Measured, best, report, settle, sh, which};
+use crate::measure::{Measured, best, best_each, report, settle, sh, which};
 use crate::workspace_root;
 
 pub fn run(json: bool, mib: u64) -> Result<()> {
@@ -89,15 +90,13 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
 
     // 1. layout -> fresh registry.
     let fresh = |f: &dyn Fn(&str) -> Command| -> Result<Duration> {
-        best(|| {
-            let reg = TestRegistry::anonymous()?;
-            settle()?;
-            sh(&mut f(&format!("docker://{}/bench/img:1", reg.host())))
-        })
+        let reg = TestRegistry::anonymous()?;
+        settle()?;
+        sh(&mut f(&format!("docker://{}/bench/img:1", reg.host())))
     };
-    let push_berth = fresh(&|d| b(&[&src_ref, d]))?;
-    let push_skopeo = fresh(&|d| s(&[&src_ref, d]))?;
-    let push_floor = best(|| {
+    let mut push_berth = || fresh(&|d| b(&[&src_ref, d]));
+    let mut push_skopeo = || fresh(&|d| s(&[&src_ref, d]));
+    let mut push_floor = || {
         let reg = TestRegistry::anonymous()?;
         settle()?;
         let start = Instant::now();
@@ -105,7 +104,12 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
             curl_put(&reg.host(), "bench/img", digest, path)?;
         }
         Ok(start.elapsed())
-    })?;
+    };
+    let [push_berth, push_skopeo, push_floor] =
+        best_each(&mut [&mut push_berth, &mut push_skopeo, &mut push_floor])?[..]
+    else {
+        unreachable!("three workloads give three times")
+    };
 
     // 2./3. mounts and re-pushes on one registry.
     let reg = TestRegistry::anonymous()?;
@@ -124,17 +128,17 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
 
     // 4. registry -> layout.
     let pull_src = format!("docker://{host}/bench/base:1");
-    let pull_berth = best(|| {
+    let mut pull_berth = || {
         let d = w.join(format!("pull-b-{}", next()));
         settle()?;
         sh(&mut b(&[&pull_src, &format!("oci:{}:x", d.display())]))
-    })?;
-    let pull_skopeo = best(|| {
+    };
+    let mut pull_skopeo = || {
         let d = w.join(format!("pull-s-{}", next()));
         settle()?;
         sh(&mut s(&[&pull_src, &format!("oci:{}:x", d.display())]))
-    })?;
-    let pull_floor = best(|| {
+    };
+    let mut pull_floor = || {
         let d = w.join(format!("pull-f-{}", next()));
         std::fs::create_dir_all(&d)?;
         settle()?;
@@ -146,20 +150,23 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
                 .arg(format!("http://{host}/v2/bench/base/blobs/{digest}")))?;
         }
         Ok(start.elapsed())
-    })?;
+    };
+    let [pull_berth, pull_skopeo, pull_floor] =
+        best_each(&mut [&mut pull_berth, &mut pull_skopeo, &mut pull_floor])?[..]
+    else {
+        unreachable!("three workloads give three times")
+    };
     drop(reg);
 
     // 5./6. layout -> layout, layout -> oci-archive.
     let local = |f: &dyn Fn(PathBuf) -> Command| -> Result<Duration> {
-        best(|| {
-            let d = w.join(format!("local-{}", next()));
-            settle()?;
-            sh(&mut f(d))
-        })
+        let d = w.join(format!("local-{}", next()));
+        settle()?;
+        sh(&mut f(d))
     };
-    let ll_berth = local(&|d| b(&[&src_ref, &format!("oci:{}:x", d.display())]))?;
-    let ll_skopeo = local(&|d| s(&[&src_ref, &format!("oci:{}:x", d.display())]))?;
-    let cp_floor = best(|| {
+    let mut ll_berth = || local(&|d| b(&[&src_ref, &format!("oci:{}:x", d.display())]));
+    let mut ll_skopeo = || local(&|d| s(&[&src_ref, &format!("oci:{}:x", d.display())]));
+    let mut cp_floor = || {
         let d = w.join(format!("cp-{}", next()));
         std::fs::create_dir_all(&d)?;
         settle()?;
@@ -167,9 +174,18 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
         sh(Command::new("cp").arg("-r").arg(src.join("blobs")).arg(&d))?;
         sh(Command::new("sha256sum").args(blobs.iter().map(|(_, p, _)| p)))?;
         Ok(start.elapsed())
-    })?;
-    let la_berth = local(&|d| b(&[&src_ref, &format!("oci-archive:{}.tar:x", d.display())]))?;
-    let la_skopeo = local(&|d| s(&[&src_ref, &format!("oci-archive:{}.tar:x", d.display())]))?;
+    };
+    let mut la_berth = || local(&|d| b(&[&src_ref, &format!("oci-archive:{}.tar:x", d.display())]));
+    let mut la_skopeo = || local(&|d| s(&[&src_ref, &format!("oci-archive:{}.tar:x", d.display())]));
+    let [ll_berth, ll_skopeo, cp_floor, la_berth, la_skopeo] = best_each(&mut [
+        &mut ll_berth,
+        &mut ll_skopeo,
+        &mut cp_floor,
+        &mut la_berth,
+        &mut la_skopeo,
+    ])?[..] else {
+        unreachable!("five workloads give five times")
+    };
 
     let rows = [
         Measured {

@@ -1,7 +1,8 @@
 //! `cargo xtask bench layer`: the layer codec against umoci, with the codecs alone as the floor.
 //!
 //! Input: a `debootstrap --variant=minbase bookworm` root filesystem (~200 MB), made on first use and cached in
-//! `target/bench/bookworm-minbase`. Measured in one run, best of three each:
+//! `target/bench/bookworm-minbase`. Measured in one run, best of three each (the tools and floors of a workload take
+//! turns in every round):
 //! - creation of a gzip layer from the tree: Berth (parallel gzip) vs `umoci repack` of the same tree, with
 //!   `pigz -6` on the tree's tar as the floor;
 //! - extraction of that gzip layer: Berth vs `umoci unpack`, with `gzip -d` on the layer as the floor;
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::measure::{Measured, best, report, settle, sh, sh_to, which};
+use crate::measure::{Measured, best, best_each, report, settle, sh, sh_to, which};
 use crate::workspace_root;
 
 pub fn run(json: bool) -> Result<()> {
@@ -44,41 +45,9 @@ pub fn run(json: bool) -> Result<()> {
         .arg(&tarball)
         .arg("."))?;
     let floor_gz = w.join("floor.tar.gz");
-    let pigz_c = best(|| sh_to(Command::new("pigz").args(["-6", "-c"]).arg(&tarball), &floor_gz))?;
-    let gzip_d = best(|| sh_to(Command::new("gzip").arg("-dc").arg(&floor_gz), Path::new("/dev/null")))?;
-    let floor_zst = w.join("floor.tar.zst");
-    let zstd_c = best(|| {
-        sh_to(
-            Command::new("zstd").args(["-3", "-T0", "-q", "-c"]).arg(&tarball),
-            &floor_zst,
-        )
-    })?;
-    let zstd_d = best(|| {
-        sh_to(
-            Command::new("zstd").args(["-d", "-q", "-c"]).arg(&floor_zst),
-            Path::new("/dev/null"),
-        )
-    })?;
-
-    // Berth creation.
     let berth_gz = w.join("berth.tar.gz");
-    let create_gz = best(|| {
-        settle()?;
-        sh(Command::new(&tool)
-            .arg("create")
-            .arg(&rootfs)
-            .arg(&berth_gz)
-            .arg("gzip"))
-    })?;
     let berth_zst = w.join("berth.tar.zst");
-    let create_zst = best(|| {
-        settle()?;
-        sh(Command::new(&tool)
-            .arg("create")
-            .arg(&rootfs)
-            .arg(&berth_zst)
-            .arg("zstd"))
-    })?;
+    let floor_zst = w.join("floor.tar.zst");
 
     // umoci repack of the same tree: a fresh bundle of an empty image each run, the tree copied in (not timed).
     let layout = w.join("umoci-layout");
@@ -87,7 +56,18 @@ pub fn run(json: bool) -> Result<()> {
         .args(["new", "--image"])
         .arg(format!("{}:base", layout.display())))?;
     let bundle = w.join("bundle");
-    let umoci_repack = best(|| {
+
+    // Creation, each tool and floor in turn in every round.
+    let mut pigz_c = || sh_to(Command::new("pigz").args(["-6", "-c"]).arg(&tarball), &floor_gz);
+    let mut create_gz = || {
+        settle()?;
+        sh(Command::new(&tool)
+            .arg("create")
+            .arg(&rootfs)
+            .arg(&berth_gz)
+            .arg("gzip"))
+    };
+    let mut umoci_repack = || {
         let _ = std::fs::remove_dir_all(&bundle);
         sh(Command::new("umoci")
             .args(["unpack", "--image"])
@@ -104,28 +84,53 @@ pub fn run(json: bool) -> Result<()> {
             .arg(format!("{}:full", layout.display()))
             .arg(&bundle))?;
         Ok(start.elapsed())
+    };
+    let [create_gz, umoci_repack, pigz_c] = best_each(&mut [&mut create_gz, &mut umoci_repack, &mut pigz_c])?[..]
+    else {
+        unreachable!("three workloads give three times")
+    };
+    let mut zstd_c = || {
+        sh_to(
+            Command::new("zstd").args(["-3", "-T0", "-q", "-c"]).arg(&tarball),
+            &floor_zst,
+        )
+    };
+    let mut create_zst = || {
+        settle()?;
+        sh(Command::new(&tool)
+            .arg("create")
+            .arg(&rootfs)
+            .arg(&berth_zst)
+            .arg("zstd"))
+    };
+    let [create_zst, zstd_c] = best_each(&mut [&mut create_zst, &mut zstd_c])?[..] else {
+        unreachable!("two workloads give two times")
+    };
+    let zstd_d = best(|| {
+        sh_to(
+            Command::new("zstd").args(["-d", "-q", "-c"]).arg(&floor_zst),
+            Path::new("/dev/null"),
+        )
     })?;
 
     // Extraction. Every run writes a fresh directory (deleting a large tree right before a timed run makes the
     // file system's inode creation slow and noisy), after a `sync` so earlier writes do not bill this run.
     let mut n = 0;
-    let mut fresh = || {
+    let fresh = || {
         n += 1;
         w.join(format!("dest-{n}"))
     };
-    let apply = |layer: &Path, fresh: &mut dyn FnMut() -> PathBuf| {
-        best(|| {
-            let dest = fresh();
-            settle()?;
-            let start = Instant::now();
-            sh(Command::new(&tool).arg("apply").arg(layer).arg(&dest))?;
-            Ok(start.elapsed())
-        })
+    let fresh = std::cell::RefCell::new(fresh);
+    let apply = |layer: &Path| {
+        let dest = fresh.borrow_mut()();
+        settle()?;
+        let start = Instant::now();
+        sh(Command::new(&tool).arg("apply").arg(layer).arg(&dest))?;
+        Ok(start.elapsed())
     };
-    let apply_gz = apply(&berth_gz, &mut fresh)?;
-    let apply_zst = apply(&berth_zst, &mut fresh)?;
-    let umoci_unpack = best(|| {
-        let dest = fresh();
+    let mut apply_gz = || apply(&berth_gz);
+    let mut umoci_unpack = || {
+        let dest = fresh.borrow_mut()();
         settle()?;
         let start = Instant::now();
         sh(Command::new("umoci")
@@ -133,7 +138,15 @@ pub fn run(json: bool) -> Result<()> {
             .arg(format!("{}:full", layout.display()))
             .arg(&dest))?;
         Ok(start.elapsed())
-    })?;
+    };
+    let mut gzip_d = || {
+        settle()?;
+        sh_to(Command::new("gzip").arg("-dc").arg(&floor_gz), Path::new("/dev/null"))
+    };
+    let [apply_gz, umoci_unpack, gzip_d] = best_each(&mut [&mut apply_gz, &mut umoci_unpack, &mut gzip_d])?[..] else {
+        unreachable!("three workloads give three times")
+    };
+    let apply_zst = best(|| apply(&berth_zst))?;
     let umoci_layer_size = largest_blob(&layout.join("blobs/sha256"))?;
     eprintln!(
         "gzip layer sizes: berth {:.1} MB, umoci {:.1} MB, pigz -6 {:.1} MB",

@@ -18,6 +18,20 @@ pub fn best(mut f: impl FnMut() -> Result<Duration>) -> Result<Duration> {
     Ok(best)
 }
 
+/// The fastest of [`RUNS`] runs of each of `fs`, measured in rounds: every round runs each once, starting one
+/// further along each time. A slow spell of the machine (disk writeback, a noisy neighbour) then falls on all of
+/// them alike instead of on whichever ran during it.
+pub fn best_each(fs: &mut [&mut dyn FnMut() -> Result<Duration>]) -> Result<Vec<Duration>> {
+    let mut best = vec![Duration::MAX; fs.len()];
+    for round in 0..RUNS {
+        for k in 0..fs.len() {
+            let i = (round + k) % fs.len();
+            best[i] = best[i].min(fs[i]()?);
+        }
+    }
+    Ok(best)
+}
+
 /// Runs a command (stdout discarded) and returns its wall time; fails with its stderr.
 pub fn sh(cmd: &mut Command) -> Result<Duration> {
     let start = Instant::now();
