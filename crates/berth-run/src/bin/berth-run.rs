@@ -589,7 +589,8 @@ fn default_sigpipe() {
 
 fn main() -> ExitCode {
     default_sigpipe();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    only_one_container(&mut cli);
     // libcontainer logs what it cannot do on this host (absent cgroup controllers, syscalls unknown to the kernel)
     // as warnings, and its failures again as errors that Berth reports itself: shown only with --verbose.
     let level = match cli.verbose {
@@ -669,6 +670,14 @@ fn rootless_entry(cli: &Cli) -> Result<Option<i32>> {
             _ => Enter::New,
         })
     };
+    let state = cli.state.clone().unwrap_or_else(berth_run::state::default_state_path);
+    // Absolute: entering a mount namespace moves the working directory to its root.
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+    let env = vec![
+        ("BERTH_STORE", absolute(cli.store())),
+        ("BERTH_CACHE", absolute(cli.cache())),
+        ("BERTH_STATE", absolute(state)),
+    ];
     let how = match &cli.command {
         Command::Ps(_) | Command::Logs(_) | Command::Wait(_) | Command::Inspect(_) | Command::Monitor { .. } => {
             return Ok(None);
@@ -676,21 +685,40 @@ fn rootless_entry(cli: &Cli) -> Result<Option<i32>> {
         Command::Exec(args) => join(&args.container)?,
         Command::Kill(KillArgs { containers, .. })
         | Command::Stop(StopArgs { containers, .. })
-        | Command::Rm(RmArgs { containers, .. }) => match containers.first() {
-            Some(first) => join(first).unwrap_or(Enter::New),
-            None => Enter::New,
-        },
+        | Command::Rm(RmArgs { containers, .. }) => {
+            // Each container has namespaces of its own: one re-executed process per container, each told to act
+            // on that one only. The exit code is the last failure's, as when one process acts on all.
+            let mut code = 0;
+            for name in containers {
+                let mut env = env.clone();
+                env.push((ONLY_CONTAINER_VAR, PathBuf::from(name)));
+                let c = berth_run::rootless::reexec(join(name).unwrap_or(Enter::New), &env)?;
+                if c != 0 {
+                    code = c;
+                }
+            }
+            return Ok(Some(code));
+        }
         _ => Enter::New,
     };
-    let state = cli.state.clone().unwrap_or_else(berth_run::state::default_state_path);
-    // Absolute: entering a mount namespace moves the working directory to its root.
-    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
-    let env = [
-        ("BERTH_STORE", absolute(cli.store())),
-        ("BERTH_CACHE", absolute(cli.cache())),
-        ("BERTH_STATE", absolute(state)),
-    ];
     Ok(Some(berth_run::rootless::reexec(how, &env)?))
+}
+
+/// Set for a rootless `kill`/`stop`/`rm` re-executed for one of the containers it was given.
+const ONLY_CONTAINER_VAR: &str = "BERTH_ROOTLESS_ONLY";
+
+/// In a process re-executed for one container of several (see [`rootless_entry`]), keeps only that one.
+fn only_one_container(cli: &mut Cli) {
+    let Some(only) = std::env::var_os(ONLY_CONTAINER_VAR) else {
+        return;
+    };
+    let only = only.to_string_lossy().into_owned();
+    if let Command::Kill(KillArgs { containers, .. })
+    | Command::Stop(StopArgs { containers, .. })
+    | Command::Rm(RmArgs { containers, .. }) = &mut cli.command
+    {
+        containers.retain(|c| *c == only);
+    }
 }
 
 /// The error and its causes, each once: many messages already quote their cause, and `{:#}` would repeat it.

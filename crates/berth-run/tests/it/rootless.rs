@@ -182,3 +182,62 @@ fn a_relative_state_directory_works_for_commands_on_running_containers() {
     assert_eq!((ran.code, ran.stdout.as_str()), (0, "r\n"), "{ran:?}");
     assert_eq!(std::fs::read_dir(home.join("rel-state/containers")).unwrap().count(), 0);
 }
+
+/// `stop`, `kill` and `rm` given several running containers act on each, in each one's own namespaces; an unknown
+/// name among them is reported and fails the command without keeping the others from being handled.
+#[test]
+fn one_command_handles_several_rootless_containers() {
+    let (env, home) = rootless_env();
+    let _cleanup = Cleanup(&env, &home);
+    let image = env.busybox();
+    let script = "trap 'exit 7' TERM; echo up; while :; do sleep 0.05; done";
+    for name in ["c1", "c2", "c3", "c4"] {
+        let ran = as_nobody(&env, &home, &["run", "-d", "--name", name, image, "sh", "-c", script]);
+        assert_eq!(ran.code, 0, "{ran:?}");
+    }
+    for name in ["c1", "c2", "c3", "c4"] {
+        let start = std::time::Instant::now();
+        while !as_nobody(&env, &home, &["logs", name]).stdout.contains("up") {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "{name} never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    let ran = as_nobody(&env, &home, &["stop", "c1", "c2"]);
+    assert_eq!((ran.code, ran.stdout.as_str()), (0, "c1\nc2\n"), "{ran:?}");
+    let ps = as_nobody(&env, &home, &["ps", "-a", "--format", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&ps.stdout).unwrap();
+    let status = |name: &str| {
+        let c = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["Names"][0] == name)
+            .unwrap_or_else(|| panic!("{name} not listed: {ps:?}"));
+        (c["State"].as_str().unwrap().to_owned(), c["ExitCode"].as_i64())
+    };
+    assert_eq!(status("c1"), ("exited".to_owned(), Some(7)), "{ps:?}");
+    assert_eq!(status("c2"), ("exited".to_owned(), Some(7)), "{ps:?}");
+    assert_eq!(status("c3").0, "running", "{ps:?}");
+    let ran = as_nobody(&env, &home, &["kill", "-s", "TERM", "c3", "no-such-container", "c4"]);
+    assert_ne!(ran.code, 0, "{ran:?}");
+    assert!(ran.stderr.contains("no-such-container"), "{ran:?}");
+    assert_eq!(ran.stdout, "c3\nc4\n", "{ran:?}");
+    for name in ["c3", "c4"] {
+        let waited = as_nobody(&env, &home, &["wait", name]);
+        assert_eq!(waited.stdout.trim(), "7", "{name}: {waited:?}");
+    }
+    for name in ["c5", "c6"] {
+        let ran = as_nobody(&env, &home, &["run", "-d", "--name", name, image, "sleep", "1000"]);
+        assert_eq!(ran.code, 0, "{ran:?}");
+    }
+    // Running containers removed together: each one's mounts are in its own namespace.
+    let ran = as_nobody(&env, &home, &["rm", "-f", "c5", "c6"]);
+    assert_eq!((ran.code, ran.stdout.as_str()), (0, "c5\nc6\n"), "{ran:?}");
+    let ran = as_nobody(&env, &home, &["rm", "c1", "c2", "c3", "c4"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let containers = home.join(".local/share/berth/state/containers");
+    assert_eq!(std::fs::read_dir(containers).unwrap().count(), 0);
+}
