@@ -44,10 +44,14 @@ pub struct Endpoints {
 pub enum Selector {
     /// The entry with this ref name.
     Name(String),
-    /// The manifest or index with this digest.
-    Digest(Digest),
     /// The only entry.
     Only,
+    /// A store image named `REPOSITORY[:TAG]@DIGEST`: the name must match as well as the digest.
+    NamedDigest {
+        repository: String,
+        tag: Option<String>,
+        digest: Digest,
+    },
 }
 
 /// Where a copy reads from.
@@ -149,7 +153,11 @@ impl Endpoints {
             ImageRef::Store(s) => {
                 let layout = Layout::open(self.store_path())?;
                 let selector = match (s.ref_name(), s.digest()) {
-                    (_, Some(d)) => Selector::Digest(d.clone()),
+                    (_, Some(d)) => Selector::NamedDigest {
+                        repository: s.repository().to_owned(),
+                        tag: s.tag().map(str::to_owned),
+                        digest: d.clone(),
+                    },
                     (Some(n), None) => Selector::Name(n),
                     (None, None) => Selector::Only,
                 };
@@ -334,7 +342,11 @@ impl Source {
                 let desc = match selector {
                     Selector::Name(n) => layout.resolve(Some(n))?,
                     Selector::Only => layout.resolve(None)?,
-                    Selector::Digest(d) => layout.resolve_digest(d)?,
+                    Selector::NamedDigest {
+                        repository,
+                        tag,
+                        digest,
+                    } => layout.resolve_named_digest(repository, tag.as_deref(), digest)?,
                 };
                 let digest = crate::plan::digest_of(&desc)?;
                 let bytes = layout.read_blob_capped(&digest, desc.size(), DEFAULT_MAX_DOCUMENT_SIZE)?;

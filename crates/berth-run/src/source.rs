@@ -71,7 +71,7 @@ pub fn open_image(
             };
             let image = match (name.digest(), name.ref_name()) {
                 (Some(digest), _) => layout
-                    .resolve_digest(digest)
+                    .resolve_named_digest(name.repository(), name.tag(), digest)
                     .and_then(|d| layout.load_image_from(d, platform)),
                 (None, name) => layout.load_image(name.as_deref(), platform),
             }

@@ -125,6 +125,48 @@ fn store_is_a_source_and_a_destination() {
     assert_eq!(out.stdout, img.manifest_bytes);
 }
 
+/// `NAME@DIGEST` and `NAME:TAG@DIGEST` in the store find that image only under that name: another name, or a tag
+/// that is another image, is an error naming what the store has.
+#[test]
+fn store_names_with_a_digest_must_match_the_name_too() {
+    let env = Env::new();
+    let one = busybox_layout(&env, "a", "bb:1");
+    let two = write_image(
+        &Layout::create(env.path("b")).unwrap(),
+        Some("other:1"),
+        &random_image(7, 1, 1000, "amd64"),
+    )
+    .unwrap();
+    let store = env.path("store");
+    let store = store.to_str().unwrap();
+    env.ok(&["--store", store, "copy", "-q", &env.oci("a", Some("bb:1")), "app:1"]);
+    env.ok(&[
+        "--store",
+        store,
+        "copy",
+        "-q",
+        &env.oci("b", Some("other:1")),
+        "other:1",
+    ]);
+    let (d1, d2) = (one.manifest_digest.to_string(), two.manifest_digest.to_string());
+    let raw = |r: &str| env.ok(&["--store", store, "inspect", "--raw", r]);
+    assert_eq!(raw(&format!("app@{d1}")).as_bytes(), one.manifest_bytes.as_slice());
+    assert_eq!(raw(&format!("app:1@{d1}")).as_bytes(), one.manifest_bytes.as_slice());
+    assert_eq!(raw(&format!("other@{d2}")).as_bytes(), two.manifest_bytes.as_slice());
+    let err = env.fails(&["--store", store, "inspect", &format!("nonexistent@{d1}")]);
+    assert!(
+        err.contains("nonexistent@") && err.contains("no image named nonexistent"),
+        "{err}"
+    );
+    let err = env.fails(&["--store", store, "inspect", &format!("app:1@{d2}")]);
+    assert!(err.contains(&format!("app:1 is {d1}")), "{err}");
+    let err = env.fails(&["--store", store, "copy", &format!("app@{d2}"), &env.oci("c", Some("x"))]);
+    assert!(err.contains(&format!("app:1 ({d1})")), "{err}");
+    if let Ok(c) = Layout::open(env.path("c")) {
+        assert!(c.refs().unwrap().is_empty(), "nothing is named after a failed lookup");
+    }
+}
+
 #[test]
 fn repush_of_an_unchanged_image_sends_no_blob_bytes() {
     let env = Env::new();

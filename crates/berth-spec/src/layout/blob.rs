@@ -16,7 +16,7 @@ use crate::digest::{self, Algorithm, Digest, Hasher, VerifyError, VerifyingReade
 /// Size of the copy buffer for blob streams.
 const COPY_BUF: usize = 1 << 20;
 
-fn kind_name(ft: fs::FileType) -> &'static str {
+pub(crate) fn kind_name(ft: fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if ft.is_dir() {
         "directory"

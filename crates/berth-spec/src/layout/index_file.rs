@@ -17,15 +17,11 @@ use crate::document::{self, Document, Expect};
 /// Reads and strictly validates index.json.
 pub(crate) fn read(root: &Path) -> Result<Document<ImageIndex>> {
     let path = root.join("index.json");
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(LayoutError::NotALayout {
-                path: root.to_owned(),
-                reason: "index.json is missing".into(),
-            });
-        }
-        Err(e) => return Err(e).at(&path, "open"),
+    let Some(file) = super::open_layout_file(root, "index.json")? else {
+        return Err(LayoutError::NotALayout {
+            path: root.to_owned(),
+            reason: "index.json is missing".into(),
+        });
     };
     let mut bytes = Vec::new();
     file.take(MAX_INDEX_JSON_SIZE + 1)

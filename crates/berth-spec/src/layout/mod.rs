@@ -50,6 +50,39 @@ pub const LAYOUT_VERSION: &str = "1.0.0";
 pub const MAX_INDEX_DEPTH: usize = 8;
 /// Cap on the size of `index.json` (a store can name many images).
 pub const MAX_INDEX_JSON_SIZE: u64 = 64 * 1024 * 1024;
+/// Opens `name` in the layout root for reading, `None` when it does not exist. It must be a regular file: a
+/// symlink is not followed and a FIFO or device is refused without blocking on it.
+pub(crate) fn open_layout_file(root: &Path, name: &str) -> Result<Option<fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = root.join(name);
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(LayoutError::NotALayout {
+                path: root.to_owned(),
+                reason: format!("{name} is a symbolic link; it must be a regular file"),
+            });
+        }
+        Err(e) => return Err(e).at(&path, "open"),
+    };
+    let meta = file.metadata().at(&path, "stat")?;
+    if !meta.is_file() {
+        return Err(LayoutError::NotALayout {
+            path: root.to_owned(),
+            reason: format!(
+                "{name} is a {}; it must be a regular file",
+                blob::kind_name(meta.file_type())
+            ),
+        });
+    }
+    Ok(Some(file))
+}
+
 /// Cap on the size of `oci-layout`.
 const MAX_OCI_LAYOUT_SIZE: u64 = 64 * 1024;
 
@@ -152,21 +185,20 @@ impl Layout {
 
     fn check_oci_layout(&self) -> Result<()> {
         let path = self.root.join("oci-layout");
-        let bytes = match fs::File::open(&path) {
-            Ok(f) => {
+        let bytes = match open_layout_file(&self.root, "oci-layout")? {
+            Some(f) => {
                 let mut buf = Vec::new();
                 f.take(MAX_OCI_LAYOUT_SIZE + 1)
                     .read_to_end(&mut buf)
                     .at(&path, "read")?;
                 buf
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            None => {
                 return Err(LayoutError::NotALayout {
                     path: self.root.clone(),
                     reason: "the oci-layout file is missing".into(),
                 });
             }
-            Err(e) => return Err(e).at(&path, "open"),
         };
         let parsed: OciLayoutFile = serde_json::from_slice(&bytes).map_err(|e| LayoutError::NotALayout {
             path: self.root.clone(),
@@ -231,6 +263,54 @@ impl Layout {
                 count: many.len(),
             }),
         }
+    }
+
+    /// Finds `REPO:TAG@DIGEST` (the entry named `REPO:TAG`, which must be DIGEST) or `REPO@DIGEST` (an entry
+    /// named `REPO:anything` that is DIGEST), as in a store where images are named `REPO:TAG`. The name must
+    /// match as well as the digest: another image's digest under this name is an error.
+    pub fn resolve_named_digest(&self, repository: &str, tag: Option<&str>, digest: &Digest) -> Result<Descriptor> {
+        let wanted = match tag {
+            Some(tag) => format!("{repository}:{tag}@{digest}"),
+            None => format!("{repository}@{digest}"),
+        };
+        if let Some(tag) = tag {
+            let found = self.resolve(Some(&format!("{repository}:{tag}")))?;
+            if Digest::from_oci(found.digest()).ok().as_ref() == Some(digest) {
+                return Ok(found);
+            }
+            return Err(LayoutError::RefNotFound {
+                layout: self.root.clone(),
+                name: wanted,
+                available: format!("{repository}:{tag} is {}", found.digest()),
+            });
+        }
+        let index = self.index()?;
+        let prefix = format!("{repository}:");
+        let of_repo: Vec<&Descriptor> = index
+            .parsed()
+            .manifests()
+            .iter()
+            .filter(|d| ref_name_of(d).is_some_and(|n| n.strip_prefix(&prefix).is_some_and(|t| !t.contains('/'))))
+            .collect();
+        if let Some(found) = of_repo
+            .iter()
+            .find(|d| Digest::from_oci(d.digest()).ok().as_ref() == Some(digest))
+        {
+            return Ok((*found).clone());
+        }
+        Err(LayoutError::RefNotFound {
+            layout: self.root.clone(),
+            name: wanted,
+            available: if of_repo.is_empty() {
+                format!("no image named {repository}")
+            } else {
+                of_repo
+                    .iter()
+                    .map(|d| format!("{} ({})", ref_name_of(d).unwrap_or_default(), d.digest()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        })
     }
 
     /// Finds a manifest or index by digest: an index.json entry, else a blob that parses as one.

@@ -720,3 +720,47 @@ fn invalid_ref_names_are_refused() {
         );
     }
 }
+
+/// `index.json` or `oci-layout` that is a FIFO, a directory or a symlink: refused at once, never followed and
+/// never blocked on.
+#[test]
+fn hostile_01_layout_files_that_are_not_regular_files() {
+    for name in ["index.json", "oci-layout"] {
+        for kind in ["FIFO", "directory", "symbolic link"] {
+            let (dir, layout) = new_layout();
+            let path = layout.root().join(name);
+            std::fs::remove_file(&path).unwrap();
+            match kind {
+                "FIFO" => rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &path,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from(0o644),
+                    0,
+                )
+                .unwrap(),
+                "directory" => std::fs::create_dir(&path).unwrap(),
+                _ => {
+                    let outside = dir.path().join("elsewhere");
+                    std::fs::write(&outside, br#"{"schemaVersion":2,"manifests":[]}"#).unwrap();
+                    std::os::unix::fs::symlink(&outside, &path).unwrap();
+                }
+            }
+            let root = layout.root().to_owned();
+            let t = std::thread::spawn(move || expect_open_err(&root));
+            let start = std::time::Instant::now();
+            while !t.is_finished() {
+                assert!(
+                    start.elapsed() < std::time::Duration::from_secs(5),
+                    "opening a layout whose {name} is a {kind} blocked"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let e = t.join().unwrap();
+            assert!(
+                e.contains(name) && e.contains(&format!("is a {kind}")) && e.contains("regular file"),
+                "{name} as a {kind}: {e}"
+            );
+        }
+    }
+}
