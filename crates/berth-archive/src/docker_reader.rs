@@ -149,13 +149,13 @@ impl DockerArchiveReader {
     }
 
     fn label_at(&self, i: usize) -> String {
-        match self.images[i].repo_tags.first() {
-            Some(tag) => format!("@{i} ({tag})"),
-            None => format!("@{i}"),
+        match self.images[i].repo_tags.as_slice() {
+            [] => format!("@{i}"),
+            tags => format!("@{i} ({})", tags.join(", ")),
         }
     }
 
-    /// A name for `image` in messages: its position and first tag.
+    /// A name for `image` in messages: its position and tags.
     pub fn label(&self, image: &DockerArchiveImage) -> String {
         match self.images.iter().position(|i| std::ptr::eq(i, image) || i == image) {
             Some(i) => self.label_at(i),

@@ -41,11 +41,21 @@ impl TarOut {
             _ => Path::new("."),
         };
         let base = target.file_name().map_or("archive".into(), |n| n.to_string_lossy());
+        // The archive gets the mode any new file gets (0666 less the umask), or keeps the mode of the archive it
+        // replaces (an image added to an existing archive).
+        use std::os::unix::fs::PermissionsExt;
+        let replaced = std::fs::metadata(target).ok().filter(std::fs::Metadata::is_file);
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{base}."))
             .suffix(".tmp")
+            .permissions(std::fs::Permissions::from_mode(0o666))
             .tempfile_in(parent)
             .at(parent, "create a temp file for the archive")?;
+        if let Some(m) = replaced {
+            temp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(m.permissions().mode() & 0o7777))
+                .at(temp.path(), "set the mode of")?;
+        }
         let file = temp.as_file().try_clone().at(temp.path(), "open temp file")?;
         Ok(TarOut {
             target: target.to_owned(),

@@ -197,8 +197,11 @@ impl Endpoints {
                 let temp = Arc::new(temp_dir("docker-archive")?);
                 let layout = Layout::create(temp.path().join("layout"))?;
                 let reader = berth_archive::DockerArchiveReader::open(path)?;
-                let which = reference.clone().unwrap_or(DockerArchiveRef::Index(0));
-                let image = reader.select(&which)?;
+                // Without a NAME:TAG or @N, the archive must hold one image (as skopeo): never a silent pick.
+                let image = match reference {
+                    Some(which) => reader.select(which)?,
+                    None => reader.only()?,
+                };
                 let desc = berth_archive::import_docker_archive(
                     &reader,
                     image,

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use berth_spec::layout::{Image, Layout, LayoutError};
 use berth_spec::platform::Platform;
-use berth_spec::reference::{DockerArchiveRef, ImageRef};
+use berth_spec::reference::ImageRef;
 use berth_spec::{Digest, media_type};
 use tempfile::TempDir;
 
@@ -93,8 +93,12 @@ pub fn open_image(
             let temp = scratch_dir()?;
             let layout = Layout::create(temp.path().join("layout")).map_err(layout_err)?;
             let reader = berth_archive::DockerArchiveReader::open(path).map_err(archive_err)?;
-            let which = reference.clone().unwrap_or(DockerArchiveRef::Index(0));
-            let selected = reader.select(&which).map_err(archive_err)?;
+            // Without NAME:TAG or @N the archive must hold a single image, as for skopeo and berth-copy.
+            let selected = match reference {
+                Some(which) => reader.select(which),
+                None => reader.only(),
+            }
+            .map_err(archive_err)?;
             berth_archive::import_docker_archive(
                 &reader,
                 selected,

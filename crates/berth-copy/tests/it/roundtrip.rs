@@ -297,6 +297,15 @@ fn archives_hold_several_images() {
         .unwrap();
         assert_eq!(got.as_bytes(), config(img), "skopeo: {reference}");
     }
+    // Without NAME:TAG or @N, an archive of several images is refused (skopeo: "expected 1 item"), and the
+    // message lists every image with all its tags.
+    let err = env.fails(&["inspect", &format!("docker-archive:{docker}")]);
+    assert!(
+        err.contains("holds 2 images") && err.contains("x:1") && err.contains("example.com/y:1"),
+        "{err}"
+    );
+    let err = env.fails(&["copy", &format!("docker-archive:{docker}"), &env.oci("any", Some("x"))]);
+    assert!(err.contains("name one"), "{err}");
     // Reading an image back keeps its diffIDs.
     env.ok(&[
         "copy",
@@ -335,4 +344,50 @@ fn a_tag_given_again_in_a_docker_archive_moves_to_the_new_image() {
     );
     let err = env.fails(&["inspect", &format!("docker-archive:{docker}:@1")]);
     assert!(err.contains("@1"), "x lost its only tag and is gone: {err}");
+}
+
+/// Archives get the mode of any new file (0666 less the umask), as skopeo's do, and an archive an image is added
+/// to keeps its mode.
+#[test]
+fn archives_get_the_usual_file_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+    let env = Env::new();
+    busybox_layout(&env, "a", "bb:1");
+    let with_umask = |umask: &str, args: &[&str]| {
+        // Through sh, which sets the umask and execs berth-copy with the test environment.
+        let berth = env.cmd(args);
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "umask $0 && exec \"$@\"", umask])
+            .arg(berth.get_program())
+            .args(berth.get_args());
+        for (k, v) in berth.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    };
+    let mode = |p: &str| std::fs::metadata(env.path(p)).unwrap().permissions().mode() & 0o7777;
+    let src = env.oci("a", Some("bb:1"));
+    let docker = env.path("d.tar").display().to_string();
+    let oci = env.path("o.tar").display().to_string();
+    with_umask("022", &["copy", "-q", &src, &format!("docker-archive:{docker}:app:1")]);
+    with_umask("022", &["copy", "-q", &src, &format!("oci-archive:{oci}:app:1")]);
+    assert_eq!((mode("d.tar"), mode("o.tar")), (0o644, 0o644));
+    std::fs::set_permissions(env.path("d.tar"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    with_umask("022", &["copy", "-q", &src, &format!("docker-archive:{docker}:app:2")]);
+    assert_eq!(mode("d.tar"), 0o640, "adding an image keeps the archive's mode");
+    with_umask(
+        "002",
+        &[
+            "copy",
+            "-q",
+            &src,
+            &format!("oci-archive:{}:x", env.path("g.tar").display()),
+        ],
+    );
+    assert_eq!(mode("g.tar"), 0o664);
 }
