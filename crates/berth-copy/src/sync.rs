@@ -62,6 +62,12 @@ pub async fn sync(
     let mut jobs: Vec<(Endpoints, ImageRef, String)> = Vec::new();
     match src {
         SyncSource::Registry(r, all_tags) => {
+            if let Some(d) = r.digest() {
+                return Err(CopyError::usage(format!(
+                    "sync {r}: sync takes a repository (every tag) or REPOSITORY:TAG, not a digest ({d}); to copy \
+                     one image by digest, use `berth-copy copy`"
+                )));
+            }
             let tags = match (all_tags, r.tag()) {
                 (false, Some(t)) => vec![t.to_owned()],
                 _ => {

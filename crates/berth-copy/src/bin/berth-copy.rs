@@ -80,7 +80,7 @@ struct CopyArgs {
     src: String,
     dest: String,
     /// Copy the whole index (every platform).
-    #[arg(short = 'a', long, visible_alias = "multi-arch")]
+    #[arg(short = 'a', long, visible_alias = "multi-arch", conflicts_with = "platforms")]
     all: bool,
     /// Copy only these platforms of an index (OS/ARCH[/VARIANT]; repeatable): a new index naming only them.
     #[arg(long = "platform")]
@@ -92,7 +92,7 @@ struct CopyArgs {
     #[arg(long, value_enum)]
     dest_compress_format: Option<CompressArg>,
     /// Compression level for --dest-compress-format.
-    #[arg(long)]
+    #[arg(long, requires = "dest_compress_format")]
     dest_compress_level: Option<i32>,
     /// Manifest format of the destination.
     #[arg(short = 'f', long, value_enum)]
@@ -103,7 +103,7 @@ struct CopyArgs {
     /// Blobs transferred at once.
     #[arg(long, default_value_t = 4)]
     parallel: usize,
-    /// No progress output.
+    /// No progress output and no warnings (errors still show).
     #[arg(short, long)]
     quiet: bool,
     #[command(flatten)]
@@ -231,13 +231,26 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 Selection::Host
             };
+            let compression = a.dest_compress_format.map(|c| match c {
+                CompressArg::Gzip => Compression::Gzip,
+                CompressArg::Zstd => Compression::Zstd,
+            });
+            // Checked before anything is copied, whether or not a layer will need recompressing.
+            if let (Some(c), Some(level)) = (compression, a.dest_compress_level)
+                && let Some(range) = berth_layer::compress::level_range(c)
+                && !range.contains(&level)
+            {
+                return Err(berth_copy::CopyError::Usage(format!(
+                    "--dest-compress-level {level}: {c} levels are {}..={}",
+                    range.start(),
+                    range.end()
+                ))
+                .into());
+            }
             let opts = CopyOptions {
                 selection,
                 preserve_digests: a.preserve_digests,
-                compression: a.dest_compress_format.map(|c| match c {
-                    CompressArg::Gzip => Compression::Gzip,
-                    CompressArg::Zstd => Compression::Zstd,
-                }),
+                compression,
                 compression_level: a.dest_compress_level,
                 format: a.format.map(|f| match f {
                     FormatArg::Oci => Format::Oci,
@@ -372,7 +385,11 @@ fn open_layout(store: &Option<PathBuf>, arg: Option<&str>) -> Result<berth_spec:
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // --quiet silences the warnings about retries too; errors still show.
+    let quiet =
+        matches!(&cli.command, Command::Copy(a) if a.quiet) || matches!(&cli.command, Command::Sync(a) if a.quiet);
     let level = match cli.verbose {
+        0 if quiet => "error",
         0 => "warn",
         1 => "info",
         _ => "debug",

@@ -1,5 +1,6 @@
 //! list-tags, delete, sync, fsck and gc, on registries and layouts.
 
+use berth_spec::layout::Layout;
 use berth_testkit::registry::TestRegistry;
 use serde_json::Value;
 
@@ -134,6 +135,17 @@ fn sync_a_repository_a_layout_and_a_yaml_list() {
         &env.oci("one", None),
     ]);
     assert_eq!(out.lines().count(), 1, "{out}");
+    // A digest is refused, not widened to every tag.
+    let err = env.fails(&[
+        "sync",
+        "-q",
+        &format!("docker://{}/src/bb@{want}", reg.host()),
+        &env.oci("bydigest", None),
+    ]);
+    assert!(err.contains("not a digest") && err.contains("berth-copy copy"), "{err}");
+    if let Ok(l) = Layout::open(env.path("bydigest")) {
+        assert!(l.refs().unwrap().is_empty(), "nothing synced");
+    }
     // A layout into a registry namespace.
     env.ok(&[
         "sync",

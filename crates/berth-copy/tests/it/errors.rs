@@ -124,3 +124,35 @@ fn warnings_on_a_pipe_carry_no_colour_codes() {
     assert!(err.contains("retrying"), "the retry is reported: {err}");
     assert!(!err.contains('\u{1b}'), "escape codes on a pipe: {err:?}");
 }
+
+/// Options that contradict each other, or mean nothing alone, are refused before anything is copied, instead of
+/// being dropped without a word.
+#[test]
+fn contradictory_or_incomplete_options_are_refused() {
+    let env = Env::new();
+    busybox_layout(&env, "a", "bb:1");
+    let src = env.oci("a", Some("bb:1"));
+    let dest = env.oci("b", Some("x"));
+    let refused = |args: &[&str], code: i32, says: &str| {
+        let mut all = vec!["copy"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&[src.as_str(), dest.as_str()]);
+        let out = env.run(&all);
+        let err = crate::text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!env.path("b").exists(), "{args:?}: nothing was written");
+    };
+    refused(&["--all", "--platform", "linux/amd64"], 2, "cannot be used with");
+    refused(&["--dest-compress-level", "3"], 2, "--dest-compress-format");
+    refused(
+        &["--dest-compress-format", "gzip", "--dest-compress-level", "99"],
+        1,
+        "gzip levels are 0..=9",
+    );
+    refused(
+        &["--dest-compress-format", "zstd", "--dest-compress-level", "1000"],
+        1,
+        "zstd levels are",
+    );
+}

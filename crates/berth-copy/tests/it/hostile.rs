@@ -97,6 +97,7 @@ fn cut_and_reset_bodies_resume_with_a_checked_range() {
     proxy.add("GET", &small, 1, Fault::Reset);
     let out = pull(&env, &proxy.addr, &env.oci("dst", None), &[]);
     assert_pulled(&env, &out, "dst", &img);
+    assert_eq!(crate::text(&out.stderr), "", "-q: no warnings about the resumes either");
     let seen = proxy.seen();
     let resumed = requests(&seen, "GET", &big);
     assert_eq!(resumed.len(), 2, "{seen:#?}");
