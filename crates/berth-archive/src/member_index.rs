@@ -63,7 +63,7 @@ impl MemberIndex {
                     Some(link_target(&format!("{base}/{target}"), target).map_err(bad)?)
                 }
                 (MemberKind::Hardlink, Some(target)) => Some(link_target(target, target).map_err(bad)?),
-                (kind, _) => return Err(bad(format!("an image archive has no {}s", kind.describe()))),
+                (kind, _) => return Err(bad(format!("an image archive holds no {}", kind.describe()))),
             };
             if m.kind == MemberKind::File && m.data_offset.checked_add(m.size).is_none_or(|end| end > file_len) {
                 let e = io::Error::new(

@@ -413,8 +413,21 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("berth-copy: {e:#}");
+            eprintln!("berth-copy: {}", render(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each once: many messages already quote their cause, and `{:#}` would repeat it.
+fn render(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }

@@ -40,7 +40,8 @@ pub enum LayoutError {
         version: String,
     },
     /// `index.json` is unreadable as an image index.
-    #[error("{}: {error}; restore index.json from a backup or re-create the layout", path.display())]
+    // The document error starts with the path already.
+    #[error("{error}; restore index.json from a backup or re-create the layout")]
     BadIndex {
         /// Path to index.json.
         path: PathBuf,

@@ -150,6 +150,14 @@ impl Layout {
         let root = path.as_ref();
         let marker = root.join("oci-layout");
         if !marker.exists() {
+            if let Ok(m) = fs::metadata(root)
+                && !m.is_dir()
+            {
+                return Err(LayoutError::NotALayout {
+                    path: root.to_owned(),
+                    reason: format!("it is a {}, not a directory", blob::kind_name(m.file_type())),
+                });
+            }
             fs::create_dir_all(root).at(root, "create layout directory")?;
             let stray = fs::read_dir(root)
                 .at(root, "read layout directory")?

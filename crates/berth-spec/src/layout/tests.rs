@@ -228,6 +228,9 @@ fn create_refuses_a_non_empty_non_layout_directory() {
     let e = Layout::create(dir.path()).unwrap_err();
     assert!(e.to_string().contains("not empty and has no oci-layout"), "{e}");
     assert!(dir.path().join("precious.txt").exists());
+    let e = Layout::create(dir.path().join("precious.txt")).unwrap_err();
+    assert!(e.to_string().contains("it is a regular file, not a directory"), "{e}");
+    assert_eq!(std::fs::read(dir.path().join("precious.txt")).unwrap(), b"x");
 }
 
 // ---- HOSTILE-INPUTS 1: oci-layout and index.json ----
