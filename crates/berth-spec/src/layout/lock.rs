@@ -122,7 +122,18 @@ pub(crate) fn count_stale_temp(root: &Path) -> Result<usize> {
     sweep_temp(root, false)
 }
 
+/// Removes temp files whose writer is gone and that are older than `min_age`, while other writers may be
+/// working: a writer creates its temp file and locks it a moment later, so a young unlocked file may be one
+/// that is about to be locked, and is left alone.
+pub(crate) fn clean_old_temp(root: &Path, min_age: std::time::Duration) -> Result<usize> {
+    sweep(root, true, Some(min_age))
+}
+
 fn sweep_temp(root: &Path, remove: bool) -> Result<usize> {
+    sweep(root, remove, None)
+}
+
+fn sweep(root: &Path, remove: bool, min_age: Option<std::time::Duration>) -> Result<usize> {
     let dir = root.join(TMP_DIR);
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
@@ -133,6 +144,16 @@ fn sweep_temp(root: &Path, remove: bool) -> Result<usize> {
     for entry in entries {
         let entry = entry.at(&dir, "read directory")?;
         let path = entry.path();
+        if let Some(min_age) = min_age {
+            let young = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| t.elapsed().unwrap_or_default() < min_age)
+                .unwrap_or(true);
+            if young {
+                continue;
+            }
+        }
         let Ok(file) = OpenOptions::new()
             .read(true)
             .custom_flags(libc_o_nofollow())

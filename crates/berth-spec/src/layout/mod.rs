@@ -83,6 +83,9 @@ pub(crate) fn open_layout_file(root: &Path, name: &str) -> Result<Option<fs::Fil
     Ok(Some(file))
 }
 
+/// Age after which an unlocked temp file is surely a dead writer's (see [`lock::clean_old_temp`]).
+const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Cap on the size of `oci-layout`.
 const MAX_OCI_LAYOUT_SIZE: u64 = 64 * 1024;
 
@@ -462,6 +465,10 @@ impl Layout {
     pub fn writer(&self) -> Result<LayoutWriter> {
         lock::ensure_private_dirs(&self.root)?;
         let guard = lock::lock(&self.root.join(".berth/gc.lock"), false)?;
+        // What an interrupted writer left behind goes now rather than at the next gc (best effort).
+        if let Err(e) = lock::clean_old_temp(&self.root, STALE_TEMP_AGE) {
+            tracing::debug!(error = %e, "could not sweep stale temp files");
+        }
         Ok(LayoutWriter {
             layout: self.clone(),
             _ingest: guard,
