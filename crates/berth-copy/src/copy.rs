@@ -186,6 +186,8 @@ fn copy_index<'a>(
         let entries = value["manifests"].as_array().cloned().unwrap_or_default();
         let mut changed = false;
         let mut out = Vec::new();
+        // A child listed more than once (hostile, or just repeated) is copied once.
+        let mut copied: std::collections::HashMap<(String, String), Descriptor> = std::collections::HashMap::new();
         for (entry, desc) in entries.iter().zip(idx.parsed().manifests()) {
             if let Some(list) = subset {
                 let keep = Platform::of_descriptor(desc).is_some_and(|p| list.iter().any(|w| w.matches(&p)));
@@ -195,15 +197,23 @@ fn copy_index<'a>(
                 }
             }
             let mt = desc.media_type().to_string();
-            let child_bytes = ctx.src.document(desc).await?;
-            let (new_desc, _) = if berth_spec::media_type::is_index(&mt) {
-                copy_index(ctx, child_bytes, mt.clone(), subset, depth + 1).await?
-            } else if berth_spec::media_type::is_manifest(&mt) {
-                copy_manifest(ctx, child_bytes, mt.clone()).await?
-            } else {
-                // Not an image (an artifact or attestation): copy the blob as it is.
-                transfer::blob(&ctx.src, &ctx.dst, desc, &ctx.progress).await?;
-                (desc.clone(), Vec::new())
+            let key = (desc.digest().to_string(), mt.clone());
+            let new_desc = match copied.get(&key) {
+                Some(done) => done.clone(),
+                None => {
+                    let child_bytes = ctx.src.document(desc).await?;
+                    let (new_desc, _) = if berth_spec::media_type::is_index(&mt) {
+                        copy_index(ctx, child_bytes, mt.clone(), subset, depth + 1).await?
+                    } else if berth_spec::media_type::is_manifest(&mt) {
+                        copy_manifest(ctx, child_bytes, mt.clone()).await?
+                    } else {
+                        // Not an image (an artifact or attestation): copy the blob as it is.
+                        transfer::blob(&ctx.src, &ctx.dst, desc, &ctx.progress).await?;
+                        (desc.clone(), Vec::new())
+                    };
+                    copied.insert(key, new_desc.clone());
+                    new_desc
+                }
             };
             if new_desc.digest() != desc.digest() || new_desc.media_type() != desc.media_type() {
                 changed = true;

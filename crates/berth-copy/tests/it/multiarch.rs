@@ -198,3 +198,30 @@ fn missing_platform_error_names_the_wanted_and_present_platforms() {
         "{err}"
     );
 }
+
+/// An index listing one child many times (HOSTILE-INPUTS 8) is copied with that child fetched and copied once,
+/// and the index itself kept as it is.
+#[test]
+fn a_child_listed_many_times_is_copied_once() {
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    let layout = Layout::create(env.path("src")).unwrap();
+    let img = write_image(&layout, Some("one"), &random_image(31, 1, 5_000, "amd64")).unwrap();
+    let repeated: Vec<(&WrittenImage, &str)> = (0..500).map(|_| (&img, "amd64")).collect();
+    let (index, _) = write_index(&layout, "dup:1", &repeated);
+    let proxy = berth_testkit::faultproxy::FaultProxy::start(&reg.host()).unwrap();
+    let remote = format!("docker://{}/dup/app:1", proxy.addr);
+    env.ok(&["copy", "-q", "--all", &env.oci("src", Some("dup:1")), &remote]);
+    env.ok(&["copy", "-q", "--all", &remote, &env.oci("back", Some("dup"))]);
+    assert_eq!(layout_digest(&env.path("back"), Some("dup")), index.to_string());
+    let child = format!("/manifests/{}", img.manifest_digest);
+    let seen = proxy.seen();
+    let count = |method: &str| {
+        seen.iter()
+            .filter(|s| s.method == method && s.target.contains(&child))
+            .count()
+    };
+    assert!(count("PUT") <= 1, "the child is pushed once: {} PUTs", count("PUT"));
+    assert_eq!(count("GET"), 1, "the child is fetched once");
+    env.ok(&["fsck", &env.oci("back", None)]);
+}
