@@ -138,8 +138,11 @@ pub fn host_bounding_set() -> BTreeSet<u8> {
     }
 }
 
-/// The capability set of a container: Docker's default, or every available one when privileged, then `drop`, then
-/// `add` (so `--cap-drop ALL --cap-add NET_BIND_SERVICE` keeps just that one, as in Docker). Bit numbers, sorted.
+/// The capability set of a container, as podman computes it: Docker's default (every available capability when
+/// privileged or with `--cap-add ALL`, none with `--cap-drop ALL`), plus `add`, minus `drop`. So
+/// `--cap-drop ALL --cap-add NET_BIND_SERVICE` keeps just that one and `--cap-add ALL --cap-drop CHOWN` keeps all but
+/// CHOWN. Adding and dropping the same capability, or ALL twice, contradict each other and are refused. Bit
+/// numbers, sorted.
 ///
 /// `available` is what the runtime can grant ([`host_bounding_set`]): like podman, a privileged container gets all
 /// of those, defaults missing from it are left out, and asking for one outside it is an error.
@@ -150,8 +153,24 @@ pub fn effective_set(
     available: &BTreeSet<u8>,
 ) -> Result<BTreeSet<u8>, SandboxError> {
     let bit = |name: &str| ALL.iter().position(|c| *c == name).map(|b| b as u8);
-    let mut set: BTreeSet<u8> = if privileged {
+    let (add_all, drop_all) = (add.contains(&CapName::All), drop.contains(&CapName::All));
+    if add_all && drop_all {
+        return Err(SandboxError::option(
+            "--cap-add ALL --cap-drop ALL",
+            "these contradict each other: drop ALL and add back what the container needs, or add ALL and drop \
+             what it must not have",
+        ));
+    }
+    if let Some(both) = add.iter().find(|c| matches!(c, CapName::Bit(_)) && drop.contains(c)) {
+        return Err(SandboxError::option(
+            format!("--cap-add {both} --cap-drop {both}"),
+            "a capability cannot be both added and dropped; keep one of the two",
+        ));
+    }
+    let mut set: BTreeSet<u8> = if privileged || add_all {
         available.clone()
+    } else if drop_all {
+        BTreeSet::new()
     } else {
         DEFAULT
             .iter()
@@ -159,17 +178,9 @@ pub fn effective_set(
             .filter(|b| available.contains(b))
             .collect()
     };
-    for cap in drop {
-        match cap {
-            CapName::All => set.clear(),
-            CapName::Bit(b) => {
-                set.remove(b);
-            }
-        }
-    }
     for cap in add {
         match cap {
-            CapName::All => set.extend(available),
+            CapName::All => {}
             CapName::Bit(b) if available.contains(b) => {
                 set.insert(*b);
             }
@@ -180,6 +191,11 @@ pub fn effective_set(
                      from here can have it",
                 ));
             }
+        }
+    }
+    for cap in drop {
+        if let CapName::Bit(b) = cap {
+            set.remove(b);
         }
     }
     Ok(set)
@@ -242,6 +258,17 @@ mod tests {
         let set = effective_set(false, &parse(&["SYS_ADMIN"]), &parse(&["NET_RAW"]), &all()).unwrap();
         assert!(set.contains(&21) && !set.contains(&13));
         assert_eq!(effective_set(true, &[], &[], &all()).unwrap().len(), ALL.len());
+        // ALL added, one dropped: everything but that one (the drop is not lost).
+        let set = effective_set(false, &parse(&["ALL"]), &parse(&["CHOWN"]), &all()).unwrap();
+        assert_eq!(set.len(), ALL.len() - 1);
+        assert!(!set.contains(&0), "CAP_CHOWN is bit 0");
+        let set = effective_set(true, &[], &parse(&["CHOWN", "NET_RAW"]), &all()).unwrap();
+        assert_eq!(set.len(), ALL.len() - 2);
+        // Contradictions are refused.
+        let err = effective_set(false, &parse(&["ALL"]), &parse(&["ALL"]), &all()).unwrap_err();
+        assert!(err.to_string().contains("contradict"), "{err}");
+        let err = effective_set(false, &parse(&["NET_RAW"]), &parse(&["net_raw"]), &all()).unwrap_err();
+        assert!(err.to_string().contains("both added and dropped"), "{err}");
         let limited: BTreeSet<u8> = all().into_iter().filter(|b| *b != 24).collect();
         assert_eq!(effective_set(true, &[], &[], &limited).unwrap().len(), ALL.len() - 1);
         let err = effective_set(false, &parse(&["SYS_RESOURCE"]), &[], &limited)

@@ -76,15 +76,22 @@ pub fn user_mount(request: &MountRequest) -> Result<Mount, SandboxError> {
             destination,
             size,
             mode,
-        } => Ok(tmpfs(destination, *size, *mode)),
+            read_only,
+        } => Ok(tmpfs(destination, *size, *mode, *read_only)),
     }
 }
 
 /// A tmpfs with Docker's `--mount type=tmpfs` options.
-pub fn tmpfs(destination: &str, size: Option<u64>, mode: Option<u32>) -> Mount {
-    let mut options: Vec<String> = ["rw", "nosuid", "nodev", "noexec", "relatime"]
-        .map(String::from)
-        .to_vec();
+pub fn tmpfs(destination: &str, size: Option<u64>, mode: Option<u32>, read_only: bool) -> Mount {
+    let mut options: Vec<String> = [
+        if read_only { "ro" } else { "rw" },
+        "nosuid",
+        "nodev",
+        "noexec",
+        "relatime",
+    ]
+    .map(String::from)
+    .to_vec();
     if let Some(size) = size {
         options.push(format!("size={size}"));
     }
@@ -178,6 +185,7 @@ pub fn parse_mount(spec: &str) -> Result<MountRequest, SandboxError> {
             destination,
             size,
             mode,
+            read_only,
         }),
         Some("tmpfs") => Err(bad("a tmpfs mount takes no source".into())),
         Some(other) => Err(bad(format!(
@@ -246,8 +254,15 @@ mod tests {
             MountRequest::Tmpfs {
                 destination: "/t".into(),
                 size: Some(1 << 20),
-                mode: Some(0o1777)
+                mode: Some(0o1777),
+                read_only: false,
             }
+        );
+        let ro = user_mount(&parse_mount("type=tmpfs,dst=/t,readonly").unwrap()).unwrap();
+        let options = ro.options().clone().unwrap();
+        assert!(
+            options.contains(&"ro".to_owned()) && !options.contains(&"rw".to_owned()),
+            "{options:?}"
         );
         for bad in [
             "type=volume,src=x,dst=/a",

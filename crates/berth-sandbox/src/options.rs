@@ -78,6 +78,8 @@ pub enum MountRequest {
         size: Option<u64>,
         /// `mode=`, octal permission bits.
         mode: Option<u32>,
+        /// Mounted read-only (`readonly`/`ro`).
+        read_only: bool,
     },
 }
 

@@ -246,6 +246,19 @@ fn capabilities_and_seccomp() {
     assert_eq!(status_field(&status, "CapBnd:"), format!("{changed:016x}"));
     assert_eq!(status_field(&status, "Seccomp:"), "0");
 
+    // ALL added and one dropped: everything the host allows but that one.
+    let status = env.run_ok(
+        &["--cap-add", "ALL", "--cap-drop", "CHOWN"],
+        env.busybox(),
+        &["/bin/busybox", "grep", "^Cap", "/proc/self/status"],
+    );
+    let host = std::fs::read_to_string("/proc/self/status").unwrap();
+    let host_bounding = u64::from_str_radix(status_field(&host, "CapBnd:").as_str(), 16).unwrap();
+    let eff = u64::from_str_radix(status_field(&status, "CapEff:").as_str(), 16).unwrap();
+    assert_eq!(eff, host_bounding & !mask(&["CHOWN"]), "{status}");
+    let err = env.bundle_err(&["--cap-add", "ALL", "--cap-drop", "ALL"], env.busybox(), &[]);
+    assert!(err.contains("contradict"), "{err}");
+
     let status = env.run_ok(
         &["-u", "nobody", "--security-opt", "no-new-privileges"],
         env.busybox(),

@@ -80,6 +80,15 @@ fn tmpfs_mounts() {
         "{mount}"
     );
     assert!(mount.contains("size=1024k") && mount.contains("mode=750"), "{mount}");
+
+    // A read-only tmpfs is read-only.
+    let ran = env.run(
+        &["--mount", "type=tmpfs,target=/ro,readonly"],
+        env.busybox(),
+        &["sh", "-c", "/bin/busybox grep ' /ro ' /proc/mounts; echo x > /ro/f"],
+    );
+    assert_ne!(ran.code, 0, "{ran:?}");
+    assert!(ran.stdout.starts_with("tmpfs /ro tmpfs ro,"), "{ran:?}");
 }
 
 #[test]

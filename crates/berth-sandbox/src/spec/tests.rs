@@ -190,6 +190,7 @@ fn user_mounts_replace_defaults_and_come_parents_first() {
                 destination: "/dev/shm".into(),
                 size: None,
                 mode: None,
+                read_only: false,
             },
             MountRequest::Bind {
                 source: dir.path().to_owned(),
@@ -200,6 +201,7 @@ fn user_mounts_replace_defaults_and_come_parents_first() {
                 destination: "/data".into(),
                 size: None,
                 mode: None,
+                read_only: false,
             },
         ],
         ..SpecOptions::default()
