@@ -117,7 +117,11 @@ pub fn wait(state: &StateDir, record: &ContainerRecord) -> Result<Option<i32>, R
     }
     wait_stopped(state, &record.id, Duration::MAX)?;
     settle_orphan(state, record)?;
-    Ok(load_if_present(state, &record.id)?.and_then(|r| r.exit_code))
+    Ok(match load_if_present(state, &record.id)? {
+        Some(r) => r.exit_code,
+        // Removed as it ended (--rm): its exit code was kept for a while.
+        None => state.recorded_exit(&record.id).flatten(),
+    })
 }
 
 /// What `inspect` shows of a container: its record, and the process and mounts of its runtime spec.

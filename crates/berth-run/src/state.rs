@@ -23,6 +23,9 @@ use crate::RunError;
 use crate::error::IoContext;
 
 /// The state directory, from the environment of this process.
+/// How long the exit code of a container removed with `--rm` is kept for `wait`.
+pub const EXIT_KEPT: std::time::Duration = std::time::Duration::from_secs(300);
+
 pub fn default_state_path() -> PathBuf {
     state_path_from(|k| std::env::var_os(k), rustix::process::geteuid().is_root())
 }
@@ -281,6 +284,34 @@ impl StateDir {
         let path = self.container_dir(id).join("container.json");
         let bytes = std::fs::read(&path).at("read", &path)?;
         serde_json::from_slice(&bytes).map_err(|e| RunError::container(id, format!("{}: {e}", path.display())))
+    }
+
+    /// Keeps the exit code of a container removed as it ended (`--rm`) for [`EXIT_KEPT`], so that a `wait` that
+    /// was already waiting for it can still report it (podman keeps them a while too). Older ones are pruned.
+    pub fn record_exit(&self, id: &str, code: Option<i32>) -> Result<(), RunError> {
+        let dir = self.root.join("exits");
+        std::fs::create_dir_all(&dir).at("create", &dir)?;
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().unwrap_or_default() > EXIT_KEPT);
+                if old {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let text = code.map_or_else(|| "unknown".to_owned(), |c| c.to_string());
+        berth_sandbox::etc_files::write_atomically(&dir.join(id), text.as_bytes())?;
+        Ok(())
+    }
+
+    /// The exit code [`record_exit`](Self::record_exit) kept for `id`: `None` when none was kept, `Some(None)`
+    /// when it was unknown.
+    pub fn recorded_exit(&self, id: &str) -> Option<Option<i32>> {
+        let text = std::fs::read_to_string(self.root.join("exits").join(id)).ok()?;
+        Some(text.trim().parse().ok())
     }
 
     /// Writes a record (atomically: a temp file renamed over the old one).

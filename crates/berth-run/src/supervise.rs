@@ -83,6 +83,9 @@ pub fn finish(state: &StateDir, runtime: &Runtime, id: &str, code: Option<i32>) 
     let record = state.load(id)?;
     if record.auto_remove {
         let _names = state.lock_names()?;
+        if let Err(e) = state.record_exit(id, code) {
+            tracing::warn!("{e}");
+        }
         return remove_container(state, runtime, &record);
     }
     crate::rootless::remove_cgroup_stand_ins(&crate::create::cgroups_path(id));
