@@ -61,6 +61,7 @@ pub fn prepare_container(setup: &ContainerSetup<'_>) -> Result<Spec, SandboxErro
     std::fs::create_dir_all(setup.container_dir).at("create", setup.container_dir)?;
     let mut extra = etc_files::write(setup.container_dir, &hostname, opts.net)?;
     extra.extend(volume_mounts(&rootfs, &converted, setup.container_dir, opts)?);
+    ensure_mount_targets(&rootfs, opts, &extra)?;
 
     default_spec(
         opts,
@@ -72,6 +73,34 @@ pub fn prepare_container(setup: &ContainerSetup<'_>) -> Result<Spec, SandboxErro
             root_path: setup.root_path.to_owned(),
         },
     )
+}
+
+/// Creates the mount points of the user's mounts and of `extra` in the root filesystem, through dangling symlinks
+/// too ([`RootFs::ensure_mount_target`]). The runtime's own mounts under `/proc`, `/dev` and `/sys` are its
+/// business.
+fn ensure_mount_targets(rootfs: &RootFs, opts: &SpecOptions, extra: &[Mount]) -> Result<(), SandboxError> {
+    let user = opts.mounts.iter().map(|m| match m {
+        crate::options::MountRequest::Bind {
+            source, destination, ..
+        } => (destination.clone(), source.is_dir()),
+        crate::options::MountRequest::Tmpfs { destination, .. } => (destination.clone(), true),
+    });
+    let extra = extra.iter().map(|m| {
+        let dir = m.typ().as_deref() != Some("bind") || m.source().as_ref().is_some_and(|s| s.is_dir());
+        (m.destination().display().to_string(), dir)
+    });
+    for (destination, dir) in user.chain(extra) {
+        let first = destination
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        if matches!(first, "proc" | "dev" | "sys" | "") {
+            continue;
+        }
+        rootfs.ensure_mount_target(&destination, dir)?;
+    }
+    Ok(())
 }
 
 /// A directory name for a volume: its index and its path with `/` turned into `_`.

@@ -192,10 +192,91 @@ impl RootFs {
         }
     }
 
+    /// Makes sure a mount destination exists before the runtime mounts there, as runc does: missing parents become
+    /// directories, and a missing last component (or the missing target of a dangling symlink, followed inside the
+    /// root, such as `/etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf`) becomes an empty directory
+    /// (`dir`) or file. Whatever exists is left as it is, for the runtime to judge.
+    pub fn ensure_mount_target(&self, path: &str, dir: bool) -> Result<(), SandboxError> {
+        let not_dir = |e: SandboxError| match e {
+            SandboxError::WorkdirNotDir { path: p, .. } => SandboxError::option(
+                format!("mount at {path}"),
+                format!("{p} in the image is not a directory, so nothing can be mounted below it"),
+            ),
+            other => other,
+        };
+        let mut current = normalize(path);
+        for _ in 0..40 {
+            let Some((parent, name)) = current.rsplit_once('/') else {
+                return Ok(());
+            };
+            let parent = if parent.is_empty() { "/" } else { parent };
+            if name.is_empty() {
+                return Ok(());
+            }
+            self.ensure_dir(parent).map_err(not_dir)?;
+            let parent_fd = self
+                .open_in_root(parent, OFlags::PATH | OFlags::DIRECTORY)
+                .at("open", self.host_path(parent))?;
+            match rustix::fs::statat(&parent_fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Err(Errno::NOENT) => {
+                    let made = if dir {
+                        rustix::fs::mkdirat(&parent_fd, name, Mode::from_raw_mode(0o755))
+                    } else {
+                        rustix::fs::openat(
+                            &parent_fd,
+                            name,
+                            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                            Mode::from_raw_mode(0o644),
+                        )
+                        .map(drop)
+                    };
+                    return match made {
+                        Ok(()) | Err(Errno::EXIST) => Ok(()),
+                        Err(e) => Err(e).at("create a mount point at", self.host_path(&current)),
+                    };
+                }
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                    if self.open_in_root(&current, OFlags::PATH).is_ok() {
+                        return Ok(());
+                    }
+                    let target = rustix::fs::readlinkat(&parent_fd, name, Vec::new())
+                        .at("read symlink", self.host_path(&current))?;
+                    let target = target.to_string_lossy();
+                    current = if target.starts_with('/') {
+                        normalize(&target)
+                    } else {
+                        normalize(&format!("{parent}/{target}"))
+                    };
+                }
+                Ok(_) => return Ok(()),
+                Err(e) => return Err(e).at("inspect", self.host_path(&current)),
+            }
+        }
+        Err(SandboxError::option(
+            format!("mount at {path}"),
+            "the path goes through too many symlinks in the image",
+        ))
+    }
+
     /// Where an in-root path would be on the host, lexically, for messages only.
     fn host_path(&self, path: &str) -> PathBuf {
         self.path.join(path.trim_start_matches('/'))
     }
+}
+
+/// `path` made absolute and lexical: no empty, `.` or `..` components (`..` stops at the root).
+fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 #[cfg(test)]
@@ -283,5 +364,39 @@ mod tests {
         std::fs::write(dir.path().join("r/f"), "").unwrap();
         assert!(matches!(fs.ensure_dir("/f/x"), Err(SandboxError::WorkdirNotDir { .. })));
         assert!(matches!(fs.ensure_dir("/f"), Err(SandboxError::WorkdirNotDir { .. })));
+    }
+
+    #[test]
+    fn mount_targets_are_created_through_dangling_symlinks_inside_the_root() {
+        let (dir, fs) = root();
+        let r = dir.path().join("r");
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::fs::create_dir_all(r.join("run")).unwrap();
+        symlink("../run/systemd/resolve/stub-resolv.conf", r.join("etc/resolv.conf")).unwrap();
+        fs.ensure_mount_target("/etc/resolv.conf", false).unwrap();
+        assert!(r.join("run/systemd/resolve/stub-resolv.conf").is_file());
+        // Absolute, and escaping: followed inside the root.
+        symlink("/../../../srv/data", r.join("data")).unwrap();
+        fs.ensure_mount_target("/data", true).unwrap();
+        assert!(r.join("srv/data").is_dir());
+        assert!(!dir.path().join("srv").exists(), "nothing outside the root");
+        // Plain missing paths, and existing ones left alone.
+        fs.ensure_mount_target("/new/dir", true).unwrap();
+        fs.ensure_mount_target("/new/file", false).unwrap();
+        assert!(r.join("new/dir").is_dir() && r.join("new/file").is_file());
+        std::fs::write(r.join("etc/hosts"), "keep").unwrap();
+        fs.ensure_mount_target("/etc/hosts", false).unwrap();
+        assert_eq!(std::fs::read_to_string(r.join("etc/hosts")).unwrap(), "keep");
+        // Below a file: a clear refusal.
+        std::fs::write(r.join("f"), "").unwrap();
+        let err = fs.ensure_mount_target("/f/x", true).unwrap_err().to_string();
+        assert!(
+            err.contains("mount at /f/x") && err.contains("not a directory"),
+            "{err}"
+        );
+        // A symlink loop ends.
+        symlink("/loop2", r.join("loop1")).unwrap();
+        symlink("/loop1", r.join("loop2")).unwrap();
+        assert!(fs.ensure_mount_target("/loop1", false).is_err());
     }
 }

@@ -174,3 +174,31 @@ fn resource_limits_reach_the_cgroup_under_berth_run() {
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!(ran.stdout, "64\n67108864\n50000\n100000\n");
 }
+
+/// Mount points reached through symlinks that dangle inside the image (a systemd-resolved `/etc/resolv.conf`, a
+/// data directory linked to a path the image lacks) are created inside the root, as runc does, and the mounts work.
+#[test]
+fn mount_points_behind_dangling_symlinks_are_created_in_the_root() {
+    let env = Env::new();
+    let content = layer(&[
+        ("etc/", 0o755, ""),
+        ("etc/resolv.conf", 0o777, "->../run/systemd/resolve/stub-resolv.conf"),
+        ("run/", 0o755, ""),
+        ("data", 0o777, "->/srv/data"),
+    ]);
+    let image = env.image("dangle:1", json!({"Cmd": ["sh"]}), vec![content]);
+    let host = env.path("hostdata");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("f"), "from the host\n").unwrap();
+    let volume = format!("{}:/data", host.display());
+    let out = env.run_ok(
+        &["-v", &volume],
+        &image,
+        &[
+            "sh",
+            "-c",
+            "/bin/busybox grep -q nameserver /etc/resolv.conf && echo resolv-ok; cat /data/f; ls -d /srv/data",
+        ],
+    );
+    assert_eq!(out, "resolv-ok\nfrom the host\n/srv/data\n", "{out}");
+}
