@@ -69,6 +69,9 @@ pub enum SandboxError {
         command: String,
         /// Why, and what to do.
         reason: String,
+        /// The command (or a script's interpreter) is not there at all, rather than there but not runnable:
+        /// exit code 127 rather than 126, as podman.
+        not_found: bool,
     },
     /// An option the user gave is invalid.
     #[error("{option}: {reason}")]

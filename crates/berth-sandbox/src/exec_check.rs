@@ -68,7 +68,10 @@ fn has_binfmt_handlers() -> bool {
 enum Found {
     Missing,
     Unusable(&'static str),
+    /// An ELF program (with its machine), or a program this host runs through binfmt_misc (`None`).
     Runnable(Option<u16>),
+    /// A `#!` script, with its interpreter.
+    Script(String),
 }
 
 fn probe(rootfs: &RootFs, path: &str) -> Result<Found, SandboxError> {
@@ -87,9 +90,35 @@ fn probe(rootfs: &RootFs, path: &str) -> Result<Found, SandboxError> {
     if stat.st_mode & 0o111 == 0 {
         return Ok(Found::Unusable("is not executable (no x permission bit)"));
     }
-    let mut head = [0u8; 20];
-    let n = std::fs::File::from(fd).read(&mut head).unwrap_or(0);
-    Ok(Found::Runnable(elf_machine(&head[..n])))
+    let mut head = [0u8; 256];
+    let mut file = std::fs::File::from(fd);
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    let head = &head[..n];
+    if let Some(line) = head.strip_prefix(b"#!") {
+        // The interpreter: the first word of the line (the kernel's rule), if the line fits in what was read.
+        let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+        let interpreter = line
+            .split(|b| *b == b' ' || *b == b'\t')
+            .find(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned());
+        return Ok(match interpreter {
+            Some(i) => Found::Script(i),
+            None => Found::Unusable("starts with #! but names no interpreter"),
+        });
+    }
+    match elf_machine(head) {
+        Some(machine) => Ok(Found::Runnable(Some(machine))),
+        None if has_binfmt_handlers() => Ok(Found::Runnable(None)),
+        None => Ok(Found::Unusable(
+            "is neither a program (ELF) nor a script starting with #! (exec format error)",
+        )),
+    }
 }
 
 /// Checks that the process's command exists in the root filesystem (looked up in the process's `PATH` when it has
@@ -100,7 +129,51 @@ pub(crate) fn check_command(
     converted: &ImageRuntimeConfig,
     user_mounts: &[&str],
 ) -> Result<(), SandboxError> {
+    check_sizes(rootfs.image(), &converted.args, &converted.env)?;
     check_args(rootfs, &converted.args[0], &converted.cwd, &converted.env, user_mounts)
+}
+
+/// The kernel refuses to start a program with any argument or environment string of 128 KiB or more
+/// (`MAX_ARG_STRLEN`), or with more than a quarter of the stack limit of them in all: checked here, so the user
+/// gets a reason rather than a bare exit code from inside the container.
+pub fn check_sizes(image: &str, args: &[String], env: &[String]) -> Result<(), SandboxError> {
+    const MAX_ARG_STRLEN: usize = 32 * 4096;
+    let refuse = |reason: String| SandboxError::Command {
+        image: image.to_owned(),
+        command: args.first().cloned().unwrap_or_default(),
+        reason,
+        not_found: false,
+    };
+    for (what, list) in [("argument", args), ("environment variable", env)] {
+        if let Some(long) = list.iter().find(|s| s.len() + 1 > MAX_ARG_STRLEN) {
+            let name: String = long.split('=').next().unwrap_or_default().chars().take(40).collect();
+            let name = if what == "argument" {
+                String::new()
+            } else {
+                format!(" {name}")
+            };
+            return Err(refuse(format!(
+                "the {what}{name} is {} bytes; the kernel refuses any over 128 KiB (pass large data in a file)",
+                long.len()
+            )));
+        }
+    }
+    let stack = rustix::process::getrlimit(rustix::process::Resource::Stack)
+        .current
+        .unwrap_or(u64::MAX);
+    let limit = usize::try_from(stack / 4).unwrap_or(usize::MAX).max(MAX_ARG_STRLEN);
+    let total: usize = args
+        .iter()
+        .chain(env)
+        .map(|s| s.len() + 1 + std::mem::size_of::<usize>())
+        .sum();
+    if total > limit {
+        return Err(refuse(format!(
+            "the arguments and environment take {total} bytes; the kernel allows {limit} (a quarter of the stack \
+             limit)"
+        )));
+    }
+    Ok(())
 }
 
 /// [`check_command`] for a process of a running container (`exec`): `command` looked up in `env`'s `PATH`,
@@ -113,11 +186,13 @@ pub fn check_args(
     user_mounts: &[&str],
 ) -> Result<(), SandboxError> {
     let command = &command.to_owned();
-    let refuse = |reason: String| SandboxError::Command {
+    let refuse_as = |reason: String, not_found: bool| SandboxError::Command {
         image: rootfs.image().to_owned(),
         command: command.clone(),
         reason,
+        not_found,
     };
+    let refuse = |reason: String| refuse_as(reason, false);
     let candidates: Vec<String> = if command.contains('/') {
         let absolute = if command.starts_with('/') {
             command.clone()
@@ -146,16 +221,59 @@ pub fn check_args(
                 unusable.get_or_insert((candidate.clone(), why));
             }
             Found::Runnable(machine) => return check_machine(machine, candidate).map_err(refuse),
+            Found::Script(interpreter) => return check_interpreter(rootfs, candidate, &interpreter, user_mounts),
         }
     }
-    Err(refuse(match unusable {
-        Some((path, why)) => format!("{path} {why}"),
-        None if command.contains('/') => "it does not exist in the image".into(),
-        None => format!(
-            "it was not found in the image's PATH ({})",
-            candidates_dirs(&candidates, command)
+    Err(match unusable {
+        Some((path, why)) => refuse(format!("{path} {why}")),
+        None if command.contains('/') => refuse_as("it does not exist in the image".into(), true),
+        None => refuse_as(
+            format!(
+                "it was not found in the image's PATH ({})",
+                candidates_dirs(&candidates, command)
+            ),
+            true,
         ),
-    }))
+    })
+}
+
+/// A script's interpreter must be there too: the kernel looks it up by absolute path (no `PATH`), and without it
+/// the exec fails with a bare "no such file or directory" about the script.
+fn check_interpreter(
+    rootfs: &RootFs,
+    script: &str,
+    interpreter: &str,
+    user_mounts: &[&str],
+) -> Result<(), SandboxError> {
+    let refuse = |reason: String, not_found: bool| SandboxError::Command {
+        image: rootfs.image().to_owned(),
+        command: script.to_owned(),
+        reason,
+        not_found,
+    };
+    if !interpreter.starts_with('/') {
+        // The kernel resolves a relative interpreter against the working directory; rare, left to the kernel.
+        return Ok(());
+    }
+    let mounted = user_mounts
+        .iter()
+        .any(|m| interpreter == *m || interpreter.strip_prefix(m).is_some_and(|rest| rest.starts_with('/')));
+    if mounted {
+        return Ok(());
+    }
+    match probe(rootfs, interpreter)? {
+        Found::Missing => Err(refuse(
+            format!("{script} is a script for {interpreter}, which does not exist in the image"),
+            true,
+        )),
+        Found::Unusable(why) => Err(refuse(
+            format!("{script} is a script for {interpreter}, which {why}"),
+            false,
+        )),
+        Found::Runnable(machine) => check_machine(machine, interpreter).map_err(|r| refuse(r, false)),
+        // An interpreter that is itself a script: the kernel allows a few levels; not followed further here.
+        Found::Script(_) => Ok(()),
+    }
 }
 
 fn candidates_dirs(candidates: &[String], command: &str) -> String {

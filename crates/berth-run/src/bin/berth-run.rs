@@ -635,20 +635,23 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("berth-run: {}", render(&e));
-            // As podman: 125 for Berth's own failures, 126/127 when the command cannot be run.
-            let command_error = e.chain().any(|c| {
-                matches!(
-                    c.downcast_ref::<RunError>(),
-                    Some(RunError::Sandbox(berth_sandbox::SandboxError::Command { .. }))
-                ) || matches!(
-                    c.downcast_ref::<berth_sandbox::SandboxError>(),
-                    Some(berth_sandbox::SandboxError::Command { .. })
-                )
+            // As podman: 125 for Berth's own failures, 127 when the command is not there, 126 when it is there
+            // but cannot be run.
+            let command_error = e.chain().find_map(|c| {
+                let sandbox = match c.downcast_ref::<RunError>() {
+                    Some(RunError::Sandbox(s)) => Some(s),
+                    _ => c.downcast_ref::<berth_sandbox::SandboxError>(),
+                };
+                match sandbox {
+                    Some(berth_sandbox::SandboxError::Command { not_found, .. }) => Some(*not_found),
+                    _ => None,
+                }
             });
             let run_like = matches!(cli.command, Command::Run(_) | Command::Exec(_));
             ExitCode::from(match (run_like, command_error) {
-                (true, true) => 127,
-                (true, false) => 125,
+                (true, Some(true)) => 127,
+                (true, Some(false)) => 126,
+                (true, None) => 125,
                 _ => 1,
             })
         }

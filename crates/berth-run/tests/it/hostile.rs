@@ -82,6 +82,8 @@ fn hostile_29_commands_that_cannot_run() {
         .dir("opt", 0o755)
         .file("opt/data.txt", 0o644, b"not a program")
         .file("opt/foreign", 0o755, &foreign)
+        .file("opt/script", 0o755, b"#!/nonexistent/interp -x\necho hi\n")
+        .file("opt/plain", 0o755, b"echo no shebang\n")
         .finish();
     let image = image_with(&env, "hostile:cmds", json!({"Cmd": ["sh"]}), vec![files]);
     for (command, expected) in [
@@ -89,6 +91,10 @@ fn hostile_29_commands_that_cannot_run() {
         ("nope", "not found in the image's PATH"),
         ("/opt", "is a directory"),
         ("/opt/data.txt", "is not executable"),
+        (
+            "/opt/script",
+            "is a script for /nonexistent/interp, which does not exist in the image",
+        ),
     ] {
         let err = env.bundle_err(&[], &image, &[command]);
         assert!(
@@ -102,6 +108,20 @@ fn hostile_29_commands_that_cannot_run() {
     if !binfmt {
         let err = env.bundle_err(&[], &image, &["/opt/foreign"]);
         assert!(err.contains("program, but this host runs"), "{err}");
+        let err = env.bundle_err(&[], &image, &["/opt/plain"]);
+        assert!(err.contains("exec format error"), "{err}");
+    }
+    // Exit codes as podman's: 127 when the command (or a script's interpreter) is not there, 126 when it is
+    // there but cannot run; the message says which.
+    for (command, code) in [
+        ("/bin/nope", 127),
+        ("/opt/script", 127),
+        ("/opt", 126),
+        ("/opt/data.txt", 126),
+    ] {
+        let ran = env.berth_out(&["run", "--rm", &image, command]);
+        assert_eq!(ran.code, code, "{command}: {ran:?}");
+        assert!(ran.stderr.contains(command), "{command}: {ran:?}");
     }
 }
 
@@ -182,6 +202,19 @@ fn hostile_31_environment() {
         vec![],
     );
     assert!(env.bundle_err(&[], &big, &[]).contains("exceed"));
+    // One value over the kernel's 128 KiB per string: a reason, not a bare exit code from inside.
+    let file = env.path("long.env");
+    std::fs::write(&file, format!("LONG={}\n", "x".repeat(200_000))).unwrap();
+    let ran = env.berth_out(&[
+        "run",
+        "--rm",
+        "--env-file",
+        file.to_str().unwrap(),
+        env.busybox(),
+        "true",
+    ]);
+    assert_eq!(ran.code, 126, "{ran:?}");
+    assert!(ran.stderr.contains("LONG") && ran.stderr.contains("128 KiB"), "{ran:?}");
 }
 
 /// 32: volumes cannot climb out (containerd CVE-2022-23648); `/dev`, `/proc` and `/sys` must be directories.
