@@ -589,7 +589,15 @@ fn default_sigpipe() {
 
 fn main() -> ExitCode {
     default_sigpipe();
-    let mut cli = Cli::parse();
+    // Usage errors exit 125, as podman's (and as berth-run's other own failures); help and version exit 0.
+    let mut cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return ExitCode::from(if usage { 125 } else { 0 });
+        }
+    };
     only_one_container(&mut cli);
     // libcontainer logs what it cannot do on this host (absent cgroup controllers, syscalls unknown to the kernel)
     // as warnings, and its failures again as errors that Berth reports itself: shown only with --verbose.

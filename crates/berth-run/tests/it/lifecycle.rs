@@ -53,6 +53,10 @@ fn foreground_exit_codes_and_streams() {
     let ran = env.run_berth(&[], image, &["no-such-command"]);
     assert_eq!(ran.code, 127, "{ran:?}");
     assert!(ran.stderr.contains("no-such-command"), "{ran:?}");
+    // A usage error: 125, as podman (not clap's 2, which a container's own exit code could be).
+    let ran = env.berth_out(&["run", "--no-such-option", image]);
+    assert!(ran.code == 125 && ran.stderr.contains("--no-such-option"), "{ran:?}");
+    assert_eq!(env.berth_out(&["--help"]).code, 0);
     // --rm left nothing.
     assert!(ps_json(&env).is_empty());
     let state = env.path("state");
