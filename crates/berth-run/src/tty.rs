@@ -127,18 +127,42 @@ pub fn spawn_output_copy(master: &OwnedFd) -> Result<std::thread::JoinHandle<()>
     }))
 }
 
-/// Copies standard input to the terminal (in the background, for as long as the process lives).
+/// Copies standard input to the terminal (in the background, for as long as the process lives). When input that
+/// is not a terminal (a pipe, a file) ends, the end reaches the container as a terminal's end of input: the EOF
+/// character (Ctrl-D), as a user would type it — otherwise `echo hi | berth-run run -it IMAGE cat` never ends.
 pub fn spawn_input_copy(master: &OwnedFd) -> Result<(), RunError> {
     let writer = master.try_clone().at("duplicate", "the terminal")?;
     std::thread::spawn(move || {
         let mut writer = std::fs::File::from(writer);
         let mut input = std::io::stdin().lock();
         let mut buf = [0u8; 8192];
-        while let Ok(n) = input.read(&mut buf) {
-            if n == 0 || writer.write_all(&buf[..n]).is_err() {
-                break;
+        let mut last = b'\n';
+        loop {
+            match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if writer.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                    last = buf[n - 1];
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
             }
         }
+        if is_terminal(rustix::stdio::stdin()) {
+            return;
+        }
+        let Ok(termios) = rustix::termios::tcgetattr(&writer) else {
+            return;
+        };
+        if !termios.local_modes.contains(rustix::termios::LocalModes::ICANON) {
+            return;
+        }
+        let eof = termios.special_codes[rustix::termios::SpecialCodeIndex::VEOF];
+        // At the start of a line one EOF ends the input; after a partial line the first one only sends the line.
+        let times = if last == b'\n' { 1 } else { 2 };
+        let _ = writer.write_all(&vec![eof; times]);
     });
     Ok(())
 }

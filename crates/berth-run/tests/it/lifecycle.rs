@@ -129,6 +129,31 @@ fn a_terminal_with_tty() {
     assert!(text.contains("40 100"), "the window size is passed on: {text}");
 }
 
+/// `-it` with input that is not a terminal: its end reaches the container's terminal as an end of input, so
+/// programs reading it finish (instead of hanging until killed).
+#[test]
+fn piped_input_to_a_terminal_ends() {
+    let env = Env::new();
+    let image = env.busybox();
+    let ran = env.berth_out(&["run", "--rm", "-i", "-t", image, "cat"]);
+    assert_eq!(ran.code, 0, "empty input: {ran:?}");
+    let berth = env.berth(&["run", "--rm", "-i", "-t", image, "sh", "-c", "cat; echo done"]);
+    let line = std::iter::once(berth.get_program())
+        .chain(berth.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut sh = std::process::Command::new("sh");
+    sh.args(["-c", &format!("printf 'one\\ntwo' | {line}")])
+        .envs(berth.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    let ran = crate::support::capture(&mut sh, || panic!("piped input to -it never ended"));
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(
+        ran.stdout.contains("one") && ran.stdout.contains("two") && ran.stdout.contains("done"),
+        "{ran:?}"
+    );
+}
+
 #[test]
 fn detached_lifecycle_ps_logs_exec_stop_rm() {
     let env = Env::new();
