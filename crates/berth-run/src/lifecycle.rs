@@ -338,6 +338,21 @@ pub fn exec_process(record: &ContainerRecord, request: &ExecRequest) -> Result<P
             builder = builder.additional_gids(resolved.additional_gids);
         }
         process.set_user(builder.build().expect("a user with ids builds"));
+        // HOME that Berth set for the container's user (not the image's nor the user's): this user's instead.
+        let computed = spec
+            .annotations()
+            .as_ref()
+            .is_some_and(|a| a.contains_key(berth_sandbox::HOME_COMPUTED_ANNOTATION));
+        let given = request.env.iter().any(|e| e == "HOME" || e.starts_with("HOME="));
+        if computed && !given {
+            let mut env = process.env().clone().unwrap_or_default();
+            env.retain(|e| !e.starts_with("HOME="));
+            env.push(format!(
+                "HOME={}",
+                berth_spec::runtime_config::home_of(&passwd, resolved.uid)
+            ));
+            process.set_env(Some(env));
+        }
     }
     // A command that cannot run is refused here, naming it (exit 127), rather than by the runtime.
     // Content under any mount (binds, tmpfs) is not the image's: commands there are not checked.

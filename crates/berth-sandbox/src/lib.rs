@@ -54,5 +54,5 @@ pub mod tree_copy;
 pub use error::SandboxError;
 pub use exec_check::check_args;
 pub use options::{MountRequest, NetMode, SeccompChoice, SpecOptions, VolumeBacking};
-pub use prepare::{ContainerSetup, prepare_container};
+pub use prepare::{ContainerSetup, HOME_COMPUTED_ANNOTATION, prepare_container};
 pub use spec::{SpecParts, default_spec};

@@ -12,6 +12,9 @@ use crate::rootfs::RootFs;
 use crate::spec::{SpecParts, default_spec};
 use crate::{SandboxError, etc_files, exec_check, mounts, tree_copy};
 
+/// Annotation set when `HOME` was not given and Berth set it from the user's passwd entry (or `/`).
+pub const HOME_COMPUTED_ANNOTATION: &str = "dev.berth.home-computed";
+
 /// One container to prepare.
 #[derive(Debug, Clone, Copy)]
 pub struct ContainerSetup<'a> {
@@ -46,6 +49,18 @@ pub fn prepare_container(setup: &ContainerSetup<'_>) -> Result<Spec, SandboxErro
     rootfs.check_special_dirs()?;
     let (passwd, group) = rootfs.account_files()?;
     let user = resolve_user(&converted.user, &passwd, &group).map_err(image_err)?;
+    // HOME as runc and Docker set it when neither the image nor the user did: the passwd entry's, else `/`.
+    // Marked, so that `exec -u` can recompute it for its user.
+    let mut converted = converted;
+    if !converted.env.iter().any(|e| e.starts_with("HOME=")) {
+        converted.env.push(format!(
+            "HOME={}",
+            berth_spec::runtime_config::home_of(&passwd, user.uid)
+        ));
+        converted
+            .annotations
+            .insert(HOME_COMPUTED_ANNOTATION.to_owned(), "true".to_owned());
+    }
 
     let hostname = match (&opts.hostname, opts.net) {
         (Some(name), _) => name.clone(),

@@ -47,7 +47,7 @@ use oci_spec::runtime::{Process, Spec};
 
 pub use env::{DEFAULT_PATH, MAX_ARGS_AND_ENV_BYTES};
 pub use error::ConversionError;
-pub use user::{MAX_ID, ResolvedUser, UserPart, UserSpec, resolve_user};
+pub use user::{MAX_ID, ResolvedUser, UserPart, UserSpec, home_of, resolve_user};
 
 /// Annotation carrying the image's `os`.
 pub const ANNOTATION_OS: &str = "org.opencontainers.image.os";

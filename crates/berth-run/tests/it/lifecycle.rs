@@ -180,6 +180,17 @@ fn detached_lifecycle_ps_logs_exec_stop_rm() {
     let ran = env.berth_out(&["exec", &id[..8], "sh", "-c", "echo $((20+22)); exit 4"]);
     assert_eq!((ran.code, ran.stdout.as_str()), (4, "42\n"), "{ran:?}");
     assert_eq!(env.berth_ok(&["exec", "-u", "nobody", "web", "id", "-u"]), "65534\n");
+    // HOME follows the exec's user, as it would for a container started as that user.
+    let home = |user: &[&str]| {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(user);
+        args.extend_from_slice(&["web", "sh", "-c", "echo $HOME"]);
+        env.berth_ok(&args)
+    };
+    assert_eq!(home(&[]), "/root\n");
+    assert_eq!(home(&["-u", "nobody"]), "/nonexistent\n");
+    assert_eq!(home(&["-u", "4242"]), "/\n");
+    assert_eq!(home(&["-u", "4242", "-e", "HOME=/mine"]), "/mine\n");
     assert_eq!(
         env.berth_ok(&["exec", "-e", "X=1", "-w", "/tmp", "web", "sh", "-c", "echo $X; pwd"]),
         "1\n/tmp\n"

@@ -76,6 +76,15 @@ fn users_and_groups() {
     assert_eq!(env.run_ok(&[], &image, &ids), "1000\n1000\n1000 10 29\n");
     assert_eq!(env.run_ok(&["-u", "1000"], &image, &ids), "1000\n1000\n1000 10 29\n");
     assert_eq!(env.run_ok(&["-u", "0"], &image, &["id", "-u"]), "0\n");
+
+    // HOME: the passwd entry's, `/` for a uid without one (as runc and Docker), the image's or the user's if set.
+    let home = ["sh", "-c", "echo $HOME"];
+    assert_eq!(env.run_ok(&[], &image, &home), "/home/app\n");
+    assert_eq!(env.run_ok(&["-u", "4242"], &image, &home), "/\n");
+    assert_eq!(env.run_ok(&["-u", "0"], &image, &home), "/root\n");
+    assert_eq!(env.run_ok(&["-e", "HOME=/given"], &image, &home), "/given\n");
+    let with_home = env.image("home:1", json!({"Env": ["HOME=/img"], "Cmd": ["sh"]}), vec![]);
+    assert_eq!(env.run_ok(&["-u", "4242"], &with_home, &home), "/img\n");
 }
 
 #[test]

@@ -187,6 +187,20 @@ fn passwd_entries(text: &str) -> impl Iterator<Item = PasswdEntry<'_>> {
     })
 }
 
+/// The home directory `/etc/passwd` (its contents, `text`) gives `uid`, or `/` when it has no entry for it or the
+/// entry names none: what runc and Docker set `HOME` to when the image does not.
+pub fn home_of(text: &str, uid: u32) -> String {
+    data_lines(text)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            let entry_uid = parse_id(fields.get(2)?)??;
+            (entry_uid == uid && !fields.first()?.is_empty()).then(|| fields.get(5).copied().unwrap_or_default())
+        })
+        .filter(|home| home.starts_with('/'))
+        .unwrap_or("/")
+        .to_owned()
+}
+
 /// `name:password:gid[:member,member…]`; malformed lines are skipped.
 fn group_entries(text: &str) -> impl Iterator<Item = GroupEntry<'_>> {
     data_lines(text).filter_map(|line| {

@@ -310,3 +310,15 @@ proptest! {
         prop_assert_eq!(parsed.is_ok(), n <= 4_294_967_294);
     }
 }
+
+#[test]
+fn home_comes_from_the_passwd_entry_or_is_the_root() {
+    let passwd = "# comment\nroot:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n\
+                  short:x:7:7\nrel:x:8:8::relative:/bin/sh\n";
+    assert_eq!(home_of(passwd, 0), "/root");
+    assert_eq!(home_of(passwd, 1000), "/home/app");
+    assert_eq!(home_of(passwd, 4242), "/", "no entry");
+    assert_eq!(home_of(passwd, 7), "/", "no home field");
+    assert_eq!(home_of(passwd, 8), "/", "a relative home is not used");
+    assert_eq!(home_of("", 0), "/");
+}
