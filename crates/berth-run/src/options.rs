@@ -154,12 +154,23 @@ pub fn read_env_file(path: &Path) -> Result<Vec<String>, RunError> {
             format!("it is larger than {MAX_ENV_FILE} bytes"),
         ));
     }
-    Ok(text
-        .lines()
-        .map(str::trim_start)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
-        .collect())
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // As Docker: a name with blanks in it (`K = v`, `export K=v`) is a mistake, not a variable.
+        let name = line.split('=').next().unwrap_or_default();
+        if name.chars().any(char::is_whitespace) {
+            return Err(RunError::option(
+                format!("{}:{}", option(), n + 1),
+                format!("variable {name:?} has blanks in its name; write NAME=VALUE without spaces around the '='"),
+            ));
+        }
+        out.push(line.to_owned());
+    }
+    Ok(out)
 }
 
 /// `--security-opt`: `no-new-privileges[=true|false]`, `seccomp=unconfined`, `seccomp=FILE` (also with `:`);
@@ -245,6 +256,13 @@ mod tests {
             },
         ] {
             assert!(bad.to_spec_options(&[]).is_err(), "{bad:?}");
+        }
+        // Blanks in a variable's name are refused, naming the file and line.
+        for (n, line) in ["K2 = spaced", "export K4=x"].iter().enumerate() {
+            let file = dir.path().join(format!("bad{n}"));
+            std::fs::write(&file, format!("# first\nOK=1\n{line}\n")).unwrap();
+            let err = read_env_file(&file).unwrap_err().to_string();
+            assert!(err.contains(&format!("bad{n}:3")) && err.contains("blanks"), "{err}");
         }
     }
 }

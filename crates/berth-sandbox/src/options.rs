@@ -26,7 +26,12 @@ impl std::str::FromStr for NetMode {
         match s {
             "host" => Ok(NetMode::Host),
             "none" => Ok(NetMode::None),
-            "private" | "bridge" | "default" => Ok(NetMode::Private),
+            "private" | "default" => Ok(NetMode::Private),
+            "bridge" | "slirp4netns" | "pasta" => Err(SandboxError::option(
+                format!("--net {s}"),
+                "berth-run sets up no container networks (no bridge, slirp4netns or pasta): use --net host for \
+                 network access, or private (the default) / none for loopback only",
+            )),
             _ => Err(SandboxError::option(
                 format!("--net {s}"),
                 "unknown network mode; use host, none or private",
@@ -155,29 +160,42 @@ pub fn container_path(option: &str, path: &str) -> Result<String, SandboxError> 
     Ok(format!("/{}", parts.join("/")))
 }
 
-/// A size with an optional unit: `1024`, `512k`, `64m`, `1g` (powers of 1024, Docker's spelling; `b` is bytes).
+/// A size with an optional unit, as Docker reads `--memory`: `1024`, `512k`, `64m`, `1.5g`, `1GiB`, `2 kb`
+/// (powers of 1024; `b` is bytes; a fraction of a byte is dropped).
 pub fn parse_size(option: &str, text: &str) -> Result<u64, SandboxError> {
-    let t = text.trim().to_ascii_lowercase();
-    let t = t
-        .strip_suffix('b')
-        .filter(|r| r.ends_with(['k', 'm', 'g', 't']))
-        .unwrap_or(&t);
-    let (digits, shift) = match t.char_indices().last() {
-        Some((i, 'b')) => (&t[..i], 0),
-        Some((i, 'k')) => (&t[..i], 10),
-        Some((i, 'm')) => (&t[..i], 20),
-        Some((i, 'g')) => (&t[..i], 30),
-        Some((i, 't')) => (&t[..i], 40),
-        _ => (t, 0),
-    };
     let bad = || {
         SandboxError::option(
             format!("{option} {text}"),
-            "not a size; write a number of bytes with an optional unit b, k, m, g or t, such as 512m",
+            "not a size; write a number of bytes with an optional unit b, k, m, g or t, such as 512m or 1.5g",
         )
     };
-    let value: u64 = digits.trim().parse().map_err(|_| bad())?;
-    value.checked_mul(1u64 << shift).ok_or_else(bad)
+    let t = text.trim().to_ascii_lowercase();
+    let number_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(number_end);
+    let shift = match unit.trim_start() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(bad()),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let whole: u64 = whole.parse().map_err(|_| bad())?;
+    let mut value = whole.checked_mul(1u64 << shift).ok_or_else(bad)?;
+    if !fraction.is_empty() {
+        // Exact for the fraction's first 18 digits: fraction × 2^shift, in integers.
+        let digits = &fraction[..fraction.len().min(18)];
+        let scale = 10u128.pow(digits.len() as u32);
+        let part = (digits.parse::<u128>().map_err(|_| bad())? << shift) / scale;
+        value = value
+            .checked_add(u64::try_from(part).map_err(|_| bad())?)
+            .ok_or_else(bad)?;
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -191,7 +209,22 @@ mod tests {
         assert_eq!(parse_size("--memory", "1G").unwrap(), 1 << 30);
         assert_eq!(parse_size("--memory", "2kb").unwrap(), 2048);
         assert_eq!(parse_size("--memory", "7b").unwrap(), 7);
-        for bad in ["", "m", "-1m", "1.5g", "99999999999999999999t", "12x"] {
+        assert_eq!(parse_size("--memory", "1.5g").unwrap(), 3 << 29);
+        assert_eq!(parse_size("--memory", "1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("--memory", "2 kb").unwrap(), 2048);
+        assert_eq!(parse_size("--memory", "0.5k").unwrap(), 512);
+        for bad in [
+            "",
+            "m",
+            "-1m",
+            ".5g",
+            "1..5g",
+            "1.5.2g",
+            "99999999999999999999t",
+            "12x",
+            "1gg",
+            "1e9",
+        ] {
             assert!(parse_size("--memory", bad).is_err(), "{bad}");
         }
     }
@@ -210,5 +243,7 @@ mod tests {
         assert_eq!("host".parse::<NetMode>().unwrap(), NetMode::Host);
         assert_eq!("none".parse::<NetMode>().unwrap(), NetMode::None);
         assert!("weird".parse::<NetMode>().is_err());
+        let err = "bridge".parse::<NetMode>().unwrap_err().to_string();
+        assert!(err.contains("--net host"), "{err}");
     }
 }
