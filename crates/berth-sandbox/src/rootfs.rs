@@ -248,7 +248,22 @@ impl RootFs {
                         normalize(&format!("{parent}/{target}"))
                     };
                 }
-                Ok(_) => return Ok(()),
+                Ok(st) => {
+                    // A directory cannot be bound over a file, nor a file over a directory.
+                    let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+                    if is_dir != dir {
+                        let (what, there) = if dir {
+                            ("a directory", "is not a directory")
+                        } else {
+                            ("a file", "is a directory")
+                        };
+                        return Err(SandboxError::option(
+                            format!("mount at {path}"),
+                            format!("{current} in the image {there}, so {what} cannot be mounted there"),
+                        ));
+                    }
+                    return Ok(());
+                }
                 Err(e) => return Err(e).at("inspect", self.host_path(&current)),
             }
         }
@@ -387,6 +402,11 @@ mod tests {
         std::fs::write(r.join("etc/hosts"), "keep").unwrap();
         fs.ensure_mount_target("/etc/hosts", false).unwrap();
         assert_eq!(std::fs::read_to_string(r.join("etc/hosts")).unwrap(), "keep");
+        std::fs::create_dir(r.join("etc/hostname")).unwrap();
+        let err = fs.ensure_mount_target("/etc/hostname", false).unwrap_err().to_string();
+        assert!(err.contains("/etc/hostname in the image is a directory"), "{err}");
+        let err = fs.ensure_mount_target("/etc/hosts", true).unwrap_err().to_string();
+        assert!(err.contains("is not a directory"), "{err}");
         // Below a file: a clear refusal.
         std::fs::write(r.join("f"), "").unwrap();
         let err = fs.ensure_mount_target("/f/x", true).unwrap_err().to_string();
