@@ -53,12 +53,17 @@ pub fn create_container(state: &StateDir, request: &CreateRequest<'_>) -> Result
     let layers = store.ensure_image(&opened)?;
     let config = opened.image.config.parsed();
     let diff_ids: Vec<String> = config.rootfs().diff_ids().iter().take(layers.len()).cloned().collect();
-    let stop_signal = config
-        .config()
-        .as_ref()
-        .and_then(|c| c.stop_signal().as_deref())
-        .and_then(parse_signal)
-        .unwrap_or(15);
+    let image_stop_signal = config.config().as_ref().and_then(|c| c.stop_signal().clone());
+    let stop_signal = match image_stop_signal.as_deref().filter(|s| !s.is_empty()) {
+        None => 15,
+        Some(name) => parse_signal(name).unwrap_or_else(|| {
+            eprintln!(
+                "berth-run: warning: image {} has StopSignal {name:?}, which is no signal; `stop` will send SIGTERM",
+                opened.label
+            );
+            15
+        }),
+    };
 
     let id = new_container_id()?;
     let dir = state.container_dir(&id);

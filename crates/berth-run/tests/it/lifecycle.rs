@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::Env;
 
@@ -494,6 +494,17 @@ fn wait_prints_exit_codes_and_inspect_describes_containers() {
     assert_eq!(env.berth_ok(&["wait", "w"]), "12\n");
     let ran = env.berth_out(&["inspect", "nope"]);
     assert!(ran.code != 0 && ran.stderr.contains("nope"), "{ran:?}");
+    // An image's StopSignal that is no signal: a warning, and SIGTERM.
+    let bogus = env.image(
+        "bogus-stop:1",
+        json!({"StopSignal": "BOGUS", "Cmd": ["sleep", "100"]}),
+        vec![],
+    );
+    let ran = env.berth_out(&["run", "-d", "--name", "bogus", &bogus]);
+    assert!(ran.code == 0 && ran.stderr.contains("StopSignal \"BOGUS\""), "{ran:?}");
+    let inspected: Value = serde_json::from_str(&env.berth_ok(&["inspect", "bogus"])).unwrap();
+    assert_eq!(inspected[0]["Config"]["StopSignal"], "SIGTERM");
+    env.berth_ok(&["rm", "-f", "bogus"]);
     // A container removed as it ends (--rm) still gives its exit code to a wait that was waiting for it.
     let id = env.berth_ok(&["run", "-d", "--rm", image, "sh", "-c", "sleep 0.5; exit 4"]);
     assert_eq!(env.berth_ok(&["wait", id.trim()]), "4\n");
