@@ -141,23 +141,14 @@ pub fn container_path(option: &str, path: &str) -> Result<String, SandboxError> 
             format!("the container path {path:?} must be absolute, such as /data"),
         ));
     }
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    if parts.is_empty() {
+    let normalized = berth_spec::runtime_config::clean_absolute(path);
+    if normalized == "/" {
         return Err(SandboxError::option(
             option,
             "cannot mount over the container's root directory; choose a path below /",
         ));
     }
-    Ok(format!("/{}", parts.join("/")))
+    Ok(normalized)
 }
 
 /// A size with an optional unit, as Docker reads `--memory`: `1024`, `512k`, `64m`, `1.5g`, `1GiB`, `2 kb`

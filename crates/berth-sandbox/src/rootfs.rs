@@ -204,7 +204,7 @@ impl RootFs {
             ),
             other => other,
         };
-        let mut current = normalize(path);
+        let mut current = berth_spec::runtime_config::clean_absolute(path);
         for _ in 0..40 {
             let Some((parent, name)) = current.rsplit_once('/') else {
                 return Ok(());
@@ -243,9 +243,9 @@ impl RootFs {
                         .at("read symlink", self.host_path(&current))?;
                     let target = target.to_string_lossy();
                     current = if target.starts_with('/') {
-                        normalize(&target)
+                        berth_spec::runtime_config::clean_absolute(&target)
                     } else {
-                        normalize(&format!("{parent}/{target}"))
+                        berth_spec::runtime_config::clean_absolute(&format!("{parent}/{target}"))
                     };
                 }
                 Ok(st) => {
@@ -277,21 +277,6 @@ impl RootFs {
     fn host_path(&self, path: &str) -> PathBuf {
         self.path.join(path.trim_start_matches('/'))
     }
-}
-
-/// `path` made absolute and lexical: no empty, `.` or `..` components (`..` stops at the root).
-fn normalize(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ use oci_spec::runtime::{Process, Spec};
 
 pub use env::{DEFAULT_PATH, MAX_ARGS_AND_ENV_BYTES};
 pub use error::ConversionError;
+pub use path::clean_absolute;
 pub use user::{MAX_ID, ResolvedUser, UserPart, UserSpec, home_of, resolve_user};
 
 /// Annotation carrying the image's `os`.

@@ -7,7 +7,7 @@ use super::ConversionError;
 
 /// Normalizes `path` as if it were absolute: drops empty and `.` components and resolves `..` against the
 /// components before it, never climbing above `/` (so `../../x` and `/a/../../x` both become `/x`).
-pub(super) fn clean_absolute(path: &str) -> String {
+pub fn clean_absolute(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for component in path.split('/') {
         match component {
