@@ -117,6 +117,9 @@ pub enum Dest {
         repo: String,
         /// The tag to set, if any (else the image is pushed by digest).
         tag: Option<String>,
+        /// The digest the destination reference names (`REPO@DIGEST`, `REPO:TAG@DIGEST`): the copied manifest must
+        /// have it, or nothing is tagged and the copy fails.
+        digest: Option<Digest>,
         /// How the user named it.
         label: String,
     },
@@ -247,9 +250,6 @@ impl Endpoints {
             }
             ImageRef::Docker(r) => {
                 let registry = self.registry(r.registry_host(), &self.dest)?;
-                if r.digest().is_some() && r.tag().is_none() {
-                    // Pushing by digest: the manifest's digest must come out equal (checked after the push).
-                }
                 Ok(Dest::Registry {
                     registry,
                     repo: r.repository().to_owned(),
@@ -257,6 +257,7 @@ impl Endpoints {
                         .tag()
                         .map(str::to_owned)
                         .or_else(|| r.digest().is_none().then(|| "latest".into())),
+                    digest: r.digest().cloned(),
                     label,
                 })
             }

@@ -199,8 +199,21 @@ pub async fn commit(dst: &Dest, top: &Descriptor, top_bytes: &[u8]) -> Result<()
             }
         }
         Dest::Registry {
-            registry, repo, tag, ..
+            registry,
+            repo,
+            tag,
+            digest,
+            label,
         } => {
+            if let Some(wanted) = digest {
+                let made = crate::plan::digest_of(top)?;
+                if &made != wanted {
+                    return Err(CopyError::Usage(format!(
+                        "{label}: the copied manifest is {made}, not the digest the destination names; drop \
+                         @DIGEST from the destination, or use --preserve-digests with a source of that digest"
+                    )));
+                }
+            }
             if let Some(tag) = tag {
                 registry
                     .put_manifest(repo, tag, top_bytes, top.media_type().as_ref())

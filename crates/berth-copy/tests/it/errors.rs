@@ -156,3 +156,26 @@ fn contradictory_or_incomplete_options_are_refused() {
         "zstd levels are",
     );
 }
+
+/// A destination that names a digest gets that image or nothing: another manifest is not tagged, and the copy
+/// fails saying so (skopeo: "Digest of source image's manifest would not match destination reference").
+#[test]
+fn a_destination_digest_must_match_the_copied_manifest() {
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    let img = busybox_layout(&env, "a", "bb:1");
+    let src = env.oci("a", Some("bb:1"));
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let err = env.fails(&["copy", "-q", &src, &format!("docker://{}/d/app@{wrong}", reg.host())]);
+    assert!(err.contains("not the digest the destination names"), "{err}");
+    let err = env.fails(&["copy", "-q", &src, &format!("docker://{}/d/app:1@{wrong}", reg.host())]);
+    assert!(err.contains(&img.manifest_digest.to_string()), "{err}");
+    let tag = crate::http("GET", &reg.host(), "/v2/d/app/manifests/1", &[("Accept", "*/*")]);
+    assert_eq!(tag.status, 404, "the tag was not set");
+    let right = format!("docker://{}/d/app:2@{}", reg.host(), img.manifest_digest);
+    env.ok(&["copy", "-q", &src, &right]);
+    assert_eq!(
+        crate::registry_digest(&reg.host(), "d/app", "2"),
+        img.manifest_digest.to_string()
+    );
+}
