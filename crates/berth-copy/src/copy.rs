@@ -254,6 +254,7 @@ fn copy_index<'a>(
         if value.get("mediaType").is_some() || target_mt != media_type {
             value["mediaType"] = Value::String(target_mt.clone());
         }
+        plan::fit_to_format(&mut value, &target_mt);
         let new_bytes = plan::to_bytes(&value);
         Ok((transfer::document(&ctx.dst, &new_bytes, &target_mt).await?, new_bytes))
     })
@@ -373,6 +374,7 @@ async fn copy_manifest(ctx: &Ctx, bytes: Vec<u8>, media_type: String) -> Result<
             })
             .collect::<Result<_, CopyError>>()?,
     );
+    plan::fit_to_format(&mut value, &target_mt);
     let new_bytes = plan::to_bytes(&value);
     Ok((transfer::document(&ctx.dst, &new_bytes, &target_mt).await?, new_bytes))
 }

@@ -77,6 +77,30 @@ pub fn is_layer(media_type: &str) -> bool {
     matches!(mt::kind_of(media_type), Some(Kind::Layer { .. }))
 }
 
+/// Drops what a Docker schema 2 manifest or manifest list has no field for (`annotations`, `artifactType`,
+/// `subject`, at the top and in descriptors) when `media_type` is a Docker one, as skopeo does when converting.
+pub fn fit_to_format(document: &mut Value, media_type: &str) {
+    if format_of(media_type) != Some(Format::DockerV2S2) {
+        return;
+    }
+    let strip = |v: &mut Value| {
+        if let Some(o) = v.as_object_mut() {
+            for key in ["annotations", "artifactType", "subject"] {
+                o.remove(key);
+            }
+        }
+    };
+    strip(document);
+    if let Some(config) = document.get_mut("config") {
+        strip(config);
+    }
+    for list in ["layers", "manifests"] {
+        if let Some(Value::Array(items)) = document.get_mut(list) {
+            items.iter_mut().for_each(strip);
+        }
+    }
+}
+
 /// Serializes a rewritten document the way registries and other tools expect (compact JSON).
 pub fn to_bytes(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).expect("a JSON value serializes")

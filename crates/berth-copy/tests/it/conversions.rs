@@ -262,3 +262,40 @@ fn index_converts_to_a_docker_manifest_list_and_back() {
     }
     env.ok(&["fsck", &env.oci("back", None)]);
 }
+
+/// Docker schema 2 has no annotations: converting drops them from the manifest and its descriptors (as skopeo
+/// does), so Docker-only readers get the format they know.
+#[test]
+fn v2s2_conversion_drops_oci_only_fields() {
+    use berth_spec::layout::Layout;
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    let img = busybox_layout(&env, "a", "bb:1");
+    let layout = Layout::open(env.path("a")).unwrap();
+    let mut m: Value = serde_json::from_slice(&img.manifest_bytes).unwrap();
+    m["annotations"] = serde_json::json!({"org.example.note": "hi"});
+    m["layers"][0]["annotations"] = serde_json::json!({"org.example.layer": "one"});
+    m["config"]["annotations"] = serde_json::json!({"org.example.config": "c"});
+    let bytes = serde_json::to_vec(&m).unwrap();
+    let w = layout.writer().unwrap();
+    let digest = w.put_bytes(&bytes, berth_spec::Algorithm::Sha256).unwrap();
+    let desc = oci_spec::image::Descriptor::new(mt::OCI_MANIFEST.into(), bytes.len() as u64, digest.to_oci());
+    w.set_ref("annotated", &desc).unwrap();
+    let remote = format!("docker://{}/conv/annotated:v2s2", reg.host());
+    env.ok(&[
+        "copy",
+        "-q",
+        "--format",
+        "v2s2",
+        &env.oci("a", Some("annotated")),
+        &remote,
+    ]);
+    let (_, pushed) = remote_manifest(&reg.host(), "conv/annotated", "v2s2");
+    let text = pushed.to_string();
+    assert!(!text.contains("annotations") && !text.contains("org.example"), "{text}");
+    // Kept as they are in OCI.
+    let oci = format!("docker://{}/conv/annotated:oci", reg.host());
+    env.ok(&["copy", "-q", &env.oci("a", Some("annotated")), &oci]);
+    let (_, kept) = remote_manifest(&reg.host(), "conv/annotated", "oci");
+    assert_eq!(kept["layers"][0]["annotations"]["org.example.layer"], "one");
+}
