@@ -176,7 +176,7 @@ impl Download<'_> {
             .send(&req, &self.scope, &self.target)
             .await
             .map_err(PartError::Fatal)?;
-        let Some(end) = self.check_response(&resp)? else {
+        let Some((end, mut skip)) = self.check_response(&resp)? else {
             return Err(PartError::Fatal(
                 status_error(resp, self.target.clone(), self.inner.stall).await,
             ));
@@ -195,6 +195,18 @@ impl Download<'_> {
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(PartError::Interrupted(e.into_error(self.target.clone()))),
             };
+            // The part of a whole body (Range ignored) that was already received: dropped, not compared. The
+            // digest of what is kept, checked at the end, covers both halves.
+            let chunk = if skip > 0 {
+                let dropped = skip.min(chunk.len() as u64);
+                skip -= dropped;
+                chunk.slice(dropped as usize..)
+            } else {
+                chunk
+            };
+            if chunk.is_empty() {
+                continue;
+            }
             let after = self.offset + chunk.len() as u64;
             if after > end {
                 let expected = self.size;
@@ -215,23 +227,27 @@ impl Download<'_> {
         }
     }
 
-    /// Checks status, `Content-Range` and `Content-Length`; returns the offset the body ends at, or `None` when
-    /// the status is an error for the caller to read.
-    fn check_response(&self, resp: &Response) -> Result<Option<u64>, PartError> {
+    /// Checks status, `Content-Range` and `Content-Length`; returns the offset the body ends at and how many of its
+    /// first bytes were already received (a server that ignored `Range` sends the whole blob again), or `None`
+    /// when the status is an error for the caller to read.
+    fn check_response(&self, resp: &Response) -> Result<Option<(u64, u64)>, PartError> {
         let (offset, size) = (self.offset, self.size);
         match resp.status().as_u16() {
-            200 if offset > 0 => Err(self.fatal(|target| RegistryError::RangeIgnored {
-                target,
-                offset,
-                status: 200,
-            })),
             200 => match content_length(resp) {
                 Some(n) if n != size => Err(self.fatal(|target| RegistryError::SizeMismatch {
                     target,
                     expected: size,
                     found: n,
                 })),
-                _ => Ok(Some(size)),
+                _ => {
+                    if offset > 0 {
+                        tracing::debug!(
+                            offset,
+                            "the server ignored Range: reading the blob again from the start"
+                        );
+                    }
+                    Ok(Some((size, offset)))
+                }
             },
             206 => {
                 let value = resp
@@ -250,7 +266,7 @@ impl Download<'_> {
                 if start != offset || content_length(resp).is_some_and(|n| n != last - start + 1) {
                     return Err(bad());
                 }
-                Ok(Some(last + 1))
+                Ok(Some((last + 1, 0)))
             }
             _ => Ok(None),
         }

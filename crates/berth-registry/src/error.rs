@@ -184,16 +184,6 @@ pub enum RegistryError {
         /// The limit in bytes.
         limit: u64,
     },
-    /// A resumed download was answered with the whole blob instead of the requested range.
-    #[error("{target}: server ignored Range: asked for bytes {offset}- and got HTTP {status}; cannot resume safely")]
-    RangeIgnored {
-        /// The request.
-        target: Box<Target>,
-        /// The offset asked for.
-        offset: u64,
-        /// The status received.
-        status: u16,
-    },
     /// A 206 whose `Content-Range` does not match the request.
     #[error("{target}: asked for bytes {offset}- but Content-Range is {value:?}; cannot resume safely")]
     BadContentRange {
@@ -301,7 +291,7 @@ impl RegistryError {
             RegistryError::BlobUnknown { .. }
             | RegistryError::ManifestUnknown { .. }
             | RegistryError::RepositoryUnknown { .. } => Some(404),
-            RegistryError::Status { status, .. } | RegistryError::RangeIgnored { status, .. } => Some(*status),
+            RegistryError::Status { status, .. } => Some(*status),
             _ => None,
         }
     }
