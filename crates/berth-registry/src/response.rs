@@ -91,6 +91,9 @@ struct ErrorEntry {
     code: String,
     #[serde(default)]
     message: String,
+    /// Free-form; shown when it is a short string (a registry's own explanation).
+    #[serde(default)]
+    detail: serde_json::Value,
 }
 
 /// The error for a response whose status the operation cannot continue from. Reads (a bounded part of) the body
@@ -115,10 +118,16 @@ pub(crate) fn error_for(status: StatusCode, body: &[u8], target: Box<Target>) ->
         .map(|b| {
             b.errors
                 .iter()
-                .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
-                    (false, false) => format!("{}: {}", e.code, e.message),
-                    (false, true) => e.code.clone(),
-                    _ => e.message.clone(),
+                .map(|e| {
+                    let text = match (e.code.is_empty(), e.message.is_empty()) {
+                        (false, false) => format!("{}: {}", e.code, e.message),
+                        (false, true) => e.code.clone(),
+                        _ => e.message.clone(),
+                    };
+                    match e.detail.as_str() {
+                        Some(d) if !d.is_empty() && d.len() <= 300 && !text.contains(d) => format!("{text} ({d})"),
+                        _ => text,
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("; ")
@@ -146,7 +155,11 @@ pub(crate) fn error_for(status: StatusCode, body: &[u8], target: Box<Target>) ->
             },
         },
         code => {
+            let manifest = matches!(target.subject, Subject::Manifest(_));
             let advice = match code {
+                400 | 415 if manifest && matches!(first_code.as_str(), "MANIFEST_INVALID" | "UNSUPPORTED" | "") => {
+                    "; the registry refused the manifest: if it does not take OCI manifests, copy with --format v2s2"
+                }
                 405 => "; the registry does not allow this operation (is deletion enabled?)",
                 429 => "; the registry is rate-limiting requests and retries ran out: wait, or raise --retry-times",
                 500..=599 => "; the registry kept failing and retries ran out: try again later",
@@ -192,6 +205,19 @@ mod tests {
         assert!(msg.contains("--creds"), "{msg}");
         assert_eq!(e.status(), Some(401));
         assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn a_refused_manifest_shows_the_registrys_detail_and_suggests_v2s2() {
+        let body = br#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid","detail":"OCI manifests are not supported"}]}"#;
+        let manifest = Target::new("h", "r", Subject::Manifest("v1".into()));
+        let msg = error_for(StatusCode::BAD_REQUEST, body, manifest).to_string();
+        assert!(msg.contains("(OCI manifests are not supported)"), "{msg}");
+        assert!(msg.contains("--format v2s2"), "{msg}");
+        // A structured or huge detail is not printed.
+        let body = br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown","detail":{"digest":"x"}}]}"#;
+        let msg = error_for(StatusCode::BAD_REQUEST, body, blob_target()).to_string();
+        assert!(!msg.contains("digest") && !msg.contains("v2s2"), "{msg}");
     }
 
     #[test]
