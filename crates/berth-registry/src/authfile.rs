@@ -151,8 +151,16 @@ fn from_file(file: &AuthFile, host: &str, path: &Path, env: &AuthEnv) -> Result<
             }));
         }
     }
+    // The store is a default for every host, most of which need no credentials: a store that cannot answer is a
+    // warning and the request goes anonymous (as skopeo), whereas a helper named for this host must work.
     match &file.creds_store {
-        Some(store) if !store.is_empty() => run_helper(store, host, env.path.as_ref()),
+        Some(store) if !store.is_empty() => match run_helper(store, host, env.path.as_ref()) {
+            Err(e @ RegistryError::CredentialHelper { .. }) => {
+                tracing::warn!("{e}; going on without credentials for {host}");
+                Ok(None)
+            }
+            other => other,
+        },
         _ => Ok(None),
     }
 }

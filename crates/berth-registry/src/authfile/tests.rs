@@ -186,4 +186,7 @@ fn cred_helpers_and_creds_store() {
     write(&file, r#"{"credHelpers": {"helper.example": "../../bin/sh"}}"#);
     let err = lookup_with("helper.example", &opts, &env).unwrap_err();
     assert!(err.to_string().contains("not a plain name"), "{err}");
+    // A default store that cannot answer leaves requests anonymous (most registries need nothing), as skopeo.
+    write(&file, r#"{"credsStore": "missing"}"#);
+    assert_eq!(lookup_with("anon.example", &opts, &env).unwrap(), None);
 }
