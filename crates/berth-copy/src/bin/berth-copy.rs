@@ -55,10 +55,17 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct Auth {
-    /// Credentials USER[:PASS] for the source registry.
+    /// Credentials USER:PASS for the registry (skopeo's flag for inspect, list-tags and delete; for copy and sync,
+    /// both sides unless --src-creds/--dest-creds say otherwise).
+    #[arg(long)]
+    creds: Option<String>,
+    /// Require HTTPS and verify certificates (both sides unless --src-tls-verify/--dest-tls-verify say otherwise).
+    #[arg(long)]
+    tls_verify: Option<bool>,
+    /// Credentials USER:PASS for the source registry.
     #[arg(long)]
     src_creds: Option<String>,
-    /// Credentials USER[:PASS] for the destination registry.
+    /// Credentials USER:PASS for the destination registry.
     #[arg(long)]
     dest_creds: Option<String>,
     /// Auth file (containers auth.json / docker config.json format) for both sides.
@@ -183,18 +190,20 @@ enum SrcType {
 struct LayoutArgs {
     /// oci:PATH, or nothing for the default store.
     layout: Option<String>,
-    /// Machine-readable output.
-    #[arg(long)]
-    format: Option<String>,
+    /// Machine-readable output on stdout.
+    #[arg(long, value_enum)]
+    format: Option<OutputFormat>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Json,
 }
 
 fn access(creds: &Option<String>, auth: &Auth, tls: Option<bool>) -> Result<RegistryAccess> {
     Ok(RegistryAccess {
-        creds: creds
-            .as_deref()
-            .map(Credentials::parse)
-            .transpose()
-            .context("invalid --creds (write USER:PASSWORD)")?,
+        // The parse error already says to write USER:PASSWORD; no prompting (it would hang scripts and CI).
+        creds: creds.as_deref().map(Credentials::parse).transpose()?,
         authfile: auth.authfile.clone(),
         tls_verify: tls,
         retry_times: Some(auth.retry_times),
@@ -203,12 +212,25 @@ fn access(creds: &Option<String>, auth: &Auth, tls: Option<bool>) -> Result<Regi
 
 fn endpoints(cli_store: &Option<PathBuf>, auth: &Auth) -> Result<Endpoints> {
     let cache = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/berth/blob-locations.json"));
+    let creds = |side: &Option<String>| side.clone().or_else(|| auth.creds.clone());
     Ok(Endpoints {
         store: cli_store.clone(),
-        src: access(&auth.src_creds, auth, auth.src_tls_verify)?,
-        dest: access(&auth.dest_creds, auth, auth.dest_tls_verify)?,
+        src: access(&creds(&auth.src_creds), auth, auth.src_tls_verify.or(auth.tls_verify))?,
+        dest: access(&creds(&auth.dest_creds), auth, auth.dest_tls_verify.or(auth.tls_verify))?,
         blob_cache: cache,
     })
+}
+
+/// Endpoints for a command on one reference (inspect, list-tags, delete): whichever of the credential and TLS flags
+/// was given applies to it.
+fn one_endpoint(cli_store: &Option<PathBuf>, auth: &Auth) -> Result<Endpoints> {
+    let mut auth = auth.clone();
+    auth.creds = auth.creds.or(auth.src_creds.take()).or(auth.dest_creds.take());
+    auth.tls_verify = auth
+        .tls_verify
+        .or(auth.src_tls_verify.take())
+        .or(auth.dest_tls_verify.take());
+    endpoints(cli_store, &auth)
 }
 
 fn image(s: &str) -> Result<ImageRef> {
@@ -275,7 +297,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Inspect(a) => {
             anyhow::ensure!(a.format == "json", "--format: only json is supported");
-            let ep = endpoints(&cli.store, &a.auth)?;
+            let ep = one_endpoint(&cli.store, &a.auth)?;
             let what = match (a.raw, a.config) {
                 (true, true) => anyhow::bail!("--raw and --config: choose one"),
                 (true, false) => InspectWhat::Raw,
@@ -288,15 +310,28 @@ async fn run(cli: Cli) -> Result<()> {
             std::io::stdout().write_all(&out)?;
         }
         Command::ListTags(a) => {
-            let ep = endpoints(&cli.store, &a.auth)?;
-            let (repo, tags) = inspect::list_tags(&ep, &image(&a.image)?).await?;
+            let ep = one_endpoint(&cli.store, &a.auth)?;
+            let reference = image(&a.image)?;
+            // As written (a parsed reference without a tag reads as :latest).
+            let named = a.image.rsplit('/').next().is_some_and(|last| last.contains([':', '@']));
+            if let ImageRef::Docker(r) = &reference
+                && named
+            {
+                anyhow::bail!(
+                    "{}: list-tags takes a repository, without a tag or digest (docker://{}/{})",
+                    a.image,
+                    r.registry_host(),
+                    r.repository()
+                );
+            }
+            let (repo, tags) = inspect::list_tags(&ep, &reference).await?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({"Repository": repo, "Tags": tags}))?
             );
         }
         Command::Delete(a) => {
-            let ep = endpoints(&cli.store, &a.auth)?;
+            let ep = one_endpoint(&cli.store, &a.auth)?;
             let d = inspect::delete(&ep, &image(&a.image)?).await?;
             eprintln!("Deleted {d}");
         }
@@ -336,7 +371,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Fsck(a) => {
             let layout = open_layout(&cli.store, a.layout.as_deref())?;
             let r = layout.fsck()?;
-            if a.format.as_deref() == Some("json") {
+            if a.format == Some(OutputFormat::Json) {
                 let problems: Vec<String> = r.problems.iter().map(|p| p.to_string()).collect();
                 let dangling: Vec<String> = r.dangling.iter().map(|d| d.to_string()).collect();
                 println!(
@@ -363,12 +398,21 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Gc(a) => {
             let layout = open_layout(&cli.store, a.layout.as_deref())?;
             let r = layout.gc()?;
-            eprintln!(
-                "removed {} blob(s), {} bytes, {} stale temp file(s)",
-                r.removed.len(),
-                r.bytes_freed,
-                r.temp_files_removed
-            );
+            if a.format == Some(OutputFormat::Json) {
+                let removed: Vec<String> = r.removed.iter().map(ToString::to_string).collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"removed": removed, "bytes_freed": r.bytes_freed,
+                        "temp_files_removed": r.temp_files_removed})
+                );
+            } else {
+                eprintln!(
+                    "removed {} blob(s), {} bytes, {} stale temp file(s)",
+                    r.removed.len(),
+                    r.bytes_freed,
+                    r.temp_files_removed
+                );
+            }
         }
     }
     Ok(())

@@ -67,6 +67,27 @@ fn basic_auth_with_creds_flags() {
         &format!("docker://{}/private/copy", reg.host()),
     ]);
     assert!(tags.contains("\"1\""), "{tags}");
+    // skopeo's --creds works for commands on one reference and for both sides of a copy; whichever credential
+    // flag is given to inspect applies to its one registry.
+    let one = format!("docker://{}/private/copy:1", reg.host());
+    for flag in ["--creds", "--src-creds", "--dest-creds"] {
+        let out = env.ok(&["inspect", flag, &creds, &one]);
+        assert!(out.contains(&img.manifest_digest.to_string()), "{flag}: {out}");
+    }
+    env.ok(&[
+        "copy",
+        "-q",
+        "--creds",
+        &creds,
+        &remote,
+        &format!("docker://{}/private/both:1", reg.host()),
+    ]);
+    // A password is required (no prompt: scripts and CI would hang).
+    let err = env.fails(&["inspect", "--creds", USER, &one]);
+    assert!(
+        err.contains("write them as USER:PASSWORD") && !err.contains("--creds ("),
+        "{err}"
+    );
 }
 
 #[test]

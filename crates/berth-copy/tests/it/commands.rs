@@ -25,6 +25,8 @@ fn list_tags_of_a_registry_repository_a_layout_and_the_store() {
     tags.sort();
     assert_eq!(tags, ["1", "2", "latest"]);
 
+    let err = env.fails(&["list-tags", &format!("docker://{}/lt/bb:1", reg.host())]);
+    assert!(err.contains("without a tag or digest"), "{err}");
     let out: Value = serde_json::from_str(&env.ok(&["list-tags", &env.oci("a", None)])).unwrap();
     assert_eq!(out["Tags"], serde_json::json!(["bb:1"]));
 
@@ -74,7 +76,10 @@ fn delete_from_a_registry_and_from_a_layout_then_gc() {
     assert_eq!(report["ok"], true);
     let dangling = report["dangling"].as_array().unwrap().len();
     assert!(dangling >= 3, "{report}");
-    env.ok(&["gc", &env.oci("b", None)]);
+    let gc: Value = serde_json::from_str(&env.ok(&["gc", "--format", "json", &env.oci("b", None)])).unwrap();
+    assert!(gc["removed"].is_array() && gc["bytes_freed"].is_u64(), "{gc}");
+    let out = env.run(&["fsck", "--format", "xml", &env.oci("b", None)]);
+    assert_eq!(out.status.code(), Some(2), "an unknown --format is a usage error");
     let after = layout_blobs(&env.path("b"));
     assert_eq!(before.len() - after.len(), dangling);
     assert_eq!(
