@@ -85,7 +85,7 @@ pub async fn inspect(
         ImageRef::Docker(r) => r.name().to_owned(),
         _ => String::new(),
     };
-    let summary = json!({
+    let mut summary = json!({
         "Name": name,
         "Digest": manifest_digest.to_string(),
         "RepoTags": repo_tags,
@@ -98,6 +98,12 @@ pub async fn inspect(
         "LayersData": layers_data,
         "Env": cfg.pointer("/config/Env").cloned().unwrap_or(Value::Null),
     });
+    if name.is_empty()
+        && let Some(o) = summary.as_object_mut()
+    {
+        // skopeo omits an empty Name (sources that are not registries).
+        o.remove("Name");
+    }
     let mut out = serde_json::to_vec_pretty(&summary).expect("JSON serializes");
     out.push(b'\n');
     Ok(out)

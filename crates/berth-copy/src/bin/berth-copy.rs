@@ -135,7 +135,7 @@ struct InspectArgs {
     /// Print the manifest (or index) exactly as stored.
     #[arg(long)]
     raw: bool,
-    /// Print the image config.
+    /// Print the image config, as stored (with or without --raw).
     #[arg(long)]
     config: bool,
     /// Output format; JSON is the only one (as skopeo's default).
@@ -298,10 +298,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => {
             anyhow::ensure!(a.format == "json", "--format: only json is supported");
             let ep = one_endpoint(&cli.store, &a.auth)?;
+            // --config prints the config as stored, so skopeo's `--config --raw` means the same.
             let what = match (a.raw, a.config) {
-                (true, true) => anyhow::bail!("--raw and --config: choose one"),
+                (_, true) => InspectWhat::Config,
                 (true, false) => InspectWhat::Raw,
-                (false, true) => InspectWhat::Config,
                 _ => InspectWhat::Summary,
             };
             let platform = a.platform.as_deref().map(Platform::parse).transpose()?;
@@ -442,11 +442,16 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Colour only on a terminal: CI logs and pipes get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+        .with_ansi(ansi);
+    // Without -v or RUST_LOG only warnings show: plain lines for people, not timestamped log records.
+    if cli.verbose == 0 && std::env::var_os("RUST_LOG").is_none() {
+        logs.without_time().with_target(false).init();
+    } else {
+        logs.init();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
