@@ -233,6 +233,15 @@ fn one_endpoint(cli_store: &Option<PathBuf>, auth: &Auth) -> Result<Endpoints> {
     endpoints(cli_store, &auth)
 }
 
+/// Whether a copy failed because the destination registry refused a manifest as such (400 or 415 to its PUT).
+fn oci_refused(e: &berth_copy::CopyError) -> bool {
+    matches!(
+        e,
+        berth_copy::CopyError::Registry(berth_registry::RegistryError::Status { target, status: 400 | 415, .. })
+            if matches!(target.subject, berth_registry::Subject::Manifest(_))
+    )
+}
+
 fn image(s: &str) -> Result<ImageRef> {
     s.parse::<ImageRef>().map_err(anyhow::Error::from)
 }
@@ -286,7 +295,25 @@ async fn run(cli: Cli) -> Result<()> {
                 Arc::new(Stderr::new(false))
             };
             let (src, dst) = (image(&a.src)?, image(&a.dest)?);
-            let report = copy_between(ep.open_source(&src)?, ep.open_dest(&dst)?, &opts, progress.clone()).await?;
+            let report = match copy_between(ep.open_source(&src)?, ep.open_dest(&dst)?, &opts, progress.clone()).await {
+                // A registry that refuses the (OCI) manifest gets Docker schema 2, as skopeo does; the blobs are
+                // already there. If that fails too, the first refusal is what the user needs to see.
+                Err(first) if oci_refused(&first) && opts.format.is_none() && !opts.preserve_digests => {
+                    progress.message("The registry refused the manifest; trying again as Docker schema 2");
+                    let v2 = CopyOptions {
+                        format: Some(Format::DockerV2S2),
+                        ..opts.clone()
+                    };
+                    match copy_between(ep.open_source(&src)?, ep.open_dest(&dst)?, &v2, progress.clone()).await {
+                        Ok(report) => report,
+                        Err(second) => {
+                            tracing::debug!("as Docker schema 2: {second}");
+                            return Err(first.into());
+                        }
+                    }
+                }
+                other => other?,
+            };
             if let Some(f) = a.digestfile {
                 std::fs::write(&f, report.digest.to_string()).with_context(|| format!("writing {}", f.display()))?;
             }

@@ -299,3 +299,40 @@ fn v2s2_conversion_drops_oci_only_fields() {
     let (_, kept) = remote_manifest(&reg.host(), "conv/annotated", "oci");
     assert_eq!(kept["layers"][0]["annotations"]["org.example.layer"], "one");
 }
+
+/// A registry that refuses the OCI manifest gets the image as Docker schema 2 (skopeo does the same), with the
+/// blobs it already has not sent again.
+#[test]
+fn a_refused_oci_manifest_is_pushed_again_as_docker_schema_2() {
+    use berth_testkit::faultproxy::{Fault, FaultProxy};
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    busybox_layout(&env, "a", "bb:1");
+    let proxy = FaultProxy::start(&reg.host()).unwrap();
+    proxy.add("PUT", "/manifests/", 1, Fault::Status(400, None));
+    let remote = format!("docker://{}/conv/fallback:1", proxy.addr);
+    let out = env.run(&["copy", &env.oci("a", Some("bb:1")), &remote]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("trying again as Docker schema 2"), "{err}");
+    let (content_type, _) = remote_manifest(&reg.host(), "conv/fallback", "1");
+    assert_eq!(content_type, mt::DOCKER_MANIFEST, "pushed as Docker schema 2");
+    let blob_puts = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "PUT" && s.target.contains("/blobs/uploads/"))
+        .count();
+    assert_eq!(
+        blob_puts, 2,
+        "the layer and the config once each, not again for the second manifest"
+    );
+    // --preserve-digests forbids the conversion: the refusal stands.
+    proxy.add("PUT", "/manifests/", 1, Fault::Status(400, None));
+    let err = env.fails(&[
+        "copy",
+        "--preserve-digests",
+        &env.oci("a", Some("bb:1")),
+        &format!("docker://{}/conv/kept:1", proxy.addr),
+    ]);
+    assert!(err.contains("400") && err.contains("--format v2s2"), "{err}");
+}
