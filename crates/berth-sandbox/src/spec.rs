@@ -61,6 +61,23 @@ pub struct SpecParts {
     pub root_path: PathBuf,
 }
 
+/// The cgroup (v1 and v2) mount points below `/sys/fs/cgroup` in a `/proc/self/mountinfo` text, as a container
+/// sees them (each hierarchy at the same place).
+pub fn cgroup_mount_points(mountinfo: &str) -> Vec<String> {
+    let mut points: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let fstype = after.split_whitespace().next()?;
+            let point = before.split_whitespace().nth(4)?;
+            (matches!(fstype, "cgroup" | "cgroup2") && point.starts_with("/sys/fs/cgroup/")).then(|| point.to_owned())
+        })
+        .collect();
+    points.sort();
+    points.dedup();
+    points
+}
+
 /// Builds the runtime spec of a container from its parts and the user's options, with Docker's defaults.
 pub fn default_spec(opts: &SpecOptions, parts: SpecParts) -> Result<Spec, SandboxError> {
     let cap_set = caps::effective_set(
@@ -98,7 +115,14 @@ pub fn default_spec(opts: &SpecOptions, parts: SpecParts) -> Result<Spec, Sandbo
     } else {
         linux.set_devices(None);
         linux.set_masked_paths(Some(MASKED_PATHS.map(String::from).to_vec()));
-        linux.set_readonly_paths(Some(READONLY_PATHS.map(String::from).to_vec()));
+        // The cgroup file systems, each: libcontainer mounts cgroup v1 hierarchies writable whatever the mount's
+        // options say, which would let a container lift its own limits. Remounted read-only as runc mounts them.
+        let mut readonly: Vec<String> = READONLY_PATHS.map(String::from).to_vec();
+        readonly.push("/sys/fs/cgroup".into());
+        readonly.extend(cgroup_mount_points(
+            &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+        ));
+        linux.set_readonly_paths(Some(readonly));
         let profile = match &opts.seccomp {
             SeccompChoice::Default => Some(Profile::builtin()),
             SeccompChoice::Unconfined => None,

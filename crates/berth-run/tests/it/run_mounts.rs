@@ -168,11 +168,17 @@ fn resource_limits_reach_the_cgroup_under_berth_run() {
             "sh",
             "-c",
             "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes \
-         /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us",
+         /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us; \
+         echo max > /sys/fs/cgroup/pids/pids.max && echo LIFTED; \
+         echo -1 > /sys/fs/cgroup/memory/memory.limit_in_bytes && echo LIFTED; \
+         mkdir /sys/fs/cgroup/memory/sub && echo LIFTED; \
+         cat /sys/fs/cgroup/pids/pids.max",
         ],
     );
     assert_eq!(ran.code, 0, "{ran:?}");
-    assert_eq!(ran.stdout, "64\n67108864\n50000\n100000\n");
+    // The container cannot lift its own limits: the cgroup file systems are read-only inside, as under runc.
+    assert_eq!(ran.stdout, "64\n67108864\n50000\n100000\n64\n", "{ran:?}");
+    assert!(ran.stderr.contains("Read-only file system"), "{ran:?}");
 }
 
 /// Mount points reached through symlinks that dangle inside the image (a systemd-resolved `/etc/resolv.conf`, a

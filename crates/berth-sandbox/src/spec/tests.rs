@@ -226,3 +226,31 @@ fn user_mounts_replace_defaults_and_come_parents_first() {
     let err = default_spec(&missing, parts()).unwrap_err().to_string();
     assert!(err.contains("/nonexistent/berth"), "{err}");
 }
+
+#[test]
+fn cgroup_file_systems_are_listed_read_only() {
+    let mountinfo = "\
+25 1 0:22 / /sys rw,nosuid - sysfs sysfs rw
+30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
+35 30 0:31 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+36 30 0:32 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct
+40 1 0:40 / /mnt/cgroup rw - cgroup cgroup rw,pids
+";
+    assert_eq!(
+        cgroup_mount_points(mountinfo),
+        [
+            "/sys/fs/cgroup/cpu,cpuacct",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/unified"
+        ]
+    );
+    let v = serde_json::to_value(default_spec(&SpecOptions::default(), parts()).unwrap()).unwrap();
+    let readonly: Vec<&str> = v["linux"]["readonlyPaths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert!(readonly.contains(&"/sys/fs/cgroup"), "{readonly:?}");
+}
