@@ -42,12 +42,20 @@ pub struct Runtime {
 /// The container's first process is cloned from the caller, and ignored signals stay ignored across `exec`: a
 /// berth-run started from a script (SIGINT and SIGQUIT ignored) or by Rust (SIGPIPE ignored) would hand that on
 /// to the container. Docker's and containerd's containers start with every signal at its default.
-#[derive(Clone)]
-struct CleanSignalsExecutor;
+#[derive(Clone, Default)]
+struct CleanSignalsExecutor {
+    /// For `exec`: the container's seccomp filter, which libcontainer does not give processes it adds to a running
+    /// container; loaded here, last thing before the program runs.
+    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+}
 
 impl Executor for CleanSignalsExecutor {
     fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
         reset_signals();
+        if let Some(seccomp) = &self.seccomp {
+            libcontainer::seccomp::initialize_seccomp(seccomp)
+                .map_err(|e| ExecutorError::Other(format!("cannot load the container's seccomp filter: {e}")))?;
+        }
         get_executor().exec(spec)
     }
 
@@ -117,12 +125,17 @@ impl Runtime {
         &self.root
     }
 
-    fn builder(&self, id: &str, stdio: Stdio) -> Result<ContainerBuilder, SandboxError> {
+    fn builder(
+        &self,
+        id: &str,
+        stdio: Stdio,
+        executor: CleanSignalsExecutor,
+    ) -> Result<ContainerBuilder, SandboxError> {
         let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
             .with_root_path(self.root.clone())
             .map_err(|e| runtime_error(id, "use the state directory", e))?
             .with_console_socket(stdio.console_socket)
-            .with_executor(CleanSignalsExecutor);
+            .with_executor(executor);
         if let Some(fd) = stdio.stdin {
             builder = builder.with_stdin(fd);
         }
@@ -146,7 +159,7 @@ impl Runtime {
         before_start: &mut dyn FnMut() -> Result<(), String>,
     ) -> Result<i32, SandboxError> {
         let built = self
-            .builder(id, stdio)?
+            .builder(id, stdio, CleanSignalsExecutor::default())?
             .as_init(bundle)
             .with_systemd(false)
             .with_detach(true)
@@ -188,12 +201,28 @@ impl Runtime {
 
     /// Runs another process in the running container `id` (`exec`). Returns its process id, a child of the
     /// caller.
+    ///
+    /// The process gets the container's seccomp filter, as under runc. Without CAP_SYS_ADMIN a process can load a
+    /// filter only with no_new_privs set, so such a process runs with it.
     pub fn exec(&self, id: &str, process: &Process, scratch: &Path, stdio: Stdio) -> Result<i32, SandboxError> {
+        let bundle = self.load(id)?.bundle().clone();
+        let config = bundle.join("config.json");
+        let spec = oci_spec::runtime::Spec::load(&config).map_err(|e| runtime_error(id, "read the spec of", e))?;
+        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+        let mut process = process.clone();
+        let admin = process
+            .capabilities()
+            .as_ref()
+            .and_then(|c| c.effective().as_ref())
+            .is_some_and(|e| e.contains(&oci_spec::runtime::Capability::SysAdmin));
+        if seccomp.is_some() && !admin {
+            process.set_no_new_privileges(Some(true));
+        }
         let path = scratch.join(format!("exec-{}.json", std::process::id()));
-        let json = serde_json::to_vec(process).expect("a process spec serializes");
+        let json = serde_json::to_vec(&process).expect("a process spec serializes");
         std::fs::write(&path, json).at("write", &path)?;
         let result = self
-            .builder(id, stdio)?
+            .builder(id, stdio, CleanSignalsExecutor { seccomp })?
             .as_tenant()
             .with_process(Some(&path))
             .with_detach(true)

@@ -180,6 +180,12 @@ fn detached_lifecycle_ps_logs_exec_stop_rm() {
     let ran = env.berth_out(&["exec", &id[..8], "sh", "-c", "echo $((20+22)); exit 4"]);
     assert_eq!((ran.code, ran.stdout.as_str()), (4, "42\n"), "{ran:?}");
     assert_eq!(env.berth_ok(&["exec", "-u", "nobody", "web", "id", "-u"]), "65534\n");
+    // An exec'd process gets the container's seccomp filter (as under runc): mode 2, and what the default profile
+    // denies (a user namespace without CAP_SYS_ADMIN) is denied.
+    let status = env.berth_ok(&["exec", "web", "/bin/busybox", "grep", "^Seccomp:", "/proc/self/status"]);
+    assert_eq!(status.split_whitespace().nth(1), Some("2"), "{status}");
+    let ran = env.berth_out(&["exec", "web", "/bin/busybox", "unshare", "-U", "true"]);
+    assert_ne!(ran.code, 0, "unshare -U must be denied in exec: {ran:?}");
     // HOME follows the exec's user, as it would for a container started as that user.
     let home = |user: &[&str]| {
         let mut args = vec!["exec"];
