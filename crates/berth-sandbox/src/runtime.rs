@@ -64,6 +64,58 @@ impl Executor for CleanSignalsExecutor {
     }
 }
 
+/// Whether the bundle's spec gives the container a new network namespace (not the host's, not a path).
+fn own_network_namespace(bundle: &Path) -> bool {
+    oci_spec::runtime::Spec::load(bundle.join("config.json")).is_ok_and(|spec| {
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|list| {
+                list.iter()
+                    .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network && n.path().is_none())
+            })
+    })
+}
+
+/// Sets `lo` up in the network namespace of process `pid`, from a thread that enters it (and then ends).
+fn loopback_up(pid: i32) -> std::io::Result<()> {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> std::io::Result<()> {
+                rustix::thread::move_into_link_name_space(
+                    std::os::fd::AsFd::as_fd(&ns),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )?;
+                let socket =
+                    rustix::net::socket(rustix::net::AddressFamily::INET, rustix::net::SocketType::DGRAM, None)?;
+                set_interface_up(std::os::fd::AsRawFd::as_raw_fd(&socket), b"lo")
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the thread setting up lo panicked")))
+    })
+}
+
+#[allow(unsafe_code)]
+fn set_interface_up(socket: i32, name: &[u8]) -> std::io::Result<()> {
+    // SAFETY: `ifreq` is plain old data, valid when zeroed; the name fits with its NUL (at most 15 bytes here), and
+    // both ioctls only read and write that one struct, which outlives them.
+    unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(name) {
+            *dst = *src as libc::c_char;
+        }
+        if libc::ioctl(socket, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(socket, libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 #[allow(unsafe_code)]
 fn reset_signals() {
     // The kernel's `struct sigaction` with SIG_DFL (0), no flags, no restorer and an empty mask: all zeros, and
@@ -172,6 +224,14 @@ impl Runtime {
                 return Err(err);
             }
         };
+        // A network namespace of its own starts with `lo` down; runc and Docker bring it up, and programs that talk
+        // to themselves on 127.0.0.1 need it.
+        if own_network_namespace(bundle)
+            && let Some(pid) = container.pid()
+            && let Err(e) = loopback_up(pid.as_raw())
+        {
+            tracing::warn!(container = id, "could not bring the loopback interface up: {e}");
+        }
         let started = match before_start() {
             Ok(()) => container.start().map_err(|e| runtime_error(id, "start", e)),
             Err(reason) => Err(SandboxError::Runtime {

@@ -310,6 +310,15 @@ fn network_modes() {
         .map(|(name, _)| name.trim().to_owned())
         .collect();
     assert_eq!(interfaces(&["--net", "host"]), host);
+    // In a namespace of its own, lo is up (IFF_UP|IFF_LOOPBACK = 0x9), as runc leaves it: 127.0.0.1 answers.
+    for flags in [&["--net", "none"][..], &[]] {
+        let out = env.run_ok(
+            flags,
+            env.busybox(),
+            &["sh", "-c", "cat /sys/class/net/lo/flags; ping -c 1 -W 2 127.0.0.1 >/dev/null && echo reachable"],
+        );
+        assert_eq!(out, "0x9\nreachable\n", "{flags:?}");
+    }
 }
 
 #[test]
