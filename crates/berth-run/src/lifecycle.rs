@@ -318,6 +318,9 @@ pub fn exec_process(record: &ContainerRecord, request: &ExecRequest) -> Result<P
         env.retain(|e| e.split('=').next() != Some(key.as_str()));
         env.push(entry);
     }
+    if request.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
     process.set_env(Some(env));
     if let Some(dir) = &request.workdir {
         if !dir.starts_with('/') {

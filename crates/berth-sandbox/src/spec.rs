@@ -88,6 +88,20 @@ pub fn default_spec(opts: &SpecOptions, parts: SpecParts) -> Result<Spec, Sandbo
     )?;
     let mut process = parts.process;
     process.set_capabilities(Some(caps::linux_capabilities(&cap_set)));
+    // As Docker and podman: HOSTNAME always, TERM when there is a terminal, unless the image or the user set them.
+    let mut env = process.env().clone().unwrap_or_default();
+    let has = |env: &[String], key: &str| env.iter().any(|e| e.split('=').next() == Some(key));
+    if !has(&env, "HOSTNAME") {
+        env.push(format!("HOSTNAME={}", parts.hostname));
+    }
+    if opts.terminal && !has(&env, "TERM") {
+        env.push("TERM=xterm".into());
+    }
+    process.set_env(Some(env));
+    // 0022, as runc and Docker give every container, rather than whatever umask berth-run was started with.
+    if process.user().umask().is_none() {
+        process.user_mut().set_umask(Some(0o022));
+    }
     let limit = nofile_limit();
     let nofile = PosixRlimitBuilder::default()
         .typ(PosixRlimitType::RlimitNofile)

@@ -109,7 +109,15 @@ fn signals_are_forwarded_in_the_foreground() {
 fn a_terminal_with_tty() {
     let env = Env::new();
     let image = env.busybox();
-    let cmd = env.berth(&["run", "--rm", "-t", image, "sh", "-c", "tty; stty size; exit 6"]);
+    let cmd = env.berth(&[
+        "run",
+        "--rm",
+        "-t",
+        image,
+        "sh",
+        "-c",
+        "tty; stty size; echo T=$TERM; exit 6",
+    ]);
     let line = std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|a| format!("'{}'", a.to_string_lossy()))
@@ -127,6 +135,10 @@ fn a_terminal_with_tty() {
     assert!(!text.contains("not a tty"), "{text}");
     assert!(text.contains("/dev/"), "{text}");
     assert!(text.contains("40 100"), "the window size is passed on: {text}");
+    assert!(
+        text.contains("T=xterm"),
+        "a terminal gets TERM, as under Docker: {text}"
+    );
 }
 
 /// `-it` with input that is not a terminal: its end reaches the container's terminal as an end of input, so

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{Env, layer};
+use crate::support::{Env, config, layer};
 
 #[test]
 fn exit_code_propagates() {
@@ -291,6 +291,22 @@ fn capabilities_and_seccomp() {
     assert_ne!(ran.code, 0, "{ran:?}");
 }
 
+/// Docker's process defaults: umask 0022 whatever berth-run's own is, and HOSTNAME in the environment.
+#[test]
+fn umask_and_hostname_variable() {
+    let env = Env::new();
+    let out = env.run_ok(
+        &["--hostname", "box1"],
+        env.busybox(),
+        &["sh", "-c", "umask; echo $HOSTNAME"],
+    );
+    assert_eq!(out, "0022\nbox1\n");
+    let bundle = env.bundle_ok(&[], env.busybox(), &["true"]);
+    assert_eq!(config(&bundle)["process"]["user"]["umask"], 0o022);
+    let out = env.run_ok(&["-e", "HOSTNAME=mine"], env.busybox(), &["sh", "-c", "echo $HOSTNAME"]);
+    assert_eq!(out, "mine\n");
+}
+
 #[test]
 fn network_modes() {
     let env = Env::new();
@@ -315,7 +331,11 @@ fn network_modes() {
         let out = env.run_ok(
             flags,
             env.busybox(),
-            &["sh", "-c", "cat /sys/class/net/lo/flags; ping -c 1 -W 2 127.0.0.1 >/dev/null && echo reachable"],
+            &[
+                "sh",
+                "-c",
+                "cat /sys/class/net/lo/flags; ping -c 1 -W 2 127.0.0.1 >/dev/null && echo reachable",
+            ],
         );
         assert_eq!(out, "0x9\nreachable\n", "{flags:?}");
     }
