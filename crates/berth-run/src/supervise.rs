@@ -289,6 +289,28 @@ pub fn start_detached(state: &StateDir, record: &ContainerRecord) -> Result<i32,
     Err(RunError::container(&record.name, reason))
 }
 
+/// Closes every descriptor above the standard three that the monitor inherited (a shell's `7>&1`, a make
+/// jobserver's pipe): held for the container's whole life, they would keep whoever reads them waiting. Nothing of the
+/// monitor's own is open yet.
+fn close_inherited_fds() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: called first thing in the monitor, before it opens anything; what is closed here is only what
+        // the parent leaked (the read_dir handle above is closed already, and closing a stale number is harmless).
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::close(fd);
+        }
+    }
+}
+
 /// What the monitor opens before starting the container: the record, the runtime, the log, and the container's
 /// standard streams (pipes into the log, or a console socket for a terminal).
 type MonitorSetup = (
@@ -337,6 +359,7 @@ fn monitor_setup(state: &StateDir, id: &str) -> Result<MonitorSetup, RunError> {
 /// to `ctr.log`, reports `started PID` (or `error: …`) on standard output, then waits for the container and
 /// records its exit.
 pub fn monitor_main(state_root: &Path, id: &str) -> Result<(), RunError> {
+    close_inherited_fds();
     let _ = rustix::process::setsid();
     // Keep no directory of the user's busy, and survive a `run -d` that is gone before the report is written.
     let _ = std::env::set_current_dir("/");

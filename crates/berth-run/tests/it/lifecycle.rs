@@ -166,6 +166,26 @@ fn piped_input_to_a_terminal_ends() {
     );
 }
 
+/// `run -d` in a pipeline returns with the pipeline: the monitor keeps none of the caller's descriptors open (here
+/// a shell's `7>&1`, which would hold `cat` until the container ended).
+#[test]
+fn a_detached_container_keeps_no_inherited_descriptor() {
+    let env = Env::new();
+    let berth = env.berth(&["run", "-d", "--name", "fds", env.busybox(), "sleep", "1000"]);
+    let line = std::iter::once(berth.get_program())
+        .chain(berth.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut sh = std::process::Command::new("sh");
+    sh.args(["-c", &format!("{line} 7>&1 | cat")])
+        .envs(berth.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    let ran = crate::support::capture(&mut sh, || panic!("the pipeline waited for the container"));
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(ran.stdout.trim().len(), 64, "the id: {ran:?}");
+    env.berth_ok(&["rm", "-f", "fds"]);
+}
+
 #[test]
 fn detached_lifecycle_ps_logs_exec_stop_rm() {
     let env = Env::new();
