@@ -367,6 +367,15 @@ pub fn exec_process(record: &ContainerRecord, request: &ExecRequest) -> Result<P
         .collect();
     let binds: Vec<&str> = binds.iter().map(String::as_str).collect();
     let cwd = process.cwd().to_string_lossy().into_owned();
+    let under_mount = binds
+        .iter()
+        .any(|m| cwd == *m || cwd.strip_prefix(m).is_some_and(|rest| rest.starts_with('/')));
+    if request.workdir.is_some() && !under_mount && rootfs.open_dir(&cwd)?.is_none() {
+        return Err(RunError::option(
+            format!("-w {cwd}"),
+            "no such directory in the container",
+        ));
+    }
     berth_sandbox::check_args(
         &rootfs,
         &request.command[0],

@@ -218,6 +218,11 @@ fn detached_lifecycle_ps_logs_exec_stop_rm() {
     assert_eq!(status.split_whitespace().nth(1), Some("2"), "{status}");
     let ran = env.berth_out(&["exec", "web", "/bin/busybox", "unshare", "-U", "true"]);
     assert_ne!(ran.code, 0, "unshare -U must be denied in exec: {ran:?}");
+    let ran = env.berth_out(&["exec", "-w", "/nonexistent", "web", "pwd"]);
+    assert!(
+        ran.code == 125 && ran.stderr.contains("-w /nonexistent: no such directory"),
+        "{ran:?}"
+    );
     // HOME follows the exec's user, as it would for a container started as that user.
     let home = |user: &[&str]| {
         let mut args = vec!["exec"];
