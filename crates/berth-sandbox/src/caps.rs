@@ -167,10 +167,11 @@ pub fn effective_set(
             "a capability cannot be both added and dropped; keep one of the two",
         ));
     }
-    let mut set: BTreeSet<u8> = if privileged || add_all {
-        available.clone()
-    } else if drop_all {
+    // Dropping ALL empties the set even for a privileged container: only what is added back stays.
+    let mut set: BTreeSet<u8> = if drop_all {
         BTreeSet::new()
+    } else if privileged || add_all {
+        available.clone()
     } else {
         DEFAULT
             .iter()
@@ -264,6 +265,12 @@ mod tests {
         assert!(!set.contains(&0), "CAP_CHOWN is bit 0");
         let set = effective_set(true, &[], &parse(&["CHOWN", "NET_RAW"]), &all()).unwrap();
         assert_eq!(set.len(), ALL.len() - 2);
+        let set = effective_set(true, &parse(&["NET_BIND_SERVICE"]), &parse(&["ALL"]), &all()).unwrap();
+        assert_eq!(
+            names(&set),
+            ["CAP_NET_BIND_SERVICE"],
+            "privileged, ALL dropped: only what is added"
+        );
         // Contradictions are refused.
         let err = effective_set(false, &parse(&["ALL"]), &parse(&["ALL"]), &all()).unwrap_err();
         assert!(err.to_string().contains("contradict"), "{err}");

@@ -55,8 +55,8 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct Auth {
-    /// Credentials USER:PASS for the registry (skopeo's flag for inspect, list-tags and delete; for copy and sync,
-    /// both sides unless --src-creds/--dest-creds say otherwise).
+    /// Credentials USER:PASS for the registry of inspect, list-tags and delete (skopeo's flag). Copy and sync take
+    /// --src-creds and --dest-creds, so that no password reaches the other side's registry.
     #[arg(long)]
     creds: Option<String>,
     /// Require HTTPS and verify certificates (both sides unless --src-tls-verify/--dest-tls-verify say otherwise).
@@ -212,11 +212,15 @@ fn access(creds: &Option<String>, auth: &Auth, tls: Option<bool>) -> Result<Regi
 
 fn endpoints(cli_store: &Option<PathBuf>, auth: &Auth) -> Result<Endpoints> {
     let cache = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/berth/blob-locations.json"));
-    let creds = |side: &Option<String>| side.clone().or_else(|| auth.creds.clone());
+    anyhow::ensure!(
+        auth.creds.is_none(),
+        "--creds: copy and sync have two registries; give --src-creds and/or --dest-creds, so that each password \
+         goes only to its own registry"
+    );
     Ok(Endpoints {
         store: cli_store.clone(),
-        src: access(&creds(&auth.src_creds), auth, auth.src_tls_verify.or(auth.tls_verify))?,
-        dest: access(&creds(&auth.dest_creds), auth, auth.dest_tls_verify.or(auth.tls_verify))?,
+        src: access(&auth.src_creds, auth, auth.src_tls_verify.or(auth.tls_verify))?,
+        dest: access(&auth.dest_creds, auth, auth.dest_tls_verify.or(auth.tls_verify))?,
         blob_cache: cache,
     })
 }
@@ -225,11 +229,8 @@ fn endpoints(cli_store: &Option<PathBuf>, auth: &Auth) -> Result<Endpoints> {
 /// was given applies to it.
 fn one_endpoint(cli_store: &Option<PathBuf>, auth: &Auth) -> Result<Endpoints> {
     let mut auth = auth.clone();
-    auth.creds = auth.creds.or(auth.src_creds.take()).or(auth.dest_creds.take());
-    auth.tls_verify = auth
-        .tls_verify
-        .or(auth.src_tls_verify.take())
-        .or(auth.dest_tls_verify.take());
+    auth.src_creds = auth.creds.take().or(auth.src_creds.take()).or(auth.dest_creds.take());
+    auth.src_tls_verify = auth.tls_verify.or(auth.src_tls_verify).or(auth.dest_tls_verify);
     endpoints(cli_store, &auth)
 }
 

@@ -67,14 +67,15 @@ fn basic_auth_with_creds_flags() {
         &format!("docker://{}/private/copy", reg.host()),
     ]);
     assert!(tags.contains("\"1\""), "{tags}");
-    // skopeo's --creds works for commands on one reference and for both sides of a copy; whichever credential
-    // flag is given to inspect applies to its one registry.
+    // skopeo's --creds works for commands on one reference; whichever credential flag is given to inspect applies
+    // to its one registry.
     let one = format!("docker://{}/private/copy:1", reg.host());
     for flag in ["--creds", "--src-creds", "--dest-creds"] {
         let out = env.ok(&["inspect", flag, &creds, &one]);
         assert!(out.contains(&img.manifest_digest.to_string()), "{flag}: {out}");
     }
-    env.ok(&[
+    // For copy, one --creds would send the password to both registries: refused.
+    let err = env.fails(&[
         "copy",
         "-q",
         "--creds",
@@ -82,6 +83,7 @@ fn basic_auth_with_creds_flags() {
         &remote,
         &format!("docker://{}/private/both:1", reg.host()),
     ]);
+    assert!(err.contains("--src-creds"), "{err}");
     // A password is required (no prompt: scripts and CI would hang).
     let err = env.fails(&["inspect", "--creds", USER, &one]);
     assert!(
