@@ -336,7 +336,12 @@ pub fn exec_process(record: &ContainerRecord, request: &ExecRequest) -> Result<P
         let (passwd, group) = rootfs.account_files()?;
         let resolved = resolve_user(&spec_user, &passwd, &group)
             .map_err(|e| RunError::option(format!("-u {user}"), e.to_string()))?;
+        // The container's umask (0022) stays: a new user must not reset it to berth-run's own.
+        let umask = process.user().umask();
         let mut builder = UserBuilder::default().uid(resolved.uid).gid(resolved.gid);
+        if let Some(umask) = umask {
+            builder = builder.umask(umask);
+        }
         if !resolved.additional_gids.is_empty() {
             builder = builder.additional_gids(resolved.additional_gids);
         }

@@ -156,12 +156,11 @@ pub fn spawn_input_copy(master: &OwnedFd) -> Result<(), RunError> {
         let Ok(termios) = rustix::termios::tcgetattr(&writer) else {
             return;
         };
-        if !termios.local_modes.contains(rustix::termios::LocalModes::ICANON) {
-            return;
-        }
         let eof = termios.special_codes[rustix::termios::SpecialCodeIndex::VEOF];
-        // At the start of a line one EOF ends the input; after a partial line the first one only sends the line.
-        let times = if last == b'\n' { 1 } else { 2 };
+        // In canonical mode one EOF at the start of a line ends the input, and after a partial line the first one
+        // only sends the line. A line editor (readline, ash) keeps the terminal raw and reads Ctrl-D itself: once.
+        let canonical = termios.local_modes.contains(rustix::termios::LocalModes::ICANON);
+        let times = if canonical && last != b'\n' { 2 } else { 1 };
         let _ = writer.write_all(&vec![eof; times]);
     });
     Ok(())

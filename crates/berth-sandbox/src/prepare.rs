@@ -94,11 +94,14 @@ pub fn prepare_container(setup: &ContainerSetup<'_>) -> Result<Spec, SandboxErro
 /// too ([`RootFs::ensure_mount_target`]). The runtime's own mounts under `/proc`, `/dev` and `/sys` are its
 /// business.
 fn ensure_mount_targets(rootfs: &RootFs, opts: &SpecOptions, extra: &[Mount]) -> Result<(), SandboxError> {
-    let user = opts.mounts.iter().map(|m| match m {
+    // A bind whose host path is missing is left for the spec builder to report (naming the host path).
+    let user = opts.mounts.iter().filter_map(|m| match m {
         crate::options::MountRequest::Bind {
             source, destination, ..
-        } => (destination.clone(), source.is_dir()),
-        crate::options::MountRequest::Tmpfs { destination, .. } => (destination.clone(), true),
+        } => std::fs::metadata(source)
+            .ok()
+            .map(|meta| (destination.clone(), meta.is_dir())),
+        crate::options::MountRequest::Tmpfs { destination, .. } => Some((destination.clone(), true)),
     });
     let extra = extra.iter().map(|m| {
         let dir = m.typ().as_deref() != Some("bind") || m.source().as_ref().is_some_and(|s| s.is_dir());

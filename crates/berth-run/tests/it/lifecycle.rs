@@ -141,6 +141,20 @@ fn a_terminal_with_tty() {
     );
 }
 
+/// `berth` as a line of `sh -c SCRIPT`, where SCRIPT is `format` with `{}` replaced by that line; the environment
+/// comes along.
+fn through_shell(berth: &std::process::Command, format: &str) -> std::process::Command {
+    let line = std::iter::once(berth.get_program())
+        .chain(berth.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut sh = std::process::Command::new("sh");
+    sh.args(["-c", &format.replace("{}", &line)])
+        .envs(berth.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    sh
+}
+
 /// `-it` with input that is not a terminal: its end reaches the container's terminal as an end of input, so
 /// programs reading it finish (instead of hanging until killed).
 #[test]
@@ -150,20 +164,19 @@ fn piped_input_to_a_terminal_ends() {
     let ran = env.berth_out(&["run", "--rm", "-i", "-t", image, "cat"]);
     assert_eq!(ran.code, 0, "empty input: {ran:?}");
     let berth = env.berth(&["run", "--rm", "-i", "-t", image, "sh", "-c", "cat; echo done"]);
-    let line = std::iter::once(berth.get_program())
-        .chain(berth.get_args())
-        .map(|a| format!("'{}'", a.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut sh = std::process::Command::new("sh");
-    sh.args(["-c", &format!("printf 'one\\ntwo' | {line}")])
-        .envs(berth.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    let mut sh = through_shell(&berth, "printf 'one\\ntwo' | {}");
     let ran = crate::support::capture(&mut sh, || panic!("piped input to -it never ended"));
     assert_eq!(ran.code, 0, "{ran:?}");
     assert!(
         ran.stdout.contains("one") && ran.stdout.contains("two") && ran.stdout.contains("done"),
         "{ran:?}"
     );
+    // An interactive shell (its line editor keeps the terminal raw) reading commands from the pipe ends too.
+    let berth = env.berth(&["run", "--rm", "-i", "-t", image, "sh"]);
+    let mut sh = through_shell(&berth, "printf 'echo from-the-pipe\\n' | {}");
+    let ran = crate::support::capture(&mut sh, || panic!("an interactive shell fed by a pipe never ended"));
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(ran.stdout.contains("from-the-pipe"), "{ran:?}");
 }
 
 /// `run -d` in a pipeline returns with the pipeline: the monitor keeps none of the caller's descriptors open (here
@@ -172,14 +185,7 @@ fn piped_input_to_a_terminal_ends() {
 fn a_detached_container_keeps_no_inherited_descriptor() {
     let env = Env::new();
     let berth = env.berth(&["run", "-d", "--name", "fds", env.busybox(), "sleep", "1000"]);
-    let line = std::iter::once(berth.get_program())
-        .chain(berth.get_args())
-        .map(|a| format!("'{}'", a.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut sh = std::process::Command::new("sh");
-    sh.args(["-c", &format!("{line} 7>&1 | cat")])
-        .envs(berth.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    let mut sh = through_shell(&berth, "{} 7>&1 | cat");
     let ran = crate::support::capture(&mut sh, || panic!("the pipeline waited for the container"));
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!(ran.stdout.trim().len(), 64, "the id: {ran:?}");
@@ -234,6 +240,11 @@ fn detached_lifecycle_ps_logs_exec_stop_rm() {
     assert_eq!(home(&["-u", "nobody"]), "/nonexistent\n");
     assert_eq!(home(&["-u", "4242"]), "/\n");
     assert_eq!(home(&["-u", "4242", "-e", "HOME=/mine"]), "/mine\n");
+    assert_eq!(
+        env.berth_ok(&["exec", "-u", "4242", "web", "sh", "-c", "umask"]),
+        "0022\n",
+        "exec -u keeps the container's umask"
+    );
     assert_eq!(
         env.berth_ok(&["exec", "-e", "X=1", "-w", "/tmp", "web", "sh", "-c", "echo $X; pwd"]),
         "1\n/tmp\n"

@@ -58,6 +58,12 @@ fn bind_mounts_read_write_and_read_only() {
 
     let err = env.bundle_err(&["-v", "/nonexistent/berth-test:/x"], env.busybox(), &[]);
     assert!(err.contains("/nonexistent/berth-test"), "{err}");
+    // Over a directory of the image too: the missing host path is what is reported.
+    let err = env.bundle_err(&["-v", "/nonexistent/berth-test:/bin"], env.busybox(), &[]);
+    assert!(
+        err.contains("/nonexistent/berth-test") && err.contains("host path"),
+        "{err}"
+    );
 }
 
 #[test]

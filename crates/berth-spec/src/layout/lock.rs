@@ -145,10 +145,15 @@ fn sweep(root: &Path, remove: bool, min_age: Option<std::time::Duration>) -> Res
         let entry = entry.at(&dir, "read directory")?;
         let path = entry.path();
         if let Some(min_age) = min_age {
+            // The inode's change time: a staged hard link to an old blob has that blob's mtime, but its ctime is
+            // the moment it was linked.
+            use std::os::unix::fs::MetadataExt;
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
             let young = entry
                 .metadata()
-                .and_then(|m| m.modified())
-                .map(|t| t.elapsed().unwrap_or_default() < min_age)
+                .map(|m| now.saturating_sub(m.ctime()) < min_age.as_secs() as i64)
                 .unwrap_or(true);
             if young {
                 continue;
@@ -164,7 +169,11 @@ fn sweep(root: &Path, remove: bool, min_age: Option<std::time::Duration>) -> Res
         // A writer holds its temp file's lock until it renames or removes it: a free lock means a dead writer.
         if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
             if remove {
-                fs::remove_file(&path).at(&path, "remove stale temp file")?;
+                match fs::remove_file(&path) {
+                    // Renamed into place or removed by another sweep meanwhile.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    other => other.at(&path, "remove stale temp file")?,
+                }
             }
             stale += 1;
         }

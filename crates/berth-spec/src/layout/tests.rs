@@ -221,36 +221,29 @@ fn clean_temp_removes_only_dead_writers_files() {
     assert_eq!((digest, size), (Digest::sha256(b"in progress"), 11));
 }
 
-/// Opening a writer sweeps what dead writers left (an interrupted copy), but only files old enough that no live
-/// writer can be between creating and locking them; a live writer's file stays whatever its age.
+/// Opening a writer sweeps what dead writers left (an interrupted copy), but only files old enough (by change
+/// time, which a staged hard link to an old blob renews) that no live writer can be between creating and locking
+/// them; a live writer's file stays whatever its age.
 #[test]
 fn a_new_writer_sweeps_old_files_of_dead_writers() {
     let (_d, layout) = new_layout();
     let tmp = layout.root().join(".berth/tmp");
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
     let w = layout.writer().unwrap();
     let mut live = w.blob_writer(Algorithm::Sha256).unwrap();
     live.write_all(b"in progress").unwrap();
     let live_file = std::fs::read_dir(&tmp).unwrap().next().unwrap().unwrap().path();
-    std::fs::File::options()
-        .write(true)
-        .open(&live_file)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
     let dead = tmp.join("blob-999999-0-0");
     std::fs::write(&dead, b"junk").unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&dead)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
-    let young = tmp.join("blob-999999-1-0");
-    std::fs::write(&young, b"just created").unwrap();
+    // Just made: a new writer leaves it (it could be a writer about to lock it).
     let _second = layout.writer().unwrap();
+    assert!(dead.exists() && live_file.exists());
+    // Old enough (no age asked here): the dead writer's file goes, the live one's stays.
+    assert_eq!(
+        lock::clean_old_temp(layout.root(), std::time::Duration::ZERO).unwrap(),
+        1
+    );
     assert!(!dead.exists(), "an old file of a dead writer is removed");
-    assert!(young.exists() && live_file.exists(), "young and live files stay");
+    assert!(live_file.exists(), "a live writer's file stays");
     assert_eq!(live.commit().unwrap().1, 11);
 }
 
