@@ -71,8 +71,8 @@ impl Registry {
     /// arrive (the calls add up to `size`).
     ///
     /// The bytes are hashed on the way. When the connection drops, stalls, or the body ends early, the download
-    /// resumes with `Range: bytes=N-` and accepts only a 206 whose `Content-Range` starts at N; a 200 to a range
-    /// request is an error, since bytes already written cannot be taken back. Size and digest are checked at the
+    /// resumes with `Range: bytes=N-` and accepts a 206 only if its `Content-Range` starts at N; a 200 to a range
+    /// request (the whole blob again) is read with its first N bytes skipped. Size and digest are checked at the
     /// end; more bytes than `size` are refused as soon as they arrive. Redirects (to object storage) are followed
     /// without `Authorization`.
     pub async fn get_blob(

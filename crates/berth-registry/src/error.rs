@@ -274,6 +274,13 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
+    /// Whether the registry refused a manifest as such (400 or 415 with an "invalid" or "unsupported" code, or
+    /// none): a registry that does not take the manifest's format, for instance.
+    pub fn is_manifest_refusal(&self) -> bool {
+        matches!(self, RegistryError::Status { status: 400 | 415, detail, target }
+            if matches!(target.subject, Subject::Manifest(_)) && detail.ends_with(crate::response::MANIFEST_REFUSED))
+    }
+
     /// Whether trying the whole operation again could help (network trouble, 429, 5xx).
     pub fn is_transient(&self) -> bool {
         match self {

@@ -96,6 +96,11 @@ struct ErrorEntry {
     detail: serde_json::Value,
 }
 
+/// The advice that ends the message of a manifest the registry refused as such (see
+/// [`RegistryError::is_manifest_refusal`]).
+pub(crate) const MANIFEST_REFUSED: &str =
+    "; the registry refused the manifest: if it does not take OCI manifests, copy with --format v2s2";
+
 /// The error for a response whose status the operation cannot continue from. Reads (a bounded part of) the body
 /// for the registry's error code, which tells "blob unknown" from "repository unknown".
 pub(crate) async fn status_error(resp: Response, target: Box<Target>, stall: Duration) -> RegistryError {
@@ -158,7 +163,7 @@ pub(crate) fn error_for(status: StatusCode, body: &[u8], target: Box<Target>) ->
             let manifest = matches!(target.subject, Subject::Manifest(_));
             let advice = match code {
                 400 | 415 if manifest && matches!(first_code.as_str(), "MANIFEST_INVALID" | "UNSUPPORTED" | "") => {
-                    "; the registry refused the manifest: if it does not take OCI manifests, copy with --format v2s2"
+                    MANIFEST_REFUSED
                 }
                 405 => "; the registry does not allow this operation (is deletion enabled?)",
                 429 => "; the registry is rate-limiting requests and retries ran out: wait, or raise --retry-times",

@@ -162,6 +162,12 @@ pub fn read_env_file(path: &Path) -> Result<Vec<String>, RunError> {
         }
         // As Docker: a name with blanks in it (`K = v`, `export K=v`) is a mistake, not a variable.
         let name = line.split('=').next().unwrap_or_default();
+        if name.is_empty() {
+            return Err(RunError::option(
+                format!("{}:{}", option(), n + 1),
+                "a line starts with '='; write NAME=VALUE",
+            ));
+        }
         if name.chars().any(char::is_whitespace) {
             return Err(RunError::option(
                 format!("{}:{}", option(), n + 1),

@@ -22,10 +22,10 @@ use serde::{Deserialize, Serialize};
 use crate::RunError;
 use crate::error::IoContext;
 
-/// The state directory, from the environment of this process.
 /// How long the exit code of a container removed with `--rm` is kept for `wait`.
 pub const EXIT_KEPT: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// The state directory, from the environment of this process.
 pub fn default_state_path() -> PathBuf {
     state_path_from(|k| std::env::var_os(k), rustix::process::geteuid().is_root())
 }

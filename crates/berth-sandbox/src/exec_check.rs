@@ -161,7 +161,11 @@ pub fn check_sizes(image: &str, args: &[String], env: &[String]) -> Result<(), S
     let stack = rustix::process::getrlimit(rustix::process::Resource::Stack)
         .current
         .unwrap_or(u64::MAX);
-    let limit = usize::try_from(stack / 4).unwrap_or(usize::MAX).max(MAX_ARG_STRLEN);
+    // A quarter of the stack limit, at least 32 pages, and never more than 6 MiB (3/4 of the kernel's 8 MiB
+    // default stack limit) whatever the limit says.
+    let limit = usize::try_from(stack / 4)
+        .unwrap_or(usize::MAX)
+        .clamp(MAX_ARG_STRLEN, 6 << 20);
     let total: usize = args
         .iter()
         .chain(env)

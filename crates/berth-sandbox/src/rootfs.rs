@@ -245,7 +245,9 @@ impl RootFs {
                     current = if target.starts_with('/') {
                         berth_spec::runtime_config::clean_absolute(&target)
                     } else {
-                        berth_spec::runtime_config::clean_absolute(&format!("{parent}/{target}"))
+                        // Relative to where the parent really is (it may itself be reached through a symlink).
+                        let real = self.in_root_path(&parent_fd).unwrap_or_else(|| parent.to_owned());
+                        berth_spec::runtime_config::clean_absolute(&format!("{real}/{target}"))
                     };
                 }
                 Ok(st) => {
@@ -271,6 +273,18 @@ impl RootFs {
             format!("mount at {path}"),
             "the path goes through too many symlinks in the image",
         ))
+    }
+
+    /// The path inside the root of an open directory, from the kernel's name for it (`/proc/self/fd`); `None`
+    /// when that name is not below the root's.
+    fn in_root_path(&self, dir: &OwnedFd) -> Option<String> {
+        let name = |fd: std::os::fd::BorrowedFd<'_>| {
+            std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok()
+        };
+        let root = name(self.fd.as_fd())?;
+        let here = name(dir.as_fd())?;
+        let rest = here.strip_prefix(&root).ok()?;
+        Some(format!("/{}", rest.to_string_lossy()))
     }
 
     /// Where an in-root path would be on the host, lexically, for messages only.
@@ -399,6 +413,13 @@ mod tests {
             err.contains("mount at /f/x") && err.contains("not a directory"),
             "{err}"
         );
+        // A relative target is followed from where its parent really is: /lnk/x is /usr/etc/x here.
+        std::fs::create_dir_all(r.join("usr/etc")).unwrap();
+        symlink("/usr/etc", r.join("lnk")).unwrap();
+        symlink("../run/y", r.join("usr/etc/x")).unwrap();
+        fs.ensure_mount_target("/lnk/x", false).unwrap();
+        assert!(r.join("usr/run/y").is_file(), "created where the kernel will look");
+        assert!(!r.join("run/y").exists());
         // A symlink loop ends.
         symlink("/loop2", r.join("loop1")).unwrap();
         symlink("/loop1", r.join("loop2")).unwrap();

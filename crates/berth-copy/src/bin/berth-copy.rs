@@ -234,13 +234,15 @@ fn one_endpoint(cli_store: &Option<PathBuf>, auth: &Auth) -> Result<Endpoints> {
     endpoints(cli_store, &auth)
 }
 
-/// Whether a copy failed because the destination registry refused a manifest as such (400 or 415 to its PUT).
-fn oci_refused(e: &berth_copy::CopyError) -> bool {
-    matches!(
-        e,
-        berth_copy::CopyError::Registry(berth_registry::RegistryError::Status { target, status: 400 | 415, .. })
-            if matches!(target.subject, berth_registry::Subject::Manifest(_))
-    )
+/// Whether a copy failed because the destination registry refused a manifest as such: a 400 or 415 about a
+/// manifest of the destination's repository whose code says the manifest is invalid or unsupported (or none).
+fn oci_refused(e: &berth_copy::CopyError, dest: &ImageRef) -> bool {
+    let ImageRef::Docker(d) = dest else {
+        return false;
+    };
+    matches!(e, berth_copy::CopyError::Registry(r)
+        if r.is_manifest_refusal()
+            && matches!(r, berth_registry::RegistryError::Status { target, .. } if target.repo == d.repository() && target.host == d.registry_host()))
 }
 
 fn image(s: &str) -> Result<ImageRef> {
@@ -299,7 +301,7 @@ async fn run(cli: Cli) -> Result<()> {
             let report = match copy_between(ep.open_source(&src)?, ep.open_dest(&dst)?, &opts, progress.clone()).await {
                 // A registry that refuses the (OCI) manifest gets Docker schema 2, as skopeo does; the blobs are
                 // already there. If that fails too, the first refusal is what the user needs to see.
-                Err(first) if oci_refused(&first) && opts.format.is_none() && !opts.preserve_digests => {
+                Err(first) if oci_refused(&first, &dst) && opts.format.is_none() && !opts.preserve_digests => {
                     progress.message("The registry refused the manifest; trying again as Docker schema 2");
                     let v2 = CopyOptions {
                         format: Some(Format::DockerV2S2),

@@ -560,7 +560,7 @@ fn wait_prints_exit_codes_and_inspect_describes_containers() {
     assert_eq!(inspected[0]["Config"]["StopSignal"], "SIGTERM");
     env.berth_ok(&["rm", "-f", "bogus"]);
     // A container removed as it ends (--rm) still gives its exit code to a wait that was waiting for it.
-    let id = env.berth_ok(&["run", "-d", "--rm", image, "sh", "-c", "sleep 0.5; exit 4"]);
+    let id = env.berth_ok(&["run", "-d", "--rm", image, "sh", "-c", "sleep 2; exit 4"]);
     assert_eq!(env.berth_ok(&["wait", id.trim()]), "4\n");
     assert!(
         env.berth_ok(&["ps", "-a", "-q"]).lines().all(|l| !id.starts_with(l)),

@@ -55,6 +55,20 @@ pub const MAX_INDEX_JSON_SIZE: u64 = 64 * 1024 * 1024;
 pub(crate) fn open_layout_file(root: &Path, name: &str) -> Result<Option<fs::File>> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = root.join(name);
+    // Looked at before it is opened: opening a device can have effects of its own.
+    match fs::symlink_metadata(&path) {
+        Ok(m) if !m.is_file() && !m.file_type().is_symlink() => {
+            return Err(LayoutError::NotALayout {
+                path: root.to_owned(),
+                reason: format!(
+                    "{name} is a {}; it must be a regular file",
+                    blob::kind_name(m.file_type())
+                ),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        _ => {}
+    }
     let file = match fs::OpenOptions::new()
         .read(true)
         .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
@@ -308,6 +322,24 @@ impl Layout {
             .find(|d| Digest::from_oci(d.digest()).ok().as_ref() == Some(digest))
         {
             return Ok((*found).clone());
+        }
+        // One platform's manifest of an index stored under the name (copied with --all).
+        for entry in of_repo.iter().filter(|d| media_type::is_index(d.media_type().as_ref())) {
+            let Ok(index_digest) = Digest::from_oci(entry.digest()) else {
+                continue;
+            };
+            let bytes = self.read_blob_capped(&index_digest, entry.size(), DEFAULT_MAX_DOCUMENT_SIZE)?;
+            let source = index_digest.to_string();
+            let child =
+                document::parse_index(bytes, Expect::from_source(&source).with_descriptor(&index_digest, None))?
+                    .parsed()
+                    .manifests()
+                    .iter()
+                    .find(|d| Digest::from_oci(d.digest()).ok().as_ref() == Some(digest))
+                    .cloned();
+            if let Some(child) = child {
+                return Ok(child);
+            }
         }
         Err(LayoutError::RefNotFound {
             layout: self.root.clone(),
