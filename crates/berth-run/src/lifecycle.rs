@@ -357,7 +357,7 @@ pub fn exec_process(record: &ContainerRecord, request: &ExecRequest) -> Result<P
             env.retain(|e| !e.starts_with("HOME="));
             env.push(format!(
                 "HOME={}",
-                berth_spec::runtime_config::home_of(&passwd, resolved.uid)
+                berth_spec::runtime_config::home_of(&passwd, &spec_user.user)
             ));
             process.set_env(Some(env));
         }

@@ -55,7 +55,7 @@ pub fn prepare_container(setup: &ContainerSetup<'_>) -> Result<Spec, SandboxErro
     if !converted.env.iter().any(|e| e.starts_with("HOME=")) {
         converted.env.push(format!(
             "HOME={}",
-            berth_spec::runtime_config::home_of(&passwd, user.uid)
+            berth_spec::runtime_config::home_of(&passwd, &converted.user.user)
         ));
         converted
             .annotations

@@ -187,14 +187,19 @@ fn passwd_entries(text: &str) -> impl Iterator<Item = PasswdEntry<'_>> {
     })
 }
 
-/// The home directory `/etc/passwd` (its contents, `text`) gives `uid`, or `/` when it has no entry for it or the
-/// entry names none: what runc and Docker set `HOME` to when the image does not.
-pub fn home_of(text: &str, uid: u32) -> String {
+/// The home directory `/etc/passwd` (its contents, `text`) gives `user` (looked up by name when named, by uid
+/// otherwise), or `/` when it has no entry for it or the entry names none: what runc and Docker set `HOME` to when
+/// the image does not.
+pub fn home_of(text: &str, user: &UserPart) -> String {
     data_lines(text)
         .find_map(|line| {
             let fields: Vec<&str> = line.split(':').collect();
-            let entry_uid = parse_id(fields.get(2)?)??;
-            (entry_uid == uid && !fields.first()?.is_empty()).then(|| fields.get(5).copied().unwrap_or_default())
+            let name = fields.first().filter(|n| !n.is_empty())?;
+            let matches = match user {
+                UserPart::Name(wanted) => name == wanted,
+                UserPart::Id(uid) => parse_id(fields.get(2)?)?? == *uid,
+            };
+            matches.then(|| fields.get(5).copied().unwrap_or_default())
         })
         .filter(|home| home.starts_with('/'))
         .unwrap_or("/")

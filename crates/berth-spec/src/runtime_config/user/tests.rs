@@ -313,12 +313,18 @@ proptest! {
 
 #[test]
 fn home_comes_from_the_passwd_entry_or_is_the_root() {
-    let passwd = "# comment\nroot:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n\
-                  short:x:7:7\nrel:x:8:8::relative:/bin/sh\n";
-    assert_eq!(home_of(passwd, 0), "/root");
-    assert_eq!(home_of(passwd, 1000), "/home/app");
-    assert_eq!(home_of(passwd, 4242), "/", "no entry");
-    assert_eq!(home_of(passwd, 7), "/", "no home field");
-    assert_eq!(home_of(passwd, 8), "/", "a relative home is not used");
-    assert_eq!(home_of("", 0), "/");
+    let passwd = "# comment\nroot:x:0:0:root:/root:/bin/sh\ntoor:x:0:0:alias:/toor:/bin/sh\n\
+                  app:x:1000:1000::/home/app:/bin/sh\nshort:x:7:7\nrel:x:8:8::relative:/bin/sh\n";
+    assert_eq!(home_of(passwd, &id(0)), "/root");
+    assert_eq!(
+        home_of(passwd, &name("toor")),
+        "/toor",
+        "a named user: its own entry, as runc"
+    );
+    assert_eq!(home_of(passwd, &id(1000)), "/home/app");
+    assert_eq!(home_of(passwd, &name("app")), "/home/app");
+    assert_eq!(home_of(passwd, &id(4242)), "/", "no entry");
+    assert_eq!(home_of(passwd, &id(7)), "/", "no home field");
+    assert_eq!(home_of(passwd, &id(8)), "/", "a relative home is not used");
+    assert_eq!(home_of("", &id(0)), "/");
 }
