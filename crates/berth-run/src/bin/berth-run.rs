@@ -398,7 +398,8 @@ fn ps_json(r: &ContainerRecord) -> serde_json::Value {
         "ExitedAt": r.finished,
         "State": format!("{status:?}").to_lowercase(),
         "Exited": status == Status::Exited,
-        "ExitCode": r.exit_code,
+        // As podman: 0 until the container has exited; null only when its exit code is unknown.
+        "ExitCode": if status == Status::Exited { r.exit_code } else { Some(0) },
         "Pid": if status == Status::Running { r.pid } else { None },
         "AutoRemove": r.auto_remove,
     })

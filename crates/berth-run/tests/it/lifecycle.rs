@@ -205,6 +205,7 @@ fn detached_lifecycle_ps_logs_exec_stop_rm() {
     let web = find(&list, "web").expect("ps lists it");
     assert_eq!(web["Id"], id);
     assert_eq!(web["State"], "running");
+    assert_eq!(web["ExitCode"], 0, "0 while running, as podman");
     let table = env.berth_ok(&["ps"]);
     assert!(table.lines().nth(1).unwrap().starts_with(&id[..12]), "{table}");
     assert!(table.contains("Up "), "{table}");
