@@ -230,7 +230,12 @@ impl Runtime {
             && let Some(pid) = container.pid()
             && let Err(e) = loopback_up(pid.as_raw())
         {
-            tracing::warn!(container = id, "could not bring the loopback interface up: {e}");
+            // Rootless, the container's namespaces cannot be entered from here yet: lo stays down, as it was.
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                tracing::debug!(container = id, "loopback left down: {e}");
+            } else {
+                tracing::warn!(container = id, "could not bring the loopback interface up: {e}");
+            }
         }
         let started = match before_start() {
             Ok(()) => container.start().map_err(|e| runtime_error(id, "start", e)),

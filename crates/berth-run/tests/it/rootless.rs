@@ -106,9 +106,17 @@ fn an_unprivileged_user_runs_containers() {
         "{ran:?}"
     );
     assert!(state.join("rootless-cgroup-noted").exists());
-    let again = as_nobody(&env, &home, &["run", "--rm", image, "true"]);
+    let again = as_nobody(
+        &env,
+        &home,
+        &["run", "--rm", image, "sh", "-c", "cat /sys/class/net/lo/flags; umask"],
+    );
     assert_eq!(again.code, 0, "{again:?}");
     assert!(!again.stderr.contains("note:"), "said once only: {again:?}");
+    // The process defaults hold rootless too (umask 0022), without warnings. (lo stays down rootless: the
+    // container's network namespace cannot be entered from outside yet.)
+    assert!(again.stdout.ends_with("0022\n"), "{again:?}");
+    assert_eq!(again.stderr, "", "{again:?}");
 }
 
 #[test]
