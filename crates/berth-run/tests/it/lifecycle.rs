@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use crate::support::Env;
 
 /// A shell loop that prints `ready`, then waits for signals; SIGTERM makes it print `term` and exit 3.
-const TRAP_TERM: &str = "echo ready; echo to-err >&2; trap 'echo term; exit 3' TERM; while :; do sleep 0.05; done";
+/// Says "ready" once its TERM trap is set (a container's first process ignores a TERM it has no handler for, so a
+/// signal sent between "ready" and the trap would be lost).
+const TRAP_TERM: &str = "trap 'echo term; exit 3' TERM; echo ready; echo to-err >&2; while :; do sleep 0.05; done";
 
 fn ps_json(env: &Env) -> Vec<Value> {
     serde_json::from_str(&env.berth_ok(&["ps", "-a", "--format", "json"])).unwrap()

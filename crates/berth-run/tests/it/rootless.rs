@@ -135,7 +135,7 @@ fn an_unprivileged_user_manages_detached_containers() {
             image,
             "sh",
             "-c",
-            "echo up; trap 'echo bye; exit 4' TERM; while :; do sleep 0.05; done",
+            "trap 'echo bye; exit 4' TERM; echo up; while :; do sleep 0.05; done",
         ],
     );
     assert_eq!(ran.code, 0, "{ran:?}");
