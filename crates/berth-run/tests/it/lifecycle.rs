@@ -120,11 +120,7 @@ fn a_terminal_with_tty() {
         "-c",
         "tty; stty size; echo T=$TERM; exit 6",
     ]);
-    let line = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| format!("'{}'", a.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let line = shell_line(&cmd);
     // script(1) gives berth-run a terminal of its own (40 rows, 100 columns); -e returns the child's exit code.
     let out = std::process::Command::new("script")
         .args(["-qe", "-c", &format!("stty rows 40 cols 100; {line}"), "/dev/null"])
@@ -143,16 +139,20 @@ fn a_terminal_with_tty() {
     );
 }
 
+/// `cmd` as one quoted shell line (its environment is not part of it).
+fn shell_line(cmd: &std::process::Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `berth` as a line of `sh -c SCRIPT`, where SCRIPT is `format` with `{}` replaced by that line; the environment
 /// comes along.
 fn through_shell(berth: &std::process::Command, format: &str) -> std::process::Command {
-    let line = std::iter::once(berth.get_program())
-        .chain(berth.get_args())
-        .map(|a| format!("'{}'", a.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(" ");
     let mut sh = std::process::Command::new("sh");
-    sh.args(["-c", &format.replace("{}", &line)])
+    sh.args(["-c", &format.replace("{}", &shell_line(berth))])
         .envs(berth.get_envs().filter_map(|(k, v)| Some((k, v?))));
     sh
 }
