@@ -3,8 +3,9 @@
 //! Input: a `debootstrap --variant=minbase bookworm` root filesystem (~200 MB), made on first use and cached in
 //! `target/bench/bookworm-minbase`. Measured in one run, best of three each (the tools and floors of a workload take
 //! turns in every round):
-//! - creation of a gzip layer from the tree: Berth (parallel gzip) vs `umoci repack` of the same tree, with
-//!   `pigz -6` on the tree's tar as the floor;
+//! - creation of a gzip layer from the tree: Berth (parallel gzip, igzip level 3 by default) vs `umoci repack` of
+//!   the same tree, with `pigz -6` on the tree's tar as the floor, and `igzip -3` (Berth's deflater, alone, on the
+//!   same cores) as a second one;
 //! - extraction of that gzip layer: Berth vs `umoci unpack`, with `gzip -d` on the layer as the floor;
 //! - zstd creation and extraction by Berth next to `zstd -3 -T0` / `zstd -d`.
 //!
@@ -25,7 +26,7 @@ pub fn run(json: bool) -> Result<()> {
     std::fs::create_dir_all(&bench)?;
     let rootfs = ensure_rootfs(&bench)?;
     let tool = build_tool(&root)?;
-    for t in ["umoci", "pigz", "gzip", "zstd", "tar"] {
+    for t in ["umoci", "pigz", "igzip", "gzip", "zstd", "tar"] {
         ensure!(
             which(t),
             "{t} is not installed: run `cargo xtask ci` (it installs the peers and codecs)"
@@ -59,6 +60,14 @@ pub fn run(json: bool) -> Result<()> {
 
     // Creation, each tool and floor in turn in every round.
     let mut pigz_c = || sh_to(Command::new("pigz").args(["-6", "-c"]).arg(&tarball), &floor_gz);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).to_string();
+    let floor_igzip = w.join("floor-igzip.tar.gz");
+    let mut igzip_c = || {
+        sh_to(
+            Command::new("igzip").args(["-3", "-c", "-T", &threads]).arg(&tarball),
+            &floor_igzip,
+        )
+    };
     let mut create_gz = || {
         settle()?;
         sh(Command::new(&tool)
@@ -85,9 +94,10 @@ pub fn run(json: bool) -> Result<()> {
             .arg(&bundle))?;
         Ok(start.elapsed())
     };
-    let [create_gz, umoci_repack, pigz_c] = best_each(&mut [&mut create_gz, &mut umoci_repack, &mut pigz_c])?[..]
+    let [create_gz, umoci_repack, pigz_c, igzip_c] =
+        best_each(&mut [&mut create_gz, &mut umoci_repack, &mut pigz_c, &mut igzip_c])?[..]
     else {
-        unreachable!("three workloads give three times")
+        unreachable!("four workloads give four times")
     };
     let mut zstd_c = || {
         sh_to(
@@ -149,10 +159,11 @@ pub fn run(json: bool) -> Result<()> {
     let apply_zst = best(|| apply(&berth_zst))?;
     let umoci_layer_size = largest_blob(&layout.join("blobs/sha256"))?;
     eprintln!(
-        "gzip layer sizes: berth {:.1} MB, umoci {:.1} MB, pigz -6 {:.1} MB",
+        "gzip layer sizes: berth {:.1} MB, umoci {:.1} MB, pigz -6 {:.1} MB, igzip -3 {:.1} MB",
         file_len(&berth_gz) as f64 / 1e6,
         umoci_layer_size as f64 / 1e6,
-        file_len(&floor_gz) as f64 / 1e6
+        file_len(&floor_gz) as f64 / 1e6,
+        file_len(&floor_igzip) as f64 / 1e6
     );
 
     let rows = [
@@ -162,6 +173,13 @@ pub fn run(json: bool) -> Result<()> {
             peer: Some(("umoci repack", umoci_repack)),
             floor: Some(("pigz -6", pigz_c)),
             target: "<= 0.5x umoci, <= 1.5x floor",
+        },
+        Measured {
+            what: "create gzip layer",
+            berth: create_gz,
+            peer: None,
+            floor: Some(("igzip -3 alone", igzip_c)),
+            target: "",
         },
         Measured {
             what: "extract gzip layer",
@@ -247,6 +265,8 @@ fn build_tool(root: &Path) -> Result<PathBuf> {
             "--quiet",
             "-p",
             "berth-testkit",
+            "--features",
+            "berth-testkit/isal",
             "--bin",
             "berth-layer-tool",
         ])

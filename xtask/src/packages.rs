@@ -19,6 +19,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "busybox-static",
     "oci-image-tool",
     "libseccomp-dev",
+    "libisal-dev",
+    "isal",
     "pigz",
     "zstd",
     "apache2-utils",

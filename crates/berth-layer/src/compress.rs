@@ -6,6 +6,10 @@
 //! with the previous block's last 32 KiB as its dictionary and ends on a sync flush (a byte-aligned empty stored
 //! block), so the blocks concatenate into one deflate stream inside a single gzip member. Block boundaries depend
 //! only on the data, so the bytes are the same whatever the number of threads.
+//!
+//! gzip levels 1 to 3, and the default (3), deflate with ISA-L's igzip when the `isal` feature is on (the Berth tools
+//! turn it on): about four times as fast as zlib at level 6, for layers a few percent larger. Levels 0 and 4 to 9
+//! deflate with zlib (zlib-rs) at that level.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -25,6 +29,8 @@ const GZIP_BLOCK: usize = 1024 * 1024;
 const DEFLATE_WINDOW: usize = 32 * 1024;
 /// The zstd level used when none is given (zstd's own default).
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+/// The gzip level used when none is given: igzip's best (see the module documentation).
+pub const DEFAULT_GZIP_LEVEL: i32 = 3;
 
 /// What a finished layer stream hashed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +110,8 @@ impl<W: Write> LayerWriter<W> {
         let backend = match compression {
             Compression::None => Backend::Plain(out),
             Compression::Gzip => {
-                let level = level.map_or_else(flate2::Compression::default, |l| flate2::Compression::new(l as u32));
-                Backend::Gzip(ParallelGzip::new(out, level, threads)?)
+                let codec = Deflater::for_level(level.unwrap_or(DEFAULT_GZIP_LEVEL));
+                Backend::Gzip(ParallelGzip::new(out, codec, threads)?)
             }
             Compression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(out, level.unwrap_or(DEFAULT_ZSTD_LEVEL))?;
@@ -218,10 +224,39 @@ struct Deflated {
     crc: crc32fast::Hasher,
 }
 
+/// The deflate implementation and level of a gzip stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deflater {
+    Zlib(u32),
+    #[cfg(feature = "isal")]
+    Igzip(u32),
+}
+
+impl Deflater {
+    /// The deflater for a gzip `level` in 0..=9 (see the module documentation).
+    fn for_level(level: i32) -> Deflater {
+        let level = level.clamp(0, 9) as u32;
+        match level {
+            #[cfg(feature = "isal")]
+            1..=3 => Deflater::Igzip(level),
+            _ => Deflater::Zlib(level),
+        }
+    }
+
+    /// The gzip header's XFL byte: 2 for zlib's best compression, 4 for its fastest, else 0 (RFC 1952).
+    fn xfl(self) -> u8 {
+        match self {
+            Deflater::Zlib(9) => 2,
+            Deflater::Zlib(1) => 4,
+            _ => 0,
+        }
+    }
+}
+
 /// A single-member gzip stream deflated block by block, in parallel when `threads > 1`.
 struct ParallelGzip<W: Write> {
     out: W,
-    level: flate2::Compression,
+    level: Deflater,
     block: Vec<u8>,
     dict: Vec<u8>,
     crc: crc32fast::Hasher,
@@ -251,14 +286,9 @@ impl Drop for Pool {
 }
 
 impl<W: Write> ParallelGzip<W> {
-    fn new(mut out: W, level: flate2::Compression, threads: usize) -> io::Result<Self> {
+    fn new(mut out: W, level: Deflater, threads: usize) -> io::Result<Self> {
         // RFC 1952 header: no name, mtime 0 (reproducible), XFL from the level, OS 255 (unknown).
-        let xfl = match level.level() {
-            9 => 2,
-            1 => 4,
-            _ => 0,
-        };
-        out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255])?;
+        out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, level.xfl(), 255])?;
         let engine = if threads <= 1 {
             Engine::Inline
         } else {
@@ -357,7 +387,7 @@ fn worker_gone() -> io::Error {
     io::Error::other("a gzip compression thread stopped unexpectedly")
 }
 
-fn gzip_worker(jobs: &Mutex<Receiver<Job>>, level: flate2::Compression) {
+fn gzip_worker(jobs: &Mutex<Receiver<Job>>, level: Deflater) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -370,10 +400,22 @@ fn gzip_worker(jobs: &Mutex<Receiver<Job>>, level: flate2::Compression) {
 }
 
 /// Deflates one block as raw deflate, primed with `dict`, ending on a sync flush (or the stream end if `last`).
+fn deflate_block(level: Deflater, dict: &[u8], data: &[u8], last: bool) -> io::Result<Deflated> {
+    let bytes = match level {
+        Deflater::Zlib(level) => zlib_block(flate2::Compression::new(level), dict, data, last)?,
+        #[cfg(feature = "isal")]
+        Deflater::Igzip(level) => igzip::block(level, dict, data, last)?,
+    };
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(data);
+    Ok(Deflated { bytes, crc })
+}
+
+/// [`deflate_block`] by zlib.
 ///
 /// Each block gets a fresh compressor: a reused one (`Compress::reset`) can emit different, equally valid, bytes
 /// depending on what it compressed before (zlib-rs issue #459), which would tie the output to thread scheduling.
-fn deflate_block(level: flate2::Compression, dict: &[u8], data: &[u8], last: bool) -> io::Result<Deflated> {
+fn zlib_block(level: flate2::Compression, dict: &[u8], data: &[u8], last: bool) -> io::Result<Vec<u8>> {
     let c = &mut Compress::new(level, false);
     if !dict.is_empty() {
         c.set_dictionary(dict).map_err(io::Error::other)?;
@@ -401,9 +443,70 @@ fn deflate_block(level: flate2::Compression, dict: &[u8], data: &[u8], last: boo
             _ => {}
         }
     }
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(data);
-    Ok(Deflated { bytes, crc })
+    Ok(bytes)
+}
+
+/// [`deflate_block`] by ISA-L's igzip, through the C wrapper in `csrc/igzip_block.c`.
+#[cfg(feature = "isal")]
+mod igzip {
+    use std::io;
+
+    // SAFETY: the signature matches `berth_igzip_block` in csrc/igzip_block.c.
+    #[allow(unsafe_code)]
+    unsafe extern "C" {
+        fn berth_igzip_block(
+            level: u32,
+            dict: *const u8,
+            dict_len: u32,
+            input: *const u8,
+            in_len: u32,
+            last: i32,
+            out: *mut u8,
+            out_cap: u32,
+            out_len: *mut u32,
+        ) -> i32;
+    }
+
+    /// The wrapper's answer when the output did not fit.
+    const NEED_ROOM: i32 = 1;
+
+    pub(super) fn block(level: u32, dict: &[u8], data: &[u8], last: bool) -> io::Result<Vec<u8>> {
+        let too_big = || io::Error::other("a gzip block over 4 GiB");
+        let dict_len = u32::try_from(dict.len()).map_err(|_| too_big())?;
+        let in_len = u32::try_from(data.len()).map_err(|_| too_big())?;
+        // Stored blocks bound the growth of incompressible data to a few bytes per 64 KiB; start above that.
+        let mut cap = data.len() + data.len() / 16 + 4096;
+        loop {
+            let mut out = vec![0u8; cap];
+            let out_cap = u32::try_from(cap).map_err(|_| too_big())?;
+            let mut out_len = 0u32;
+            // SAFETY: every pointer comes from a live slice or vector with the length passed beside it; the
+            // wrapper reads `dict` and `data`, writes at most `out_cap` bytes of `out` and the one u32 `out_len`,
+            // and keeps no pointer after it returns.
+            #[allow(unsafe_code)]
+            let rc = unsafe {
+                berth_igzip_block(
+                    level,
+                    dict.as_ptr(),
+                    dict_len,
+                    data.as_ptr(),
+                    in_len,
+                    i32::from(last),
+                    out.as_mut_ptr(),
+                    out_cap,
+                    &mut out_len,
+                )
+            };
+            match rc {
+                0 => {
+                    out.truncate(out_len as usize);
+                    return Ok(out);
+                }
+                NEED_ROOM => cap *= 2,
+                rc => return Err(io::Error::other(format!("igzip level {level} failed with code {rc}"))),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -481,13 +584,68 @@ mod tests {
 
     #[test]
     fn compress_gzip_levels() {
-        let data = sample(600_000);
-        for level in [0, 1, 9] {
-            let (out, _) = compress(&data, Compression::Gzip, Some(level), 2);
+        let data = sample(2 * GZIP_BLOCK + 600_000);
+        let mut sizes = Vec::new();
+        for level in 0..=9 {
+            let (out, d) = compress(&data, Compression::Gzip, Some(level), 2);
+            check_digests(&data, &out, &d);
             assert!(gunzip_cli(&out) == data, "level {level}");
+            let (one, _) = compress(&data, Compression::Gzip, Some(level), 1);
+            assert!(one == out, "level {level}: threads 1 and 2 differ");
+            sizes.push(out.len());
         }
+        // Stored (level 0) is the largest; every other level compresses this data to well under half.
+        assert!(sizes[0] > data.len(), "{sizes:?}");
+        assert!(sizes[1..].iter().all(|&n| n < data.len() / 2), "{sizes:?}");
+        let (default, _) = compress(&data, Compression::Gzip, None, 2);
+        let (three, _) = compress(&data, Compression::Gzip, Some(DEFAULT_GZIP_LEVEL), 2);
+        assert!(default == three, "the default level is not DEFAULT_GZIP_LEVEL");
         let err = LayerWriter::new(Vec::new(), Compression::Gzip, Some(10), 1).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    /// Levels 1-3 are igzip's with the `isal` feature: the output is not zlib's at the same level.
+    #[test]
+    fn compress_gzip_low_levels_use_igzip_when_built_with_it() {
+        let data = sample(GZIP_BLOCK + 1000);
+        for level in 1..=3 {
+            let (ours, _) = compress(&data, Compression::Gzip, Some(level), 1);
+            let block = |last| zlib_block(flate2::Compression::new(level as u32), &[], &data[..GZIP_BLOCK], last);
+            let zlib_first = block(false).unwrap();
+            // The first block follows the 10-byte header in both cases.
+            let same_as_zlib = ours[10..].starts_with(&zlib_first);
+            assert_eq!(same_as_zlib, !cfg!(feature = "isal"), "level {level}");
+        }
+    }
+
+    /// A block is primed with the end of the block before it: a second block that repeats random bytes from the
+    /// end of the first costs almost nothing, at every level that compresses. (16 KiB back, not 32: zlib reaches
+    /// only 32 KiB less 262 bytes.)
+    #[test]
+    fn compress_gzip_blocks_see_the_previous_window() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let first: Vec<u8> = (0..GZIP_BLOCK)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let tail = &first[GZIP_BLOCK - 16 * 1024..];
+        let data = [&first[..], tail, tail].concat();
+        for level in 1..=9 {
+            let (alone, _) = compress(&first, Compression::Gzip, Some(level), 1);
+            let (out, _) = compress(&data, Compression::Gzip, Some(level), 2);
+            assert!(gunzip_cli(&out) == data, "level {level}");
+            // Without the first block as history the second would cost another 16 KiB.
+            assert!(
+                out.len() < alone.len() + 2048,
+                "level {level}: {} bytes against {} for the first block alone",
+                out.len(),
+                alone.len()
+            );
+        }
     }
 
     #[test]
