@@ -176,6 +176,13 @@ pub fn run(args: &[String]) -> Result<()> {
 
 /// Builds the tools the demo runs; returns the directory holding them.
 fn build_tools(root: &Path) -> Result<PathBuf> {
+    let missing = crate::packages::missing(crate::packages::BUILD_PACKAGES)?;
+    anyhow::ensure!(
+        missing.is_empty(),
+        "berth-copy and berth-run link C libraries that are not installed: run `sudo apt-get install {}` \
+         (or `cargo xtask ci`, which installs everything the tests use)",
+        missing.join(" ")
+    );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--quiet", "-p", "berth-copy", "-p", "berth-run"])

@@ -30,6 +30,20 @@ pub const TEST_PACKAGES: &[&str] = &[
     "libcap2-bin",
 ];
 
+/// The C libraries the Berth crates link: berth-run needs libseccomp, the crates that write gzip layers ISA-L.
+pub const BUILD_PACKAGES: &[&str] = &["libseccomp-dev", "libisal-dev"];
+
+/// The packages of `packages` that are not installed.
+pub fn missing(packages: &[&str]) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for &package in packages {
+        if !is_installed(package)? {
+            out.push(package.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// Checks every package with `dpkg-query` and installs the missing ones with `apt-get` (through `sudo` unless
 /// already root). Prints what it checks and every command it runs.
 pub fn ensure_installed(packages: &[&str]) -> anyhow::Result<()> {
