@@ -45,7 +45,8 @@ pub async fn recompress(
         None => {
             staged = tempfile::NamedTempFile::new().map_err(CopyError::io("temporary file"))?;
             let mut f = staged.reopen().map_err(CopyError::io(staged.path().display()))?;
-            src.blob_to(desc, &mut f, &|_| {}, DigestCheck::Here).await?;
+            let mut put = |chunk: bytes::Bytes| std::io::Write::write_all(&mut f, &chunk);
+            src.blob_to(desc, &mut put, &|_| {}, DigestCheck::Here).await?;
             (None, Some(staged.path().to_owned()))
         }
     };

@@ -1,6 +1,5 @@
 //! Opening the two ends of a copy: layouts (and the store), archives and registries.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -399,11 +398,11 @@ impl Source {
         }
     }
 
-    /// Streams a blob into `sink`, verified.
+    /// Streams a blob into `sink`, chunk by chunk, verified.
     pub async fn blob_to(
         &self,
         desc: &Descriptor,
-        sink: &mut (dyn Write + Send),
+        sink: &mut (dyn FnMut(bytes::Bytes) -> std::io::Result<()> + Send),
         progress: &(dyn Fn(u64) + Send + Sync),
         check: DigestCheck,
     ) -> Result<(), CopyError> {
@@ -418,12 +417,12 @@ impl Source {
                     if n == 0 {
                         return Ok(());
                     }
-                    sink.write_all(&buf[..n]).map_err(CopyError::io(path.display()))?;
+                    sink(bytes::Bytes::copy_from_slice(&buf[..n])).map_err(CopyError::io(path.display()))?;
                     progress(n as u64);
                 }
             }
             Source::Registry { registry, repo, .. } => Ok(registry
-                .get_blob_checked(repo, &digest, desc.size(), sink, progress, check)
+                .get_blob_chunks(repo, &digest, desc.size(), sink, progress, check)
                 .await?),
         }
     }

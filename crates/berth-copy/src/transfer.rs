@@ -57,7 +57,7 @@ pub async fn blob(
                 .expect("blob copy task does not panic")?;
             } else {
                 // The network side keeps receiving while a blocking thread hashes and writes to disk.
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(32);
+                let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(32);
                 let (layout, d) = (layout.clone(), digest.clone());
                 let writer = tokio::task::spawn_blocking(move || -> Result<(), CopyError> {
                     let w = layout.writer()?;
@@ -71,8 +71,12 @@ pub async fn blob(
                 });
                 let p = progress.clone();
                 let d = digest.clone();
-                let mut sink = ChannelWriter(tx);
-                // The blob writer hashes while writing and refuses a mismatch: the download is not hashed twice.
+                // Chunks go to the writer thread as received (no copy); it hashes while writing and refuses a
+                // mismatch, so the download is not hashed twice.
+                let mut sink = move |chunk: bytes::Bytes| {
+                    tx.send(chunk)
+                        .map_err(|_| std::io::Error::other("the blob writer stopped"))
+                };
                 let fetched = src
                     .blob_to(desc, &mut sink, &move |n| p.advance(&d, n), DigestCheck::BySink)
                     .await;
@@ -222,21 +226,6 @@ pub async fn commit(dst: &Dest, top: &Descriptor, top_bytes: &[u8]) -> Result<()
         }
     }
     Ok(())
-}
-
-/// Hands written chunks to the thread that stores them.
-struct ChannelWriter(std::sync::mpsc::SyncSender<Vec<u8>>);
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .send(buf.to_vec())
-            .map_err(|_| std::io::Error::other("the blob writer stopped"))?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 struct Counting<'a, R> {

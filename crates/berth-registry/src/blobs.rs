@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use berth_spec::{Digest, Hasher};
+use bytes::Bytes;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::{Method, Response, Url};
 
@@ -41,7 +42,7 @@ struct Download<'a> {
     offset: u64,
     /// `None` when the sink verifies the digest itself.
     hasher: Option<Hasher>,
-    sink: &'a mut (dyn Write + Send),
+    sink: &'a mut (dyn FnMut(Bytes) -> std::io::Result<()> + Send),
     progress: &'a (dyn Fn(u64) + Send + Sync),
 }
 
@@ -96,6 +97,22 @@ impl Registry {
         digest: &Digest,
         size: u64,
         sink: &mut (dyn Write + Send),
+        progress: &(dyn Fn(u64) + Send + Sync),
+        check: DigestCheck,
+    ) -> Result<(), RegistryError> {
+        let mut put = |chunk: Bytes| sink.write_all(&chunk);
+        self.get_blob_chunks(repo, digest, size, &mut put, progress, check)
+            .await
+    }
+
+    /// [`get_blob_checked`](Self::get_blob_checked), handing the body to `sink` chunk by chunk as received, without
+    /// copying it.
+    pub async fn get_blob_chunks(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        sink: &mut (dyn FnMut(Bytes) -> std::io::Result<()> + Send),
         progress: &(dyn Fn(u64) + Send + Sync),
         check: DigestCheck,
     ) -> Result<(), RegistryError> {
@@ -216,14 +233,15 @@ impl Download<'_> {
                     found: after,
                 }));
             }
-            if let Err(source) = self.sink.write_all(&chunk) {
-                return Err(self.fatal(|target| RegistryError::Sink { target, source }));
-            }
+            let len = chunk.len() as u64;
             if let Some(h) = &mut self.hasher {
                 h.update(&chunk);
             }
+            if let Err(source) = (self.sink)(chunk) {
+                return Err(self.fatal(|target| RegistryError::Sink { target, source }));
+            }
             self.offset = after;
-            (self.progress)(chunk.len() as u64);
+            (self.progress)(len);
         }
     }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
 use rustix::io::Errno;
 
+use super::direct::{DIRECT_MIN, DirectWriter};
 use super::error::{IoContext, LayoutError, Result};
 use super::lock::{TempFile, fsync_dir};
 use super::{Layout, LayoutWriter};
@@ -197,11 +198,17 @@ pub struct BlobWriter<'w> {
     /// How far writeback to the disk has been started (see [`start_writeback`]).
     writeback_from: u64,
     expected: Option<(Digest, u64)>,
+    /// For a large blob: writes around the page cache, on a helper thread.
+    direct: Option<DirectWriter>,
 }
 
 impl<'w> BlobWriter<'w> {
     pub(crate) fn new(writer: &'w LayoutWriter, alg: Algorithm, expected: Option<(Digest, u64)>) -> Result<Self> {
         let temp = TempFile::new(&writer.layout.root, "blob")?;
+        let direct = match &expected {
+            Some((_, size)) if *size >= DIRECT_MIN => DirectWriter::new(&temp.file),
+            _ => None,
+        };
         Ok(BlobWriter {
             writer,
             temp,
@@ -209,6 +216,7 @@ impl<'w> BlobWriter<'w> {
             written: 0,
             writeback_from: 0,
             expected,
+            direct,
         })
     }
 
@@ -222,6 +230,9 @@ impl<'w> BlobWriter<'w> {
                 digest: d.clone(),
                 error,
             })?;
+        }
+        if let Some(direct) = self.direct.take() {
+            direct.finish(&self.temp.file).at(&self.temp.path, "write blob")?;
         }
         self.temp.file.flush().at(&self.temp.path, "write blob")?;
         self.temp.file.sync_all().at(&self.temp.path, "fsync blob")?;
@@ -255,6 +266,12 @@ impl Write for BlobWriter<'_> {
                 expected_size: *size,
             }
             .into());
+        }
+        if let Some(direct) = &mut self.direct {
+            direct.write_all(buf)?;
+            self.hasher.update(buf);
+            self.written += buf.len() as u64;
+            return Ok(buf.len());
         }
         let n = self.temp.file.write(buf)?;
         self.hasher.update(&buf[..n]);

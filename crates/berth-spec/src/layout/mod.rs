@@ -17,6 +17,7 @@
 //! ```
 
 mod blob;
+mod direct;
 mod error;
 mod fsck;
 mod index_file;

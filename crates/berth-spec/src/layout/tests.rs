@@ -197,6 +197,57 @@ fn put_blob_refuses_wrong_content_and_leaves_nothing() {
     assert_eq!(std::fs::read_dir(layout.root().join(".berth/tmp")).unwrap().count(), 0);
 }
 
+/// Blobs of 16 MiB and more are written around the page cache by a helper thread: the stored bytes, the checks
+/// and the cleanup are the same as for any blob.
+#[test]
+fn large_blobs_are_stored_verified_and_refused_alike() {
+    let (_d, layout) = new_layout();
+    let w = layout.writer().unwrap();
+    let mut x: u64 = 7;
+    let data: Vec<u8> = (0..(16 << 20) + 4097)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (x >> 56) as u8
+        })
+        .collect();
+    let d = Digest::sha256(&data);
+    let tmp = layout.root().join(".berth/tmp");
+
+    // One byte changed at the end: refused, nothing kept.
+    let mut bad = data.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    let e = w.put_blob(&mut &bad[..], &d, data.len() as u64).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LayoutError::Rejected {
+                error: VerifyError::DigestMismatch { .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(!layout.has_blob(&d));
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+
+    // Abandoned half way: nothing kept either.
+    let mut half = w.blob_writer_expecting(&d, data.len() as u64).unwrap();
+    half.write_all(&data[..9 << 20]).unwrap();
+    drop(half);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+
+    // Written in odd chunks: stored exactly.
+    let mut bw = w.blob_writer_expecting(&d, data.len() as u64).unwrap();
+    for chunk in data.chunks(100_003) {
+        bw.write_all(chunk).unwrap();
+    }
+    assert_eq!(bw.commit().unwrap(), (d.clone(), data.len() as u64));
+    assert!(std::fs::read(layout.blob_path(&d)).unwrap() == data);
+    layout.verify_blob(&d, data.len() as u64).unwrap();
+}
+
 #[test]
 fn corrupt_existing_blob_is_replaced_not_trusted() {
     let (_d, layout) = new_layout();

@@ -1,0 +1,297 @@
+//! Large blobs written around the page cache.
+//!
+//! A blob of many megabytes written through the page cache costs a kernel copy of every byte, the page cache's
+//! bookkeeping, and the writeback, all on the two or so cores that are also receiving, hashing and (for a local
+//! registry) serving the bytes. [`DirectWriter`] instead gathers the bytes into aligned 1 MiB buffers and has a
+//! helper thread write them with `O_DIRECT`, so the disk reads them straight from this process's memory while the
+//! next buffer fills. The unaligned tail goes through the page cache, and the caller fsyncs as for any blob.
+//!
+//! A file system that refuses `O_DIRECT` (at open, or `EINVAL` on a write) gets ordinary positional writes
+//! instead, so this is an optimization only: the bytes and the commit protocol are the same either way.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+/// Bytes per write. Large enough that a write costs little next to the copy that filled it.
+const BLOCK: usize = 1 << 20;
+/// Buffers in flight: one filling, the rest queued or being written.
+const BUFFERS: usize = 4;
+/// Alignment of buffer addresses, file offsets and lengths for `O_DIRECT` (the largest logical block size in use).
+const ALIGN: usize = 4096;
+/// Blobs at least this large are written this way; smaller ones gain nothing from a thread.
+pub(crate) const DIRECT_MIN: u64 = 16 << 20;
+
+/// A `BLOCK`-byte buffer at an `ALIGN`-aligned address (a slightly larger vector, used from an aligned offset).
+struct AlignedBuf {
+    mem: Vec<u8>,
+    start: usize,
+}
+
+impl AlignedBuf {
+    fn new() -> AlignedBuf {
+        let mem = vec![0u8; BLOCK + ALIGN];
+        let start = mem.as_ptr().align_offset(ALIGN);
+        assert!(start < ALIGN, "a byte pointer can always be aligned");
+        AlignedBuf { mem, start }
+    }
+    fn get(&self) -> &[u8] {
+        &self.mem[self.start..self.start + BLOCK]
+    }
+    fn get_mut(&mut self) -> &mut [u8] {
+        &mut self.mem[self.start..self.start + BLOCK]
+    }
+}
+
+struct Job {
+    buf: AlignedBuf,
+    len: usize,
+    offset: u64,
+}
+
+/// Sequential writes of one file, handed to a helper thread in aligned blocks (see the module documentation).
+pub(crate) struct DirectWriter {
+    block: AlignedBuf,
+    filled: usize,
+    /// File offset of `block[0]`.
+    offset: u64,
+    jobs: Option<SyncSender<Job>>,
+    free: Receiver<AlignedBuf>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl std::fmt::Debug for DirectWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectWriter")
+            .field("offset", &self.offset)
+            .field("filled", &self.filled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DirectWriter {
+    /// A writer for `file` (empty, opened for writing), or `None` when it cannot be reopened with `O_DIRECT`.
+    pub(crate) fn new(file: &File) -> Option<DirectWriter> {
+        // Reopened through /proc so the new open file description is surely the same inode.
+        let direct = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .ok()?;
+        let plain = file.try_clone().ok()?;
+        Self::with_files(direct, plain).ok()
+    }
+
+    /// A writer whose thread writes with `direct`, or with `plain` once `direct` is refused.
+    fn with_files(direct: File, plain: File) -> io::Result<DirectWriter> {
+        let (jobs, job_rx) = sync_channel::<Job>(BUFFERS);
+        let (free_tx, free) = sync_channel::<AlignedBuf>(BUFFERS);
+        for _ in 1..BUFFERS {
+            free_tx
+                .send(AlignedBuf::new())
+                .map_err(|_| io::Error::other("buffer queue closed"))?;
+        }
+        let thread = std::thread::Builder::new()
+            .name("berth-blob-io".into())
+            .spawn(move || write_jobs(&direct, &plain, &job_rx, &free_tx))?;
+        Ok(DirectWriter {
+            block: AlignedBuf::new(),
+            filled: 0,
+            offset: 0,
+            jobs: Some(jobs),
+            free,
+            thread: Some(thread),
+        })
+    }
+
+    /// Appends `buf`.
+    pub(crate) fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = buf.len().min(BLOCK - self.filled);
+            self.block.get_mut()[self.filled..self.filled + n].copy_from_slice(&buf[..n]);
+            self.filled += n;
+            buf = &buf[n..];
+            if self.filled == BLOCK {
+                let next = match self.free.recv() {
+                    Ok(b) => b,
+                    Err(_) => return Err(self.stop()),
+                };
+                self.submit(next, BLOCK)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the first `len` bytes of the current block (a multiple of `ALIGN`) to the thread, continuing in
+    /// `next`.
+    fn submit(&mut self, next: AlignedBuf, len: usize) -> io::Result<()> {
+        let buf = std::mem::replace(&mut self.block, next);
+        let job = Job {
+            buf,
+            len,
+            offset: self.offset,
+        };
+        let sent = self.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        if !sent {
+            return Err(self.stop());
+        }
+        self.offset += len as u64;
+        self.filled = 0;
+        Ok(())
+    }
+
+    /// Writes what is left, waits for every write, and returns the first error any of them had.
+    pub(crate) fn finish(mut self, file: &File) -> io::Result<()> {
+        let aligned = self.filled / ALIGN * ALIGN;
+        let tail = self.block.get()[aligned..self.filled].to_vec();
+        if aligned > 0 {
+            let next = match self.free.recv() {
+                Ok(b) => b,
+                Err(_) => return Err(self.stop()),
+            };
+            self.submit(next, aligned)?;
+        }
+        self.jobs = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Ok(()))) | None => {}
+            Some(Ok(Err(e))) => return Err(e),
+            Some(Err(_)) => return Err(io::Error::other("the blob writing thread panicked")),
+        }
+        file.write_all_at(&tail, self.offset)
+    }
+
+    /// Stops the thread and returns why it had stopped.
+    fn stop(&mut self) -> io::Error {
+        self.jobs = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Err(e))) => e,
+            Some(Err(_)) => io::Error::other("the blob writing thread panicked"),
+            _ => io::Error::other("the blob writing thread stopped"),
+        }
+    }
+}
+
+impl Drop for DirectWriter {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The helper thread: writes each job at its offset, with `O_DIRECT` until the file system refuses it.
+fn write_jobs(direct: &File, plain: &File, jobs: &Receiver<Job>, free: &SyncSender<AlignedBuf>) -> io::Result<()> {
+    let mut use_direct = true;
+    for job in jobs {
+        let data = &job.buf.get()[..job.len];
+        if use_direct {
+            match direct.write_all_at(data, job.offset) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::debug!("O_DIRECT refused on a blob write: writing through the page cache");
+                    use_direct = false;
+                    plain.write_all_at(data, job.offset)?;
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            plain.write_all_at(data, job.offset)?;
+        }
+        // The writer may have stopped waiting (it is finishing or dropped): the buffer is not needed then.
+        let _ = free.send(job.buf);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn pattern(len: usize) -> Vec<u8> {
+        let mut x: u32 = 0x2545_f491;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn read(path: &std::path::Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        File::open(path).unwrap().read_to_end(&mut out).unwrap();
+        out
+    }
+
+    /// Whole blocks, a partial aligned block and an unaligned tail, fed in chunks that straddle every boundary.
+    #[test]
+    fn writes_every_byte_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0, 1, ALIGN, ALIGN + 1, BLOCK, 3 * BLOCK + 2 * ALIGN + 17, 9 * BLOCK - 1] {
+            let path = dir.path().join(format!("f{len}"));
+            let file = File::create(&path).unwrap();
+            let mut w = DirectWriter::new(&file).expect("this file system takes O_DIRECT");
+            let data = pattern(len);
+            for chunk in data.chunks(65_537) {
+                w.write_all(chunk).unwrap();
+            }
+            w.finish(&file).unwrap();
+            assert!(read(&path) == data, "length {len}");
+        }
+    }
+
+    /// A write the file system refuses with EINVAL (here: an O_DIRECT write of a length that is no multiple of the
+    /// block size) is done through the page cache instead, and so is every later one.
+    #[test]
+    fn einval_falls_back_to_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let plain = File::create(&path).unwrap();
+        let direct = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+            .unwrap();
+        let data = pattern(3 * 1000);
+        let (jobs, job_rx) = sync_channel(4);
+        let (free_tx, free) = sync_channel(4);
+        for (i, part) in data.chunks(1000).enumerate() {
+            let mut buf = AlignedBuf::new();
+            buf.get_mut()[..1000].copy_from_slice(part);
+            jobs.send(Job {
+                buf,
+                len: 1000,
+                offset: i as u64 * 1000,
+            })
+            .unwrap();
+        }
+        drop(jobs);
+        write_jobs(&direct, &plain, &job_rx, &free_tx).unwrap();
+        assert_eq!(free.try_iter().count(), 3, "every buffer comes back");
+        assert!(read(&path) == data);
+    }
+
+    /// An error of the thread's writes reaches the writer (here: both descriptors are read-only, EBADF), on a
+    /// later write or at the latest when finishing.
+    #[test]
+    fn a_failed_write_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        File::create(&path).unwrap();
+        let ro = || File::open(&path).unwrap();
+        let mut w = DirectWriter::with_files(ro(), ro()).unwrap();
+        let data = pattern(6 * BLOCK);
+        let result = w.write_all(&data).and_then(|()| w.finish(&ro()));
+        let err = result.expect_err("nothing can be written");
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    }
+}
