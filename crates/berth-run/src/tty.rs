@@ -5,6 +5,9 @@ use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SocketAddrUnix, SocketFlags, SocketType,
@@ -106,9 +109,18 @@ pub fn copy_window_size(master: BorrowedFd<'_>) {
     }
 }
 
+/// When the container last wrote to its terminal, in milliseconds since [`START`]; read by the input copy.
+static LAST_OUTPUT_MS: AtomicU64 = AtomicU64::new(0);
+static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn now_ms() -> u64 {
+    u64::try_from(START.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Copies the terminal's output to standard output until the container side closes; returns when done.
 pub fn spawn_output_copy(master: &OwnedFd) -> Result<std::thread::JoinHandle<()>, RunError> {
     let reader = master.try_clone().at("duplicate", "the terminal")?;
+    LAST_OUTPUT_MS.store(now_ms(), Ordering::Relaxed);
     Ok(std::thread::spawn(move || {
         let mut reader = std::fs::File::from(reader);
         let mut out = std::io::stdout().lock();
@@ -118,6 +130,7 @@ pub fn spawn_output_copy(master: &OwnedFd) -> Result<std::thread::JoinHandle<()>
                 // EIO: every process holding the terminal's other side has exited.
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    LAST_OUTPUT_MS.store(now_ms(), Ordering::Relaxed);
                     if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
                         break;
                     }
@@ -153,6 +166,7 @@ pub fn spawn_input_copy(master: &OwnedFd) -> Result<(), RunError> {
         if is_terminal(rustix::stdio::stdin()) {
             return;
         }
+        wait_for_a_reader(&writer);
         let Ok(termios) = rustix::termios::tcgetattr(&writer) else {
             return;
         };
@@ -164,6 +178,34 @@ pub fn spawn_input_copy(master: &OwnedFd) -> Result<(), RunError> {
         let _ = writer.write_all(&vec![eof; times]);
     });
     Ok(())
+}
+
+/// Waits, before an end of input is typed, until the container has read everything sent so far and its terminal
+/// has been quiet for a moment: a program waiting for input then, in the terminal mode it reads in.
+///
+/// The EOF character means different things in the two modes, and a shell switches between them: its line editor
+/// reads in raw mode and runs commands in canonical mode. An EOF typed while the terminal is canonical but read
+/// by a line editor that comes next arrives as a NUL byte, and the shell never ends; a user typing Ctrl-D waits for
+/// the prompt, and so does this. Gives up waiting after a few seconds of output or unread input.
+fn wait_for_a_reader(master: &std::fs::File) {
+    const QUIET_MS: u64 = 150;
+    const GIVE_UP: std::time::Duration = std::time::Duration::from_secs(5);
+    let started = Instant::now();
+    while started.elapsed() < GIVE_UP {
+        let quiet = now_ms().saturating_sub(LAST_OUTPUT_MS.load(Ordering::Relaxed)) >= QUIET_MS;
+        // The container's side of the terminal, opened for a moment to see how much input it has not read yet
+        // (kept open, it would stop the output copy from seeing the container's end).
+        let unread = rustix::pty::ioctl_tiocgptpeer(
+            master,
+            rustix::pty::OpenptFlags::NOCTTY | rustix::pty::OpenptFlags::CLOEXEC,
+        )
+        .and_then(|peer| rustix::io::ioctl_fionread(&peer))
+        .unwrap_or(0);
+        if quiet && unread == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Whether `fd` is a terminal.
