@@ -82,8 +82,13 @@ pub async fn blob(
                     .await;
                 drop(sink);
                 let written = writer.await.expect("blob writer task does not panic");
-                fetched?;
-                written?;
+                // A writer that failed (a full disk) stops the download with a bare "the blob writer stopped":
+                // its own error is the one to report then.
+                match (fetched, written) {
+                    (Err(CopyError::Registry(berth_registry::RegistryError::Sink { .. })), Err(w)) => return Err(w),
+                    (Err(f), _) => return Err(f),
+                    (Ok(()), w) => w?,
+                }
             }
             progress.done(&digest, Outcome::Copied);
             Ok(Outcome::Copied)

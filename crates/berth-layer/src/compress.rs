@@ -9,7 +9,10 @@
 //!
 //! gzip levels 1 to 3, and the default (3), deflate with ISA-L's igzip when the `isal` feature is on (the Berth tools
 //! turn it on): about four times as fast as zlib at level 6, for layers a few percent larger. Levels 0 and 4 to 9
-//! deflate with zlib (zlib-rs) at that level.
+//! deflate with zlib (zlib-rs) at that level. igzip picks its match finder by the CPU's instruction set, and its
+//! bytes may change with the system's libisal, so a writer made with [`LayerWriter::new_portable`] (for
+//! reproducible builds) uses zlib at every level, 6 by default: its bytes depend only on the input, the level and
+//! Berth's version.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -29,8 +32,11 @@ const GZIP_BLOCK: usize = 1024 * 1024;
 const DEFLATE_WINDOW: usize = 32 * 1024;
 /// The zstd level used when none is given (zstd's own default).
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
-/// The gzip level used when none is given: igzip's best (see the module documentation).
-pub const DEFAULT_GZIP_LEVEL: i32 = 3;
+/// The gzip level used when none is given: igzip's best (see the module documentation), or zlib's default
+/// without igzip.
+pub const DEFAULT_GZIP_LEVEL: i32 = if cfg!(feature = "isal") { 3 } else { PORTABLE_GZIP_LEVEL };
+/// The gzip level of [`LayerWriter::new_portable`] when none is given (zlib's default).
+pub const PORTABLE_GZIP_LEVEL: i32 = 6;
 
 /// What a finished layer stream hashed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +99,22 @@ impl<W: Write> LayerWriter<W> {
     /// A writer compressing with `compression` at `level` (the codec's default when `None`) on `threads` threads
     /// (0 = one per core). A level outside [`level_range`] is an `InvalidInput` error.
     pub fn new(out: W, compression: Compression, level: Option<i32>, threads: usize) -> io::Result<Self> {
+        Self::with_deflater(out, compression, level, threads, false)
+    }
+
+    /// [`new`](Self::new), except that gzip uses zlib at every level (6 when `None`), whose bytes do not depend on
+    /// the CPU or the system's libraries: for reproducible builds.
+    pub fn new_portable(out: W, compression: Compression, level: Option<i32>, threads: usize) -> io::Result<Self> {
+        Self::with_deflater(out, compression, level, threads, true)
+    }
+
+    fn with_deflater(
+        out: W,
+        compression: Compression,
+        level: Option<i32>,
+        threads: usize,
+        portable: bool,
+    ) -> io::Result<Self> {
         if let (Some(level), Some(range)) = (level, level_range(compression))
             && !range.contains(&level)
         {
@@ -110,7 +132,11 @@ impl<W: Write> LayerWriter<W> {
         let backend = match compression {
             Compression::None => Backend::Plain(out),
             Compression::Gzip => {
-                let codec = Deflater::for_level(level.unwrap_or(DEFAULT_GZIP_LEVEL));
+                let codec = if portable {
+                    Deflater::Zlib(level.unwrap_or(PORTABLE_GZIP_LEVEL).clamp(0, 9) as u32)
+                } else {
+                    Deflater::for_level(level.unwrap_or(DEFAULT_GZIP_LEVEL))
+                };
                 Backend::Gzip(ParallelGzip::new(out, codec, threads)?)
             }
             Compression::Zstd => {
@@ -474,6 +500,9 @@ mod igzip {
         let too_big = || io::Error::other("a gzip block over 4 GiB");
         let dict_len = u32::try_from(dict.len()).map_err(|_| too_big())?;
         let in_len = u32::try_from(data.len()).map_err(|_| too_big())?;
+        // An empty slice's pointer is dangling, which C's memcpy may not be given even for 0 bytes.
+        static NOTHING: [u8; 1] = [0];
+        let real = |s: &[u8]| if s.is_empty() { NOTHING.as_ptr() } else { s.as_ptr() };
         // Stored blocks bound the growth of incompressible data to a few bytes per 64 KiB; start above that.
         let mut cap = data.len() + data.len() / 16 + 4096;
         loop {
@@ -487,9 +516,9 @@ mod igzip {
             let rc = unsafe {
                 berth_igzip_block(
                     level,
-                    dict.as_ptr(),
+                    real(dict),
                     dict_len,
-                    data.as_ptr(),
+                    real(data),
                     in_len,
                     i32::from(last),
                     out.as_mut_ptr(),
@@ -615,6 +644,29 @@ mod tests {
             // The first block follows the 10-byte header in both cases.
             let same_as_zlib = ours[10..].starts_with(&zlib_first);
             assert_eq!(same_as_zlib, !cfg!(feature = "isal"), "level {level}");
+        }
+    }
+
+    /// A portable writer uses zlib at every level, 6 by default: the same bytes as the fast writer at level 6, and
+    /// (with igzip built in) not the fast writer's bytes at levels 1-3.
+    #[test]
+    fn compress_gzip_portable_is_zlib() {
+        let data = sample(GZIP_BLOCK + 5000);
+        let portable = |level| {
+            let mut w = LayerWriter::new_portable(Vec::new(), Compression::Gzip, level, 2).unwrap();
+            w.write_all(&data).unwrap();
+            let (d, out) = w.finish_into_inner().unwrap();
+            check_digests(&data, &out, &d);
+            assert!(gunzip_cli(&out) == data);
+            out
+        };
+        let (six, _) = compress(&data, Compression::Gzip, Some(6), 2);
+        assert!(portable(None) == six, "the portable default is not zlib level 6");
+        for level in 1..=3 {
+            let (fast, _) = compress(&data, Compression::Gzip, Some(level), 2);
+            let zlib = &zlib_block(flate2::Compression::new(level as u32), &[], &data[..GZIP_BLOCK], false).unwrap();
+            assert!(portable(Some(level))[10..].starts_with(zlib), "level {level}");
+            assert_eq!(fast == portable(Some(level)), !cfg!(feature = "isal"), "level {level}");
         }
     }
 

@@ -179,3 +179,54 @@ fn a_destination_digest_must_match_the_copied_manifest() {
         img.manifest_digest.to_string()
     );
 }
+
+/// A destination that fills up in the middle of a large blob (written around the page cache, on a helper thread):
+/// the error is the disk's, naming the layout, not the download's "writer stopped", and no blob is left
+/// half-written under its name.
+#[test]
+fn a_full_destination_disk_is_reported_as_such() {
+    use berth_spec::layout::Layout;
+    use berth_spec::platform::Platform;
+    use berth_testkit::image::write_image;
+
+    /// A tmpfs mounted for the test, unmounted when dropped.
+    struct Tmpfs(std::path::PathBuf);
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+
+    let env = Env::new();
+    let reg = TestRegistry::anonymous().unwrap();
+    let layout = Layout::create(env.path("src")).unwrap();
+    let image = crate::random_image(91, 1, 24 << 20, &Platform::host().architecture);
+    write_image(&layout, Some("big:1"), &image).unwrap();
+    let remote = format!("docker://{}/full/big:1", reg.host());
+    env.ok(&["copy", "-q", &env.oci("src", Some("big:1")), &remote]);
+
+    let small = env.path("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "berth-test-full"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tmpfs (the tests run as root)");
+    let _unmount = Tmpfs(small.clone());
+    let dest = small.join("layout");
+    let err = env.fails(&["copy", "-q", &remote, &format!("oci:{}:x", dest.display())]);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains(&dest.display().to_string()), "the layout is named: {err}");
+    assert!(!err.contains("writer stopped"), "{err}");
+    let blobs = dest.join("blobs/sha256");
+    for entry in std::fs::read_dir(&blobs).into_iter().flatten() {
+        let entry = entry.unwrap();
+        let len = entry.metadata().unwrap().len();
+        assert!(
+            len < 1 << 20,
+            "a partial blob under a blob name: {:?} ({len} bytes)",
+            entry.path()
+        );
+    }
+}

@@ -39,9 +39,12 @@ use walk::{Node, join_rel, read_node};
 pub struct CreateOptions {
     /// The blob's compression.
     pub compression: Compression,
-    /// The compression level (gzip 0..=9, zstd its own range); `None` for the codec's default (gzip 6, zstd 3).
+    /// The compression level (gzip 0..=9, zstd its own range); `None` for the codec's default (gzip 3, or 6 with
+    /// `source_date_epoch`; zstd 3).
     pub level: Option<i32>,
-    /// Clamp mtimes to this time (seconds since the epoch): newer entries get it, older keep theirs.
+    /// Clamp mtimes to this time (seconds since the epoch): newer entries get it, older keep theirs. A reproducible
+    /// build: gzip then uses zlib at every level ([`LayerWriter::new_portable`]), so the same tree gives the same
+    /// bytes on any machine running this version of Berth.
     pub source_date_epoch: Option<i64>,
     /// Compression threads; 0 = one per core. The output does not depend on it.
     pub threads: usize,
@@ -181,7 +184,12 @@ fn create<W: Write>(source: Source<'_>, out: W, opts: &CreateOptions) -> Result<
         });
     }
     let finish_err = |source| CreateError::Finish { compression, source };
-    let layer = LayerWriter::new(out, compression, opts.level, opts.threads).map_err(finish_err)?;
+    let layer = if opts.source_date_epoch.is_some() {
+        LayerWriter::new_portable(out, compression, opts.level, opts.threads)
+    } else {
+        LayerWriter::new(out, compression, opts.level, opts.threads)
+    }
+    .map_err(finish_err)?;
     write_tar(&source, layer, opts)?.finish().map_err(finish_err)
 }
 

@@ -12,7 +12,10 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
@@ -61,6 +64,8 @@ pub(crate) struct DirectWriter {
     jobs: Option<SyncSender<Job>>,
     free: Receiver<AlignedBuf>,
     thread: Option<JoinHandle<io::Result<()>>>,
+    /// Set when the writer is dropped unfinished: the thread skips what is still queued.
+    abandoned: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for DirectWriter {
@@ -73,14 +78,19 @@ impl std::fmt::Debug for DirectWriter {
 }
 
 impl DirectWriter {
-    /// A writer for `file` (empty, opened for writing), or `None` when it cannot be reopened with `O_DIRECT`.
+    /// A writer for `file` (empty, opened for writing without `O_APPEND`, which would make the positional writes
+    /// append), or `None` when it cannot be reopened with `O_DIRECT`.
     pub(crate) fn new(file: &File) -> Option<DirectWriter> {
-        // Reopened through /proc so the new open file description is surely the same inode.
+        // Reopened through /proc (the same inode, checked), for a second open file description with O_DIRECT.
         let direct = OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_DIRECT)
             .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
             .ok()?;
+        let (a, b) = (file.metadata().ok()?, direct.metadata().ok()?);
+        if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
+            return None;
+        }
         let plain = file.try_clone().ok()?;
         Self::with_files(direct, plain).ok()
     }
@@ -94,9 +104,11 @@ impl DirectWriter {
                 .send(AlignedBuf::new())
                 .map_err(|_| io::Error::other("buffer queue closed"))?;
         }
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let skip = Arc::clone(&abandoned);
         let thread = std::thread::Builder::new()
             .name("berth-blob-io".into())
-            .spawn(move || write_jobs(&direct, &plain, &job_rx, &free_tx))?;
+            .spawn(move || write_jobs(&direct, &plain, &job_rx, &free_tx, &skip))?;
         Ok(DirectWriter {
             block: AlignedBuf::new(),
             filled: 0,
@@ -104,6 +116,7 @@ impl DirectWriter {
             jobs: Some(jobs),
             free,
             thread: Some(thread),
+            abandoned,
         })
     }
 
@@ -176,6 +189,7 @@ impl DirectWriter {
 
 impl Drop for DirectWriter {
     fn drop(&mut self) {
+        self.abandoned.store(true, Ordering::Relaxed);
         self.jobs = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -184,9 +198,18 @@ impl Drop for DirectWriter {
 }
 
 /// The helper thread: writes each job at its offset, with `O_DIRECT` until the file system refuses it.
-fn write_jobs(direct: &File, plain: &File, jobs: &Receiver<Job>, free: &SyncSender<AlignedBuf>) -> io::Result<()> {
+fn write_jobs(
+    direct: &File,
+    plain: &File,
+    jobs: &Receiver<Job>,
+    free: &SyncSender<AlignedBuf>,
+    abandoned: &AtomicBool,
+) -> io::Result<()> {
     let mut use_direct = true;
     for job in jobs {
+        if abandoned.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let data = &job.buf.get()[..job.len];
         if use_direct {
             match direct.write_all_at(data, job.offset) {
@@ -225,6 +248,28 @@ mod tests {
             .collect()
     }
 
+    /// A temporary directory on a file system that takes O_DIRECT: the system's temp directory, else (a tmpfs
+    /// before Linux 6.6) one under the build's target directory.
+    fn direct_dir() -> tempfile::TempDir {
+        let takes_direct = |dir: &tempfile::TempDir| {
+            let path = dir.path().join("probe");
+            File::create(&path).is_ok()
+                && OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(&path)
+                    .is_ok()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        if takes_direct(&dir) {
+            return dir;
+        }
+        let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+        let dir = tempfile::tempdir_in(target).unwrap();
+        assert!(takes_direct(&dir), "no file system here takes O_DIRECT");
+        dir
+    }
+
     fn read(path: &std::path::Path) -> Vec<u8> {
         let mut out = Vec::new();
         File::open(path).unwrap().read_to_end(&mut out).unwrap();
@@ -234,7 +279,7 @@ mod tests {
     /// Whole blocks, a partial aligned block and an unaligned tail, fed in chunks that straddle every boundary.
     #[test]
     fn writes_every_byte_in_place() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = direct_dir();
         for len in [0, 1, ALIGN, ALIGN + 1, BLOCK, 3 * BLOCK + 2 * ALIGN + 17, 9 * BLOCK - 1] {
             let path = dir.path().join(format!("f{len}"));
             let file = File::create(&path).unwrap();
@@ -252,7 +297,7 @@ mod tests {
     /// block size) is done through the page cache instead, and so is every later one.
     #[test]
     fn einval_falls_back_to_the_page_cache() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = direct_dir();
         let path = dir.path().join("f");
         let plain = File::create(&path).unwrap();
         let direct = OpenOptions::new()
@@ -274,7 +319,7 @@ mod tests {
             .unwrap();
         }
         drop(jobs);
-        write_jobs(&direct, &plain, &job_rx, &free_tx).unwrap();
+        write_jobs(&direct, &plain, &job_rx, &free_tx, &AtomicBool::new(false)).unwrap();
         assert_eq!(free.try_iter().count(), 3, "every buffer comes back");
         assert!(read(&path) == data);
     }
@@ -283,7 +328,7 @@ mod tests {
     /// later write or at the latest when finishing.
     #[test]
     fn a_failed_write_is_reported() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = direct_dir();
         let path = dir.path().join("f");
         File::create(&path).unwrap();
         let ro = || File::open(&path).unwrap();
