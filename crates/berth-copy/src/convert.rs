@@ -60,6 +60,7 @@ pub async fn recompress(
     };
     progress.start(&digest, desc.size(), "Recompressing");
     let (dst2, expected) = (dst.clone(), diff_id.clone());
+    let writing = format!("{}: writing layer {digest} recompressed", dst.label());
     let out = tokio::task::spawn_blocking(
         move || -> Result<(Digest, u64, Option<tempfile::NamedTempFile>), CopyError> {
             let reader = open()?;
@@ -67,8 +68,18 @@ pub async fn recompress(
             // Recompresses into `out`; the diffID of what went in must be the config's.
             let mut recompress_into = |out: &mut dyn std::io::Write| -> Result<(Digest, u64), CopyError> {
                 let mut lw = LayerWriter::new(out, target, level, 0).map_err(|e| layer_err(e.to_string()))?;
-                std::io::copy(&mut decoder, &mut lw).map_err(|e| layer_err(format!("decompressing: {e}")))?;
-                let d = lw.finish().map_err(|e| layer_err(e.to_string()))?;
+                // Read errors are the source's; write errors (a full disk) the destination's.
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = match std::io::Read::read(&mut decoder, &mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(layer_err(format!("decompressing: {e}"))),
+                    };
+                    std::io::Write::write_all(&mut lw, &buf[..n]).map_err(CopyError::io(&writing))?;
+                }
+                let d = lw.finish().map_err(CopyError::io(&writing))?;
                 if d.diff_id != expected {
                     return Err(layer_err(format!(
                         "after recompression the diffID is {}, not {expected}",

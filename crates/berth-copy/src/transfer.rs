@@ -63,8 +63,10 @@ pub async fn blob(
                     let w = layout.writer()?;
                     let mut bw = w.blob_writer_expecting(&d, size)?;
                     for chunk in rx {
-                        std::io::Write::write_all(&mut bw, &chunk)
-                            .map_err(CopyError::io(layout.blob_path(&d).display()))?;
+                        std::io::Write::write_all(&mut bw, &chunk).map_err(CopyError::io(format_args!(
+                            "{}: writing blob {d}",
+                            layout.root().display()
+                        )))?;
                     }
                     bw.commit()?;
                     Ok(())

@@ -219,6 +219,22 @@ fn a_full_destination_disk_is_reported_as_such() {
     assert!(err.contains("No space left on device"), "{err}");
     assert!(err.contains(&dest.display().to_string()), "the layout is named: {err}");
     assert!(!err.contains("writer stopped"), "{err}");
+    // Recompressing: the full disk is the destination's, not a problem "decompressing" the source.
+    let recompressed = small.join("recompressed");
+    let err = env.fails(&[
+        "copy",
+        "-q",
+        "--dest-compress-format",
+        "zstd",
+        &env.oci("src", Some("big:1")),
+        &format!("oci:{}:x", recompressed.display()),
+    ]);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(
+        err.contains(&recompressed.display().to_string()),
+        "the destination is named: {err}"
+    );
+    assert!(!err.contains("decompressing"), "{err}");
     let blobs = dest.join("blobs/sha256");
     for entry in std::fs::read_dir(&blobs).into_iter().flatten() {
         let entry = entry.unwrap();

@@ -3,6 +3,8 @@
 //! Usage:
 //!   berth-layer-tool create DIR OUT [gzip|zstd|none [LEVEL]] — prints `digest size diffID`
 //!   berth-layer-tool apply LAYER DIR                    — prints `entries diffID`
+//!
+//! `create` honors `SOURCE_DATE_EPOCH` (seconds since the epoch), as a builder does.
 
 use anyhow::{Context, Result, bail};
 use berth_layer::apply::{ApplyOptions, apply_layer};
@@ -25,9 +27,18 @@ fn main() -> Result<()> {
                 .map(|l| l.parse())
                 .transpose()
                 .context("LEVEL must be a number")?;
+            let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+                Ok(v) if !v.is_empty() => Some(
+                    v.trim()
+                        .parse::<i64>()
+                        .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?,
+                ),
+                _ => None,
+            };
             let opts = CreateOptions {
                 compression,
                 level,
+                source_date_epoch,
                 ..Default::default()
             };
             let d = create_from_dir(
