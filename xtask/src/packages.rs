@@ -34,11 +34,11 @@ pub const TEST_PACKAGES: &[&str] = &[
 pub const BUILD_PACKAGES: &[&str] = &["libseccomp-dev", "libisal-dev"];
 
 /// The packages of `packages` that are not installed.
-pub fn missing(packages: &[&str]) -> anyhow::Result<Vec<String>> {
+pub fn missing<'a>(packages: &[&'a str]) -> anyhow::Result<Vec<&'a str>> {
     let mut out = Vec::new();
     for &package in packages {
         if !is_installed(package)? {
-            out.push(package.to_string());
+            out.push(package);
         }
     }
     Ok(out)
@@ -47,12 +47,7 @@ pub fn missing(packages: &[&str]) -> anyhow::Result<Vec<String>> {
 /// Checks every package with `dpkg-query` and installs the missing ones with `apt-get` (through `sudo` unless
 /// already root). Prints what it checks and every command it runs.
 pub fn ensure_installed(packages: &[&str]) -> anyhow::Result<()> {
-    let mut missing = Vec::new();
-    for &package in packages {
-        if !is_installed(package)? {
-            missing.push(package);
-        }
-    }
+    let missing = missing(packages)?;
     if missing.is_empty() {
         println!("all {} packages installed: {}", packages.len(), packages.join(" "));
         return Ok(());

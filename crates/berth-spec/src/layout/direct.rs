@@ -128,19 +128,18 @@ impl DirectWriter {
             self.filled += n;
             buf = &buf[n..];
             if self.filled == BLOCK {
-                let next = match self.free.recv() {
-                    Ok(b) => b,
-                    Err(_) => return Err(self.stop()),
-                };
-                self.submit(next, BLOCK)?;
+                self.submit(BLOCK)?;
             }
         }
         Ok(())
     }
 
-    /// Hands the first `len` bytes of the current block (a multiple of `ALIGN`) to the thread, continuing in
-    /// `next`.
-    fn submit(&mut self, next: AlignedBuf, len: usize) -> io::Result<()> {
+    /// Hands the first `len` bytes of the current block (a multiple of `ALIGN`) to the thread, continuing in a
+    /// buffer it has written (waiting for one if need be).
+    fn submit(&mut self, len: usize) -> io::Result<()> {
+        let Ok(next) = self.free.recv() else {
+            return Err(self.stop());
+        };
         let buf = std::mem::replace(&mut self.block, next);
         let job = Job {
             buf,
@@ -161,29 +160,27 @@ impl DirectWriter {
         let aligned = self.filled / ALIGN * ALIGN;
         let tail = self.block.get()[aligned..self.filled].to_vec();
         if aligned > 0 {
-            let next = match self.free.recv() {
-                Ok(b) => b,
-                Err(_) => return Err(self.stop()),
-            };
-            self.submit(next, aligned)?;
+            self.submit(aligned)?;
         }
+        self.join()?;
+        file.write_all_at(&tail, self.offset)
+    }
+
+    /// Ends the job queue and waits for the thread: its result.
+    fn join(&mut self) -> io::Result<()> {
         self.jobs = None;
         match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(Ok(()))) | None => {}
-            Some(Ok(Err(e))) => return Err(e),
-            Some(Err(_)) => return Err(io::Error::other("the blob writing thread panicked")),
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the blob writing thread panicked")),
+            None => Ok(()),
         }
-        file.write_all_at(&tail, self.offset)
     }
 
     /// Stops the thread and returns why it had stopped.
     fn stop(&mut self) -> io::Error {
-        self.jobs = None;
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(Err(e))) => e,
-            Some(Err(_)) => io::Error::other("the blob writing thread panicked"),
-            _ => io::Error::other("the blob writing thread stopped"),
-        }
+        self.join()
+            .err()
+            .unwrap_or_else(|| io::Error::other("the blob writing thread stopped"))
     }
 }
 
