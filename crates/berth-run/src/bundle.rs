@@ -76,11 +76,16 @@ fn fill_bundle(request: &BundleRequest<'_>, dir: &Path) -> Result<BundleReport, 
         &request.cache.join("tmp"),
         request.platform,
     )?;
-    let layers = LayerStore::open(request.cache)?.ensure_image(&opened)?;
+    let store = LayerStore::open(request.cache)?;
+    // Held until the layers are copied: no record names them, so only this keeps `berth-run gc` from emptying a
+    // layer in the middle of the copy.
+    let hold = store.hold()?;
+    let layers = store.ensure_image(&opened)?;
 
     let rootfs = dir.join("rootfs");
     std::fs::create_dir(&rootfs).at("create", &rootfs)?;
     let copy = build_rootfs_copy(&layers, &rootfs)?;
+    drop(hold);
     if copy.skipped_owners > 0 || copy.skipped_xattrs > 0 {
         tracing::warn!(
             owners = copy.skipped_owners,
@@ -118,7 +123,15 @@ fn claim_dir(dir: &Path) -> Result<bool, RunError> {
     };
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).at("create", dir)?;
+            // Private: rootfs/ below holds the image's setuid programs and device nodes (HOSTILE-INPUTS 37).
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).at("create", parent)?;
+            }
+            std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+                .create(dir)
+                .at("create", dir)?;
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .at("make private", dir)?;
             Ok(true)
         }
         Err(e) => Err(e).at("inspect", dir),

@@ -84,6 +84,9 @@ pub enum RunError {
         /// Why, and what to do.
         reason: String,
     },
+    /// A cache or state directory another user controls, or one that cannot be made private.
+    #[error(transparent)]
+    UntrustedDir(#[from] berth_spec::private_dir::UntrustedDir),
     /// Preparing the container (spec, root filesystem, options) failed.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),

@@ -1,7 +1,10 @@
 //! The runner's layer cache: every layer extracted once, in overlayfs form, keyed by diffID.
 //!
-//! It lives under the runner's cache directory: `$BERTH_CACHE`; else `$XDG_CACHE_HOME/berth`; else, for root,
-//! `/var/cache/berth`; else `$HOME/.cache/berth` ([`default_cache_path`]).
+//! It lives under the runner's cache directory: `$BERTH_CACHE` (or `--cache`); else, for root, `/var/cache/berth`;
+//! else `$XDG_CACHE_HOME/berth`; else `$HOME/.cache/berth` ([`default_cache_path`]). Root ignores `XDG_*`, as
+//! podman does (they come from a user's session, through `sudo -E`). The directory is private (`0700`) and must
+//! belong to the user running Berth ([`berth_spec::private_dir`]): the layers in it hold the images' setuid
+//! programs and device nodes, and root runs whatever it finds there.
 //!
 //! Layers are extracted side by side with their whiteouts kept in overlayfs form (0:0 character devices, opaque
 //! xattrs), never applied to one another. That one form serves both ways of making a root filesystem: an overlay
@@ -31,11 +34,11 @@ pub fn cache_path_from(env: impl Fn(&str) -> Option<OsString>, is_root: bool) ->
     if let Some(p) = non_empty("BERTH_CACHE") {
         return p;
     }
-    if let Some(p) = non_empty("XDG_CACHE_HOME") {
-        return p.join("berth");
-    }
     if is_root {
         return PathBuf::from("/var/cache/berth");
+    }
+    if let Some(p) = non_empty("XDG_CACHE_HOME") {
+        return p.join("berth");
     }
     non_empty("HOME")
         .unwrap_or_else(|| PathBuf::from("/"))
@@ -61,7 +64,9 @@ impl LayerStore {
     /// `overlay/`; other users with `user.overlay.*` into `overlay-userxattr/` (for `userxattr` overlay mounts).
     pub fn open(cache_root: &Path) -> Result<LayerStore, RunError> {
         let user_xattr = crate::rootless::is_rootless();
+        berth_spec::private_dir::ensure_private_dir(cache_root)?;
         let dir = cache_root.join(if user_xattr { "overlay-userxattr" } else { "overlay" });
+        berth_spec::private_dir::ensure_private_dir(&dir)?;
         let cache = LayerCache::new(&dir).at("open the layer cache", &dir)?;
         Ok(LayerStore { cache, dir, user_xattr })
     }
@@ -182,6 +187,11 @@ mod tests {
             PathBuf::from("/x/berth")
         );
         assert_eq!(path(&[("HOME", "/root")], true), PathBuf::from("/var/cache/berth"));
+        assert_eq!(
+            path(&[("XDG_CACHE_HOME", "/home/u/.cache")], true),
+            PathBuf::from("/var/cache/berth"),
+            "root ignores XDG_CACHE_HOME (hostile 38)"
+        );
         assert_eq!(
             path(&[("HOME", "/home/u")], false),
             PathBuf::from("/home/u/.cache/berth")

@@ -72,6 +72,10 @@ pub struct ContainerFlags {
     /// Give the process a terminal.
     #[arg(short = 't', long = "tty")]
     pub tty: bool,
+    /// Add an annotation to the runtime config: KEY=VALUE. Unlike image labels, these may use the namespaces
+    /// runtimes act on (run.oci.*, org.systemd.property.*, …).
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotation: Vec<String>,
 }
 
 impl ContainerFlags {
@@ -113,6 +117,13 @@ impl ContainerFlags {
         }
         for opt in &self.security_opt {
             apply_security_opt(&mut opts, opt)?;
+        }
+        for a in &self.annotation {
+            let (key, value) = a
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| RunError::option(format!("--annotation {a}"), "write KEY=VALUE"))?;
+            opts.annotations.insert(key.to_owned(), value.to_owned());
         }
         Ok(opts)
     }

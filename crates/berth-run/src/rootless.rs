@@ -155,7 +155,8 @@ fn write_maps(pid: u32) -> Result<(), RunError> {
 /// it and returns its exit code. SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 sent to this process are passed on (the
 /// terminal's own signals reach both processes, as they share the process group).
 pub fn reexec(how: Enter, env: &[(&str, PathBuf)]) -> Result<i32, RunError> {
-    let exe = std::env::current_exe().at("find", "/proc/self/exe")?;
+    // The sealed copy this process runs from (berth_sandbox::sealed_exe), which has no path of its own.
+    let exe = std::path::PathBuf::from(berth_sandbox::sealed_exe::SELF_EXE);
     let mut cmd = Command::new(&exe);
     cmd.args(std::env::args_os().skip(1));
     for (k, v) in env {

@@ -30,18 +30,18 @@ pub fn default_state_path() -> PathBuf {
     state_path_from(|k| std::env::var_os(k), rustix::process::geteuid().is_root())
 }
 
-/// The state path rule over an arbitrary environment: `$BERTH_STATE`, `$XDG_DATA_HOME/berth/state`,
-/// `/var/lib/berth/state` for root, `~/.local/share/berth/state` otherwise.
+/// The state path rule over an arbitrary environment: `$BERTH_STATE`; `/var/lib/berth/state` for root (which
+/// ignores `XDG_*`, as podman does); `$XDG_DATA_HOME/berth/state`; `~/.local/share/berth/state`.
 pub fn state_path_from(env: impl Fn(&str) -> Option<OsString>, is_root: bool) -> PathBuf {
     let non_empty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(p) = non_empty("BERTH_STATE") {
         return p;
     }
-    if let Some(p) = non_empty("XDG_DATA_HOME") {
-        return p.join("berth/state");
-    }
     if is_root {
         return PathBuf::from("/var/lib/berth/state");
+    }
+    if let Some(p) = non_empty("XDG_DATA_HOME") {
+        return p.join("berth/state");
     }
     non_empty("HOME")
         .unwrap_or_else(|| PathBuf::from("/"))
@@ -227,10 +227,12 @@ pub struct NamesLock {
 }
 
 impl StateDir {
-    /// Opens (creating) the state directory at `root`.
+    /// Opens (creating) the state directory at `root`. It is private (`0700`, an older `0755` one is tightened) and
+    /// must belong to the user running Berth: container trees in it hold setuid programs and device nodes.
     pub fn open(root: &Path) -> Result<StateDir, RunError> {
+        berth_spec::private_dir::ensure_private_dir(root)?;
         let containers = root.join("containers");
-        std::fs::create_dir_all(&containers).at("create", &containers)?;
+        berth_spec::private_dir::ensure_private_dir(&containers)?;
         let root = std::fs::canonicalize(root).at("resolve", root)?;
         Ok(StateDir { root })
     }
@@ -444,7 +446,12 @@ mod tests {
             state_path_from(|k| m.get(k).map(Into::into), root)
         };
         assert_eq!(path(&[("BERTH_STATE", "/s")], true), PathBuf::from("/s"));
-        assert_eq!(path(&[("XDG_DATA_HOME", "/x")], true), PathBuf::from("/x/berth/state"));
+        assert_eq!(path(&[("XDG_DATA_HOME", "/x")], false), PathBuf::from("/x/berth/state"));
+        assert_eq!(
+            path(&[("XDG_DATA_HOME", "/x")], true),
+            PathBuf::from("/var/lib/berth/state"),
+            "root ignores XDG_DATA_HOME (hostile 38)"
+        );
         assert_eq!(path(&[], true), PathBuf::from("/var/lib/berth/state"));
         assert_eq!(
             path(&[("HOME", "/h")], false),

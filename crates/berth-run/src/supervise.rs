@@ -256,7 +256,8 @@ pub fn exec_foreground(
 /// Starts a detached container: spawns the monitor (this program, re-executed) and waits until it reports the
 /// container started. Returns the container's process id.
 pub fn start_detached(state: &StateDir, record: &ContainerRecord) -> Result<i32, RunError> {
-    let exe = std::env::current_exe().at("find", "/proc/self/exe")?;
+    // The sealed copy this process runs from (berth_sandbox::sealed_exe), which has no path of its own.
+    let exe = std::path::PathBuf::from(berth_sandbox::sealed_exe::SELF_EXE);
     let dir = state.container_dir(&record.id);
     let log_path = dir.join("monitor.log");
     let log = File::create(&log_path).at("create", &log_path)?;

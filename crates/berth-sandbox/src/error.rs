@@ -32,6 +32,19 @@ pub enum SandboxError {
         /// "a symbolic link to \"...\"" or "not a directory".
         what: String,
     },
+    /// A mount destination (an image volume, `/etc/hosts` and friends, `-v`, `--tmpfs`) resolves, through the image's
+    /// symlinks, onto the root or the runtime's own `/proc`, `/sys` or `/dev` (HOSTILE-INPUTS 41).
+    #[error("image {image}: cannot mount at {destination} ({origin}): {reason}")]
+    MountDestination {
+        /// The image as the user named it.
+        image: String,
+        /// The destination as written.
+        destination: String,
+        /// Where it came from: "a VOLUME of the image", "-v …", …
+        origin: String,
+        /// What it resolves to and why that is refused.
+        reason: String,
+    },
     /// A file read from inside the root filesystem is larger than allowed.
     #[error("image {image}: {path} is {size} bytes or more, above the {limit}-byte limit for this file")]
     FileTooLarge {

@@ -213,6 +213,10 @@ pub fn check_args(
     };
     let mut unusable = None;
     for candidate in &candidates {
+        // First: `/proc` is itself a mount, and what is under it must never run.
+        if let Some(reason) = in_runtime_fs(rootfs, candidate)? {
+            return Err(refuse(reason));
+        }
         let mounted = user_mounts
             .iter()
             .any(|m| candidate == m || candidate.strip_prefix(m).is_some_and(|rest| rest.starts_with('/')));
@@ -259,6 +263,12 @@ fn check_interpreter(
         // The kernel resolves a relative interpreter against the working directory; rare, left to the kernel.
         return Ok(());
     }
+    if let Some(reason) = in_runtime_fs(rootfs, interpreter)? {
+        return Err(refuse(
+            format!("{script} is a script for {interpreter}: {reason}"),
+            false,
+        ));
+    }
     let mounted = user_mounts
         .iter()
         .any(|m| interpreter == *m || interpreter.strip_prefix(m).is_some_and(|rest| rest.starts_with('/')));
@@ -278,6 +288,34 @@ fn check_interpreter(
         // An interpreter that is itself a script: the kernel allows a few levels; not followed further here.
         Found::Script(_) => Ok(()),
     }
+}
+
+/// Why a program path may not run: it is, or leads through the image's symlinks, under `/proc`, `/sys` or `/dev`,
+/// which the runtime mounts over the image. What the image has there is not what would run, and in the container
+/// `/proc/self/exe` (or `/proc/PID/exe`, `/dev/fd/N`) is a magic link to the runtime's own binary or to a host
+/// file (HOSTILE-INPUTS 40, runc's CVE-2019-5736).
+fn in_runtime_fs(rootfs: &RootFs, path: &str) -> Result<Option<String>, SandboxError> {
+    let real = match rootfs.resolve(path) {
+        Ok(real) => real,
+        // A symlink loop: the probe reports the path as missing.
+        Err(SandboxError::InvalidOption { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let base = ["/proc", "/sys", "/dev"]
+        .into_iter()
+        .find(|b| real == *b || real.strip_prefix(b).is_some_and(|r| r.starts_with('/')));
+    Ok(base.map(|base| {
+        let through = if real == path {
+            String::new()
+        } else {
+            format!(" (through the image's symlinks it is {real})")
+        };
+        format!(
+            "{path} is under {base}{through}, which the runtime mounts over the image; programs there are the \
+             runtime's magic links (such as /proc/self/exe, the runtime's own binary), never the image's, so \
+             they are not run"
+        )
+    }))
 }
 
 fn candidates_dirs(candidates: &[String], command: &str) -> String {

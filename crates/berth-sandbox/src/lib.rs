@@ -42,11 +42,13 @@ pub mod devices;
 mod error;
 pub mod etc_files;
 mod exec_check;
+pub mod mount_dest;
 pub mod mounts;
 pub mod options;
 mod prepare;
 pub mod rootfs;
 pub mod runtime;
+pub mod sealed_exe;
 pub mod seccomp;
 pub mod spec;
 pub mod tree_copy;
@@ -54,5 +56,7 @@ pub mod tree_copy;
 pub use error::SandboxError;
 pub use exec_check::check_args;
 pub use options::{MountRequest, NetMode, SeccompChoice, SpecOptions, VolumeBacking};
-pub use prepare::{ContainerSetup, HOME_COMPUTED_ANNOTATION, prepare_container};
+pub use prepare::{
+    ContainerSetup, HOME_COMPUTED_ANNOTATION, RUNTIME_ANNOTATION_PREFIXES, is_runtime_annotation, prepare_container,
+};
 pub use spec::{SpecParts, default_spec};

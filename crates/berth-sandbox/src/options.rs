@@ -95,6 +95,23 @@ impl MountRequest {
             MountRequest::Bind { destination, .. } | MountRequest::Tmpfs { destination, .. } => destination,
         }
     }
+
+    /// Replaces the container path (with its in-root resolution).
+    pub fn set_destination(&mut self, to: String) {
+        match self {
+            MountRequest::Bind { destination, .. } | MountRequest::Tmpfs { destination, .. } => *destination = to,
+        }
+    }
+
+    /// The mount as the user spelled it, for messages: `-v SRC:DST` or `--tmpfs DST`.
+    pub fn describe(&self) -> String {
+        match self {
+            MountRequest::Bind {
+                source, destination, ..
+            } => format!("-v {}:{destination}", source.display()),
+            MountRequest::Tmpfs { destination, .. } => format!("--tmpfs {destination}"),
+        }
+    }
 }
 
 /// Everything about a container that is not in the image. The defaults are Docker's.
@@ -130,6 +147,9 @@ pub struct SpecOptions {
     pub terminal: bool,
     /// `-e`/`--env-file`, `-u`, `-w`, `--entrypoint` and the command, applied to the image config.
     pub overrides: Overrides,
+    /// `--annotation`: the user's own annotations, set after the image's (and, unlike the image's, allowed in the
+    /// namespaces runtimes act on; see [`crate::RUNTIME_ANNOTATION_PREFIXES`]).
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// Lexically normalizes an absolute container path (`..` cannot climb above `/`); refuses relative paths, NUL

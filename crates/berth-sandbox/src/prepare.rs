@@ -7,6 +7,7 @@ use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{Mount, Spec};
 
 use crate::error::IoContext;
+use crate::mount_dest::{Origin, resolve_destination};
 use crate::options::{NetMode, SpecOptions, VolumeBacking};
 use crate::rootfs::RootFs;
 use crate::spec::{SpecParts, default_spec};
@@ -14,6 +15,29 @@ use crate::{SandboxError, etc_files, exec_check, mounts, tree_copy};
 
 /// Annotation set when `HOME` was not given and Berth set it from the user's passwd entry (or `/`).
 pub const HOME_COMPUTED_ANNOTATION: &str = "dev.berth.home-computed";
+
+/// Annotation namespaces that runtimes and their shims act on: crun reads `run.oci.*` (hooks, handlers, cgroup
+/// delegation), runc turns `org.systemd.property.*` into systemd unit properties, and Kata, CRI-O, containerd,
+/// gVisor and NVIDIA's hook read theirs; `dev.berth.*` is Berth's own. An image's labels become annotations (the
+/// image spec's conversion says so), but an image must not steer the runtime through them: labels in these
+/// namespaces are dropped, and only the user's `--annotation` may set them.
+pub const RUNTIME_ANNOTATION_PREFIXES: &[&str] = &[
+    "run.oci.",
+    "org.systemd.property.",
+    "org.opencontainers.runc.",
+    "io.katacontainers.",
+    "io.kubernetes.cri-o.",
+    "io.containerd.",
+    "dev.gvisor.",
+    "com.nvidia.",
+    "nvidia.com/",
+    "dev.berth.",
+];
+
+/// Whether an annotation key is in a namespace a runtime acts on ([`RUNTIME_ANNOTATION_PREFIXES`]).
+pub fn is_runtime_annotation(key: &str) -> bool {
+    RUNTIME_ANNOTATION_PREFIXES.iter().any(|p| key.starts_with(p))
+}
 
 /// One container to prepare.
 #[derive(Debug, Clone, Copy)]
@@ -42,16 +66,32 @@ pub fn prepare_container(setup: &ContainerSetup<'_>) -> Result<Spec, SandboxErro
         image: setup.image_name.to_owned(),
         source,
     };
-    let opts = setup.options;
     let converted =
-        convert_with_host_env(setup.image, &opts.overrides, |k| std::env::var(k).ok()).map_err(image_err)?;
+        convert_with_host_env(setup.image, &setup.options.overrides, |k| std::env::var(k).ok()).map_err(image_err)?;
     let rootfs = RootFs::open(setup.rootfs, setup.image_name)?;
     rootfs.check_special_dirs()?;
+    // The user's mounts, each at its destination resolved inside the image (HOSTILE-INPUTS 41).
+    let mut resolved_opts = setup.options.clone();
+    for m in &mut resolved_opts.mounts {
+        let to = resolve_destination(&rootfs, m.destination(), Origin::User(&m.describe()))?;
+        m.set_destination(to);
+    }
+    let opts = &resolved_opts;
     let (passwd, group) = rootfs.account_files()?;
     let user = resolve_user(&converted.user, &passwd, &group).map_err(image_err)?;
     // HOME as runc and Docker set it when neither the image nor the user did: the passwd entry's, else `/`.
     // Marked, so that `exec -u` can recompute it for its user.
     let mut converted = converted;
+    let dropped: Vec<String> = converted
+        .annotations
+        .keys()
+        .filter(|k| is_runtime_annotation(k))
+        .cloned()
+        .collect();
+    for key in &dropped {
+        tracing::warn!(image = setup.image_name, label = %key, "image label not passed to the runtime: its namespace steers runtimes");
+        converted.annotations.remove(key);
+    }
     if !converted.env.iter().any(|e| e.starts_with("HOME=")) {
         converted.env.push(format!(
             "HOME={}",
@@ -75,6 +115,12 @@ pub fn prepare_container(setup: &ContainerSetup<'_>) -> Result<Spec, SandboxErro
 
     std::fs::create_dir_all(setup.container_dir).at("create", setup.container_dir)?;
     let mut extra = etc_files::write(setup.container_dir, &hostname, opts.net)?;
+    for m in &mut extra {
+        let written = m.destination().display().to_string();
+        let origin = format!("Berth's {written} for the container");
+        let to = resolve_destination(&rootfs, &written, Origin::Image(&origin))?;
+        m.set_destination(PathBuf::from(to));
+    }
     extra.extend(volume_mounts(&rootfs, &converted, setup.container_dir, opts)?);
     ensure_mount_targets(&rootfs, opts, &extra)?;
 
@@ -83,7 +129,12 @@ pub fn prepare_container(setup: &ContainerSetup<'_>) -> Result<Spec, SandboxErro
         SpecParts {
             process: converted.process(&user, opts.terminal),
             hostname,
-            annotations: converted.annotations.clone(),
+            annotations: converted
+                .annotations
+                .iter()
+                .chain(&opts.annotations)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             extra_mounts: extra,
             root_path: setup.root_path.to_owned(),
         },
@@ -147,7 +198,9 @@ fn volume_mounts(
     opts: &SpecOptions,
 ) -> Result<Vec<Mount>, SandboxError> {
     let mut out = Vec::new();
-    for (index, volume) in converted.volumes.iter().enumerate() {
+    for (index, written) in converted.volumes.iter().enumerate() {
+        let written = berth_spec::runtime_config::clean_absolute(written);
+        let volume = &resolve_destination(rootfs, &written, Origin::Image("a VOLUME of the image"))?;
         if opts.mounts.iter().any(|m| m.destination() == volume) {
             continue;
         }

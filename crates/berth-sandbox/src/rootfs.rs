@@ -275,6 +275,65 @@ impl RootFs {
         ))
     }
 
+    /// Resolves the absolute container path `path` as the kernel would inside the root, without creating anything:
+    /// symlinks are followed (at most 40, absolute ones from the root), `..` goes to the real parent of where the
+    /// walk is, and from the first component that does not exist on, the rest is appended as written (cleaned).
+    /// The result is absolute, normalized and free of symlinks that exist now.
+    pub fn resolve(&self, path: &str) -> Result<String, SandboxError> {
+        let mut queue: std::collections::VecDeque<String> = split_components(path).collect();
+        let mut resolved: Vec<String> = Vec::new();
+        let mut links = 0;
+        while let Some(name) = queue.pop_front() {
+            if name == ".." {
+                resolved.pop();
+                continue;
+            }
+            let parent = format!("/{}", resolved.join("/"));
+            let st = match self.open_in_root(&parent, OFlags::PATH | OFlags::DIRECTORY) {
+                Ok(fd) => match rustix::fs::statat(&fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => Some((fd, st)),
+                    Err(Errno::NOENT) => None,
+                    Err(e) => return Err(e).at("inspect", self.host_path(&format!("{parent}/{name}"))),
+                },
+                Err(Errno::NOENT | Errno::NOTDIR) => None,
+                Err(e) => return Err(e).at("open", self.host_path(&parent)),
+            };
+            let Some((fd, st)) = st else {
+                // Missing from here on: nothing below can be a symlink yet.
+                resolved.push(name);
+                for rest in queue.drain(..) {
+                    if rest == ".." {
+                        resolved.pop();
+                    } else {
+                        resolved.push(rest);
+                    }
+                }
+                break;
+            };
+            if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+                resolved.push(name);
+                continue;
+            }
+            links += 1;
+            if links > 40 {
+                return Err(SandboxError::option(
+                    format!("mount at {path}"),
+                    "the path goes through too many symlinks in the image",
+                ));
+            }
+            let target = rustix::fs::readlinkat(&fd, name.as_str(), Vec::new())
+                .at("read symlink", self.host_path(&format!("{parent}/{name}")))?;
+            let target = target.to_string_lossy().into_owned();
+            if target.starts_with('/') {
+                resolved.clear();
+            }
+            for (i, c) in split_components(&target).enumerate() {
+                queue.insert(i, c);
+            }
+        }
+        Ok(format!("/{}", resolved.join("/")))
+    }
+
     /// The path inside the root of an open directory, from the kernel's name for it (`/proc/self/fd`); `None`
     /// when that name is not below the root's.
     fn in_root_path(&self, dir: &OwnedFd) -> Option<String> {
@@ -291,6 +350,13 @@ impl RootFs {
     fn host_path(&self, path: &str) -> PathBuf {
         self.path.join(path.trim_start_matches('/'))
     }
+}
+
+/// The components of a path, without empty ones and `.`.
+fn split_components(path: &str) -> impl Iterator<Item = String> + '_ {
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod document;
 pub mod layout;
 pub mod media_type;
 pub mod platform;
+pub mod private_dir;
 pub mod reference;
 pub mod store;
 pub use reference::{DockerArchiveRef, DockerReference, ImageRef, ReferenceError, StoreRef, validate_ref_name};

@@ -66,9 +66,10 @@ impl Env {
             .env("HOME", self.home())
             .env("XDG_RUNTIME_DIR", self.home())
             .env("DOCKER_CONFIG", self.home().join(".docker"))
-            .env("XDG_DATA_HOME", self.home().join(".local/share"))
+            // Root ignores XDG_DATA_HOME (HOSTILE-INPUTS 38), so the private store is named explicitly.
+            .env("BERTH_STORE", self.home().join(".local/share/berth/store"))
+            .env_remove("XDG_DATA_HOME")
             .env_remove("REGISTRY_AUTH_FILE")
-            .env_remove("BERTH_STORE")
             .env_remove("RUST_LOG");
         c
     }

@@ -247,8 +247,11 @@ struct BundleArgs {
 }
 
 impl Cli {
-    fn store(&self) -> PathBuf {
-        self.store.clone().unwrap_or_else(berth_spec::store::default_store_path)
+    fn store(&self) -> Result<PathBuf> {
+        match &self.store {
+            Some(path) => Ok(path.clone()),
+            None => Ok(berth_spec::store::trusted_default_store_path()?),
+        }
     }
 
     fn cache(&self) -> PathBuf {
@@ -287,7 +290,7 @@ fn run(cli: &Cli, args: &RunArgs) -> Outcome {
         (None, Some(image)) => {
             let platform = parse_platform(args.platform.as_deref())?;
             let options = args.flags.to_spec_options(&args.command)?;
-            let (store, cache) = (cli.store(), cli.cache());
+            let (store, cache) = (cli.store()?, cli.cache());
             let image = args.pull.resolve(&store, ImageRef::parse(image)?, &platform)?;
             create_container(
                 &state,
@@ -545,7 +548,7 @@ fn inspect(cli: &Cli, args: &ContainersArgs) -> Outcome {
 
 fn gc(cli: &Cli, args: &GcArgs) -> Outcome {
     let state = cli.state()?;
-    let report = lifecycle::collect_garbage(&state, &cli.cache(), &cli.store(), args.all)?;
+    let report = lifecycle::collect_garbage(&state, &cli.cache(), &cli.store()?, args.all)?;
     for d in &report.removed {
         println!("{d}");
     }
@@ -556,7 +559,7 @@ fn gc(cli: &Cli, args: &GcArgs) -> Outcome {
 fn bundle(cli: &Cli, args: &BundleArgs) -> Outcome {
     let platform = parse_platform(args.platform.as_deref())?;
     let options = args.flags.to_spec_options(&args.command)?;
-    let (store, cache) = (cli.store(), cli.cache());
+    let (store, cache) = (cli.store()?, cli.cache());
     let image = args.pull.resolve(&store, ImageRef::parse(&args.image)?, &platform)?;
     let report = create_bundle(
         &BundleRequest {
@@ -600,6 +603,22 @@ fn main() -> ExitCode {
         }
     };
     only_one_container(&mut cli);
+    // Whatever starts or enters a container runs from a sealed copy of this binary (CVE-2019-5736).
+    if matches!(
+        cli.command,
+        Command::Run(_)
+            | Command::Exec(_)
+            | Command::Kill(_)
+            | Command::Stop(_)
+            | Command::Rm(_)
+            | Command::Monitor { .. }
+    ) && let Err(e) = berth_sandbox::sealed_exe::ensure_sealed("berth-run")
+    {
+        eprintln!(
+            "berth-run: cannot re-execute from a sealed copy of itself (needed to keep containers from reaching it): {e}"
+        );
+        return ExitCode::from(125);
+    }
     // libcontainer logs what it cannot do on this host (absent cgroup controllers, syscalls unknown to the kernel)
     // as warnings, and its failures again as errors that Berth reports itself: shown only with --verbose.
     let level = match cli.verbose {
@@ -686,7 +705,7 @@ fn rootless_entry(cli: &Cli) -> Result<Option<i32>> {
     // Absolute: entering a mount namespace moves the working directory to its root.
     let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
     let env = vec![
-        ("BERTH_STORE", absolute(cli.store())),
+        ("BERTH_STORE", absolute(cli.store()?)),
         ("BERTH_CACHE", absolute(cli.cache())),
         ("BERTH_STATE", absolute(state)),
     ];

@@ -11,4 +11,5 @@ mod rootless;
 mod run_basic;
 mod run_cache;
 mod run_mounts;
+mod security;
 mod support;
