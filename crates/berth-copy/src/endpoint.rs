@@ -125,9 +125,12 @@ pub enum Dest {
 }
 
 impl Endpoints {
-    /// The store's path.
-    pub fn store_path(&self) -> PathBuf {
-        self.store.clone().unwrap_or_else(berth_spec::store::default_store_path)
+    /// The store's path: the one given, or the default store, refused when another user controls it.
+    pub fn store_path(&self) -> Result<PathBuf, CopyError> {
+        match &self.store {
+            Some(path) => Ok(path.clone()),
+            None => Ok(berth_spec::store::trusted_default_store_path()?),
+        }
     }
 
     fn registry(&self, host: &str, access: &RegistryAccess) -> Result<Registry, CopyError> {
@@ -153,7 +156,7 @@ impl Endpoints {
                 staging: None,
             }),
             ImageRef::Store(s) => {
-                let layout = Layout::open(self.store_path())?;
+                let layout = Layout::open(self.store_path()?)?;
                 let selector = match (s.ref_name(), s.digest()) {
                     (_, Some(d)) => Selector::NamedDigest {
                         repository: s.repository().to_owned(),
@@ -240,7 +243,7 @@ impl Endpoints {
                     )));
                 }
                 Ok(Dest::Layout {
-                    layout: Layout::create(self.store_path())?,
+                    layout: Layout::create(self.store_path()?)?,
                     ref_name: s.ref_name(),
                     finish: Finish::Layout,
                     label,

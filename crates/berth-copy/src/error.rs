@@ -6,6 +6,9 @@ pub enum CopyError {
     /// A layout (directory, store) error.
     #[error(transparent)]
     Layout(#[from] berth_spec::layout::LayoutError),
+    /// The default store is controlled by another user (HOSTILE-INPUTS 38).
+    #[error(transparent)]
+    UntrustedStore(#[from] berth_spec::private_dir::UntrustedDir),
     /// A registry error.
     #[error(transparent)]
     Registry(#[from] berth_registry::RegistryError),

@@ -128,7 +128,7 @@ pub async fn list_tags(endpoints: &Endpoints, image: &ImageRef) -> Result<(Strin
             ))
         }
         ImageRef::Store(s) => {
-            let layout = berth_spec::layout::Layout::open(endpoints.store_path())?;
+            let layout = berth_spec::layout::Layout::open(endpoints.store_path()?)?;
             let prefix = format!("{}:", s.repository());
             let tags = layout
                 .refs()?
@@ -163,7 +163,7 @@ pub async fn delete(endpoints: &Endpoints, image: &ImageRef) -> Result<Digest, C
             let name = s
                 .ref_name()
                 .ok_or_else(|| CopyError::usage(format!("{image}: name the image to delete by NAME:TAG")))?;
-            delete_from_layout(&berth_spec::layout::Layout::open(endpoints.store_path())?, &name)
+            delete_from_layout(&berth_spec::layout::Layout::open(endpoints.store_path()?)?, &name)
         }
         other => Err(CopyError::usage(format!(
             "delete works on docker://, oci:PATH:REF and store references, not {other}"

@@ -25,7 +25,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Copy, inspect, list, delete and sync container images"
 )]
 struct Cli {
-    /// The default store for bare image names (default: $BERTH_STORE, $XDG_DATA_HOME/berth/store, …).
+    /// The default store for bare image names (default: $BERTH_STORE; for root /var/lib/berth/store; else
+    /// $XDG_DATA_HOME/berth/store, …).
     #[arg(long, global = true, env = "BERTH_STORE")]
     store: Option<PathBuf>,
     /// More logging on stderr (-v info, -vv debug); RUST_LOG also works.
@@ -451,7 +452,10 @@ async fn run(cli: Cli) -> Result<()> {
 fn open_layout(store: &Option<PathBuf>, arg: Option<&str>) -> Result<berth_spec::layout::Layout> {
     let path = match arg.map(image).transpose()? {
         Some(ImageRef::Oci { path, .. }) => path,
-        None => store.clone().unwrap_or_else(berth_spec::store::default_store_path),
+        None => match store {
+            Some(path) => path.clone(),
+            None => berth_spec::store::trusted_default_store_path()?,
+        },
         Some(other) => anyhow::bail!("fsck and gc work on oci:PATH layouts or the store, not {other}"),
     };
     Ok(berth_spec::layout::Layout::open(&path)?)

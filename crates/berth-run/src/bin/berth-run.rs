@@ -23,13 +23,16 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "berth-run", version, about = "Run OCI images as containers")]
 struct Cli {
-    /// The default store for bare image names (default: $BERTH_STORE, $XDG_DATA_HOME/berth/store, …).
+    /// The default store for bare image names (default: $BERTH_STORE; for root /var/lib/berth/store; else
+    /// $XDG_DATA_HOME/berth/store, …).
     #[arg(long, global = true, env = "BERTH_STORE")]
     store: Option<PathBuf>,
-    /// Where extracted layers are cached (default: $BERTH_CACHE, $XDG_CACHE_HOME/berth, /var/cache/berth, …).
+    /// Where extracted layers are cached (default: $BERTH_CACHE; for root /var/cache/berth; else
+    /// $XDG_CACHE_HOME/berth, …).
     #[arg(long, global = true, env = "BERTH_CACHE")]
     cache: Option<PathBuf>,
-    /// Where containers live (default: $BERTH_STATE, $XDG_DATA_HOME/berth/state, /var/lib/berth/state, …).
+    /// Where containers live (default: $BERTH_STATE; for root /var/lib/berth/state; else
+    /// $XDG_DATA_HOME/berth/state, …).
     #[arg(long, global = true, env = "BERTH_STATE")]
     state: Option<PathBuf>,
     /// More logging on stderr (once: info, twice: debug); RUST_LOG also works. (`-v` is `--volume`.)
