@@ -8,10 +8,12 @@
 //! - [`ensure_private_dir`] creates a directory `0700` whatever the umask, tightens one left `0755` by an older
 //!   version, and refuses one it cannot trust (below);
 //! - [`check_trusted_dir`] is the trust rule alone, for directories that are not private by nature (the store);
-//! - a directory is trusted when it is owned by the effective uid and not writable by group or others, and every
-//!   directory above it is owned by root or by the effective uid and is not writable by group or others unless it is
-//!   sticky (as `/tmp` is). Otherwise another user could put content there, or swap the directory for one of theirs,
-//!   and root would run it (`sudo -E` passing a user's `XDG_*` was the way in).
+//! - a directory is trusted when it is owned by the effective uid and not writable by group or others, and no
+//!   directory above it is writable by group or others unless it is sticky (as `/tmp` is). Otherwise another user
+//!   could put content there, or swap the directory for one of theirs, and root would run it (`sudo -E` passing a
+//!   user's `XDG_*` was the way in). The owners of the directories above are not checked: root may keep its cache
+//!   in a checkout its user owns (`sudo cargo xtask demo`); a directory swapped there by that user is no longer
+//!   root's and is refused on its next use.
 //!
 //! ```no_run
 //! let cache = std::path::Path::new("/var/cache/berth");
@@ -94,20 +96,6 @@ fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
-/// The uid a user namespace shows for owners it does not map (`/proc/sys/kernel/overflowuid`), when this process
-/// is in a user namespace other than the initial one: there, root's directories (`/`, `/home`) show that owner.
-fn unmapped_owner() -> Option<u32> {
-    let map = std::fs::read_to_string("/proc/self/uid_map").ok()?;
-    let initial = map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
-    if initial {
-        return None;
-    }
-    std::fs::read_to_string("/proc/sys/kernel/overflowuid")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .or(Some(65534))
-}
-
 /// Checks the trust rule (see the module docs) for the existing directory `path`.
 pub fn check_trusted_dir(path: &Path) -> Result<(), UntrustedDir> {
     let euid = euid();
@@ -133,16 +121,8 @@ pub fn check_trusted_dir(path: &Path) -> Result<(), UntrustedDir> {
         }));
     }
     let real = std::fs::canonicalize(path).map_err(|e| fail(Problem::Io(format!("cannot resolve it: {e}"))))?;
-    let unmapped = unmapped_owner();
     for dir in real.ancestors().skip(1) {
         let meta = std::fs::metadata(dir).map_err(|e| fail(Problem::Io(format!("{}: {e}", dir.display()))))?;
-        let owner = meta.uid();
-        if owner != 0 && owner != euid && Some(owner) != unmapped {
-            return Err(fail(Problem::Owner {
-                dir: dir.to_owned(),
-                owner,
-            }));
-        }
         let sticky = meta.mode() & 0o1000 != 0;
         if meta.mode() & 0o022 != 0 && !sticky {
             return Err(fail(Problem::Writable {
@@ -267,11 +247,14 @@ mod tests {
             }
         );
         assert!(e.to_string().contains("belongs to uid 65534"), "{e}");
-        // A directory of ours under a parent of theirs is no better: they can swap it.
+        // A directory of ours under a parent of theirs is used (sudo in a user's checkout)...
         let inner = dir.join("mine");
         std::fs::create_dir(&inner).unwrap();
-        let e = check_trusted_dir(&inner).unwrap_err();
-        assert!(matches!(&e.problem, Problem::Owner { dir: d, .. } if d == &dir), "{e}");
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o700)).unwrap();
+        check_trusted_dir(&inner).unwrap();
+        // ...until they swap it for one of theirs.
+        rustix::fs::chown(&inner, Some(rustix::fs::Uid::from_raw(65534)), None).unwrap();
+        assert!(matches!(check_trusted_dir(&inner).unwrap_err().problem, Problem::Owner { .. }));
     }
 
     #[test]
