@@ -72,7 +72,11 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
     let src_ref = format!("oci:{}:img", src.display());
     let b = |args: &[&str]| {
         let mut c = Command::new(&berth);
-        c.env("HOME", &home).arg("copy").arg("-q").args(args);
+        c.env("HOME", &home)
+            .env("BERTH_CACHE", home.join(".cache/berth"))
+            .arg("copy")
+            .arg("-q")
+            .args(args);
         c
     };
     let s = |args: &[&str]| {

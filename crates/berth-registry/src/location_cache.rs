@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,13 +119,31 @@ impl LocationCache {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(
-            ".{name}.{}.{}.tmp",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        // A new file, never one that is there already nor what a symlink planted there points at: the directory
+        // may be shared, and the names are predictable.
+        let (tmp, mut f) = 'create: {
+            let mut last = None;
+            for _ in 0..16 {
+                let tmp = dir.join(format!(
+                    ".{name}.{}.{}.tmp",
+                    std::process::id(),
+                    TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+                ));
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .mode(0o600)
+                    .open(&tmp)
+                {
+                    Ok(f) => break 'create (tmp, f),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+                    Err(e) => return Err(e),
+                }
+            }
+            return Err(last.unwrap_or_else(|| std::io::Error::other("no temporary name was free")));
+        };
         let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&serde_json::to_vec(file).map_err(std::io::Error::other)?)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &self.path)
@@ -168,6 +187,25 @@ mod tests {
         assert_eq!(cache.repos_with("h", &d)[0], "r19");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("sub")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+    }
+
+    /// HOSTILE-INPUTS 38: in a directory another user can write, a symlink planted at the next temporary name is
+    /// neither followed nor removed.
+    #[test]
+    fn hostile_38_a_planted_temporary_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let next = TEMP_COUNTER.load(Ordering::Relaxed);
+        for n in next..next + 8 {
+            let planted = dir.path().join(format!(".cache.json.{}.{n}.tmp", std::process::id()));
+            std::os::unix::fs::symlink(&victim, planted).unwrap();
+        }
+        let cache = LocationCache::new(dir.path().join("cache.json"));
+        let d = Digest::sha256(b"blob");
+        cache.record("h", &d, "a");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(cache.repos_with("h", &d), ["a"]);
     }
 
     #[test]

@@ -12,7 +12,6 @@
 //! bottom to top, applying the whiteouts as overlayfs would ([`crate::build_rootfs_copy`]). (Extracting each layer
 //! alone with whiteouts *applied* would lose them: there would be nothing below to delete.)
 
-use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -23,27 +22,7 @@ use crate::RunError;
 use crate::error::IoContext;
 use crate::source::OpenedImage;
 
-/// The cache directory, from the environment of this process.
-pub fn default_cache_path() -> PathBuf {
-    cache_path_from(|k| std::env::var_os(k), rustix::process::geteuid().is_root())
-}
-
-/// The cache path rule over an arbitrary environment.
-pub fn cache_path_from(env: impl Fn(&str) -> Option<OsString>, is_root: bool) -> PathBuf {
-    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(p) = non_empty("BERTH_CACHE") {
-        return p;
-    }
-    if is_root {
-        return PathBuf::from("/var/cache/berth");
-    }
-    if let Some(p) = non_empty("XDG_CACHE_HOME") {
-        return p.join("berth");
-    }
-    non_empty("HOME")
-        .unwrap_or_else(|| PathBuf::from("/"))
-        .join(".cache/berth")
-}
+pub use berth_spec::private_dir::{cache_path_from, default_cache_path};
 
 /// The layer cache under the runner's cache directory.
 #[derive(Debug, Clone)]
@@ -162,39 +141,5 @@ impl LayerStore {
             dirs.push(dir);
         }
         Ok(dirs)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    fn path(vars: &[(&str, &str)], root: bool) -> PathBuf {
-        let m: HashMap<&str, &str> = vars.iter().copied().collect();
-        cache_path_from(|k| m.get(k).map(Into::into), root)
-    }
-
-    #[test]
-    fn precedence() {
-        assert_eq!(
-            path(&[("BERTH_CACHE", "/c"), ("XDG_CACHE_HOME", "/x")], true),
-            PathBuf::from("/c")
-        );
-        assert_eq!(
-            path(&[("BERTH_CACHE", ""), ("XDG_CACHE_HOME", "/x")], false),
-            PathBuf::from("/x/berth")
-        );
-        assert_eq!(path(&[("HOME", "/root")], true), PathBuf::from("/var/cache/berth"));
-        assert_eq!(
-            path(&[("XDG_CACHE_HOME", "/home/u/.cache")], true),
-            PathBuf::from("/var/cache/berth"),
-            "root ignores XDG_CACHE_HOME (hostile 38)"
-        );
-        assert_eq!(
-            path(&[("HOME", "/home/u")], false),
-            PathBuf::from("/home/u/.cache/berth")
-        );
     }
 }

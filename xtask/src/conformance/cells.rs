@@ -413,6 +413,7 @@ fn copy(env: &Env<'_>, copier: Copier, all: bool, src: &str, dest: &str) -> Resu
         Copier::BerthCopy => {
             let mut c = Command::new(env.berth_copy.context("berth-copy was not built")?);
             c.env("BERTH_STORE", env.work.join("berth-store"))
+                .env("BERTH_CACHE", env.work.join("berth-cache"))
                 .args(["copy", "--quiet"]);
             c
         }

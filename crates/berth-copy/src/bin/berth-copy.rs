@@ -212,7 +212,7 @@ fn access(creds: &Option<String>, auth: &Auth, tls: Option<bool>) -> Result<Regi
 }
 
 fn endpoints(cli_store: &Option<PathBuf>, auth: &Auth) -> Result<Endpoints> {
-    let cache = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/berth/blob-locations.json"));
+    let cache = blob_location_cache();
     anyhow::ensure!(
         auth.creds.is_none(),
         "--creds: copy and sync have two registries; give --src-creds and/or --dest-creds, so that each password \
@@ -224,6 +224,20 @@ fn endpoints(cli_store: &Option<PathBuf>, auth: &Auth) -> Result<Endpoints> {
         dest: access(&auth.dest_creds, auth, auth.dest_tls_verify.or(auth.tls_verify))?,
         blob_cache: cache,
     })
+}
+
+/// Where the registry blob locations seen are kept (for cross-repository mounts): in Berth's cache directory, the
+/// same for root whatever `$HOME` and `$XDG_CACHE_HOME` say. It is only an optimisation: a directory that cannot be
+/// made private, or that another user controls, turns it off with a warning.
+fn blob_location_cache() -> Option<PathBuf> {
+    let dir = berth_spec::private_dir::default_cache_path();
+    match berth_spec::private_dir::ensure_private_dir(&dir) {
+        Ok(()) => Some(dir.join("blob-locations.json")),
+        Err(e) => {
+            tracing::warn!("not remembering blob locations: {e}");
+            None
+        }
+    }
 }
 
 /// Endpoints for a command on one reference (inspect, list-tags, delete): whichever of the credential and TLS flags

@@ -68,6 +68,7 @@ impl Env {
             .env("DOCKER_CONFIG", self.home().join(".docker"))
             // Root ignores XDG_DATA_HOME (HOSTILE-INPUTS 38), so the private store is named explicitly.
             .env("BERTH_STORE", self.home().join(".local/share/berth/store"))
+            .env("BERTH_CACHE", self.home().join(".cache/berth"))
             .env_remove("XDG_DATA_HOME")
             .env_remove("REGISTRY_AUTH_FILE")
             .env_remove("RUST_LOG");
