@@ -22,7 +22,10 @@ use crate::RunError;
 use crate::error::IoContext;
 use crate::source::OpenedImage;
 
-pub use berth_spec::private_dir::{cache_path_from, default_cache_path};
+/// The runner's cache directory, from the environment of this process ([`berth_spec::dirs`]).
+pub fn default_cache_path() -> PathBuf {
+    berth_spec::dirs::default_path(berth_spec::dirs::Place::Cache)
+}
 
 /// The layer cache under the runner's cache directory.
 #[derive(Debug, Clone)]

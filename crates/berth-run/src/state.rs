@@ -11,7 +11,6 @@
 //! STATE/names.lock                     held while a name is claimed or a container removed
 //! ```
 
-use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,27 +24,10 @@ use crate::error::IoContext;
 /// How long the exit code of a container removed with `--rm` is kept for `wait`.
 pub const EXIT_KEPT: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// The state directory, from the environment of this process.
+/// The state directory, from the environment of this process ([`berth_spec::dirs`]: `$BERTH_STATE`;
+/// `/var/lib/berth/state` for root; `$XDG_DATA_HOME/berth/state`; `~/.local/share/berth/state`).
 pub fn default_state_path() -> PathBuf {
-    state_path_from(|k| std::env::var_os(k), rustix::process::geteuid().is_root())
-}
-
-/// The state path rule over an arbitrary environment: `$BERTH_STATE`; `/var/lib/berth/state` for root (which
-/// ignores `XDG_*`, as podman does); `$XDG_DATA_HOME/berth/state`; `~/.local/share/berth/state`.
-pub fn state_path_from(env: impl Fn(&str) -> Option<OsString>, is_root: bool) -> PathBuf {
-    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(p) = non_empty("BERTH_STATE") {
-        return p;
-    }
-    if is_root {
-        return PathBuf::from("/var/lib/berth/state");
-    }
-    if let Some(p) = non_empty("XDG_DATA_HOME") {
-        return p.join("berth/state");
-    }
-    non_empty("HOME")
-        .unwrap_or_else(|| PathBuf::from("/"))
-        .join(".local/share/berth/state")
+    berth_spec::dirs::default_path(berth_spec::dirs::Place::State)
 }
 
 /// Where a container is in its life.
@@ -435,29 +417,7 @@ pub fn validate_name(name: &str) -> Result<(), RunError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
-
-    #[test]
-    fn state_path_precedence() {
-        let path = |vars: &[(&str, &str)], root| {
-            let m: HashMap<&str, &str> = vars.iter().copied().collect();
-            state_path_from(|k| m.get(k).map(Into::into), root)
-        };
-        assert_eq!(path(&[("BERTH_STATE", "/s")], true), PathBuf::from("/s"));
-        assert_eq!(path(&[("XDG_DATA_HOME", "/x")], false), PathBuf::from("/x/berth/state"));
-        assert_eq!(
-            path(&[("XDG_DATA_HOME", "/x")], true),
-            PathBuf::from("/var/lib/berth/state"),
-            "root ignores XDG_DATA_HOME (hostile 38)"
-        );
-        assert_eq!(path(&[], true), PathBuf::from("/var/lib/berth/state"));
-        assert_eq!(
-            path(&[("HOME", "/h")], false),
-            PathBuf::from("/h/.local/share/berth/state")
-        );
-    }
 
     #[test]
     fn names() {

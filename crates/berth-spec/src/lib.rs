@@ -4,6 +4,7 @@ pub mod digest;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher, VerifyError, VerifyingReader};
 pub mod diff_id;
+pub mod dirs;
 pub mod document;
 pub mod layout;
 pub mod media_type;

@@ -91,31 +91,6 @@ impl UntrustedDir {
     }
 }
 
-/// Berth's cache directory, from the environment of this process ([`cache_path_from`]).
-pub fn default_cache_path() -> PathBuf {
-    cache_path_from(|k| std::env::var_os(k), rustix::process::geteuid().is_root())
-}
-
-/// The cache directory rule over an arbitrary environment: `$BERTH_CACHE`; else, for root, `/var/cache/berth`
-/// (root ignores `XDG_*`, as podman does: they come from a user's session, through `sudo -E`); else
-/// `$XDG_CACHE_HOME/berth`; else `$HOME/.cache/berth`. berth-run keeps extracted layers there, berth-copy the
-/// registry blob locations it has seen.
-pub fn cache_path_from(env: impl Fn(&str) -> Option<std::ffi::OsString>, is_root: bool) -> PathBuf {
-    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(p) = non_empty("BERTH_CACHE") {
-        return p;
-    }
-    if is_root {
-        return PathBuf::from("/var/cache/berth");
-    }
-    if let Some(p) = non_empty("XDG_CACHE_HOME") {
-        return p.join("berth");
-    }
-    non_empty("HOME")
-        .unwrap_or_else(|| PathBuf::from("/"))
-        .join(".cache/berth")
-}
-
 /// The effective uid of this process.
 fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
@@ -283,32 +258,6 @@ mod tests {
             check_trusted_dir(&inner).unwrap_err().problem,
             Problem::Owner { .. }
         ));
-    }
-
-    #[test]
-    fn cache_path_precedence() {
-        let path = |vars: &[(&str, &str)], root: bool| {
-            let m: std::collections::HashMap<&str, &str> = vars.iter().copied().collect();
-            cache_path_from(|k| m.get(k).map(Into::into), root)
-        };
-        assert_eq!(
-            path(&[("BERTH_CACHE", "/c"), ("XDG_CACHE_HOME", "/x")], true),
-            PathBuf::from("/c")
-        );
-        assert_eq!(
-            path(&[("BERTH_CACHE", ""), ("XDG_CACHE_HOME", "/x")], false),
-            PathBuf::from("/x/berth")
-        );
-        assert_eq!(path(&[("HOME", "/root")], true), PathBuf::from("/var/cache/berth"));
-        assert_eq!(
-            path(&[("XDG_CACHE_HOME", "/home/u/.cache"), ("HOME", "/home/u")], true),
-            PathBuf::from("/var/cache/berth"),
-            "root ignores XDG_CACHE_HOME and HOME (hostile 38)"
-        );
-        assert_eq!(
-            path(&[("HOME", "/home/u")], false),
-            PathBuf::from("/home/u/.cache/berth")
-        );
     }
 
     #[test]

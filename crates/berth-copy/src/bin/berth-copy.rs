@@ -230,7 +230,7 @@ fn endpoints(cli_store: &Option<PathBuf>, auth: &Auth) -> Result<Endpoints> {
 /// same for root whatever `$HOME` and `$XDG_CACHE_HOME` say. It is only an optimisation: a directory that cannot be
 /// made private, or that another user controls, turns it off with a warning.
 fn blob_location_cache() -> Option<PathBuf> {
-    let dir = berth_spec::private_dir::default_cache_path();
+    let dir = berth_spec::dirs::default_path(berth_spec::dirs::Place::Cache);
     match berth_spec::private_dir::ensure_private_dir(&dir) {
         Ok(()) => Some(dir.join("blob-locations.json")),
         Err(e) => {
