@@ -70,13 +70,14 @@ pub fn create_bundle(request: &BundleRequest<'_>, dir: &Path) -> Result<BundleRe
 
 fn fill_bundle(request: &BundleRequest<'_>, dir: &Path) -> Result<BundleReport, RunError> {
     let dir = std::fs::canonicalize(dir).at("resolve", dir)?;
+    // First: it makes the cache private, or refuses it, before any scratch file goes there.
+    let store = LayerStore::open(request.cache)?;
     let opened = open_image(
         request.image,
         request.store,
         &request.cache.join("tmp"),
         request.platform,
     )?;
-    let store = LayerStore::open(request.cache)?;
     // Held until the layers are copied: no record names them, so only this keeps `berth-run gc` from emptying a
     // layer in the middle of the copy.
     let hold = store.hold()?;

@@ -41,13 +41,14 @@ pub fn create_container(state: &StateDir, request: &CreateRequest<'_>) -> Result
         validate_name(name)?;
     }
     check_rootless_limits(state, request.options)?;
+    // First: it makes the cache private, or refuses it, before any scratch file goes there.
+    let store = LayerStore::open(request.cache)?;
     let opened = open_image(
         request.image,
         request.store,
         &request.cache.join("tmp"),
         request.platform,
     )?;
-    let store = LayerStore::open(request.cache)?;
     // Keeps `berth-run gc` from removing the layers between extraction and the record naming them.
     let hold = store.hold()?;
     let layers = store.ensure_image(&opened)?;
