@@ -60,6 +60,17 @@ pub enum Enter {
     Join(i32),
 }
 
+/// How a rootless command on container `name` enters namespaces: those of its monitor while it runs (only there
+/// does this user have capabilities over it: to signal a process running as another id, to enter its mounts), new
+/// ones otherwise.
+pub fn enter_for(state: &crate::state::StateDir, name: &str) -> Result<Enter, RunError> {
+    let record = state.find(name)?;
+    Ok(match record.monitor_pid.filter(|_| record.monitor_alive()) {
+        Some(pid) if record.live_status() == crate::state::Status::Running => Enter::Join(pid),
+        _ => Enter::New,
+    })
+}
+
 /// A range of subordinate ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubIds {
@@ -155,10 +166,19 @@ fn write_maps(pid: u32) -> Result<(), RunError> {
 /// it and returns its exit code. SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 sent to this process are passed on (the
 /// terminal's own signals reach both processes, as they share the process group).
 pub fn reexec(how: Enter, env: &[(&str, PathBuf)]) -> Result<i32, RunError> {
+    reexec_with_args(how, env, std::env::args_os().skip(1))
+}
+
+/// [`reexec`] with other arguments (without the program name), for a command re-executed once per container.
+pub fn reexec_with_args(
+    how: Enter,
+    env: &[(&str, PathBuf)],
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<i32, RunError> {
     // The sealed copy this process runs from (berth_sandbox::sealed_exe), which has no path of its own.
     let exe = std::path::PathBuf::from(berth_sandbox::sealed_exe::SELF_EXE);
     let mut cmd = Command::new(&exe);
-    cmd.args(std::env::args_os().skip(1));
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -1,0 +1,99 @@
+//! One module per verb: its options (clap) and a short function over the library.
+
+pub(crate) mod bundle;
+pub(crate) mod exec;
+pub(crate) mod gc;
+pub(crate) mod inspect;
+pub(crate) mod kill;
+pub(crate) mod logs;
+pub(crate) mod monitor;
+pub(crate) mod ps;
+pub(crate) mod rm;
+pub(crate) mod run;
+pub(crate) mod stop;
+pub(crate) mod wait;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use berth_registry::{ClientOptions, Credentials};
+use berth_run::RunError;
+use berth_run::state::{ContainerRecord, StateDir};
+use berth_spec::platform::Platform;
+use berth_spec::reference::ImageRef;
+use clap::Args;
+
+use crate::Cli;
+
+/// What `main` exits with: a container's exit code, or Berth's own failure.
+pub(crate) type Outcome = Result<u8>;
+
+pub(crate) fn parse_platform(text: Option<&str>) -> Result<Platform> {
+    Ok(match text {
+        Some(p) => Platform::parse(p).with_context(|| format!("--platform {p}"))?,
+        None => Platform::host(),
+    })
+}
+
+/// How `docker://` images are pulled into the store.
+#[derive(Args, Clone)]
+pub(crate) struct PullArgs {
+    /// Pull a docker:// image: missing (when not in the store), always, or never.
+    #[arg(long, default_value = "missing", value_name = "POLICY")]
+    pub(crate) pull: String,
+    /// Require HTTPS with verified certificates (default: plain HTTP only for localhost and 127.0.0.0/8).
+    #[arg(long, value_name = "BOOL")]
+    pub(crate) tls_verify: Option<bool>,
+    /// Registry credentials, USER[:PASSWORD].
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub(crate) creds: Option<String>,
+    /// A containers-auth.json or docker config.json with registry credentials.
+    #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
+    pub(crate) authfile: Option<PathBuf>,
+}
+
+impl PullArgs {
+    /// The image to open: a `docker://` image is pulled into the store first and then named from there.
+    pub(crate) fn resolve(&self, store: &std::path::Path, image: ImageRef, platform: &Platform) -> Result<ImageRef> {
+        let ImageRef::Docker(reference) = image else {
+            return Ok(image);
+        };
+        let options = ClientOptions {
+            tls_verify: self.tls_verify,
+            credentials: self.creds.as_deref().map(Credentials::parse).transpose()?,
+            authfile: self.authfile.clone(),
+            ..ClientOptions::default()
+        };
+        let name = berth_run::pull::pull(&reference, store, platform, self.pull.parse()?, &options)?;
+        Ok(ImageRef::Store(name))
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct ContainersArgs {
+    #[arg(required = true)]
+    pub(crate) containers: Vec<String>,
+}
+
+/// Applies `action` to each named container, printing each name that succeeded (as Docker does); the first
+/// failure is reported after the others were tried.
+pub(crate) fn each(
+    cli: &Cli,
+    names: &[String],
+    action: impl Fn(&StateDir, &ContainerRecord) -> Result<(), RunError>,
+) -> Outcome {
+    let state = cli.state()?;
+    let mut failures = Vec::new();
+    for name in names {
+        match state.find(name).and_then(|r| action(&state, &r)) {
+            Ok(()) => println!("{name}"),
+            Err(e) => failures.push(e),
+        }
+    }
+    let count = failures.len();
+    match failures.into_iter().next() {
+        None => Ok(0),
+        Some(first) if count == 1 => Err(first.into()),
+        Some(first) => Err(anyhow::Error::from(first).context(format!("{count} containers failed; the first"))),
+    }
+}

@@ -1,0 +1,156 @@
+//! `berth-run`: the command line. Parses, dispatches, renders output and errors; each verb is a module of
+//! `commands`, and the work is in the library.
+
+mod commands;
+mod report;
+mod rootless;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use berth_run::state::StateDir;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "berth-run", version, about = "Run OCI images as containers")]
+pub(crate) struct Cli {
+    /// The default store for bare image names (default: $BERTH_STORE; for root /var/lib/berth/store; else
+    /// $XDG_DATA_HOME/berth/store, …).
+    #[arg(long, global = true, env = "BERTH_STORE")]
+    pub(crate) store: Option<PathBuf>,
+    /// Where extracted layers are cached (default: $BERTH_CACHE; for root /var/cache/berth; else
+    /// $XDG_CACHE_HOME/berth, …).
+    #[arg(long, global = true, env = "BERTH_CACHE")]
+    pub(crate) cache: Option<PathBuf>,
+    /// Where containers live (default: $BERTH_STATE; for root /var/lib/berth/state; else
+    /// $XDG_DATA_HOME/berth/state, …).
+    #[arg(long, global = true, env = "BERTH_STATE")]
+    pub(crate) state: Option<PathBuf>,
+    /// More logging on stderr (once: info, twice: debug); RUST_LOG also works. (`-v` is `--volume`.)
+    #[arg(long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run a command in a new container.
+    Run(commands::run::RunArgs),
+    /// List containers.
+    Ps(commands::ps::PsArgs),
+    /// Show the output of a detached container.
+    Logs(commands::logs::LogsArgs),
+    /// Send a signal to running containers.
+    Kill(commands::kill::KillArgs),
+    /// Stop running containers (their stop signal, then SIGKILL).
+    Stop(commands::stop::StopArgs),
+    /// Remove containers.
+    Rm(commands::rm::RmArgs),
+    /// Run a command in a running container.
+    Exec(commands::exec::ExecArgs),
+    /// Wait for containers to exit and print their exit codes.
+    Wait(commands::ContainersArgs),
+    /// Show a container's state and configuration as JSON.
+    Inspect(commands::ContainersArgs),
+    /// Remove cached layers no container and no image in the store uses.
+    Gc(commands::gc::GcArgs),
+    /// Write an OCI runtime bundle (DIR/config.json and DIR/rootfs) for runc or crun.
+    Bundle(commands::bundle::BundleArgs),
+    #[command(name = "__monitor", hide = true)]
+    Monitor { id: String },
+}
+
+impl Cli {
+    pub(crate) fn store(&self) -> Result<PathBuf> {
+        match &self.store {
+            Some(path) => Ok(path.clone()),
+            None => Ok(berth_spec::store::trusted_default_store_path()?),
+        }
+    }
+
+    pub(crate) fn cache(&self) -> PathBuf {
+        self.cache.clone().unwrap_or_else(berth_run::layers::default_cache_path)
+    }
+
+    pub(crate) fn state(&self) -> Result<StateDir> {
+        let root = self.state.clone().unwrap_or_else(berth_run::state::default_state_path);
+        Ok(StateDir::open(&root)?)
+    }
+}
+
+/// Restores SIGPIPE's default action. Rust programs start with SIGPIPE ignored, and an ignored signal stays
+/// ignored across `exec`: containers would inherit it (`yes | head` would then never end by SIGPIPE).
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL needs no handler to stay valid.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+fn main() -> ExitCode {
+    default_sigpipe();
+    // Usage errors exit 125, as podman's (and as berth-run's other own failures); help and version exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return ExitCode::from(if usage { 125 } else { 0 });
+        }
+    };
+    // Whatever starts or enters a container runs from a sealed copy of this binary (CVE-2019-5736).
+    if matches!(
+        cli.command,
+        Command::Run(_)
+            | Command::Exec(_)
+            | Command::Kill(_)
+            | Command::Stop(_)
+            | Command::Rm(_)
+            | Command::Monitor { .. }
+    ) && let Err(e) = berth_sandbox::sealed_exe::ensure_sealed("berth-run")
+    {
+        eprintln!(
+            "berth-run: cannot re-execute from a sealed copy of itself (needed to keep containers from reaching it): {e}"
+        );
+        return ExitCode::from(125);
+    }
+    report::init_logging(cli.verbose);
+    match rootless::rootless_entry(&cli) {
+        Ok(None) => {}
+        Ok(Some(code)) => return ExitCode::from(u8::try_from(code).unwrap_or(255)),
+        Err(e) => {
+            eprintln!("berth-run: {}", report::render(&e));
+            return ExitCode::from(125);
+        }
+    }
+    let result = match &cli.command {
+        Command::Run(args) => commands::run::run(&cli, args),
+        Command::Ps(args) => commands::ps::ps(&cli, args),
+        Command::Logs(args) => commands::logs::logs(&cli, args),
+        Command::Kill(args) => commands::kill::kill(&cli, args),
+        Command::Stop(args) => commands::stop::stop(&cli, args),
+        Command::Rm(args) => commands::rm::rm(&cli, args),
+        Command::Exec(args) => commands::exec::exec(&cli, args),
+        Command::Wait(args) => commands::wait::wait(&cli, args),
+        Command::Inspect(args) => commands::inspect::inspect(&cli, args),
+        Command::Gc(args) => commands::gc::gc(&cli, args),
+        Command::Bundle(args) => commands::bundle::bundle(&cli, args),
+        Command::Monitor { id } => commands::monitor::monitor(&cli, id),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("berth-run: {}", report::render(&e));
+            ExitCode::from(report::exit_code(
+                &e,
+                matches!(cli.command, Command::Run(_) | Command::Exec(_)),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod cli_tests;
