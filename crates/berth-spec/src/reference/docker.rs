@@ -24,7 +24,7 @@ pub(super) const DEFAULT_TAG: &str = "latest";
 /// [`parse`](Self::parse) keeps the string as written; [`parse_normalized`](Self::parse_normalized) applies the
 /// Docker Hub defaults. `Display` writes `HOST/PATH:TAG@DIGEST` (omitting absent parts) and parses back to an
 /// equal value.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 pub struct DockerReference {
     /// `HOST/PATH` or `PATH`.
     name: String,
@@ -32,6 +32,24 @@ pub struct DockerReference {
     path_start: usize,
     tag: Option<String>,
     digest: Option<Digest>,
+    /// The tag is `latest` because the input named none ([`parse_normalized`](Self::parse_normalized)). Not part
+    /// of equality: `ubuntu` and `docker.io/library/ubuntu:latest` name the same image.
+    tag_implied: bool,
+}
+
+impl PartialEq for DockerReference {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.name, self.path_start, &self.tag, &self.digest)
+            == (&other.name, other.path_start, &other.tag, &other.digest)
+    }
+}
+
+impl Eq for DockerReference {}
+
+impl std::hash::Hash for DockerReference {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.name, self.path_start, &self.tag, &self.digest).hash(state);
+    }
 }
 
 /// A reference string cut into its parts, before validation.
@@ -106,7 +124,14 @@ impl DockerReference {
             (None, None) => Some(DEFAULT_TAG),
             (tag, _) => tag,
         };
-        Self::build(input, Some(domain), path, tag, parts.digest)
+        let mut built = Self::build(input, Some(domain), path, tag, parts.digest)?;
+        built.tag_implied = parts.tag.is_none() && parts.digest.is_none();
+        Ok(built)
+    }
+
+    /// Whether the input named only a repository: no tag and no digest (the tag reads as `latest`).
+    pub fn names_repository_only(&self) -> bool {
+        self.tag_implied || (self.tag.is_none() && self.digest.is_none())
     }
 
     fn build(
@@ -168,6 +193,7 @@ impl DockerReference {
             path_start,
             tag: tag.map(str::to_owned),
             digest,
+            tag_implied: false,
         })
     }
 
@@ -308,6 +334,17 @@ pub(super) mod tests {
         assert_eq!(r.name(), "10.0.0.1:5000/a/b");
         assert_eq!(r.to_string(), with_digest);
         assert_eq!(with_digest.parse::<DockerReference>().unwrap(), r);
+    }
+
+    #[test]
+    fn a_repository_alone_is_told_apart_from_an_explicit_latest() {
+        let bare = DockerReference::parse_normalized("localhost:5000/x").unwrap();
+        let latest = DockerReference::parse_normalized("localhost:5000/x:latest").unwrap();
+        let pinned = DockerReference::parse_normalized(&format!("localhost:5000/x@{D}")).unwrap();
+        assert!(bare.names_repository_only());
+        assert!(!latest.names_repository_only() && !pinned.names_repository_only());
+        assert_eq!(bare, latest, "still the same image");
+        assert!(DockerReference::parse("x").unwrap().names_repository_only());
     }
 
     #[test]
