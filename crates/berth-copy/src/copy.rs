@@ -71,16 +71,53 @@ struct Ctx {
 }
 
 /// Copies one image (or index) from `src` to `dst`.
+///
+/// A destination registry that refuses the manifest as such (see [`refused_manifest`]) gets the image again as
+/// Docker schema 2, as skopeo does, unless a format was asked for or digests must be kept; the blobs are there
+/// already. If that fails too, the first refusal is the error: it is what the user needs to see.
 pub async fn copy(
     endpoints: &Endpoints,
     src: &ImageRef,
     dst: &ImageRef,
     opts: &CopyOptions,
-    progress: &(impl Progress + Clone + 'static),
+    progress: Arc<dyn Progress>,
 ) -> Result<CopyReport, CopyError> {
-    let source = endpoints.open_source(src)?;
-    let dest = endpoints.open_dest(dst)?;
-    copy_between(source, dest, opts, Arc::new(progress.clone())).await
+    let first = copy_between(
+        endpoints.open_source(src)?,
+        endpoints.open_dest(dst)?,
+        opts,
+        progress.clone(),
+    )
+    .await;
+    match first {
+        Err(first) if refused_manifest(&first, dst) && opts.format.is_none() && !opts.preserve_digests => {
+            progress.message("The registry refused the manifest; trying again as Docker schema 2");
+            let v2 = CopyOptions {
+                format: Some(Format::DockerV2S2),
+                ..opts.clone()
+            };
+            match copy_between(endpoints.open_source(src)?, endpoints.open_dest(dst)?, &v2, progress).await {
+                Ok(report) => Ok(report),
+                Err(second) => {
+                    tracing::debug!("as Docker schema 2: {second}");
+                    Err(first)
+                }
+            }
+        }
+        other => other,
+    }
+}
+
+/// Whether a copy failed because the destination registry refused a manifest as such: a 400 or 415 about a
+/// manifest of the destination's repository whose code says the manifest is invalid or unsupported (or none).
+pub fn refused_manifest(e: &CopyError, dest: &ImageRef) -> bool {
+    let ImageRef::Docker(d) = dest else {
+        return false;
+    };
+    matches!(e, CopyError::Registry(r)
+        if r.is_manifest_refusal()
+            && matches!(r, berth_registry::RegistryError::Status { target, .. }
+                if target.repo == d.repository() && target.host == d.registry_host()))
 }
 
 /// Copies between already opened endpoints.

@@ -11,7 +11,8 @@
 //! let endpoints = Endpoints::default();
 //! let src = "oci:/tmp/layout:app:1".parse().unwrap();
 //! let dst = "docker://localhost:5000/app:1".parse().unwrap();
-//! let report = copy(&endpoints, &src, &dst, &CopyOptions::default(), &berth_copy::progress::Silent).await?;
+//! let progress = std::sync::Arc::new(berth_copy::progress::Silent);
+//! let report = copy(&endpoints, &src, &dst, &CopyOptions::default(), progress).await?;
 //! println!("{}", report.digest);
 //! # Ok(()) }
 //! ```

@@ -1,0 +1,23 @@
+//! `berth-copy delete`: an image removed from a registry or a layout.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use berth_copy::inspect;
+use clap::Args;
+
+use super::{Auth, image, one_endpoint};
+
+#[derive(Args)]
+pub(crate) struct DeleteArgs {
+    pub(crate) image: String,
+    #[command(flatten)]
+    pub(crate) auth: Auth,
+}
+
+pub(crate) async fn delete(store: &Option<PathBuf>, a: DeleteArgs) -> Result<()> {
+    let ep = one_endpoint(store, &a.auth)?;
+    let d = inspect::delete(&ep, &image(&a.image)?).await?;
+    eprintln!("Deleted {d}");
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! `berth-copy`: the command line. Parses, dispatches, renders output and errors; each verb is a module of
+//! `commands`, and the work is in the library.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "berth-copy",
+    version,
+    about = "Copy, inspect, list, delete and sync container images"
+)]
+pub(crate) struct Cli {
+    /// The default store for bare image names (default: $BERTH_STORE; for root /var/lib/berth/store; else
+    /// $XDG_DATA_HOME/berth/store, …).
+    #[arg(long, global = true, env = "BERTH_STORE")]
+    pub(crate) store: Option<PathBuf>,
+    /// More logging on stderr (-v info, -vv debug); RUST_LOG also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Copy an image (or index) from SRC to DEST.
+    Copy(commands::copy::CopyArgs),
+    /// Show an image's manifest summary, raw manifest or config.
+    Inspect(commands::inspect::InspectArgs),
+    /// List the tags of a repository (or the names in a layout).
+    ListTags(commands::list_tags::ListTagsArgs),
+    /// Delete an image from a registry or a layout.
+    Delete(commands::delete::DeleteArgs),
+    /// Copy all tags of a repository, all images of a layout, or a YAML list.
+    Sync(commands::sync::SyncArgs),
+    /// Re-hash every blob of a layout and report missing, corrupt and dangling content.
+    Fsck(commands::LayoutArgs),
+    /// Delete blobs of a layout no image refers to.
+    Gc(commands::LayoutArgs),
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let store = &cli.store;
+    match cli.command {
+        Command::Copy(a) => commands::copy::copy(store, a).await,
+        Command::Inspect(a) => commands::inspect::inspect(store, a).await,
+        Command::ListTags(a) => commands::list_tags::list_tags(store, a).await,
+        Command::Delete(a) => commands::delete::delete(store, a).await,
+        Command::Sync(a) => commands::sync::sync(store, a).await,
+        Command::Fsck(a) => commands::fsck::fsck(store, a),
+        Command::Gc(a) => commands::gc::gc(store, a),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // --quiet silences the warnings about retries too; errors still show.
+    let quiet =
+        matches!(&cli.command, Command::Copy(a) if a.quiet) || matches!(&cli.command, Command::Sync(a) if a.quiet);
+    let level = match cli.verbose {
+        0 if quiet => "error",
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colour only on a terminal: CI logs and pipes get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    // Without -v or RUST_LOG only warnings show: plain lines for people, not timestamped log records.
+    if cli.verbose == 0 && std::env::var_os("RUST_LOG").is_none() {
+        logs.without_time().with_target(false).init();
+    } else {
+        logs.init();
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth-copy: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth-copy: {}", render(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes, each once: many messages already quote their cause, and `{:#}` would repeat it.
+fn render(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
