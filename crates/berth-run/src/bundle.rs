@@ -142,6 +142,9 @@ fn claim_dir(dir: &Path) -> Result<bool, RunError> {
             if entries.next().is_some() {
                 return Err(refuse("it is not empty; choose a new or empty directory"));
             }
+            // Private, as a new one: rootfs/ will hold setuid programs and device nodes (HOSTILE-INPUTS 37).
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .at("make private", dir)?;
             Ok(false)
         }
     }

@@ -253,6 +253,16 @@ fn check_interpreter(
     interpreter: &str,
     user_mounts: &[&str],
 ) -> Result<(), SandboxError> {
+    check_interpreter_at(rootfs, script, interpreter, user_mounts, 1)
+}
+
+fn check_interpreter_at(
+    rootfs: &RootFs,
+    script: &str,
+    interpreter: &str,
+    user_mounts: &[&str],
+    depth: u32,
+) -> Result<(), SandboxError> {
     let refuse = |reason: String, not_found: bool| SandboxError::Command {
         image: rootfs.image().to_owned(),
         command: script.to_owned(),
@@ -285,8 +295,17 @@ fn check_interpreter(
             false,
         )),
         Found::Runnable(machine) => check_machine(machine, interpreter).map_err(|r| refuse(r, false)),
-        // An interpreter that is itself a script: the kernel allows a few levels; not followed further here.
-        Found::Script(_) => Ok(()),
+        // An interpreter that is itself a script: followed as the kernel does (it allows 4 levels in all), so an
+        // interpreter chain cannot hide a magic link (`#!/bin/mid`, `/bin/mid` being `#!/proc/self/exe`).
+        Found::Script(next) if depth < 4 => check_interpreter_at(rootfs, interpreter, &next, user_mounts, depth + 1)
+            .map_err(|e| match e {
+                SandboxError::Command { reason, not_found, .. } => refuse(reason, not_found),
+                other => other,
+            }),
+        Found::Script(_) => Err(refuse(
+            format!("{script} is a script for {interpreter}, a chain of scripts deeper than the kernel runs"),
+            false,
+        )),
     }
 }
 
@@ -294,7 +313,7 @@ fn check_interpreter(
 /// which the runtime mounts over the image. What the image has there is not what would run, and in the container
 /// `/proc/self/exe` (or `/proc/PID/exe`, `/dev/fd/N`) is a magic link to the runtime's own binary or to a host
 /// file (HOSTILE-INPUTS 40, runc's CVE-2019-5736).
-fn in_runtime_fs(rootfs: &RootFs, path: &str) -> Result<Option<String>, SandboxError> {
+pub(crate) fn in_runtime_fs(rootfs: &RootFs, path: &str) -> Result<Option<String>, SandboxError> {
     let real = match rootfs.resolve(path) {
         Ok(real) => real,
         // A symlink loop: the probe reports the path as missing.

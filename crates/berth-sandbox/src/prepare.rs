@@ -29,6 +29,7 @@ pub const RUNTIME_ANNOTATION_PREFIXES: &[&str] = &[
     "io.kubernetes.cri-o.",
     "io.containerd.",
     "dev.gvisor.",
+    "io.kubernetes.cri.",
     "com.nvidia.",
     "nvidia.com/",
     "dev.berth.",
@@ -111,6 +112,18 @@ pub fn prepare_container(setup: &ContainerSetup<'_>) -> Result<Spec, SandboxErro
 
     let user_dests: Vec<&str> = opts.mounts.iter().map(|m| m.destination()).collect();
     exec_check::check_command(&rootfs, &converted, &user_dests)?;
+    // A working directory that leads through the image's symlinks into /proc would start the process in one of
+    // the runtime's descriptors (runc CVE-2024-21626), and creating it would follow the link into the image tree.
+    if rootfs
+        .resolve(&converted.cwd)
+        .is_ok_and(|real| real == "/proc" || real.starts_with("/proc/"))
+    {
+        return Err(SandboxError::option(
+            format!("working directory {}", converted.cwd),
+            "it leads into /proc through the image's symlinks; choose another with -w (the image is malformed or \
+             hostile)",
+        ));
+    }
     rootfs.ensure_dir(&converted.cwd)?;
 
     std::fs::create_dir_all(setup.container_dir).at("create", setup.container_dir)?;

@@ -251,13 +251,15 @@ fn hostile_40_proc_self_exe_entrypoints_and_interpreters_are_refused() {
         ("proc/self/exe", 0o755, "#!/bin/sh\necho decoy\n"),
         ("bin/evil", 0o755, "#!/proc/self/exe\n"),
         ("bin/link", 0o777, "->/proc/self/exe"),
+        ("bin/mid", 0o755, "#!/proc/self/exe\n"),
+        ("bin/chain", 0o755, "#!/bin/mid\n"),
     ]);
     let image = env.image(
         "hostile:exe",
         json!({"Entrypoint": ["/proc/self/exe", "--version"]}),
         vec![decoy],
     );
-    for command in [&[][..], &["/bin/evil"][..], &["/bin/link"][..]] {
+    for command in [&[][..], &["/bin/evil"][..], &["/bin/link"][..], &["/bin/chain"][..]] {
         let flags: &[&str] = if command.is_empty() { &[] } else { &["--entrypoint", ""] };
         let ran = env.run_berth(flags, &image, command);
         assert_eq!(ran.code, 126, "{command:?}: {ran:?}");
@@ -404,4 +406,64 @@ fn gc_racing_bundle_and_run_leaves_them_whole() {
         });
         assert_eq!(gc.code, 0, "{gc:?}");
     }
+}
+
+/// 30 through symlinks: a working directory that leads into /proc (runc CVE-2024-21626) is refused, and nothing is
+/// created in the image tree by following it.
+#[test]
+fn hostile_30_workdir_through_a_symlink_into_proc_is_refused() {
+    let env = Env::new();
+    let image = env.image(
+        "hostile:wd",
+        json!({"WorkingDir": "/w/7", "Cmd": ["true"]}),
+        vec![layer(&[("w", 0o777, "->/proc/self/fd")])],
+    );
+    let err = env.bundle_err(&[], &image, &[]);
+    assert!(err.contains("/w/7") && err.contains("/proc"), "{err}");
+    let ran = env.run_berth(&[], &image, &[]);
+    assert_eq!(ran.code, 125, "{ran:?}");
+}
+
+/// 37: a bundle written into an existing empty directory makes it private too.
+#[test]
+fn hostile_37_an_existing_bundle_directory_is_made_private() {
+    let env = Env::new();
+    let dir = env.path("given");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = env.bundle(&[], env.busybox(), &dir, &["true"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(
+        mode(&dir.join("rootfs")) & 0o005,
+        0o005,
+        "the container's / stays traversable inside"
+    );
+}
+
+/// 38: a default store another user controls is refused (here: `nobody`'s default store, owned by root).
+#[test]
+fn hostile_38_a_default_store_of_another_user_is_refused() {
+    let env = Env::new();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = env.path("home");
+    let store = home.join(".local/share/berth/store");
+    std::fs::create_dir_all(&store).unwrap();
+    rustix::fs::chown(&home, Some(rustix::fs::Uid::from_raw(NOBODY)), None).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_berth-run"))
+        .args(["run", "--rm", "busybox:1", "true"])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", &home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains(&store.display().to_string()) && err.contains("belongs to uid 0"),
+        "{err}"
+    );
 }
