@@ -1,23 +1,21 @@
-//! Walking the members of an image archive: raw tar headers, with GNU long names and PAX records applied under
-//! caps Berth controls, names normalized and checked, duplicates refused.
+//! Walking the members of an image archive with Berth's one tar reader ([`berth_layer::tar_walk`], which applies
+//! GNU long names and PAX records under its caps), names normalized and checked, duplicates refused.
 //!
 //! The walk reads headers only; a visitor decides what to do with each member's data (stream it, skip it, or record
-//! its offset for seeking later). Extension headers are read into memory only up to [`MAX_EXTENSION_HEADER`], and a
-//! PAX `size` that disagrees with the header is refused, since readers that disagree about where a member ends see
-//! different archives.
+//! its offset for seeking later). A PAX `size` that disagrees with a non-zero header size is refused, since readers
+//! that disagree about where a member ends see different archives (a header size of 0 with a PAX size is how Go
+//! writes members of 8 GiB and more), and so are PAX sparse records.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
+use berth_layer::tar_walk::{TarWalker, WalkError};
 use berth_spec::media_type::Compression;
 use tar::EntryType;
 
 use crate::error::{ArchiveError, IoContext, Result};
-
-/// Cap on a GNU long-name or PAX extension header's data.
-pub(crate) const MAX_EXTENSION_HEADER: u64 = 1024 * 1024;
 
 /// What a member is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,66 +91,35 @@ fn bad(archive: &Path, member: impl Into<String>, reason: impl Into<String>) -> 
 }
 
 fn text(archive: &Path, bytes: &[u8], what: &str) -> Result<String> {
-    let trimmed = bytes.strip_suffix(b"\0").unwrap_or(bytes);
-    String::from_utf8(trimmed.to_vec()).map_err(|_| {
-        let lossy = String::from_utf8_lossy(trimmed).into_owned();
+    String::from_utf8(bytes.to_vec()).map_err(|_| {
+        let lossy = String::from_utf8_lossy(bytes).into_owned();
         bad(archive, lossy, format!("the {what} is not UTF-8"))
     })
 }
 
-/// Extension headers waiting for the member they describe.
-#[derive(Default)]
-struct Pending {
-    name: Option<Vec<u8>>,
-    link: Option<Vec<u8>>,
-    pax_size: Option<u64>,
-}
-
-fn read_extension(archive: &Path, entry: &mut impl Read, size: u64, what: &str) -> Result<Vec<u8>> {
-    if size > MAX_EXTENSION_HEADER {
-        return Err(ArchiveError::TooLarge {
-            archive: archive.to_owned(),
-            member: format!("({what} header)"),
-            size,
-            limit: MAX_EXTENSION_HEADER,
-        });
-    }
-    let mut buf = Vec::new();
-    entry
-        .take(size)
-        .read_to_end(&mut buf)
-        .map_err(|source| ArchiveError::Tar {
+fn walk_error(archive: &Path, e: WalkError) -> ArchiveError {
+    match e {
+        WalkError::Read { source, .. } => ArchiveError::Tar {
             archive: archive.to_owned(),
             source,
-        })?;
-    Ok(buf)
-}
-
-fn apply_pax(archive: &Path, data: &[u8], pending: &mut Pending) -> Result<()> {
-    for record in tar::PaxExtensions::new(data) {
-        let record = record.map_err(|e| bad(archive, "(PAX header)", format!("malformed PAX record: {e}")))?;
-        match record.key_bytes() {
-            b"path" => pending.name = Some(record.value_bytes().to_vec()),
-            b"linkpath" => pending.link = Some(record.value_bytes().to_vec()),
-            b"size" => {
-                let size = record
-                    .value()
-                    .ok()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .ok_or_else(|| bad(archive, "(PAX header)", "the PAX size is not a number"))?;
-                pending.pax_size = Some(size);
-            }
-            key if key.starts_with(b"GNU.sparse.") => {
-                return Err(bad(
-                    archive,
-                    "(PAX header)",
-                    "sparse members are not allowed in an image archive",
-                ));
-            }
-            _ => {}
-        }
+        },
+        WalkError::TooLarge {
+            header,
+            what,
+            size,
+            limit,
+        } => ArchiveError::TooLarge {
+            archive: archive.to_owned(),
+            member: format!("{header} ({what})"),
+            size,
+            limit,
+        },
+        WalkError::Malformed { entry, reason } => bad(archive, entry, reason),
+        other => ArchiveError::Tar {
+            archive: archive.to_owned(),
+            source: io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+        },
     }
-    Ok(())
 }
 
 /// Opens an archive file and undoes gzip or zstd compression (sniffed from its first bytes).
@@ -164,64 +131,41 @@ pub(crate) fn open_decompressed(archive: &Path) -> Result<(Box<dyn Read + Send>,
     Ok((reader, compression))
 }
 
-/// Walks every member of `entries` (which must be raw), calling `visit` with each member and a reader of its data.
-/// Refuses unsafe names and duplicates (a directory may repeat) with an error naming the member.
+/// Walks every member of the archive, calling `visit` with each member and a reader of its data. Refuses unsafe
+/// names and duplicates (a directory may repeat) with an error naming the member.
 pub(crate) fn walk<R: Read>(
     archive: &Path,
-    entries: tar::Entries<'_, R>,
+    mut walker: TarWalker<R>,
     mut visit: impl FnMut(&Member, &mut dyn Read) -> Result<()>,
 ) -> Result<()> {
-    let tar_err = |source| ArchiveError::Tar {
-        archive: archive.to_owned(),
-        source,
-    };
     let mut seen: HashMap<String, MemberKind> = HashMap::new();
-    let mut pending = Pending::default();
-    for entry in entries {
-        let mut entry = entry.map_err(tar_err)?;
-        let header = entry.header().clone();
-        let size = header.entry_size().map_err(tar_err)?;
-        match header.entry_type() {
-            EntryType::GNULongName => {
-                pending.name = Some(read_extension(archive, &mut entry, size, "GNU long name")?);
-                continue;
-            }
-            EntryType::GNULongLink => {
-                pending.link = Some(read_extension(archive, &mut entry, size, "GNU long link")?);
-                continue;
-            }
-            EntryType::XHeader => {
-                let data = read_extension(archive, &mut entry, size, "PAX")?;
-                apply_pax(archive, &data, &mut pending)?;
-                continue;
-            }
-            // Global PAX headers carry only defaults (comments, mtimes) that nothing here uses.
-            EntryType::XGlobalHeader => continue,
-            _ => {}
-        }
-        let pending = std::mem::take(&mut pending);
-        let raw_name = text(
-            archive,
-            &pending.name.unwrap_or_else(|| header.path_bytes().into_owned()),
-            "name",
-        )?;
-        if let Some(pax_size) = pending.pax_size
-            && pax_size != size
+    while let Some(entry) = walker.next_entry().map_err(|e| walk_error(archive, e))? {
+        let raw_name = text(archive, entry.path_bytes(), "name")?;
+        let header_size = entry.header_size();
+        if let Some(pax_size) = entry.pax_size()
+            && header_size != 0
+            && pax_size != header_size
         {
             return Err(bad(
                 archive,
                 raw_name,
-                format!("its PAX size {pax_size} disagrees with its header size {size}; the archive is ambiguous"),
+                format!(
+                    "its PAX size {pax_size} disagrees with its header size {header_size}; the archive is ambiguous"
+                ),
             ));
         }
-        let link = match pending
-            .link
-            .or_else(|| header.link_name_bytes().map(|l| l.into_owned()))
-        {
-            Some(l) => Some(text(archive, &l, "link target")?),
+        if entry.pax_records().any(|(k, _)| k.starts_with(b"GNU.sparse.")) {
+            return Err(bad(
+                archive,
+                raw_name,
+                "sparse members are not allowed in an image archive",
+            ));
+        }
+        let link = match entry.link_bytes() {
+            Some(l) => Some(text(archive, l, "link target")?),
             None => None,
         };
-        let kind = match header.entry_type() {
+        let kind = match entry.entry_type() {
             EntryType::Regular | EntryType::Continuous => MemberKind::File,
             EntryType::Directory => MemberKind::Dir,
             EntryType::Symlink => MemberKind::Symlink,
@@ -250,15 +194,10 @@ pub(crate) fn walk<R: Read>(
             name,
             kind,
             link,
-            size,
-            data_offset: entry.raw_file_position(),
+            size: entry.size(),
+            data_offset: entry.data_offset(),
         };
-        visit(&member, &mut entry)?;
-    }
-    if pending.name.is_some() || pending.link.is_some() || pending.pax_size.is_some() {
-        return Err(tar_err(std::io::Error::other(
-            "the archive ends after an extension header",
-        )));
+        visit(&member, &mut walker.data())?;
     }
     Ok(())
 }
@@ -304,9 +243,8 @@ mod tests {
     }
 
     fn names(tar: &[u8]) -> Result<Vec<(String, MemberKind, u64)>> {
-        let mut archive = tar::Archive::new(tar);
         let mut out = Vec::new();
-        walk(Path::new("t.tar"), archive.entries().unwrap().raw(true), |m, _| {
+        walk(Path::new("t.tar"), TarWalker::new(tar), |m, _| {
             out.push((m.name.clone(), m.kind, m.data_offset));
             Ok(())
         })?;
@@ -360,5 +298,51 @@ mod tests {
             (b"f", EntryType::Regular, b"x"),
         ]);
         assert!(names(&tar).unwrap_err().to_string().contains("sparse"));
+    }
+
+    #[test]
+    fn a_pax_size_counts_when_the_header_says_zero_as_go_writes_huge_members() {
+        // Go writes members of 8 GiB and more with 0 in the header's size field and the size in a PAX record.
+        let mut tar = raw_tar(&[(b"PaxHeader", EntryType::XHeader, b"10 size=3\n")]);
+        tar.truncate(tar.len() - 1024);
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..3].copy_from_slice(b"big");
+        h.set_entry_type(EntryType::Regular);
+        h.set_size(0);
+        h.set_cksum();
+        tar.extend_from_slice(h.as_bytes());
+        tar.extend_from_slice(b"abc");
+        tar.resize(tar.len().div_ceil(512) * 512, 0);
+        tar.extend(raw_tar(&[(b"next", EntryType::Regular, b"n")]));
+        let mut data = Vec::new();
+        let mut seen = Vec::new();
+        walk(Path::new("t.tar"), TarWalker::new(&tar[..]), |m, r| {
+            seen.push((m.name.clone(), m.size));
+            if m.name == "big" {
+                r.read_to_end(&mut data).unwrap();
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![("big".to_owned(), 3), ("next".to_owned(), 1)]);
+        assert_eq!(data, b"abc");
+    }
+
+    #[test]
+    fn extension_headers_over_the_cap_are_refused_before_being_read() {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_entry_type(EntryType::GNULongName);
+        h.set_size(1 << 30);
+        h.set_cksum();
+        let err = names(h.as_bytes()).unwrap_err();
+        assert!(
+            matches!(&err, ArchiveError::TooLarge { member, size: 1_073_741_824, limit: 1_048_576, .. }
+                if member == "././@LongLink (GNU long name)"),
+            "{err}"
+        );
+        let tar = raw_tar(&[(b"PaxHeader", EntryType::XHeader, b"12 path=abc\n")]);
+        let err = names(&tar).unwrap_err();
+        assert!(err.to_string().contains("ends after a PAX header"), "{err}");
     }
 }

@@ -13,6 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use berth_layer::tar_walk::TarWalker;
 use berth_spec::media_type::Compression;
 
 use crate::error::{ArchiveError, IoContext, Result};
@@ -45,12 +46,7 @@ impl MemberIndex {
         let file = seekable(path)?;
         let file_len = file.metadata().at(path, "stat archive")?.len();
         let mut members = HashMap::new();
-        let mut tar = tar::Archive::new(&file);
-        let entries = tar.entries_with_seek().map_err(|source| ArchiveError::Tar {
-            archive: path.to_owned(),
-            source,
-        })?;
-        member::walk(path, entries.raw(true), |m, _| {
+        member::walk(path, TarWalker::seekable(&file), |m, _| {
             let bad = |reason: String| ArchiveError::BadMember {
                 archive: path.to_owned(),
                 member: m.raw_name.clone(),

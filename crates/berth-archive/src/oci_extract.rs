@@ -12,6 +12,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use berth_layer::tar_walk::TarWalker;
 use berth_spec::layout::{Layout, MAX_INDEX_JSON_SIZE};
 use berth_spec::{Algorithm, Digest, Hasher};
 
@@ -172,13 +173,8 @@ pub fn extract_oci_archive(archive: &Path, into: &Path) -> Result<Layout> {
         .at(parent, "create staging directory")?;
     let (reader, compression) = member::open_decompressed(archive)?;
     tracing::debug!(archive = %archive.display(), %compression, "extracting oci-archive");
-    let mut tar = tar::Archive::new(reader);
-    let entries = tar.entries().map_err(|source| ArchiveError::Tar {
-        archive: archive.to_owned(),
-        source,
-    })?;
     let mut skipped = 0usize;
-    member::walk(archive, entries.raw(true), |m, data| match role(archive, m)? {
+    member::walk(archive, TarWalker::new(reader), |m, data| match role(archive, m)? {
         Role::Foreign => {
             skipped += 1;
             tracing::debug!(member = %m.raw_name, "skipping a member that is not part of an OCI layout");

@@ -1,4 +1,4 @@
-//! Items 11–19 of HOSTILE-INPUTS.md against `apply_layer`: every archive is crafted here, and every test checks
+//! Items 11–19 of HOSTILE-INPUTS.md against `apply_layer` (39, resource bombs, is in `hostile_bombs.rs`): every archive is crafted here, and every test checks
 //! that nothing outside the root was created, changed or deleted.
 
 mod support;
@@ -106,6 +106,29 @@ fn hostile_12_symlink_to_dotdot_then_nested_path() {
     apply(&sb, &t.finish()).unwrap();
     sb.assert_contained();
     assert_eq!(read(&sb, "a/b"), "nested");
+}
+
+#[test]
+fn hostile_12_dotdot_after_a_symlink_goes_to_its_real_parent() {
+    // `p -> x/../new` with `x -> d/sub`: `..` is taken from where `x` leads (d/sub), as the kernel does, so `new`
+    // is created in d. Resolving `..` lexically (x/../new = new) would put it at the top instead.
+    let sb = Sandbox::new();
+    let mut t = RawTar::new();
+    t.dir("d", 0o755)
+        .dir("d/sub", 0o755)
+        .symlink("x", "d/sub")
+        .symlink("p", "x/../new")
+        .file("p/f", 0o644, b"real parent")
+        .symlink("q", "/x/../../../../new2")
+        .file("q/g", 0o644, b"clamped at the root")
+        // Entry names themselves are cleaned lexically, as docker and containerd clean them: x/../h is h.
+        .file("x/../h", 0o644, b"lexical name");
+    apply(&sb, &t.finish()).unwrap();
+    sb.assert_contained();
+    assert_eq!(read(&sb, "d/new/f"), "real parent");
+    assert!(!sb.path("new").exists());
+    assert_eq!(read(&sb, "new2/g"), "clamped at the root");
+    assert_eq!(read(&sb, "h"), "lexical name");
 }
 
 // ---- 13: hardlinks ----
@@ -370,6 +393,37 @@ fn hostile_17_security_capability_kept_forged_overlay_xattrs_refused() {
     }
 }
 
+#[test]
+fn hostile_17_xattrs_on_device_nodes_fifos_and_symlinks_are_set_on_the_node() {
+    // They used to be set with lsetxattr on /proc/self/fd/N, which names the magic link, not the node: refused,
+    // and dropped with only a log line.
+    let sb = Sandbox::new();
+    let mut t = RawTar::new();
+    let mut h = RawTar::header(b"null", EntryType::Char, 0o666, 0, b"");
+    h.set_device_major(1).unwrap();
+    h.set_device_minor(3).unwrap();
+    t.pax(&[("SCHILY.xattr.trusted.berth-test", b"char")])
+        .raw_header(h, b"");
+    t.pax(&[
+        ("SCHILY.xattr.trusted.berth-test", b"fifo"),
+        // The kernel allows user.* only on regular files and directories: counted, not silently dropped.
+        ("SCHILY.xattr.user.berth-test", b"refused"),
+    ])
+    .entry(b"fifo", EntryType::Fifo, 0o640, b"", b"");
+    t.pax(&[("SCHILY.xattr.trusted.berth-test", b"link")])
+        .symlink("link", "/nowhere");
+    t.pax(&[("SCHILY.xattr.user.berth-test", b"file")])
+        .file("file", 0o644, b"f");
+    let report = apply(&sb, &t.finish()).unwrap();
+    assert_eq!(report.skipped_devices, 0, "these tests run as root");
+    assert_eq!(support::getxattr(&sb.path("null"), "trusted.berth-test"), b"char");
+    assert_eq!(support::getxattr(&sb.path("fifo"), "trusted.berth-test"), b"fifo");
+    assert_eq!(support::getxattr(&sb.path("link"), "trusted.berth-test"), b"link");
+    assert_eq!(support::getxattr(&sb.path("file"), "user.berth-test"), b"file");
+    assert_eq!(report.skipped_xattrs, 1, "user.berth-test on the FIFO");
+    sb.assert_contained();
+}
+
 // ---- 18: names and numbers ----
 
 #[test]
@@ -464,6 +518,51 @@ fn hostile_18_gnu_sparse_entry_claiming_a_terabyte_is_refused_without_allocating
     );
     assert!(start.elapsed().as_secs() < 5);
     sb.assert_contained();
+}
+
+#[test]
+fn hostile_18_gnu_sparse_entry_writes_its_runs_at_their_offsets_and_leaves_holes() {
+    // 4 runs in the header and 2 in an extended header; 1 MiB file, 3 KiB of data.
+    let runs: Vec<(u64, u8)> = (0..6).map(|i| (i * 128 * 1024, b'A' + i as u8)).collect();
+    let mut h = tar::Header::new_gnu();
+    h.as_mut_bytes()[..6].copy_from_slice(b"sparse");
+    h.set_entry_type(EntryType::GNUSparse);
+    h.set_mode(0o644);
+    h.set_size(6 * 512);
+    h.set_mtime(0);
+    let gnu = h.as_gnu_mut().unwrap();
+    gnu.set_real_size(1 << 20);
+    for (slot, (off, _)) in gnu.sparse.iter_mut().zip(&runs) {
+        slot.set_offset(*off);
+        slot.set_length(512);
+    }
+    gnu.set_is_extended(true);
+    let mut ext = tar::GnuExtSparseHeader::new();
+    for (slot, (off, _)) in ext.sparse_mut().iter_mut().zip(&runs[4..]) {
+        slot.set_offset(*off);
+        slot.set_length(512);
+    }
+    let mut data = ext.as_bytes().to_vec();
+    for (_, byte) in &runs {
+        data.extend_from_slice(&[*byte; 512]);
+    }
+    let mut t = RawTar::new();
+    t.raw_header(h, &data).file("after", 0o644, b"next entry");
+    let sb = Sandbox::new();
+    apply(&sb, &t.finish()).unwrap();
+    let got = std::fs::read(sb.path("sparse")).unwrap();
+    assert_eq!(got.len(), 1 << 20);
+    let mut want = vec![0u8; 1 << 20];
+    for (off, byte) in &runs {
+        want[*off as usize..*off as usize + 512].fill(*byte);
+    }
+    assert!(got == want, "runs are at their offsets and zeros elsewhere");
+    let blocks = std::fs::metadata(sb.path("sparse")).unwrap().blocks();
+    assert!(
+        blocks * 512 < 256 * 1024,
+        "holes are left, not zeros written: {blocks} blocks"
+    );
+    assert_eq!(read(&sb, "after"), "next entry");
 }
 
 // ---- 19: streams ----

@@ -4,6 +4,10 @@
 //! `layers/sha256/HEX` — so a directory under that name is always complete, and a failed or killed extraction
 //! leaves nothing that looks complete. Two processes extracting the same layer at once each work in their own temp
 //! directory; the first rename wins and the other discards its copy.
+//!
+//! A temp directory is removed whatever ends the extraction — an error (a disk that fills up included), the
+//! diffID check, a lost rename race, a panic — and removal copes with what a layer may hold: directories of mode
+//! 0000 or 0500 that a non-root remover could not otherwise empty, and trees of any depth.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -11,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_spec::Digest;
 
+use super::fsops::remove_dir_all_forcing;
 use super::{ApplyError, ApplyOptions, apply_layer, io_err};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -63,29 +68,25 @@ impl LayerCache {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir(&tmp).map_err(io_err(&name, "create extraction directory"))?;
-        let result = (|| {
-            let reader = open().map_err(io_err(&name, "open layer"))?;
-            let opts = ApplyOptions {
-                diff_id: Some(diff_id.clone()),
-                ..opts.clone()
-            };
-            apply_layer(reader, &tmp, &opts)?;
-            sync_dir_tree(&tmp).map_err(io_err(&name, "sync extracted layer"))?;
-            let dest = self.path_for(diff_id);
-            match std::fs::rename(&tmp, &dest) {
-                Ok(()) => Ok(dest),
-                // Another process finished the same layer first: use theirs.
-                Err(e) if dest.is_dir() || e.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error()) => {
-                    let _ = std::fs::remove_dir_all(&tmp);
-                    Ok(dest)
-                }
-                Err(e) => Err(io_err(&name, "move extracted layer into the cache")(e)),
+        let mut scratch = Scratch(Some(tmp));
+        let tmp = scratch.0.as_deref().expect("just set");
+        let reader = open().map_err(io_err(&name, "open layer"))?;
+        let opts = ApplyOptions {
+            diff_id: Some(diff_id.clone()),
+            ..opts.clone()
+        };
+        apply_layer(reader, tmp, &opts)?;
+        sync_dir_tree(tmp).map_err(io_err(&name, "sync extracted layer"))?;
+        let dest = self.path_for(diff_id);
+        match std::fs::rename(tmp, &dest) {
+            Ok(()) => {
+                scratch.0 = None;
+                Ok(dest)
             }
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
+            // Another process finished the same layer first: use theirs (ours goes with `scratch`).
+            Err(e) if dest.is_dir() || e.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error()) => Ok(dest),
+            Err(e) => Err(io_err(&name, "move extracted layer into the cache")(e)),
         }
-        result
     }
 
     /// Removes a layer from the cache: renamed away first (atomically gone), then deleted.
@@ -96,7 +97,7 @@ impl LayerCache {
             .join("tmp")
             .join(format!("rm-{}-{}", diff_id.hex(), std::process::id()));
         match std::fs::rename(&p, &doomed) {
-            Ok(()) => std::fs::remove_dir_all(&doomed),
+            Ok(()) => remove_dir_all_forcing(&doomed),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
@@ -122,11 +123,24 @@ impl LayerCache {
             let pid: Option<i32> = name.split('-').nth(1).and_then(|p| p.parse().ok());
             let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
             if !alive {
-                std::fs::remove_dir_all(e.path())?;
+                remove_dir_all_forcing(&e.path())?;
                 n += 1;
             }
         }
         Ok(n)
+    }
+}
+
+/// An extraction's temp directory, removed when dropped unless taken (set to `None`) once it is in place.
+struct Scratch(Option<PathBuf>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take()
+            && let Err(e) = remove_dir_all_forcing(&dir)
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove a failed extraction's temp directory");
+        }
     }
 }
 

@@ -1,16 +1,21 @@
-//! One tar entry: metadata from the header and PAX records, then creation inside the root.
+//! One tar entry: its metadata (header fields with PAX overrides, as the walker resolves them), then its creation
+//! inside the root.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 
-use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
 use tar::EntryType;
 
-use super::fsops::{self, InRoot};
+use super::fsops::{self, DirCursor, InRoot};
 use super::{ApplyError, Ctx, IdRange, WhiteoutMode, io_err, refused};
+use crate::tar_walk::{KeyValue, SparseMap, TarEntry};
 use crate::whiteout::{self, Whiteout};
 
 const DEFAULT_MAX_SPARSE: u64 = 64 << 30;
@@ -22,29 +27,8 @@ struct Meta {
     uid: u32,
     gid: u32,
     mtime: Timespec,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    xattrs: Vec<KeyValue>,
     dev: (u32, u32),
-}
-
-fn parse_pax_time(v: &str) -> Option<Timespec> {
-    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
-    let tv_sec: i64 = secs.parse().ok()?;
-    let digits: String = frac.chars().take(9).collect();
-    let tv_nsec: i64 = if digits.is_empty() {
-        0
-    } else {
-        format!("{digits:0<9}").parse().ok()?
-    };
-    let tv_nsec = if tv_sec < 0 && tv_nsec > 0 { -tv_nsec } else { tv_nsec };
-    // Normalize a negative fraction into [0, 1e9).
-    if tv_nsec < 0 {
-        Some(Timespec {
-            tv_sec: tv_sec - 1,
-            tv_nsec: tv_nsec + 1_000_000_000,
-        })
-    } else {
-        Some(Timespec { tv_sec, tv_nsec })
-    }
 }
 
 fn map_id(id: u64, map: &[IdRange], what: &str, entry: &str) -> Result<u32, ApplyError> {
@@ -61,60 +45,18 @@ fn map_id(id: u64, map: &[IdRange], what: &str, entry: &str) -> Result<u32, Appl
         .ok_or_else(|| refused(entry, format!("{what} {id} is not mapped by the id mapping in use")))
 }
 
-fn read_meta<R: Read>(ctx: &Ctx<'_>, e: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, ApplyError> {
+fn read_meta(ctx: &Ctx<'_>, e: &TarEntry, name: &str) -> Result<Meta, ApplyError> {
     let h = e.header();
-    // As Go's archive/tar (and so containerd and umoci) does, an all-NUL/blank numeric field reads as 0.
-    let num = |what: &'static str, v: io::Result<u64>, field: &[u8]| match v {
-        Ok(v) => Ok(v),
-        Err(_) if field.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
-        Err(err) => Err(refused(name, format!("bad {what} field: {err}"))),
-    };
-    let old = h.as_old();
-    let mut uid = num("uid", h.uid(), &old.uid)?;
-    let mut gid = num("gid", h.gid(), &old.gid)?;
-    let mode = num("mode", h.mode().map(u64::from), &old.mode)? as u32 & 0o7777;
-    let mut mtime = Timespec {
-        tv_sec: num("mtime", h.mtime(), &old.mtime)? as i64,
-        tv_nsec: 0,
+    let (tv_sec, nanos) = e.mtime()?;
+    let mtime = Timespec {
+        tv_sec,
+        tv_nsec: nanos.into(),
     };
     let dev = (
         h.device_major().ok().flatten().unwrap_or(0),
         h.device_minor().ok().flatten().unwrap_or(0),
     );
-    let mut xattrs = Vec::new();
-    let bad_pax = |err: io::Error| refused(name, format!("malformed PAX header: {err}"));
-    if let Some(pax) = e.pax_extensions().map_err(bad_pax)? {
-        for rec in pax {
-            let rec = rec.map_err(bad_pax)?;
-            let key = rec.key_bytes();
-            let val = rec.value_bytes();
-            let text = || std::str::from_utf8(val).ok();
-            match key {
-                b"uid" => {
-                    uid = text()
-                        .and_then(|t| t.parse().ok())
-                        .ok_or_else(|| refused(name, "bad PAX uid"))?
-                }
-                b"gid" => {
-                    gid = text()
-                        .and_then(|t| t.parse().ok())
-                        .ok_or_else(|| refused(name, "bad PAX gid"))?
-                }
-                b"mtime" => {
-                    mtime = text()
-                        .and_then(parse_pax_time)
-                        .ok_or_else(|| refused(name, "bad PAX mtime"))?
-                }
-                _ => {
-                    if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
-                        xattrs.push((x.to_vec(), val.to_vec()));
-                    } else if let Some(x) = key.strip_prefix(b"LIBARCHIVE.xattr.") {
-                        xattrs.push((x.to_vec(), val.to_vec()));
-                    }
-                }
-            }
-        }
-    }
+    let xattrs = e.xattrs()?;
     for (k, _) in &xattrs {
         if k.starts_with(b"trusted.overlay.") || k.starts_with(b"user.overlay.") {
             return Err(refused(
@@ -126,10 +68,10 @@ fn read_meta<R: Read>(ctx: &Ctx<'_>, e: &mut tar::Entry<'_, R>, name: &str) -> R
             ));
         }
     }
-    let uid = map_id(uid, &ctx.opts.uid_map, "uid", name)?;
-    let gid = map_id(gid, &ctx.opts.gid_map, "gid", name)?;
+    let uid = map_id(e.uid()?, &ctx.opts.uid_map, "uid", name)?;
+    let gid = map_id(e.gid()?, &ctx.opts.gid_map, "gid", name)?;
     Ok(Meta {
-        mode,
+        mode: e.mode()?,
         uid,
         gid,
         mtime,
@@ -138,15 +80,30 @@ fn read_meta<R: Read>(ctx: &Ctx<'_>, e: &mut tar::Entry<'_, R>, name: &str) -> R
     })
 }
 
-/// Applies one entry.
-pub(crate) fn apply_entry<R: Read>(ctx: &mut Ctx<'_>, e: &mut tar::Entry<'_, R>) -> Result<(), ApplyError> {
-    let raw = e.path_bytes().into_owned();
-    let name = String::from_utf8_lossy(&raw).into_owned();
-    let kind = e.header().entry_type();
+/// Maps the errors of resolving an entry's directory: ENOTDIR and ELOOP are the layer's fault.
+fn dir_err<'a>(name: &'a str, action: &'static str) -> impl FnOnce(Errno) -> ApplyError + 'a {
+    move |err| match err {
+        Errno::NOTDIR => refused(name, "a parent path component is not a directory"),
+        Errno::LOOP => refused(
+            name,
+            format!(
+                "too many levels of symbolic links: resolving its directory follows more than {} symlinks",
+                fsops::MAX_SYMLINKS
+            ),
+        ),
+        other => io_err(name, action)(other.into()),
+    }
+}
+
+/// Applies one entry; `data` reads its data.
+pub(crate) fn apply_entry(ctx: &mut Ctx<'_>, e: &TarEntry, data: &mut dyn Read) -> Result<(), ApplyError> {
+    let raw = e.path_bytes();
+    let name = e.path_lossy().into_owned();
+    let kind = e.entry_type();
     if raw.contains(&0) {
         return Err(refused(&name, "entry name contains a NUL byte"));
     }
-    let path = InRoot::clean(&raw);
+    let path = InRoot::clean(raw);
     if path.path().parent().is_some_and(|p| {
         p.iter()
             .any(|c| c.as_bytes().starts_with(whiteout::WHITEOUT_PREFIX.as_bytes()))
@@ -169,27 +126,26 @@ pub(crate) fn apply_entry<R: Read>(ctx: &mut Ctx<'_>, e: &mut tar::Entry<'_, R>)
         Whiteout::Opaque => return opaque(ctx, &parent, &name),
         Whiteout::Delete(target) => return delete(ctx, &parent, target, &name),
     }
-    if matches!(
-        kind,
-        EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
-    ) {
-        return Ok(());
-    }
     let meta = read_meta(ctx, e, &name)?;
-    let pfd = fsops::ensure_dir(ctx.root_fd(), &parent).map_err(|err| match err {
-        Errno::NOTDIR => refused(&name, "a parent path component is not a directory"),
-        other => ApplyError::Io {
-            entry: name.clone(),
-            action: "open the parent directory",
-            source: other.into(),
-        },
-    })?;
+    if let Some(map) = e.sparse() {
+        let max = ctx.opts.max_sparse_size.unwrap_or(DEFAULT_MAX_SPARSE);
+        if map.real_size > max {
+            return Err(refused(
+                &name,
+                format!(
+                    "sparse file claims {} bytes, more than the {max}-byte limit",
+                    map.real_size
+                ),
+            ));
+        }
+    }
+    let pfd = fsops::ensure_dir(ctx.root_fd(), &parent).map_err(dir_err(&name, "open the parent directory"))?;
     let existing = fsops::lstat_at(pfd.as_fd(), &base).map_err(|err| io_err(&name, "stat")(err.into()))?;
     let is_dir = kind.is_dir();
     if let Some(st) = &existing {
         let keep_dir = is_dir && fsops::file_type(st) == FileType::Directory;
         if !keep_dir {
-            if kind.is_hard_link() && same_entry(&raw, e) {
+            if kind.is_hard_link() && same_entry(raw, e) {
                 return Ok(());
             }
             fsops::remove_entry(pfd.as_fd(), &base)
@@ -200,33 +156,24 @@ pub(crate) fn apply_entry<R: Read>(ctx: &mut Ctx<'_>, e: &mut tar::Entry<'_, R>)
     match kind {
         EntryType::Directory => make_dir(ctx, &pfd, &base, &path, &meta, &name),
         EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-            let max = ctx.opts.max_sparse_size.unwrap_or(DEFAULT_MAX_SPARSE);
-            let sparse = kind.is_gnu_sparse();
-            if sparse && e.size() > max {
-                return Err(refused(
-                    &name,
-                    format!("sparse file claims {} bytes, more than the {max}-byte limit", e.size()),
-                ));
-            }
-            make_file(ctx, &pfd, &base, &meta, e, sparse, &name)
+            make_file(ctx, &pfd, &base, &meta, data, e.sparse(), &name)
         }
         EntryType::Symlink => {
             let target = e
-                .link_name_bytes()
-                .ok_or_else(|| refused(&name, "symlink without a target"))?
-                .into_owned();
-            rustix::fs::symlinkat(OsStr::from_bytes(&target), &pfd, &base)
+                .link_bytes()
+                .ok_or_else(|| refused(&name, "symlink without a target"))?;
+            rustix::fs::symlinkat(OsStr::from_bytes(target), &pfd, &base)
                 .map_err(|err| io_err(&name, "create symlink")(err.into()))?;
             chown_at(ctx, pfd.as_fd(), &base, &meta, &name)?;
+            set_xattrs(ctx, Xattrs::Symlink(pfd.as_fd(), &base), &meta, &name)?;
             set_times_at(pfd.as_fd(), &base, meta.mtime);
             Ok(())
         }
         EntryType::Link => {
             let target = e
-                .link_name_bytes()
-                .ok_or_else(|| refused(&name, "hardlink without a target"))?
-                .into_owned();
-            hardlink(ctx, &pfd, &base, &target, &name)
+                .link_bytes()
+                .ok_or_else(|| refused(&name, "hardlink without a target"))?;
+            hardlink(ctx, &pfd, &base, target, &name)
         }
         EntryType::Char | EntryType::Block | EntryType::Fifo => {
             let ft = match kind {
@@ -263,7 +210,7 @@ pub(crate) fn apply_entry<R: Read>(ctx: &mut Ctx<'_>, e: &mut tar::Entry<'_, R>)
                 std::os::unix::fs::PermissionsExt::from_mode(meta.mode),
             )
             .map_err(io_err(&name, "chmod"))?;
-            set_xattrs(obj.as_fd(), &meta, &name, true)?;
+            set_xattrs(ctx, Xattrs::Node(obj.as_fd()), &meta, &name)?;
             set_times_at(pfd.as_fd(), &base, meta.mtime);
             Ok(())
         }
@@ -275,9 +222,8 @@ pub(crate) fn apply_entry<R: Read>(ctx: &mut Ctx<'_>, e: &mut tar::Entry<'_, R>)
     }
 }
 
-fn same_entry<R: Read>(raw: &[u8], e: &tar::Entry<'_, R>) -> bool {
-    e.link_name_bytes()
-        .is_some_and(|t| InRoot::clean(&t) == InRoot::clean(raw))
+fn same_entry(raw: &[u8], e: &TarEntry) -> bool {
+    e.link_bytes().is_some_and(|t| InRoot::clean(t) == InRoot::clean(raw))
 }
 
 fn make_dir(
@@ -301,7 +247,7 @@ fn make_dir(
     .map_err(|err| io_err(name, "open directory")(err.into()))?;
     chown_fd(ctx, dfd.as_fd(), meta, name)?;
     rustix::fs::fchmod(&dfd, Mode::from_raw_mode(meta.mode)).map_err(|err| io_err(name, "chmod")(err.into()))?;
-    set_xattrs(dfd.as_fd(), meta, name, false)?;
+    set_xattrs(ctx, Xattrs::Fd(dfd.as_fd()), meta, name)?;
     ctx.dir_times.push((
         path.clone(),
         Timestamps {
@@ -312,13 +258,13 @@ fn make_dir(
     Ok(())
 }
 
-fn make_file<R: Read>(
+fn make_file(
     ctx: &mut Ctx<'_>,
     pfd: &OwnedFd,
     base: &OsStr,
     meta: &Meta,
-    e: &mut tar::Entry<'_, R>,
-    sparse: bool,
+    data: &mut dyn Read,
+    sparse: Option<&SparseMap>,
     name: &str,
 ) -> Result<(), ApplyError> {
     let fd = rustix::fs::openat(
@@ -328,32 +274,22 @@ fn make_file<R: Read>(
         Mode::from_raw_mode(0o600),
     )
     .map_err(|err| io_err(name, "create file")(err.into()))?;
-    let mut file = std::fs::File::from(fd);
+    let file = File::from(fd);
     let mut buf = vec![0u8; BUF];
-    let mut len = 0u64;
-    loop {
-        let n = e
-            .read(&mut buf)
-            .map_err(io_err(name, "read the entry's data (truncated or corrupt layer)"))?;
-        if n == 0 {
-            break;
+    match sparse {
+        None => copy_data(data, &file, 0, None, &mut buf, name)?,
+        Some(map) => {
+            // Each run of data at its offset; what lies between stays a hole.
+            for seg in &map.segments {
+                copy_data(data, &file, seg.offset, Some(seg.len), &mut buf, name)?;
+            }
+            file.set_len(map.real_size).map_err(io_err(name, "set the length of"))?;
         }
-        let chunk = &buf[..n];
-        if sparse && chunk.iter().all(|&b| b == 0) {
-            // Leave a hole rather than allocating zeros a sparse entry describes.
-            io::Seek::seek(&mut file, io::SeekFrom::Current(n as i64)).map_err(io_err(name, "seek"))?;
-        } else {
-            file.write_all(chunk).map_err(io_err(name, "write"))?;
-        }
-        len += n as u64;
-    }
-    if sparse {
-        file.set_len(len).map_err(io_err(name, "set the length of"))?;
     }
     chown_fd(ctx, file.as_fd(), meta, name)?;
     // After chown, which clears setuid/setgid.
     rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode)).map_err(|err| io_err(name, "chmod")(err.into()))?;
-    set_xattrs(file.as_fd(), meta, name, false)?;
+    set_xattrs(ctx, Xattrs::Fd(file.as_fd()), meta, name)?;
     rustix::fs::futimens(
         &file,
         &Timestamps {
@@ -362,6 +298,35 @@ fn make_file<R: Read>(
         },
     )
     .map_err(|err| io_err(name, "set times")(err.into()))?;
+    Ok(())
+}
+
+/// Copies `len` bytes of the entry's data (all that is left when `None`) into `file` at `offset`.
+fn copy_data(
+    data: &mut dyn Read,
+    file: &File,
+    mut offset: u64,
+    len: Option<u64>,
+    buf: &mut [u8],
+    name: &str,
+) -> Result<(), ApplyError> {
+    let mut left = len.unwrap_or(u64::MAX);
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = data
+            .read(&mut buf[..want])
+            .map_err(io_err(name, "read the entry's data (truncated or corrupt layer)"))?;
+        if n == 0 {
+            if len.is_some() {
+                let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "the data ends before its sparse map does");
+                return Err(io_err(name, "read the entry's data (truncated or corrupt layer)")(eof));
+            }
+            return Ok(());
+        }
+        file.write_all_at(&buf[..n], offset).map_err(io_err(name, "write"))?;
+        offset += n as u64;
+        left -= n as u64;
+    }
     Ok(())
 }
 
@@ -420,18 +385,36 @@ fn chown_result(ctx: &mut Ctx<'_>, r: rustix::io::Result<()>, name: &str) -> Res
     }
 }
 
-fn set_xattrs(fd: BorrowedFd<'_>, meta: &Meta, name: &str, via_proc: bool) -> Result<(), ApplyError> {
+/// What to set extended attributes on.
+#[derive(Clone, Copy)]
+enum Xattrs<'a> {
+    /// A descriptor of the object itself (a regular file or directory).
+    Fd(BorrowedFd<'a>),
+    /// An `O_PATH` descriptor of a device node or FIFO, which cannot be opened for I/O: set through its
+    /// `/proc/self/fd` magic link, followed to the node (`lsetxattr` there would act on the link itself).
+    Node(BorrowedFd<'a>),
+    /// A symlink, by name in its directory: set on the link, not what it points at.
+    Symlink(BorrowedFd<'a>, &'a OsStr),
+}
+
+/// Sets the entry's xattrs. Those the file system or the kernel refuses (not supported there; not permitted:
+/// `trusted.*` and `security.*` without privileges, `user.*` on device nodes, FIFOs and symlinks) are skipped and
+/// counted in [`super::ApplyReport::skipped_xattrs`], so rootless extraction works and the report says what the
+/// tree lacks; any other failure fails the entry.
+fn set_xattrs(ctx: &mut Ctx<'_>, target: Xattrs<'_>, meta: &Meta, name: &str) -> Result<(), ApplyError> {
     for (k, v) in &meta.xattrs {
         let key = OsStr::from_bytes(k);
-        let r = if via_proc {
-            rustix::fs::lsetxattr(fsops::proc_fd_path(fd), key, v, rustix::fs::XattrFlags::empty())
-        } else {
-            rustix::fs::fsetxattr(fd, key, v, rustix::fs::XattrFlags::empty())
+        let flags = XattrFlags::empty();
+        let r = match target {
+            Xattrs::Fd(fd) => rustix::fs::fsetxattr(fd, key, v, flags),
+            Xattrs::Node(fd) => rustix::fs::setxattr(fsops::proc_fd_path(fd), key, v, flags),
+            Xattrs::Symlink(dir, base) => rustix::fs::lsetxattr(fsops::proc_fd_path(dir).join(base), key, v, flags),
         };
         match r {
             Ok(()) => {}
             Err(Errno::OPNOTSUPP | Errno::PERM | Errno::ACCESS) => {
-                tracing::warn!(entry = %name, xattr = %key.to_string_lossy(), "xattr not supported or not permitted here; skipped");
+                ctx.skipped_xattrs += 1;
+                tracing::debug!(entry = %name, xattr = %key.to_string_lossy(), "xattr not supported or not permitted here; skipped");
             }
             Err(err) => return Err(io_err(name, "set xattr")(err.into())),
         }
@@ -470,8 +453,8 @@ fn delete(ctx: &mut Ctx<'_>, parent: &InRoot, target: &OsStr, name: &str) -> Res
             if ctx.created.contains(&victim) {
                 return Ok(());
             }
-            let pfd = fsops::ensure_dir(ctx.root_fd(), parent)
-                .map_err(|err| io_err(name, "open the whiteout's directory")(err.into()))?;
+            let pfd =
+                fsops::ensure_dir(ctx.root_fd(), parent).map_err(dir_err(name, "open the whiteout's directory"))?;
             if fsops::lstat_at(pfd.as_fd(), target)
                 .map_err(|err| io_err(name, "stat")(err.into()))?
                 .is_some()
@@ -487,20 +470,30 @@ fn delete(ctx: &mut Ctx<'_>, parent: &InRoot, target: &OsStr, name: &str) -> Res
 }
 
 fn opaque(ctx: &mut Ctx<'_>, dir: &InRoot, name: &str) -> Result<(), ApplyError> {
-    ctx.opaque.push((dir.clone(), name.to_owned()));
+    // A marker repeated (a hostile layer may repeat it a million times) clears its directory once.
+    ctx.opaque.entry(dir.clone()).or_insert_with(|| name.to_owned());
     Ok(())
 }
 
 /// Clears lower content of opaque directories and sets directory times; runs after every entry is in place.
+///
+/// Each directory is cleared once: a directory already walked while clearing another (one above it, or the same
+/// one reached by another name) has had its lower content removed, so the work stays linear in the tree's size
+/// however many markers the layer holds.
 pub(crate) fn finish(ctx: &mut Ctx<'_>) -> Result<(), ApplyError> {
     let opaque = std::mem::take(&mut ctx.opaque);
+    let mut cleared = HashSet::new();
     for (dir, name) in opaque {
-        fsops::ensure_dir(ctx.root_fd(), &dir).map_err(|err| io_err(&name, "open opaque directory")(err.into()))?;
-        let rw = fsops::open_dir_rw(ctx.root_fd(), &dir)
-            .map_err(|err| io_err(&name, "open opaque directory")(err.into()))?;
+        fsops::ensure_dir(ctx.root_fd(), &dir).map_err(dir_err(&name, "open opaque directory"))?;
+        let rw = fsops::open_dir_rw(ctx.root_fd(), &dir).map_err(dir_err(&name, "open opaque directory"))?;
         match ctx.opts.whiteouts {
             WhiteoutMode::Oci => {
-                clear_lower(ctx, rw.as_fd(), &dir).map_err(|err| io_err(&name, "apply opaque whiteout")(err.into()))?
+                let id =
+                    fsops::file_id(rw.as_fd()).map_err(|err| io_err(&name, "stat opaque directory")(err.into()))?;
+                if !cleared.contains(&id) {
+                    clear_lower(ctx, rw, &dir, &mut cleared)
+                        .map_err(|err| io_err(&name, "apply opaque whiteout")(err.into()))?;
+                }
             }
             WhiteoutMode::Overlay { user_xattr } => {
                 let key = if user_xattr {
@@ -508,7 +501,7 @@ pub(crate) fn finish(ctx: &mut Ctx<'_>) -> Result<(), ApplyError> {
                 } else {
                     whiteout::OVERLAY_OPAQUE_XATTR
                 };
-                rustix::fs::fsetxattr(&rw, key, b"y", rustix::fs::XattrFlags::empty())
+                rustix::fs::fsetxattr(&rw, key, b"y", XattrFlags::empty())
                     .map_err(|err| io_err(&name, "mark directory opaque")(err.into()))?;
             }
         }
@@ -522,29 +515,41 @@ pub(crate) fn finish(ctx: &mut Ctx<'_>) -> Result<(), ApplyError> {
     Ok(())
 }
 
-/// Removes from `dir` everything this layer did not create, descending into directories it did create.
-fn clear_lower(ctx: &Ctx<'_>, dfd: BorrowedFd<'_>, dir: &InRoot) -> rustix::io::Result<()> {
-    let mut names = Vec::new();
-    let mut d = rustix::fs::Dir::read_from(dfd)?;
-    while let Some(ent) = d.read() {
-        let ent = ent?;
-        let n = ent.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            names.push(OsStr::from_bytes(n).to_owned());
-        }
-    }
-    for n in names {
-        let child = dir.join(&n);
+/// Removes from `top` (the directory `dir`) everything this layer did not create, descending into the directories
+/// it did create; records every directory it walks in `cleared`. Iterative, with one descriptor open at any depth.
+fn clear_lower(ctx: &Ctx<'_>, top: OwnedFd, dir: &InRoot, cleared: &mut HashSet<(u64, u64)>) -> rustix::io::Result<()> {
+    cleared.insert(fsops::file_id(top.as_fd())?);
+    let mut cur = DirCursor::new(top, OFlags::RDONLY);
+    let mut path = dir.clone();
+    let mut pending = vec![fsops::list_dir(cur.fd())?];
+    while let Some(names) = pending.last_mut() {
+        let Some(n) = names.pop() else {
+            pending.pop();
+            if !pending.is_empty() {
+                cur.leave()?;
+                path = path.split().map(|(parent, _)| parent).unwrap_or(path);
+            }
+            continue;
+        };
+        let child = path.join(&n);
         if !ctx.created.contains(&child) {
-            fsops::remove_entry(dfd, &n)?;
-        } else if let Ok(sub) = rustix::fs::openat(
-            dfd,
+            fsops::remove_entry(cur.fd(), &n)?;
+            continue;
+        }
+        let Ok(sub) = rustix::fs::openat(
+            cur.fd(),
             &n,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
-        ) {
-            clear_lower(ctx, sub.as_fd(), &child)?;
+        ) else {
+            continue; // created by this layer and not a directory: kept as it is
+        };
+        if !cleared.insert(fsops::file_id(sub.as_fd())?) {
+            continue;
         }
+        cur.push(sub)?;
+        pending.push(fsops::list_dir(cur.fd())?);
+        path = child;
     }
     Ok(())
 }

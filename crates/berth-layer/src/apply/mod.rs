@@ -2,7 +2,9 @@
 //!
 //! The stream (plain tar, gzip or zstd — sniffed, and checked against what the media type says) is decompressed,
 //! hashed as it is read so its diffID can be checked, and unpacked entry by entry with every path resolved inside
-//! the root (see [`fsops`]). OCI whiteouts are applied (the default) or written in overlayfs form
+//! the root (see [`fsops`]). Entries are read with [`crate::tar_walk`], which holds at most 1 MiB of any extension
+//! header: time is linear in the layer's size, and memory bounded but for the list of paths the layer creates
+//! (kept so whiteouts spare them). OCI whiteouts are applied (the default) or written in overlayfs form
 //! ([`WhiteoutMode::Overlay`]) so layers extracted side by side can be stacked with overlayfs.
 //!
 //! ```no_run
@@ -18,7 +20,7 @@ mod cache;
 mod entry;
 pub(crate) mod fsops;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -29,6 +31,8 @@ use rustix::fs::{Mode, OFlags};
 
 pub use cache::LayerCache;
 use fsops::InRoot;
+
+use crate::tar_walk::{TarWalker, WalkError};
 
 /// How whiteouts are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,6 +89,11 @@ pub struct ApplyReport {
     pub skipped_devices: u64,
     /// Ownership changes skipped because they were not permitted.
     pub skipped_chown: u64,
+    /// Extended attributes not set because the file system or the kernel refused them (not supported there, or
+    /// not permitted: `trusted.*` and `security.*` need privileges, `user.*` is refused on device nodes, FIFOs and
+    /// symlinks). They are skipped rather than failing the layer, so rootless extraction works; this count (and a
+    /// warning) says that the tree lacks them.
+    pub skipped_xattrs: u64,
 }
 
 /// Why a layer could not be applied. Every variant names the tar entry involved where there is one.
@@ -94,6 +103,16 @@ pub enum ApplyError {
     #[error("{entry}: {action}: {source}")]
     Io {
         /// The entry name (or the root path).
+        entry: String,
+        /// What was being done.
+        action: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The file system holding the root is full (`ENOSPC`) or the user's quota is exhausted (`EDQUOT`).
+    #[error("{entry}: {action}: the disk is full ({source}); free space where the layer is extracted and retry")]
+    NoSpace {
+        /// The entry being written.
         entry: String,
         /// What was being done.
         action: &'static str,
@@ -134,11 +153,51 @@ pub enum ApplyError {
     },
 }
 
+impl From<WalkError> for ApplyError {
+    fn from(e: WalkError) -> Self {
+        let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
+        match e {
+            WalkError::Read { entries, source } => ApplyError::Tar { entries, source },
+            WalkError::Checksum { entries, offset } => ApplyError::Tar {
+                entries,
+                source: invalid(format!("the tar header at byte {offset} fails its checksum")),
+            },
+            WalkError::DanglingExtension { entries, what } => ApplyError::Tar {
+                entries,
+                source: invalid(format!("it ends after a {what} with no entry for it to describe")),
+            },
+            WalkError::TooLarge {
+                header,
+                what,
+                size,
+                limit,
+            } => ApplyError::Refused {
+                entry: header,
+                reason: format!(
+                    "its {what} is {size} bytes, over the {limit}-byte limit; the layer is malformed or hostile"
+                ),
+            },
+            WalkError::Malformed { entry, reason } => ApplyError::Refused { entry, reason },
+        }
+    }
+}
+
 pub(crate) fn io_err<'a>(entry: &'a str, action: &'static str) -> impl FnOnce(io::Error) -> ApplyError + 'a {
-    move |source| ApplyError::Io {
-        entry: entry.to_owned(),
-        action,
-        source,
+    move |source| {
+        let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT].map(|e| Some(e.raw_os_error()));
+        if full.contains(&source.raw_os_error()) {
+            ApplyError::NoSpace {
+                entry: entry.to_owned(),
+                action,
+                source,
+            }
+        } else {
+            ApplyError::Io {
+                entry: entry.to_owned(),
+                action,
+                source,
+            }
+        }
     }
 }
 
@@ -226,12 +285,14 @@ pub(crate) struct Ctx<'o> {
     pub(crate) opts: &'o ApplyOptions,
     /// Paths created by this layer: whiteouts never remove them (they apply to lower layers only).
     pub(crate) created: HashSet<InRoot>,
-    /// Opaque directories seen in this layer, cleared of lower content at the end.
-    pub(crate) opaque: Vec<(InRoot, String)>,
+    /// Opaque directories seen in this layer (each once, with the first marker's name), cleared of lower content
+    /// at the end. Sorted, so a directory comes right before everything under it.
+    pub(crate) opaque: BTreeMap<InRoot, String>,
     /// Directories whose mtime is set once all entries are in place.
     pub(crate) dir_times: Vec<(InRoot, rustix::fs::Timestamps)>,
     pub(crate) skipped_devices: u64,
     pub(crate) skipped_chown: u64,
+    pub(crate) skipped_xattrs: u64,
 }
 
 /// Applies one layer stream to `rootfs` (which must exist).
@@ -242,11 +303,7 @@ pub fn apply_layer(reader: impl Read + Send, rootfs: &Path, opts: &ApplyOptions)
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| ApplyError::Io {
-        entry: root_name.clone(),
-        action: "open the root",
-        source: e.into(),
-    })?;
+    .map_err(|e| io_err(&root_name, "open the root")(e.into()))?;
     let mut buffered = BufReader::with_capacity(1 << 20, reader);
     let head = buffered.fill_buf().map_err(io_err(&root_name, "read the layer"))?;
     let found = Compression::sniff(head);
@@ -261,10 +318,11 @@ pub fn apply_layer(reader: impl Read + Send, rootfs: &Path, opts: &ApplyOptions)
         root,
         opts,
         created: HashSet::new(),
-        opaque: Vec::new(),
+        opaque: BTreeMap::new(),
         dir_times: Vec::new(),
         skipped_devices: 0,
         skipped_chown: 0,
+        skipped_xattrs: 0,
     };
     let mut entries = 0u64;
     let (tx, rx) = std::sync::mpsc::sync_channel(IN_FLIGHT);
@@ -277,17 +335,11 @@ pub fn apply_layer(reader: impl Read + Send, rootfs: &Path, opts: &ApplyOptions)
             eof: false,
         };
         let unpacked = (|| {
-            {
-                let mut archive = tar::Archive::new(&mut chunks);
-                let iter = archive
-                    .entries()
-                    .map_err(|source| ApplyError::Tar { entries, source })?;
-                for e in iter {
-                    let mut e = e.map_err(|source| ApplyError::Tar { entries, source })?;
-                    entry::apply_entry(&mut ctx, &mut e)?;
-                    entries += 1;
-                }
+            let mut walker = TarWalker::new(&mut chunks);
+            while let Some(e) = walker.next_entry()? {
+                entry::apply_entry(&mut ctx, &e, &mut walker.data())?;
             }
+            entries = walker.entries();
             // Whatever follows the end-of-archive marker is part of the layer and of its diffID.
             io::copy(&mut chunks, &mut io::sink()).map_err(|source| ApplyError::Tar { entries, source })?;
             Ok::<(), ApplyError>(())
@@ -321,12 +373,19 @@ pub fn apply_layer(reader: impl Read + Send, rootfs: &Path, opts: &ApplyOptions)
             "ownership not applied: changing it is not permitted"
         );
     }
+    if ctx.skipped_xattrs > 0 {
+        tracing::warn!(
+            count = ctx.skipped_xattrs,
+            "extended attributes not set: the file system or the kernel refused them"
+        );
+    }
     Ok(ApplyReport {
         entries,
         diff_id,
         uncompressed_size,
         skipped_devices: ctx.skipped_devices,
         skipped_chown: ctx.skipped_chown,
+        skipped_xattrs: ctx.skipped_xattrs,
     })
 }
 
