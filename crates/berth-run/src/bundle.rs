@@ -57,7 +57,7 @@ pub fn create_bundle(request: &BundleRequest<'_>, dir: &Path) -> Result<BundleRe
     let result = fill_bundle(request, dir);
     if result.is_err() {
         let cleanup = if created {
-            std::fs::remove_dir_all(dir)
+            berth_layer::apply::remove_dir_all_forcing(dir)
         } else {
             empty_dir(dir)
         };
@@ -154,7 +154,7 @@ fn empty_dir(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {
-            std::fs::remove_dir_all(entry.path())?;
+            berth_layer::apply::remove_dir_all_forcing(entry.path())?;
         } else {
             std::fs::remove_file(entry.path())?;
         }

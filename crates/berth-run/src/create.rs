@@ -84,7 +84,7 @@ pub fn create_container(state: &StateDir, request: &CreateRequest<'_>) -> Result
         Ok(record) => Ok(record),
         Err(e) => {
             let _ = unmount_overlay(&dir.join("rootfs"));
-            if let Err(cleanup) = std::fs::remove_dir_all(&dir) {
+            if let Err(cleanup) = berth_layer::apply::remove_dir_all_forcing(&dir) {
                 tracing::warn!(dir = %dir.display(), "could not remove the failed container: {cleanup}");
             }
             Err(e)
@@ -208,7 +208,7 @@ pub fn mount_rootfs(layers: &[PathBuf], dir: &Path) -> Result<RootfsKind, RunErr
         Err(RunError::Overlay { reason, .. }) => {
             tracing::warn!("overlayfs is not available ({reason}); copying the image's layers instead");
             for d in ["upper", "work"] {
-                let _ = std::fs::remove_dir_all(dir.join(d));
+                let _ = berth_layer::apply::remove_dir_all_forcing(dir.join(d));
             }
             std::fs::create_dir_all(&rootfs).at("create", &rootfs)?;
             build_rootfs_copy(layers, &rootfs)?;

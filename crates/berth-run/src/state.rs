@@ -351,7 +351,7 @@ impl StateDir {
         std::fs::create_dir(&dir).at("create", &dir)?;
         let record = complete(ContainerRecord::new_created(id.to_owned(), name, dir.clone()));
         if let Err(e) = self.save(&record) {
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = berth_layer::apply::remove_dir_all_forcing(&dir);
             return Err(e);
         }
         Ok(record)

@@ -121,7 +121,7 @@ pub fn remove_container(state: &StateDir, runtime: &Runtime, record: &ContainerR
         // A broken runtime state must not make the container impossible to remove.
         tracing::warn!("{e}; removing its runtime state directory");
         let dir = runtime.root().join(&record.id);
-        if let Err(e) = std::fs::remove_dir_all(&dir)
+        if let Err(e) = berth_layer::apply::remove_dir_all_forcing(&dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
             return Err(e).at("remove", dir);
@@ -135,7 +135,7 @@ pub fn remove_container(state: &StateDir, runtime: &Runtime, record: &ContainerR
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at("remove", json),
         _ => {}
     }
-    match std::fs::remove_dir_all(&dir) {
+    match berth_layer::apply::remove_dir_all_forcing(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at("remove", dir),
         _ => Ok(()),
     }

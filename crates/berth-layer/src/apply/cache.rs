@@ -123,7 +123,7 @@ impl LayerCache {
             let pid: Option<i32> = name.split('-').nth(1).and_then(|p| p.parse().ok());
             let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
             if !alive {
-                remove_dir_all_forcing(&e.path())?;
+                remove_dir_all_forcing(e.path())?;
                 n += 1;
             }
         }

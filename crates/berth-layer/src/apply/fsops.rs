@@ -248,7 +248,8 @@ pub(crate) fn remove_entry(dir: BorrowedFd<'_>, name: &OsStr) -> rustix::io::Res
 /// Removes the directory tree at `path` — which the caller owns, like an extraction's temp directory — also when
 /// directories in it deny their owner access (mode 0000 or 0500, as layers may carry): a non-root remover makes
 /// such directories `u+rwx` as it goes.
-pub(crate) fn remove_dir_all_forcing(path: &Path) -> std::io::Result<()> {
+pub fn remove_dir_all_forcing(path: impl AsRef<Path>) -> std::io::Result<()> {
+    let path = path.as_ref();
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,

@@ -31,6 +31,7 @@ use rustix::fs::{Mode, OFlags};
 
 pub use cache::LayerCache;
 use fsops::InRoot;
+pub use fsops::remove_dir_all_forcing;
 
 use crate::tar_walk::{TarWalker, WalkError};
 
