@@ -711,3 +711,44 @@ fn id_maps_remap_owners_and_refuse_unmapped_ids() {
     let e = apply_layer(&t.finish()[..], &sb.root, &opts).unwrap_err();
     assert_eq!(e.to_string(), "far: uid 70000 is not mapped by the id mapping in use");
 }
+
+// ---- 38: the layer cache trusts only what it extracted ----
+
+#[test]
+fn hostile_38_a_layer_planted_in_the_cache_is_not_used() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = berth_layer::apply::LayerCache::new(dir.path().join("cache")).unwrap();
+    let mut t = RawTar::new();
+    t.file("real", 0o644, b"extracted");
+    let layer = t.finish();
+    let diff_id = Digest::sha256(&layer);
+    // A fake base layer under the layer's name, open to everyone (as another user could leave it).
+    let planted = cache.path_for(&diff_id);
+    std::fs::create_dir_all(planted.join("bin")).unwrap();
+    std::fs::write(planted.join("bin/sh"), "planted").unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(
+        cache.get(&diff_id).is_none(),
+        "a directory others may write is not a cached layer"
+    );
+    let e = cache
+        .ensure(
+            &diff_id,
+            || Ok(std::io::Cursor::new(layer.clone())),
+            &ApplyOptions::default(),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("not made by this user"), "{e}");
+    // Once it is gone, the real layer is extracted and used.
+    std::fs::remove_dir_all(&planted).unwrap();
+    let p = cache
+        .ensure(
+            &diff_id,
+            || Ok(std::io::Cursor::new(layer.clone())),
+            &ApplyOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(p.join("real")).unwrap(), "extracted");
+    assert!(cache.get(&diff_id).is_some());
+}

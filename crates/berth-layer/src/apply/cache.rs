@@ -43,10 +43,17 @@ impl LayerCache {
             .join(diff_id.hex())
     }
 
-    /// The extracted layer, if it is in the cache.
+    /// The extracted layer, if it is in the cache: a directory (not a symlink) that this user made, as
+    /// [`ensure`](Self::ensure) makes them — owned by the effective uid and writable by nobody else. Anything else
+    /// under that name was not extracted here and is not trusted (HOSTILE-INPUTS 38); the cache's own directory
+    /// must be private too, which its user checks (berth-run: `berth_spec::private_dir`).
     pub fn get(&self, diff_id: &Digest) -> Option<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
         let p = self.path_for(diff_id);
-        std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()).then_some(p)
+        let euid = rustix::process::geteuid().as_raw();
+        std::fs::symlink_metadata(&p)
+            .is_ok_and(|m| m.is_dir() && m.uid() == euid && m.mode() & 0o022 == 0)
+            .then_some(p)
     }
 
     /// Returns the extracted layer, extracting it from `open()` first if it is not cached. The stream's diffID is
@@ -67,7 +74,12 @@ impl LayerCache {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir(&tmp).map_err(io_err(&name, "create extraction directory"))?;
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o755)
+            .create(&tmp)
+            .map_err(io_err(&name, "create extraction directory"))?;
+        // 0755 whatever the umask: the layer's root, which `get` checks (the cache's directory keeps others out).
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(io_err(&name, "create extraction directory"))?;
         let mut scratch = Scratch(Some(tmp));
         let tmp = scratch.0.as_deref().expect("just set");
         let reader = open().map_err(io_err(&name, "open layer"))?;
@@ -84,7 +96,17 @@ impl LayerCache {
                 Ok(dest)
             }
             // Another process finished the same layer first: use theirs (ours goes with `scratch`).
-            Err(e) if dest.is_dir() || e.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error()) => Ok(dest),
+            Err(e) if self.get(diff_id).is_some() => {
+                tracing::debug!("{name}: extracted meanwhile by another process ({e})");
+                Ok(dest)
+            }
+            Err(e) if dest.exists() => Err(ApplyError::Refused {
+                entry: name.clone(),
+                reason: format!(
+                    "{} is in the way in the layer cache and was not made by this user ({e}); remove it",
+                    dest.display()
+                ),
+            }),
             Err(e) => Err(io_err(&name, "move extracted layer into the cache")(e)),
         }
     }
