@@ -7,6 +7,7 @@
 //! - `ci`    — installs the Debian packages the tests use, then fmt, clippy and the whole test suite ([`ci`]).
 //! - `bench` — side-by-side benchmarks against peers measured in the same run ([`bench`]).
 //! - `conformance` — the interop matrix of builders x copiers x runners over `conformance/cases` ([`conformance`]).
+//! - `fuzz`  — coverage-guided fuzzing of berth-fuzz's targets with libFuzzer, on stable ([`fuzz`]).
 
 mod bench;
 mod bench_copy;
@@ -15,6 +16,7 @@ mod bench_run;
 mod ci;
 mod conformance;
 mod demo;
+mod fuzz;
 mod measure;
 mod packages;
 
@@ -32,6 +34,9 @@ commands:
                       options: --json (JSON on stdout, table on stderr), --mib N (input size)
   conformance         the interop matrix (builder x copier x runner over conformance/cases);
                       options: --only KEY=VALUE[,…] (keys: builder, copier, runner, case), --keep
+  fuzz [TARGET...]    fuzz the berth-fuzz targets (all by default) with libFuzzer; saves findings
+                      under <target-dir>/fuzz-findings/TARGET/ and fails if there are any;
+                      options: --time SECS (per target, default 60), --keep-going
   help                print this message
 ";
 
@@ -46,6 +51,7 @@ fn main() -> ExitCode {
         "ci" => ci::run(rest),
         "bench" => bench::run(rest),
         "conformance" => conformance::run(rest),
+        "fuzz" => fuzz::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -44,6 +44,8 @@ mod client;
 mod credentials;
 mod endpoint;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod location_cache;
 mod manifests;
 mod redirect;

@@ -1,0 +1,1 @@
+//! Inputs the fuzzer found, minimized, each in a test named after the bug it pins.
