@@ -409,3 +409,67 @@ fn content_length_differing_from_the_descriptor_is_refused() {
         "both sizes are named: {err}"
     );
 }
+
+/// 7: a non-distributable layer with `urls` the source does not hold is copied as a reference only: nothing ever
+/// connects to its URLs (where credentials could go), and the manifest keeps its digest.
+#[test]
+fn hostile_07_foreign_layer_urls_are_never_contacted() {
+    use std::io::Write as _;
+    let env = Env::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/foreign-layer.tar.gz", listener.local_addr().unwrap());
+    let layout = Layout::create(env.path("src")).unwrap();
+    let w = layout.writer().unwrap();
+    let absent = berth_spec::Digest::sha256(b"a foreign layer's bytes, never stored here");
+    let config = serde_json::to_vec(&json!({
+        "architecture": berth_spec::platform::Platform::host().architecture, "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [absent.to_string()]},
+    }))
+    .unwrap();
+    let config_digest = w.put_bytes(&config, berth_spec::Algorithm::Sha256).unwrap();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest.to_string(),
+                   "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                    "digest": absent.to_string(), "size": 4242, "urls": [url]}],
+    }))
+    .unwrap();
+    let manifest_digest = w.put_bytes(&manifest, berth_spec::Algorithm::Sha256).unwrap();
+    let desc = oci_spec::image::Descriptor::new(
+        "application/vnd.oci.image.manifest.v1+json".into(),
+        manifest.len() as u64,
+        manifest_digest.to_oci(),
+    );
+    w.set_ref("foreign:1", &desc).unwrap();
+    drop(w);
+    let out = env.run(&[
+        "copy",
+        "-q",
+        &env.oci("src", Some("foreign:1")),
+        &env.oci("dst", Some("foreign:1")),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Ok((mut s, peer)) => {
+            let _ = s.write_all(b"HTTP/1.1 500 no\r\n\r\n");
+            panic!("berth-copy connected to the foreign layer's URL (from {peer})");
+        }
+        Err(e) => panic!("{e}"),
+    }
+    let copied = Layout::open(env.path("dst")).unwrap();
+    assert!(
+        !copied.has_blob(&absent),
+        "the foreign layer is referenced, not fetched"
+    );
+    let inspect = env.ok(&["inspect", "--raw", &env.oci("dst", Some("foreign:1"))]);
+    assert_eq!(
+        inspect.as_bytes(),
+        &manifest[..],
+        "the manifest is copied byte for byte"
+    );
+}
