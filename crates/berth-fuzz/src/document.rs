@@ -125,9 +125,15 @@ fn check_common<T>(doc: &[u8], ex: &Expect<'_>, d: &Document<T>) -> serde_json::
     }
     assert!(d.size() <= DEFAULT_MAX_DOCUMENT_SIZE);
     assert_eq!(d.descriptor().size(), d.size());
-    // serde skips unknown fields without checking their strings are UTF-8 (as Go's encoding/json does), so a
-    // parsed document may hold invalid UTF-8 there; the structure is all that is compared.
-    serde_json::from_str(&String::from_utf8_lossy(doc)).expect("a parsed document is JSON")
+    // serde skips unknown fields without checking their strings are UTF-8 or their numbers fit a float (as Go's
+    // encoding/json does), so a parsed document may hold such values there; the structure is all that is
+    // compared, where a JSON value can be built.
+    let value = serde_json::from_str(&String::from_utf8_lossy(doc)).unwrap_or(serde_json::Value::Null);
+    assert!(
+        value.is_object() || value.is_null(),
+        "accepted a document that is not a JSON object (other tools refuse it): {value}"
+    );
+    value
 }
 
 /// What a parsed manifest or index must satisfy beyond [`check_common`].

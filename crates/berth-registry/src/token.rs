@@ -136,6 +136,14 @@ pub(crate) async fn fetch(
 
 /// Parses a token response; the token must be usable as a header value.
 pub(crate) fn parse_response(body: &[u8], now: Instant) -> Result<Token, String> {
+    // serde also reads a struct from a JSON array, field by position: `["abc"]` would be the token `abc`.
+    if body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|&b| b != b'{')
+    {
+        return Err("the response is not a JSON object".to_owned());
+    }
     let parsed: TokenResponse =
         serde_json::from_slice(body).map_err(|e| format!("the response is not token JSON: {e}"))?;
     let token = parsed
@@ -178,6 +186,23 @@ mod tests {
         assert!(parse_response(br#"{"token":"a\nb"}"#, now).is_err());
         assert!(parse_response(br#"{"expires_in":5}"#, now).is_err());
         assert!(parse_response(b"<html>", now).is_err());
+    }
+
+    /// Found by `cargo xtask fuzz` (berth-fuzz's `auth` target): serde reads structs from arrays too, so a token
+    /// server answering `[" "]` gave the token `" "`, and `["", "x"]` the access token `x`.
+    #[test]
+    fn token_response_that_is_a_json_array_is_refused() {
+        let now = Instant::now();
+        for body in [
+            &br#"[" "]"#[..],
+            br#"["token"]"#,
+            br#" ["", "x" ]"#,
+            br#"["t", null, 300]"#,
+        ] {
+            let e = parse_response(body, now).unwrap_err();
+            assert!(e.contains("not a JSON object"), "{e}");
+        }
+        assert!(parse_response(b" \n{\"token\":\"t\"}", now).is_ok());
     }
 
     #[test]

@@ -263,11 +263,21 @@ fn digest_and_check(bytes: &[u8], ex: &Expect<'_>) -> Result<Digest, DocumentErr
 }
 
 fn json<T: DeserializeOwned>(bytes: &[u8], what: &'static str, ex: &Expect<'_>) -> Result<T, DocumentError> {
-    serde_json::from_slice(bytes).map_err(|error| DocumentError::Json {
+    let err = |error| DocumentError::Json {
         source_name: ex.source.to_owned(),
         what,
         error,
-    })
+    };
+    // serde also reads a struct from a JSON array, field by position; every other tool refuses a document that
+    // is not an object, so an image must not be one that only Berth can read.
+    if bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|&b| b != b'{')
+    {
+        return Err(err(serde::de::Error::custom("expected a JSON object")));
+    }
+    serde_json::from_slice(bytes).map_err(err)
 }
 
 /// Parses a manifest or an index, deciding which from the descriptor's media type, the document's own

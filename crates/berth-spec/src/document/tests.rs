@@ -206,6 +206,19 @@ fn config_with_bad_diff_id_is_refused() {
     ));
 }
 
+/// serde reads a struct from a JSON array, field by position, so this config parsed; Go's encoding/json (and so
+/// every other tool) refuses it. Found while checking the class of berth-fuzz's `auth` finding (a token response
+/// given as an array); the `document` target's oracle now refuses non-objects.
+#[test]
+fn config_that_is_a_json_array_is_refused() {
+    let cfg = r#" [null,null,"amd64","linux",null,null,null,null,["layers",[]],null]"#;
+    let e = parse_config(cfg.as_bytes().to_vec(), ex("c")).unwrap_err();
+    assert!(matches!(e, DocumentError::Json { .. }), "{e:?}");
+    assert!(e.to_string().contains("expected a JSON object"), "{e}");
+    let manifest = format!(r#"[2,null,null,{{"mediaType":"x","digest":"{H1}","size":1}},[],null,null]"#);
+    assert!(parse_manifest_or_index(manifest.into_bytes(), ex("m")).is_err());
+}
+
 #[test]
 fn docker_manifest_list_parses_as_index() {
     let json = format!(

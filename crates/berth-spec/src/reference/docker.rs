@@ -223,14 +223,20 @@ impl DockerReference {
     }
 
     /// docker's short form: drops `docker.io/` and, for official images, `library/` (`alpine:3` for
-    /// `docker.io/library/alpine:3`). Parses back with [`parse_normalized`](Self::parse_normalized).
+    /// `docker.io/library/alpine:3`). Parses back with [`parse_normalized`](Self::parse_normalized): a path
+    /// whose first component would read as a host (`docker.io/quay.io/app`, `docker.io/localhost/app`) keeps its
+    /// `docker.io/`, where docker's own short form would name another registry.
     pub fn familiar(&self) -> String {
         let name = match self.domain() {
             Some(DEFAULT_DOMAIN) => {
                 let path = self.repository();
-                match path.strip_prefix(OFFICIAL_REPO_PREFIX) {
+                let short = match path.strip_prefix(OFFICIAL_REPO_PREFIX) {
                     Some(official) if !official.contains('/') => official,
                     _ => path,
+                };
+                match short.split_once('/') {
+                    Some((first, _)) if grammar::looks_like_domain(first) => self.name(),
+                    _ => short,
                 }
             }
             _ => self.name(),
@@ -423,6 +429,26 @@ pub(super) mod tests {
         );
         assert_eq!(bare.familiar(), "alpine");
         assert_eq!(DockerReference::parse("quay.io/x").unwrap().registry_host(), "quay.io");
+    }
+
+    /// Found by `cargo xtask fuzz` (berth-fuzz's `reference` target): `docker.io/cker.io/vv` was shortened to
+    /// `cker.io/vv`, which names the registry `cker.io`; berth-copy wrote such short forms as docker-archive
+    /// RepoTags, so the archive named another image.
+    #[test]
+    fn familiar_form_of_a_docker_io_path_that_looks_like_a_host_keeps_docker_io() {
+        for (input, familiar) in [
+            ("docker.io/cker.io/vv", "docker.io/cker.io/vv:latest"),
+            ("docker.io/quay.io/app:1", "docker.io/quay.io/app:1"),
+            ("docker.io/localhost/app", "docker.io/localhost/app:latest"),
+            ("docker.io/docker.io/x/y", "docker.io/docker.io/x/y:latest"),
+            ("docker.io/library/a.b", "a.b:latest"),
+            ("docker.io/a.b", "a.b:latest"),
+            ("docker.io/x.y/z.w", "docker.io/x.y/z.w:latest"),
+        ] {
+            let r = DockerReference::parse_normalized(input).unwrap();
+            assert_eq!(r.familiar(), familiar, "{input}");
+            assert_eq!(DockerReference::parse_normalized(&r.familiar()).unwrap(), r, "{input}");
+        }
     }
 
     #[test]
