@@ -39,21 +39,18 @@ pub fn seeds() -> Vec<Vec<u8>> {
     out.push(encode(Wrap::AsGiven, false, true, 0, &basic()));
     out.push(encode(Wrap::Zstd, false, true, 0, &pax()));
     out.push(encode(Wrap::GzipTwoMembers, false, false, 0, &basic()));
-    // Repetition: a PAX record and a GNU long name of 1 MiB, and 512 entries at one path.
-    out.push(encode(
-        Wrap::AsGiven,
-        false,
-        false,
-        10,
-        &long_record(kind::PAX, 1 << 20),
-    ));
-    out.push(encode(
-        Wrap::Gzip,
-        false,
-        false,
-        10,
-        &long_record(kind::GNU_LONG_NAME, 1 << 20),
-    ));
+    // Repetition: PAX records, GNU long names and long links of 1 MiB (the cap Go's archive/tar uses) and of
+    // 32 MiB (security issue #12 item 4: an extractor that reads them whole trips the memory oracle), and 512
+    // entries at one path.
+    for (wrap, k, e) in [
+        (Wrap::AsGiven, kind::PAX, 10),
+        (Wrap::Gzip, kind::GNU_LONG_NAME, 10),
+        (Wrap::AsGiven, kind::PAX, 15),
+        (Wrap::Zstd, kind::GNU_LONG_NAME, 15),
+        (Wrap::AsGiven, kind::GNU_LONG_LINK, 15),
+    ] {
+        out.push(encode(wrap, false, false, e, &long_record(k, 1 << (e + 10))));
+    }
     out.push(encode(Wrap::Zstd, false, false, 8, &repeated_entry()));
     // Compressed bytes given as they are: the decoders see the mutations.
     let b = basic();
@@ -436,14 +433,14 @@ fn many() -> Vec<u8> {
     w.finish()
 }
 
-/// A PAX or GNU long-name header of `size` + 512 bytes whose first data block is in the input and whose rest the
+/// A PAX, GNU long-name or GNU long-link header of `size` + 512 bytes whose first data block is in the input and whose rest the
 /// repetition supplies (with `e` such that 2^(e+10) = `size`).
 fn long_record(k: u8, size: u64) -> Vec<u8> {
     let mut w = TarWriter::new();
     w.file("before", b"an entry before the long record");
     let h = Header {
         size: Some(size + 512),
-        gnu: k == kind::GNU_LONG_NAME,
+        gnu: k != kind::PAX,
         ..Header::new(k, b"././@LongRecord")
     };
     w.entry(&h, &[b'a'; 512]);
