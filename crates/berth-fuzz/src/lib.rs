@@ -53,6 +53,7 @@ pub mod corpus;
 pub mod digest;
 pub mod document;
 pub mod layer;
+mod layer_sandbox;
 pub mod layer_seeds;
 pub mod reference;
 pub mod tar_writer;
