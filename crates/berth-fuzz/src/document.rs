@@ -8,7 +8,7 @@
 //! | bits | meaning |
 //! |------|---------|
 //! | 0-1  | `parse_manifest_or_index`, `parse_manifest`, `parse_index`, `parse_config` |
-//! | 2-4  | the descriptor's media type: none, OCI manifest, OCI index, Docker manifest, Docker list, OCI config, Docker config, an unknown type |
+//! | 2-4  | the descriptor's media type: none, OCI or Docker manifest, index or list, config, or an unknown type |
 //! | 5    | the descriptor's digest is given (the document's own, so the check passes) |
 //! | 6    | the descriptor's digest is given but is another document's |
 //!

@@ -36,9 +36,10 @@
 //! Repetition stops at 32 MiB because every input pays for it: the stream is made, hashed and unpacked by
 //! coverage-instrumented code.
 //!
-//! The temporary directory is made under `$BERTH_FUZZ_TMPDIR`, else `/dev/shm`, else the system's temporary
-//! directory. In OCI mode the root starts with a small lower tree (files, a symlinked directory, an absolute symlink to
-//! `/`, a relative one climbing out, a hard link) for whiteouts, type changes and links to act on.
+//! The temporary directory (`layer_sandbox.rs`) is made under `$BERTH_FUZZ_TMPDIR`, else `/dev/shm`, else the
+//! system's temporary directory. In OCI mode the root starts with a small lower tree (files, a symlinked
+//! directory, an absolute symlink to `/`, a relative one climbing out, links to the canary, a hard link) for
+//! whiteouts, type changes and links to act on.
 
 use std::io::{self, Read};
 use std::time::{Duration, Instant};

@@ -433,8 +433,8 @@ fn many() -> Vec<u8> {
     w.finish()
 }
 
-/// A PAX, GNU long-name or GNU long-link header of `size` + 512 bytes whose first data block is in the input and whose rest the
-/// repetition supplies (with `e` such that 2^(e+10) = `size`).
+/// A PAX, GNU long-name or GNU long-link header of `size` + 512 bytes: its first data block is in the input, the
+/// repetition supplies the rest (with `e` such that 2^(e+10) = `size`).
 fn long_record(k: u8, size: u64) -> Vec<u8> {
     let mut w = TarWriter::new();
     w.file("before", b"an entry before the long record");
