@@ -320,10 +320,7 @@ pub(crate) fn in_runtime_fs(rootfs: &RootFs, path: &str) -> Result<Option<String
         Err(SandboxError::InvalidOption { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let base = ["/proc", "/sys", "/dev"]
-        .into_iter()
-        .find(|b| real == *b || real.strip_prefix(b).is_some_and(|r| r.starts_with('/')));
-    Ok(base.map(|base| {
+    Ok(crate::mount_dest::runtime_dir_of(&real).map(|base| {
         let through = if real == path {
             String::new()
         } else {

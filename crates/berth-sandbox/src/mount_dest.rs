@@ -41,6 +41,11 @@ fn under(path: &str, base: &str) -> bool {
     path == base || path.strip_prefix(base).is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// The runtime's own directory (`/proc`, `/sys` or `/dev`) that the absolute, normalized `path` is on or under.
+pub(crate) fn runtime_dir_of(path: &str) -> Option<&'static str> {
+    RUNTIME_DIRS.iter().copied().find(|b| under(path, b))
+}
+
 /// Resolves the destination `written` (absolute, normalized) inside `rootfs` and applies the rules above. Returns
 /// the path to put in the spec.
 pub fn resolve_destination(rootfs: &RootFs, written: &str, origin: Origin<'_>) -> Result<String, SandboxError> {
@@ -54,12 +59,12 @@ pub fn resolve_destination(rootfs: &RootFs, written: &str, origin: Origin<'_>) -
         reason,
     };
     // Below the runtime's own mounts the image's tree is hidden, so there is nothing of the image's to resolve.
-    if let Some(base) = RUNTIME_DIRS.iter().find(|b| under(written, b)) {
+    if let Some(base) = runtime_dir_of(written) {
         return match origin {
             Origin::Image(_) => Err(refuse(format!(
                 "the runtime mounts {base} itself; an image may not put a volume there"
             ))),
-            Origin::User(_) if *base == "/proc" && !PROC_FILES_ALLOWED.contains(&written) => Err(refuse(
+            Origin::User(_) if base == "/proc" && !PROC_FILES_ALLOWED.contains(&written) => Err(refuse(
                 "nothing may be mounted over the container's /proc (masked and read-only paths would protect \
                  nothing); only the files lxcfs serves, such as /proc/meminfo, may be bound there"
                     .to_owned(),
@@ -74,7 +79,7 @@ pub fn resolve_destination(rootfs: &RootFs, written: &str, origin: Origin<'_>) -
                 .to_owned(),
         ));
     }
-    if let Some(base) = RUNTIME_DIRS.iter().find(|b| under(&resolved, b)) {
+    if let Some(base) = runtime_dir_of(&resolved) {
         return Err(refuse(format!(
             "through the image's symlinks it is {resolved}, on the runtime's own {base}; a mount there would \
              defeat the container's protections (the image is malformed or hostile)"

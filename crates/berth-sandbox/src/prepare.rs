@@ -116,7 +116,7 @@ pub fn prepare_container(setup: &ContainerSetup<'_>) -> Result<Spec, SandboxErro
     // the runtime's descriptors (runc CVE-2024-21626), and creating it would follow the link into the image tree.
     if rootfs
         .resolve(&converted.cwd)
-        .is_ok_and(|real| real == "/proc" || real.starts_with("/proc/"))
+        .is_ok_and(|real| crate::mount_dest::runtime_dir_of(&real) == Some("/proc"))
     {
         return Err(SandboxError::option(
             format!("working directory {}", converted.cwd),

@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Problem {
-    /// It (or a directory above it) belongs to another user.
+    /// It belongs to another user (the owners of the directories above are not checked; see the module docs).
     Owner {
-        /// The directory at fault (the one asked about, or one above it).
+        /// The directory at fault.
         dir: PathBuf,
         /// Its owner.
         owner: u32,
@@ -65,15 +65,10 @@ impl UntrustedDir {
         let path = self.path.display();
         let euid = self.euid;
         match &self.problem {
-            Problem::Owner { dir, owner } if dir == &self.path => format!(
+            Problem::Owner { owner, .. } => format!(
                 "{path}: refusing to use this directory: it belongs to uid {owner}, not to uid {euid} running Berth, \
                  so that user could plant content that uid {euid} would then run; use a directory of your own \
                  (or `chown {euid} {path}`)"
-            ),
-            Problem::Owner { dir, owner } => format!(
-                "{path}: refusing to use this directory: {} above it belongs to uid {owner}, who could replace it \
-                 with one of theirs; use a directory whose parents belong to root or to uid {euid}",
-                dir.display()
             ),
             Problem::Writable { dir, mode } if dir == &self.path => format!(
                 "{path}: refusing to use this directory: it is writable by other users (mode {mode:04o}), who \
