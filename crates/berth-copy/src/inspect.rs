@@ -1,13 +1,12 @@
-//! `inspect`, `list-tags` and `delete`.
+//! `inspect` and `list-tags`.
 
-use berth_spec::Digest;
 use berth_spec::document::{self, Expect, ManifestOrIndex};
 use berth_spec::platform::{self, Platform};
 use berth_spec::reference::ImageRef;
 use serde_json::{Value, json};
 
-use crate::endpoint::{Endpoints, Source};
-use crate::error::CopyError;
+use berth_transfer::endpoint::Source;
+use berth_transfer::{CopyError, Endpoints};
 
 /// What `inspect` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +42,7 @@ pub async fn inspect(
         ManifestOrIndex::Index(idx) => {
             let child = platform::select(idx.parsed(), &want, &label)?.clone();
             let b = src.document(&child).await?;
-            let d = crate::plan::digest_of(&child)?;
+            let d = berth_transfer::plan::digest_of(&child)?;
             let m = document::parse_manifest(
                 b,
                 Expect::from_source(&label).with_descriptor(&d, Some(child.media_type().as_ref())),
@@ -141,38 +140,4 @@ pub async fn list_tags(endpoints: &Endpoints, image: &ImageRef) -> Result<(Strin
             "list-tags works on docker://, oci: and store references, not {other}"
         ))),
     }
-}
-
-/// Deletes an image: a registry manifest (by the digest its tag names), or a layout/store name.
-pub async fn delete(endpoints: &Endpoints, image: &ImageRef) -> Result<Digest, CopyError> {
-    match image {
-        ImageRef::Docker(_) => {
-            let src = endpoints.open_source(image)?;
-            let (_, _, digest) = src.top().await?;
-            let Source::Registry { registry, repo, .. } = &src else {
-                unreachable!("docker:// opens a registry")
-            };
-            registry.delete_manifest(repo, &digest).await?;
-            Ok(digest)
-        }
-        ImageRef::Oci {
-            path,
-            reference: Some(name),
-        } => delete_from_layout(&berth_spec::layout::Layout::open(path)?, name),
-        ImageRef::Store(s) => {
-            let name = s
-                .ref_name()
-                .ok_or_else(|| CopyError::usage(format!("{image}: name the image to delete by NAME:TAG")))?;
-            delete_from_layout(&berth_spec::layout::Layout::open(endpoints.store_path()?)?, &name)
-        }
-        other => Err(CopyError::usage(format!(
-            "delete works on docker://, oci:PATH:REF and store references, not {other}"
-        ))),
-    }
-}
-
-fn delete_from_layout(layout: &berth_spec::layout::Layout, name: &str) -> Result<Digest, CopyError> {
-    let desc = layout.resolve(Some(name))?;
-    layout.delete_ref(name)?;
-    crate::plan::digest_of(&desc)
 }

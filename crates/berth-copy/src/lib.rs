@@ -1,7 +1,8 @@
 //! berth-copy: copy, inspect, list, delete and sync container images between OCI image layouts (`oci:`), the
 //! default local store (bare names), OCI and Docker archives (`oci-archive:`, `docker-archive:`) and registries
-//! (`docker://`) — skopeo's job, with every digest verified, resumable downloads, retries, and progress that
-//! never touches stdout.
+//! (`docker://`) — skopeo's job. Moving images is the shared engine's ([`berth_transfer`]: every digest
+//! verified, parallel and resumable downloads, retries, progress events); this crate adds the copier's other
+//! verbs.
 //!
 //! The library never prints; the `berth-copy` binary owns output and exit codes.
 //!
@@ -11,22 +12,16 @@
 //! let endpoints = Endpoints::default();
 //! let src = "oci:/tmp/layout:app:1".parse().unwrap();
 //! let dst = "docker://localhost:5000/app:1".parse().unwrap();
-//! let progress = std::sync::Arc::new(berth_copy::progress::Silent);
+//! let progress = std::sync::Arc::new(berth_copy::Silent);
 //! let report = copy(&endpoints, &src, &dst, &CopyOptions::default(), progress).await?;
 //! println!("{}", report.digest);
 //! # Ok(()) }
 //! ```
 
-pub mod convert;
-pub mod copy;
-pub mod endpoint;
-pub mod error;
+pub mod delete;
 pub mod inspect;
-pub mod plan;
-pub mod progress;
 pub mod sync;
-pub mod transfer;
 
-pub use copy::{CopyOptions, CopyReport, copy};
-pub use endpoint::Endpoints;
-pub use error::CopyError;
+pub use berth_transfer::{
+    CopyError, CopyOptions, CopyReport, Endpoints, Outcome, Progress, RegistryAccess, Selection, Silent, copy,
+};

@@ -8,10 +8,7 @@ use std::sync::Arc;
 use berth_spec::Digest;
 use berth_spec::reference::{DockerReference, ImageRef};
 
-use crate::copy::{CopyOptions, copy_between};
-use crate::endpoint::Endpoints;
-use crate::error::CopyError;
-use crate::progress::Progress;
+use berth_transfer::{CopyError, CopyOptions, Endpoints, Progress, copy_between};
 
 /// What to sync from.
 #[derive(Debug, Clone)]

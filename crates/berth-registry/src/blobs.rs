@@ -42,8 +42,29 @@ struct Download<'a> {
     offset: u64,
     /// `None` when the sink verifies the digest itself.
     hasher: Option<Hasher>,
-    sink: &'a mut (dyn FnMut(Bytes) -> std::io::Result<()> + Send),
+    sink: Sink<'a>,
     progress: &'a (dyn Fn(u64) + Send + Sync),
+}
+
+/// Where downloaded chunks go.
+enum Sink<'a> {
+    /// A callback that takes them at once (memory, or a cheap hand-off).
+    Call(&'a mut (dyn FnMut(Bytes) -> std::io::Result<()> + Send)),
+    /// A bounded channel to a writer on another thread: waiting for room suspends the download, never the
+    /// thread it runs on.
+    Channel(tokio::sync::mpsc::Sender<Bytes>),
+}
+
+impl Sink<'_> {
+    async fn put(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        match self {
+            Sink::Call(f) => f(chunk),
+            Sink::Channel(tx) => tx
+                .send(chunk)
+                .await
+                .map_err(|_| std::io::Error::other("the writer of the downloaded data stopped")),
+        }
+    }
 }
 
 impl Registry {
@@ -114,6 +135,35 @@ impl Registry {
         size: u64,
         sink: &mut (dyn FnMut(Bytes) -> std::io::Result<()> + Send),
         progress: &(dyn Fn(u64) + Send + Sync),
+        check: DigestCheck,
+    ) -> Result<(), RegistryError> {
+        self.download(repo, digest, size, Sink::Call(sink), progress, check)
+            .await
+    }
+
+    /// [`get_blob_chunks`](Self::get_blob_chunks) into a bounded channel, for a writer on a blocking thread (disk
+    /// writes and hashing stay off the async runtime; a slow disk slows the download instead of filling memory).
+    /// The channel closes when the download ends; a closed receiver stops it with [`RegistryError::Sink`].
+    pub async fn get_blob_to_channel(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        sink: tokio::sync::mpsc::Sender<Bytes>,
+        progress: &(dyn Fn(u64) + Send + Sync),
+        check: DigestCheck,
+    ) -> Result<(), RegistryError> {
+        self.download(repo, digest, size, Sink::Channel(sink), progress, check)
+            .await
+    }
+
+    async fn download<'a>(
+        &'a self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        sink: Sink<'a>,
+        progress: &'a (dyn Fn(u64) + Send + Sync),
         check: DigestCheck,
     ) -> Result<(), RegistryError> {
         let inner = &*self.inner;
@@ -237,7 +287,7 @@ impl Download<'_> {
             if let Some(h) = &mut self.hasher {
                 h.update(&chunk);
             }
-            if let Err(source) = (self.sink)(chunk) {
+            if let Err(source) = self.sink.put(chunk).await {
                 return Err(self.fatal(|target| RegistryError::Sink { target, source }));
             }
             self.offset = after;

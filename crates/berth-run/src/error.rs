@@ -39,6 +39,15 @@ pub enum RunError {
         /// Why, and what to do instead.
         reason: String,
     },
+    /// Pulling the image from its registry failed.
+    #[error("pulling {image}")]
+    Pull {
+        /// The image as the user named it.
+        image: String,
+        /// What went wrong (authentication, network, a digest mismatch, …).
+        #[source]
+        source: Box<berth_transfer::CopyError>,
+    },
     /// A layer has a media type Berth cannot unpack.
     #[error("image {image}: layer {digest} has media type {media_type:?}, which is not a layer Berth can unpack")]
     UnsupportedLayer {

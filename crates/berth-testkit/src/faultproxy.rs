@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,6 +68,31 @@ pub struct FaultProxy {
     rules: Arc<Mutex<Vec<Rule>>>,
     log: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
+    load: Arc<Load>,
+}
+
+/// Requests being answered now, and the most there ever were at once.
+#[derive(Debug, Default)]
+struct Load {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// Counts one request as in flight until dropped.
+struct InFlight<'a>(&'a Load);
+
+impl<'a> InFlight<'a> {
+    fn new(load: &'a Load) -> Self {
+        let now = load.now.fetch_add(1, Ordering::SeqCst) + 1;
+        load.peak.fetch_max(now, Ordering::SeqCst);
+        InFlight(load)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl FaultProxy {
@@ -79,21 +104,34 @@ impl FaultProxy {
         let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
         let log: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, l, s, up) = (rules.clone(), log.clone(), stop.clone(), upstream.to_owned());
+        let load = Arc::new(Load::default());
+        let (r, l, s, up, ld) = (
+            rules.clone(),
+            log.clone(),
+            stop.clone(),
+            upstream.to_owned(),
+            load.clone(),
+        );
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let (r, l, up) = (r.clone(), l.clone(), up.clone());
+                        let (r, l, up, ld) = (r.clone(), l.clone(), up.clone(), ld.clone());
                         std::thread::spawn(move || {
-                            let _ = serve(conn, &up, &r, &l);
+                            let _ = serve(conn, &up, &r, &l, &ld);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Ok(FaultProxy { addr, rules, log, stop })
+        Ok(FaultProxy {
+            addr,
+            rules,
+            log,
+            stop,
+            load,
+        })
     }
 
     /// Adds a rule.
@@ -114,6 +152,12 @@ impl FaultProxy {
     /// Requests seen so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.log.lock().expect("log").clone()
+    }
+
+    /// The most requests that were being answered at the same time (from reading the request to sending the
+    /// last byte of the response): above 1 only for a client that works in parallel.
+    pub fn peak_in_flight(&self) -> usize {
+        self.load.peak.load(Ordering::SeqCst)
     }
 }
 
@@ -276,11 +320,18 @@ fn take_fault(rules: &Mutex<Vec<Rule>>, req: &Request) -> Option<Fault> {
     Some(rule.fault.clone())
 }
 
-fn serve(conn: TcpStream, up: &str, rules: &Mutex<Vec<Rule>>, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
+fn serve(
+    conn: TcpStream,
+    up: &str,
+    rules: &Mutex<Vec<Rule>>,
+    log: &Mutex<Vec<Seen>>,
+    load: &Load,
+) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut out = conn;
     while let Some(req) = read_request(&mut reader)? {
+        let _in_flight = InFlight::new(load);
         let fault = take_fault(rules, &req);
         let mut resp = match &fault {
             Some(Fault::Status(code, retry_after)) => {

@@ -63,26 +63,11 @@ fn main() -> ExitCode {
     // --quiet silences the warnings about retries too; errors still show.
     let quiet =
         matches!(&cli.command, Command::Copy(a) if a.quiet) || matches!(&cli.command, Command::Sync(a) if a.quiet);
-    let level = match cli.verbose {
-        0 if quiet => "error",
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    // Colour only on a terminal: CI logs and pipes get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    // Without -v or RUST_LOG only warnings show: plain lines for people, not timestamped log records.
-    if cli.verbose == 0 && std::env::var_os("RUST_LOG").is_none() {
-        logs.without_time().with_target(false).init();
-    } else {
-        logs.init();
-    }
+    berth_cli::logging::init(berth_cli::logging::Level {
+        verbose: cli.verbose,
+        quiet,
+        quiet_targets: "",
+    });
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -93,21 +78,8 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("berth-copy: {}", render(&e));
+            eprintln!("berth-copy: {}", berth_cli::errors::render(&e));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes, each once: many messages already quote their cause, and `{:#}` would repeat it.
-fn render(e: &anyhow::Error) -> String {
-    let mut out = e.to_string();
-    for cause in e.chain().skip(1) {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-    }
-    out
 }

@@ -38,6 +38,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run a command in a new container.
     Run(commands::run::RunArgs),
+    /// Pull an image from a registry into the store.
+    Pull(commands::pull::PullCmdArgs),
     /// List containers.
     Ps(commands::ps::PsArgs),
     /// Show the output of a detached container.
@@ -122,12 +124,13 @@ fn main() -> ExitCode {
         Ok(None) => {}
         Ok(Some(code)) => return ExitCode::from(u8::try_from(code).unwrap_or(255)),
         Err(e) => {
-            eprintln!("berth-run: {}", report::render(&e));
+            eprintln!("berth-run: {}", berth_cli::errors::render(&e));
             return ExitCode::from(125);
         }
     }
     let result = match &cli.command {
         Command::Run(args) => commands::run::run(&cli, args),
+        Command::Pull(args) => commands::pull::pull(&cli, args),
         Command::Ps(args) => commands::ps::ps(&cli, args),
         Command::Logs(args) => commands::logs::logs(&cli, args),
         Command::Kill(args) => commands::kill::kill(&cli, args),
@@ -143,10 +146,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("berth-run: {}", report::render(&e));
+            eprintln!("berth-run: {}", berth_cli::errors::render(&e));
             ExitCode::from(report::exit_code(
                 &e,
-                matches!(cli.command, Command::Run(_) | Command::Exec(_)),
+                matches!(cli.command, Command::Run(_) | Command::Exec(_) | Command::Pull(_)),
             ))
         }
     }

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use berth_cli::progress::Bars;
 use berth_copy::CopyOptions;
-use berth_copy::plan::Selection;
-use berth_copy::progress::{Progress, Silent, Stderr};
+use berth_copy::Selection;
+use berth_copy::{Progress, Silent};
 use berth_spec::media_type::{Compression, Format};
 use berth_spec::platform::Platform;
 use clap::{Args, ValueEnum};
@@ -100,11 +101,12 @@ pub(crate) async fn copy(store: &Option<PathBuf>, a: CopyArgs) -> Result<()> {
             FormatArg::V2s2 => Format::DockerV2S2,
         }),
         parallel: a.parallel,
+        ..CopyOptions::default()
     };
     let progress: Arc<dyn Progress> = if a.quiet {
         Arc::new(Silent)
     } else {
-        Arc::new(Stderr::new(false))
+        Arc::new(Bars::new(false))
     };
     let (src, dst) = (image(&a.src)?, image(&a.dest)?);
     let report = berth_copy::copy(&ep, &src, &dst, &opts, progress.clone()).await?;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use berth_copy::inspect;
+use berth_copy::delete;
 use clap::Args;
 
 use super::{Auth, image, one_endpoint};
@@ -17,7 +17,7 @@ pub(crate) struct DeleteArgs {
 
 pub(crate) async fn delete(store: &Option<PathBuf>, a: DeleteArgs) -> Result<()> {
     let ep = one_endpoint(store, &a.auth)?;
-    let d = inspect::delete(&ep, &image(&a.image)?).await?;
+    let d = delete::delete(&ep, &image(&a.image)?).await?;
     eprintln!("Deleted {d}");
     Ok(())
 }

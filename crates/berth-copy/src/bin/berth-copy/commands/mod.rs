@@ -12,7 +12,7 @@ pub(crate) mod sync;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use berth_copy::endpoint::{Endpoints, RegistryAccess};
+use berth_copy::{Endpoints, RegistryAccess};
 use berth_registry::Credentials;
 use berth_spec::reference::ImageRef;
 use clap::{Args, ValueEnum};
@@ -82,6 +82,7 @@ pub(crate) fn endpoints(cli_store: &Option<PathBuf>, auth: &Auth) -> Result<Endp
         src: access(&auth.src_creds, auth, auth.src_tls_verify.or(auth.tls_verify))?,
         dest: access(&auth.dest_creds, auth, auth.dest_tls_verify.or(auth.tls_verify))?,
         blob_cache: cache,
+        user_agent: Some(format!("berth-copy/{}", env!("CARGO_PKG_VERSION"))),
     })
 }
 

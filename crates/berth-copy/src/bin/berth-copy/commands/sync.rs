@@ -4,10 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
+use berth_cli::progress::Bars;
 use berth_copy::CopyOptions;
-use berth_copy::plan::Selection;
-use berth_copy::progress::{Progress, Silent, Stderr};
+use berth_copy::Selection;
 use berth_copy::sync::{SyncDest, SyncSource};
+use berth_copy::{Progress, Silent};
 use berth_spec::reference::ImageRef;
 use clap::{Args, ValueEnum};
 
@@ -64,7 +65,7 @@ pub(crate) async fn sync(store: &Option<PathBuf>, a: SyncArgs) -> Result<()> {
     let progress: Arc<dyn Progress> = if a.quiet {
         Arc::new(Silent)
     } else {
-        Arc::new(Stderr::new(false))
+        Arc::new(Bars::new(false))
     };
     for (from, to, digest) in berth_copy::sync::sync(&ep, &src, &dst, &opts, progress).await? {
         println!("{from} -> {to} {digest}");

@@ -8,19 +8,23 @@ pub(crate) mod kill;
 pub(crate) mod logs;
 pub(crate) mod monitor;
 pub(crate) mod ps;
+pub(crate) mod pull;
 pub(crate) mod rm;
 pub(crate) mod run;
 pub(crate) mod stop;
 pub(crate) mod wait;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use berth_registry::{ClientOptions, Credentials};
+use berth_registry::Credentials;
 use berth_run::RunError;
+use berth_run::pull::{PullPolicy, PullRequest};
 use berth_run::state::{ContainerRecord, StateDir};
 use berth_spec::platform::Platform;
-use berth_spec::reference::ImageRef;
+use berth_spec::reference::{DockerReference, ImageRef};
+use berth_transfer::{Progress, RegistryAccess, Silent};
 use clap::Args;
 
 use crate::Cli;
@@ -35,12 +39,19 @@ pub(crate) fn parse_platform(text: Option<&str>) -> Result<Platform> {
     })
 }
 
-/// How `docker://` images are pulled into the store.
+/// When and how `docker://` images are pulled into the store.
 #[derive(Args, Clone)]
 pub(crate) struct PullArgs {
     /// Pull a docker:// image: missing (when not in the store), always, or never.
     #[arg(long, default_value = "missing", value_name = "POLICY")]
     pub(crate) pull: String,
+    #[command(flatten)]
+    pub(crate) registry: RegistryArgs,
+}
+
+/// How to reach registries.
+#[derive(Args, Clone)]
+pub(crate) struct RegistryArgs {
     /// Require HTTPS with verified certificates (default: plain HTTP only for localhost and 127.0.0.0/8).
     #[arg(long, value_name = "BOOL")]
     pub(crate) tls_verify: Option<bool>,
@@ -50,22 +61,53 @@ pub(crate) struct PullArgs {
     /// A containers-auth.json or docker config.json with registry credentials.
     #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
     pub(crate) authfile: Option<PathBuf>,
+    /// Retries of failed registry requests.
+    #[arg(long, value_name = "N")]
+    pub(crate) retry_times: Option<u32>,
+    /// No pull progress on stderr.
+    #[arg(short = 'q', long)]
+    pub(crate) quiet: bool,
 }
 
 impl PullArgs {
-    /// The image to open: a `docker://` image is pulled into the store first and then named from there.
-    pub(crate) fn resolve(&self, store: &std::path::Path, image: ImageRef, platform: &Platform) -> Result<ImageRef> {
+    /// The image to open: a `docker://` image is pulled into the store first (as `policy` says) and then named
+    /// from there.
+    pub(crate) fn resolve(&self, store: &Path, image: ImageRef, platform: &Platform) -> Result<ImageRef> {
         let ImageRef::Docker(reference) = image else {
             return Ok(image);
         };
-        let options = ClientOptions {
-            tls_verify: self.tls_verify,
-            credentials: self.creds.as_deref().map(Credentials::parse).transpose()?,
-            authfile: self.authfile.clone(),
-            ..ClientOptions::default()
-        };
-        let name = berth_run::pull::pull(&reference, store, platform, self.pull.parse()?, &options)?;
+        let policy = self.pull.parse()?;
+        let name = berth_run::pull::pull(&self.registry.request(&reference, store, platform, policy)?)?;
         Ok(ImageRef::Store(name))
+    }
+}
+
+impl RegistryArgs {
+    pub(crate) fn request<'a>(
+        &self,
+        reference: &'a DockerReference,
+        store: &'a Path,
+        platform: &'a Platform,
+        policy: PullPolicy,
+    ) -> Result<PullRequest<'a>> {
+        let progress: Arc<dyn Progress> = if self.quiet {
+            Arc::new(Silent)
+        } else {
+            Arc::new(berth_cli::progress::Bars::new(false))
+        };
+        Ok(PullRequest {
+            reference,
+            store,
+            platform,
+            policy,
+            access: RegistryAccess {
+                creds: self.creds.as_deref().map(Credentials::parse).transpose()?,
+                authfile: self.authfile.clone(),
+                tls_verify: self.tls_verify,
+                retry_times: self.retry_times,
+            },
+            progress,
+        })
     }
 }
 

@@ -17,7 +17,7 @@ use crate::endpoint::{Dest, Endpoints, Source};
 use crate::error::CopyError;
 use crate::plan::{self, Selection, digest_of};
 use crate::progress::{Outcome, Progress};
-use crate::{convert, transfer};
+use crate::{blob as transfer, convert};
 
 /// How to copy.
 #[derive(Debug, Clone)]
@@ -34,6 +34,9 @@ pub struct CopyOptions {
     pub format: Option<Format>,
     /// Blobs transferred at once.
     pub parallel: usize,
+    /// Refuse an image whose config is not a valid image config, before it is named (a runner or builder is
+    /// about to use it; a copier moves artifacts too).
+    pub require_image_config: bool,
 }
 
 impl Default for CopyOptions {
@@ -45,6 +48,7 @@ impl Default for CopyOptions {
             compression_level: None,
             format: None,
             parallel: 4,
+            require_image_config: false,
         }
     }
 }
@@ -312,9 +316,15 @@ async fn copy_manifest(ctx: &Ctx, bytes: Vec<u8>, media_type: String) -> Result<
         .unwrap_or(Format::Oci);
     let config_desc = m.parsed().config().clone();
     // diffIDs are needed to verify recompressed layers.
-    let diff_ids: Vec<Digest> = if ctx.opts.compression.is_some() {
+    let config = if ctx.opts.compression.is_some() || ctx.opts.require_image_config {
         let cfg = ctx.src.document(&config_desc).await?;
-        let c = document::parse_config(cfg, Expect::from_source(&label))?;
+        let config_digest = digest_of(&config_desc)?;
+        let ex = Expect::from_source(&label).with_descriptor(&config_digest, None);
+        Some(document::parse_config(cfg, ex)?)
+    } else {
+        None
+    };
+    let diff_ids: Vec<Digest> = if let Some(c) = config.as_ref().filter(|_| ctx.opts.compression.is_some()) {
         document::check_diff_id_count(m.parsed(), c.parsed(), &label)?;
         c.parsed()
             .rootfs()

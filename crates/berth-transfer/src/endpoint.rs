@@ -1,9 +1,9 @@
 //! Opening the two ends of a copy: layouts (and the store), archives and registries.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use berth_registry::{ClientOptions, Credentials, DigestCheck, Registry};
+use berth_registry::{ClientOptions, Credentials, Registry};
 use berth_spec::Digest;
 use berth_spec::document::DEFAULT_MAX_DOCUMENT_SIZE;
 use berth_spec::layout::Layout;
@@ -36,6 +36,8 @@ pub struct Endpoints {
     pub dest: RegistryAccess,
     /// The blob-location cache used for cross-repository mounts.
     pub blob_cache: Option<PathBuf>,
+    /// The `User-Agent` sent to registries (default: the registry client's own).
+    pub user_agent: Option<String>,
 }
 
 /// Which image of a layout.
@@ -139,7 +141,7 @@ impl Endpoints {
             credentials: access.creds.clone(),
             authfile: access.authfile.clone(),
             retry_times: access.retry_times.unwrap_or(3),
-            user_agent: format!("berth-copy/{}", env!("CARGO_PKG_VERSION")),
+            user_agent: self.user_agent.clone().unwrap_or_default(),
             blob_cache: self.blob_cache.clone(),
         };
         Ok(Registry::new(host, &opts)?)
@@ -401,54 +403,12 @@ impl Source {
         }
     }
 
-    /// Streams a blob into `sink`, chunk by chunk, verified.
-    pub async fn blob_to(
-        &self,
-        desc: &Descriptor,
-        sink: &mut (dyn FnMut(bytes::Bytes) -> std::io::Result<()> + Send),
-        progress: &(dyn Fn(u64) + Send + Sync),
-        check: DigestCheck,
-    ) -> Result<(), CopyError> {
-        let digest = crate::plan::digest_of(desc)?;
-        match self {
-            Source::Layout { layout, .. } => {
-                let path = layout.blob_path(&digest);
-                let mut r = layout.open_blob(&digest, desc.size())?;
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = std::io::Read::read(&mut r, &mut buf).map_err(|e| blob_err(&path, e))?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    sink(bytes::Bytes::copy_from_slice(&buf[..n])).map_err(CopyError::io(path.display()))?;
-                    progress(n as u64);
-                }
-            }
-            Source::Registry { registry, repo, .. } => Ok(registry
-                .get_blob_chunks(repo, &digest, desc.size(), sink, progress, check)
-                .await?),
-        }
-    }
-
     /// The layout holding the blobs, when the source is one.
     pub fn layout(&self) -> Option<&Layout> {
         match self {
             Source::Layout { layout, .. } => Some(layout),
             Source::Registry { .. } => None,
         }
-    }
-}
-
-fn blob_err(path: &Path, e: std::io::Error) -> CopyError {
-    match berth_spec::VerifyError::from_io(&e) {
-        Some(v) => CopyError::Layout(berth_spec::layout::LayoutError::Corrupt {
-            path: path.to_owned(),
-            error: v.clone(),
-        }),
-        None => CopyError::Io {
-            path: path.display().to_string(),
-            source: e,
-        },
     }
 }
 

@@ -4,7 +4,6 @@ use std::io::Read;
 use std::sync::Arc;
 
 use berth_layer::compress::LayerWriter;
-use berth_registry::DigestCheck;
 use berth_spec::media_type::{self, Compression, Format};
 use berth_spec::{Algorithm, Digest};
 use oci_spec::image::Descriptor;
@@ -39,20 +38,16 @@ pub async fn recompress(
     };
 
     // A local, verified copy of the source blob to read from.
-    let staged;
-    let (src_layout, path) = match src.layout() {
-        Some(l) => (Some(l.clone()), None),
-        None => {
-            staged = tempfile::NamedTempFile::new().map_err(CopyError::io("temporary file"))?;
-            let mut f = staged.reopen().map_err(CopyError::io(staged.path().display()))?;
-            let mut put = |chunk: bytes::Bytes| std::io::Write::write_all(&mut f, &chunk);
-            src.blob_to(desc, &mut put, &|_| {}, DigestCheck::Here).await?;
-            (None, Some(staged.path().to_owned()))
-        }
+    let (src_layout, staged) = match &**src {
+        Source::Layout { layout, .. } => (Some(layout.clone()), None),
+        Source::Registry { registry, repo, .. } => (
+            None,
+            Some(crate::blob::stage(registry, repo, &digest, desc.size()).await?),
+        ),
     };
     let (blob_digest, blob_size) = (digest.clone(), desc.size());
     let open = move || -> Result<Box<dyn Read + Send>, CopyError> {
-        match (&src_layout, &path) {
+        match (&src_layout, &staged) {
             (Some(l), _) => Ok(Box::new(l.open_blob(&blob_digest, blob_size)?)),
             (None, Some(p)) => Ok(Box::new(std::fs::File::open(p).map_err(CopyError::io(p.display()))?)),
             _ => unreachable!("one of the two is set"),

@@ -45,11 +45,11 @@ pub enum CopyError {
 }
 
 impl CopyError {
-    pub(crate) fn usage(msg: impl Into<String>) -> Self {
+    pub fn usage(msg: impl Into<String>) -> Self {
         CopyError::Usage(msg.into())
     }
 
-    pub(crate) fn io(path: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> CopyError {
+    pub fn io(path: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> CopyError {
         let path = path.to_string();
         move |source| CopyError::Io { path, source }
     }

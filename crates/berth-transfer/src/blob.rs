@@ -3,9 +3,10 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use berth_registry::{DigestCheck, PutOutcome};
-use berth_spec::{Algorithm, Digest};
+use berth_registry::{DigestCheck, PutOutcome, Registry, Subject, Target};
+use berth_spec::{Algorithm, Digest, Hasher};
 use oci_spec::image::Descriptor;
+use tempfile::TempPath;
 
 use crate::endpoint::{Dest, Source};
 use crate::error::CopyError;
@@ -23,7 +24,11 @@ pub async fn blob(
     let size = desc.size();
     match &**dst {
         Dest::Layout { layout, staging, .. } => {
-            if layout.verify_blob(&digest, size).is_ok() {
+            let (l, d) = (layout.clone(), digest.clone());
+            let present = tokio::task::spawn_blocking(move || l.verify_blob(&d, size).is_ok())
+                .await
+                .expect("verify task does not panic");
+            if present {
                 progress.done(&digest, Outcome::Skipped);
                 return Ok(Outcome::Skipped);
             }
@@ -55,14 +60,16 @@ pub async fn blob(
                 })
                 .await
                 .expect("blob copy task does not panic")?;
-            } else {
-                // The network side keeps receiving while a blocking thread hashes and writes to disk.
-                let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(32);
+            } else if let Source::Registry { registry, repo, .. } = &**src {
                 let (layout, d) = (layout.clone(), digest.clone());
-                let writer = tokio::task::spawn_blocking(move || -> Result<(), CopyError> {
+                let p = progress.clone();
+                let advance = move |n| p.advance(&d, n);
+                let d = digest.clone();
+                // The blob writer hashes while writing and refuses a mismatch: the download is hashed once.
+                download_blocking(registry, repo, &digest, size, &advance, move |next| {
                     let w = layout.writer()?;
                     let mut bw = w.blob_writer_expecting(&d, size)?;
-                    for chunk in rx {
+                    while let Some(chunk) = next() {
                         std::io::Write::write_all(&mut bw, &chunk).map_err(CopyError::io(format_args!(
                             "{}: writing blob {d}",
                             layout.root().display()
@@ -70,27 +77,8 @@ pub async fn blob(
                     }
                     bw.commit()?;
                     Ok(())
-                });
-                let p = progress.clone();
-                let d = digest.clone();
-                // Chunks go to the writer thread as received (no copy); it hashes while writing and refuses a
-                // mismatch, so the download is not hashed twice.
-                let mut sink = move |chunk: bytes::Bytes| {
-                    tx.send(chunk)
-                        .map_err(|_| std::io::Error::other("the blob writer stopped"))
-                };
-                let fetched = src
-                    .blob_to(desc, &mut sink, &move |n| p.advance(&d, n), DigestCheck::BySink)
-                    .await;
-                drop(sink);
-                let written = writer.await.expect("blob writer task does not panic");
-                // A writer that failed (a full disk) stops the download with a bare "the blob writer stopped":
-                // its own error is the one to report then.
-                match (fetched, written) {
-                    (Err(CopyError::Registry(berth_registry::RegistryError::Sink { .. })), Err(w)) => return Err(w),
-                    (Err(f), _) => return Err(f),
-                    (Ok(()), w) => w?,
-                }
+                })
+                .await?;
             }
             progress.done(&digest, Outcome::Copied);
             Ok(Outcome::Copied)
@@ -120,10 +108,8 @@ pub async fn blob(
                         PutOutcome::Existed
                     } else {
                         // Stage through a verified temporary file, then upload (retries reopen the file).
-                        let staged = tempfile::NamedTempFile::new().map_err(CopyError::io("temporary file"))?;
-                        let mut f = staged.reopen().map_err(CopyError::io(staged.path().display()))?;
-                        sreg.get_blob(srepo, &digest, size, &mut f, &|_| {}).await?;
-                        let path = staged.path().to_owned();
+                        let staged = stage(sreg, srepo, &digest, size).await?;
+                        let path = staged.to_path_buf();
                         let open = move || -> std::io::Result<Box<dyn Read + Send>> {
                             Ok(Box::new(std::fs::File::open(&path)?))
                         };
@@ -247,4 +233,64 @@ impl<R: Read> Read for Counting<'_, R> {
         self.progress.advance(self.digest, n as u64);
         Ok(n)
     }
+}
+
+/// Downloads blob `digest` of `registry` and hands its chunks, as they arrive, to `write` running on a blocking
+/// thread (`next()` gives the next chunk, `None` at the end). Disk writes and hashing stay off the async
+/// runtime, and a slow disk slows the download through the bounded channel instead of filling memory. The
+/// registry does not hash: `write` must verify what it keeps.
+pub(crate) async fn download_blocking<T: Send + 'static>(
+    registry: &Registry,
+    repo: &str,
+    digest: &Digest,
+    size: u64,
+    progress: &(dyn Fn(u64) + Send + Sync),
+    write: impl FnOnce(&mut dyn FnMut() -> Option<bytes::Bytes>) -> Result<T, CopyError> + Send + 'static,
+) -> Result<T, CopyError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(32);
+    let writer = tokio::task::spawn_blocking(move || {
+        let result = write(&mut || rx.blocking_recv());
+        // Dropping the receiver ends a download the writer gave up on.
+        drop(rx);
+        result
+    });
+    let fetched = registry
+        .get_blob_to_channel(repo, digest, size, tx, progress, DigestCheck::BySink)
+        .await;
+    let written = writer.await.expect("blob writer task does not panic");
+    // A writer that failed (a full disk) stops the download with a bare "the writer stopped": its own error is
+    // the one to report then.
+    match (fetched, written) {
+        (Err(berth_registry::RegistryError::Sink { .. }), Err(w)) => Err(w),
+        (Err(f), _) => Err(f.into()),
+        (Ok(()), w) => w,
+    }
+}
+
+/// Downloads a registry blob into a temporary file, verified against its digest (hashed on the writing thread).
+pub(crate) async fn stage(registry: &Registry, repo: &str, digest: &Digest, size: u64) -> Result<TempPath, CopyError> {
+    let d = digest.clone();
+    let (host, repo_name) = (registry.host().to_owned(), repo.to_owned());
+    download_blocking(registry, repo, digest, size, &|_| {}, move |next| {
+        let mut file = tempfile::NamedTempFile::new().map_err(CopyError::io("temporary file"))?;
+        let mut hasher = Hasher::new(d.algorithm());
+        while let Some(chunk) = next() {
+            hasher.update(&chunk);
+            std::io::Write::write_all(file.as_file_mut(), &chunk).map_err(CopyError::io(file.path().display()))?;
+        }
+        let found = hasher.finish();
+        if found != d {
+            return Err(CopyError::Registry(berth_registry::RegistryError::DigestMismatch {
+                target: Box::new(Target {
+                    host,
+                    repo: repo_name,
+                    subject: Subject::Blob(d.clone()),
+                }),
+                expected: d,
+                found,
+            }));
+        }
+        Ok(file.into_temp_path())
+    })
+    .await
 }
