@@ -12,7 +12,7 @@ use berth_spec::layout::LayoutError;
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     /// An I/O error on a named file (the archive, its temp file, or an extraction target).
-    #[error("{}: {action}: {source}", path.display())]
+    #[error("{}: {action}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -22,7 +22,7 @@ pub enum ArchiveError {
         source: io::Error,
     },
     /// The archive is not a readable tar stream (bad header checksum, truncated, undecodable compression).
-    #[error("{}: not a valid tar archive: {source}; check that the file is complete and really an image archive", archive.display())]
+    #[error("{}: not a valid tar archive (check that the file is complete and really an image archive)", archive.display())]
     Tar {
         /// The archive.
         archive: PathBuf,
@@ -100,7 +100,7 @@ pub enum ArchiveError {
         found: Digest,
     },
     /// An image config that cannot be used (malformed, too large, or disagreeing with the image's layers).
-    #[error("{}: image {image}: config {member:?}: {source}", archive.display())]
+    #[error("{}: image {image}: config {member:?}", archive.display())]
     Config {
         /// The archive.
         archive: PathBuf,
@@ -136,7 +136,7 @@ pub enum ArchiveError {
         found: Digest,
     },
     /// A layer could not be read or decompressed.
-    #[error("{}: image {image}: layer {member:?}: {source}", archive.display())]
+    #[error("{}: image {image}: layer {member:?}", archive.display())]
     Layer {
         /// The archive.
         archive: PathBuf,
@@ -158,7 +158,7 @@ pub enum ArchiveError {
         reason: String,
     },
     /// A RepoTag that is not a valid `NAME:TAG` reference.
-    #[error("{}: invalid tag {tag:?}: {source}", archive.display())]
+    #[error("{}: invalid tag {tag:?}", archive.display())]
     BadTag {
         /// The archive.
         archive: PathBuf,
@@ -180,7 +180,7 @@ pub enum ArchiveError {
         archive: PathBuf,
     },
     /// The OCI layout being read or written refused something.
-    #[error("{}: {source}", archive.display())]
+    #[error("{}", archive.display())]
     Layout {
         /// The archive being read from or written to.
         archive: PathBuf,

@@ -1,16 +1,7 @@
-//! Error rendering: one line, the outermost message first, then each cause.
+//! Error rendering: one line, the outermost message first, then each cause once. Every Berth error says only
+//! its own part and keeps its cause as `source()`, so the chain never repeats itself.
 
-/// The error and its causes, each once: many messages already quote their cause, and `{:#}` would repeat it.
+/// `outer: cause: root cause`.
 pub fn render(e: &anyhow::Error) -> String {
-    let mut out = e.to_string();
-    let mut previous = out.clone();
-    for cause in e.chain().skip(1) {
-        let text = cause.to_string();
-        if !previous.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        previous = text;
-    }
-    out
+    format!("{e:#}")
 }

@@ -75,7 +75,7 @@ pub async fn sync(
             };
             for t in tags {
                 let img = DockerReference::parse_normalized(&format!("{}:{t}", r.name()))
-                    .map_err(|e| CopyError::usage(e.to_string()))?;
+                    .map_err(|e| CopyError::usage(berth_spec::error_chain(&e)))?;
                 jobs.push((
                     endpoints.clone(),
                     ImageRef::Docker(img),
@@ -157,7 +157,7 @@ fn dest_ref(dst: &SyncDest, name: &str) -> Result<ImageRef, CopyError> {
         SyncDest::Registry(prefix) => {
             let last = name.rsplit('/').next().unwrap_or(name);
             let r = DockerReference::parse_normalized(&format!("{}/{last}", prefix.trim_end_matches('/')))
-                .map_err(|e| CopyError::usage(e.to_string()))?;
+                .map_err(|e| CopyError::usage(berth_spec::error_chain(&e)))?;
             Ok(ImageRef::Docker(r))
         }
     }

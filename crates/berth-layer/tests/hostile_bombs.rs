@@ -341,6 +341,9 @@ fn hostile_39_layer_filling_the_disk_fails_with_enospc_and_leaves_nothing_behind
     assert_eq!(cache.list().unwrap(), vec![]);
     let e = result.unwrap_err();
     assert!(matches!(e, ApplyError::NoSpace { .. }), "{e:?}");
-    let msg = e.to_string();
-    assert!(msg.starts_with("big: write: the disk is full ("), "{msg}");
+    let msg = berth_spec::error_chain(&e);
+    assert!(
+        msg.starts_with("big: write: the disk is full; free space") && msg.contains("No space left on device"),
+        "{msg}"
+    );
 }

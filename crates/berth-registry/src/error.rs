@@ -247,7 +247,7 @@ pub enum RegistryError {
         reason: String,
     },
     /// Writing a downloaded blob to the caller's sink failed.
-    #[error("{target}: writing the downloaded data failed: {source}")]
+    #[error("{target}: writing the downloaded data failed")]
     Sink {
         /// The request.
         target: Box<Target>,
@@ -306,15 +306,5 @@ impl RegistryError {
 
 /// An error's message with its sources, `a: b: c`.
 pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut next = error.source();
-    while let Some(e) = next {
-        let s = e.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        next = e.source();
-    }
-    out
+    berth_spec::error_chain(error)
 }

@@ -114,7 +114,7 @@ pub(crate) async fn fetch(
     .await
     .map_err(|e| match e {
         SendError::Transport(e) => fail(format!("cannot reach the token server: {}", chain(&e))),
-        SendError::Fatal(e) => fail(e.to_string()),
+        SendError::Fatal(e) => fail(chain(&e)),
     })?;
     let status = resp.status();
     if !status.is_success() {
@@ -129,7 +129,7 @@ pub(crate) async fn fetch(
         .await
         .map_err(|e| match e {
             RegistryError::TooLarge { .. } => fail(format!("response larger than {MAX_TOKEN_RESPONSE} bytes")),
-            e => fail(e.to_string()),
+            e => fail(chain(&e)),
         })?;
     parse_response(&body, Instant::now()).map_err(fail)
 }

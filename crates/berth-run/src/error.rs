@@ -14,7 +14,7 @@ use berth_spec::layout::LayoutError;
 #[non_exhaustive]
 pub enum RunError {
     /// The image could not be found or read.
-    #[error("image {image}: {source}")]
+    #[error("image {image}")]
     Layout {
         /// The image as the user named it.
         image: String,
@@ -23,7 +23,7 @@ pub enum RunError {
         source: Box<LayoutError>,
     },
     /// The image's archive could not be read.
-    #[error("image {image}: {source}")]
+    #[error("image {image}")]
     Archive {
         /// The image as the user named it.
         image: String,
@@ -59,7 +59,7 @@ pub enum RunError {
         media_type: String,
     },
     /// A layer could not be extracted (corrupt, hostile, or its diffID does not match).
-    #[error("image {image}: layer {diff_id}: {source}")]
+    #[error("image {image}: layer {diff_id}")]
     Layer {
         /// The image as the user named it.
         image: String,
@@ -100,7 +100,7 @@ pub enum RunError {
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     /// A file system operation failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}", path.display())]
     Io {
         /// What was being done.
         action: &'static str,

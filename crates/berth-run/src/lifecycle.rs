@@ -332,10 +332,11 @@ pub fn exec_process(record: &ContainerRecord, request: &ExecRequest) -> Result<P
         process.set_cwd(dir.into());
     }
     if let Some(user) = &request.user {
-        let spec_user = UserSpec::parse(user).map_err(|e| RunError::option(format!("-u {user}"), e.to_string()))?;
+        let spec_user =
+            UserSpec::parse(user).map_err(|e| RunError::option(format!("-u {user}"), berth_spec::error_chain(&e)))?;
         let (passwd, group) = rootfs.account_files()?;
         let resolved = resolve_user(&spec_user, &passwd, &group)
-            .map_err(|e| RunError::option(format!("-u {user}"), e.to_string()))?;
+            .map_err(|e| RunError::option(format!("-u {user}"), berth_spec::error_chain(&e)))?;
         // The container's umask (0022) stays: a new user must not reset it to berth-run's own.
         let umask = process.user().umask();
         let mut builder = UserBuilder::default().uid(resolved.uid).gid(resolved.gid);

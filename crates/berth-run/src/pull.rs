@@ -75,7 +75,7 @@ pub fn store_name(reference: &DockerReference) -> Result<StoreRef, RunError> {
     };
     StoreRef::parse(&text).map_err(|e| RunError::Unsupported {
         image: format!("docker://{reference}"),
-        reason: format!("cannot be named in the store: {e}"),
+        reason: format!("cannot be named in the store: {}", berth_spec::error_chain(&e)),
     })
 }
 

@@ -47,7 +47,7 @@ fn start(
     let mut terminal = None;
     let mut receive = || -> Result<(), String> {
         if let Some(c) = console {
-            let master = c.receive().map_err(|e| e.to_string())?;
+            let master = c.receive().map_err(|e| berth_spec::error_chain(&e))?;
             copy_window_size(master.as_fd());
             terminal = Some(master);
         }

@@ -10,7 +10,7 @@ use berth_spec::runtime_config::ConversionError;
 #[non_exhaustive]
 pub enum SandboxError {
     /// The image config (with the user's overrides) cannot become a process.
-    #[error("image {image}: {source}")]
+    #[error("image {image}")]
     Image {
         /// The image as the user named it.
         image: String,
@@ -113,7 +113,7 @@ pub enum SandboxError {
         reason: String,
     },
     /// A file system operation failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}", path.display())]
     Io {
         /// What was being done.
         action: &'static str,

@@ -29,7 +29,7 @@ impl std::str::FromStr for NetMode {
             "private" | "default" => Ok(NetMode::Private),
             "bridge" | "slirp4netns" | "pasta" => Err(SandboxError::option(
                 format!("--net {s}"),
-                "berth-run sets up no container networks (no bridge, slirp4netns or pasta): use --net host for \
+                "Berth sets up no container networks (no bridge, slirp4netns or pasta): use --net host for \
                  network access, or private (the default) / none for loopback only",
             )),
             _ => Err(SandboxError::option(

@@ -147,20 +147,11 @@ fn reset_signals() {
 }
 
 fn runtime_error(container: &str, action: &'static str, e: impl std::error::Error) -> SandboxError {
-    let mut reason = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !reason.contains(&text) {
-            reason.push_str(": ");
-            reason.push_str(&text);
-        }
-        source = s.source();
-    }
+    // libcontainer's errors are carried as text: their types are libcontainer's, not part of Berth's API.
     SandboxError::Runtime {
         container: container.to_owned(),
         action,
-        reason,
+        reason: berth_spec::error_chain(&e),
     }
 }
 

@@ -29,7 +29,7 @@ pub enum DiffIdError {
         found: Digest,
     },
     /// The stream could not be decompressed.
-    #[error("layer {layer}: {source}")]
+    #[error("layer {layer}")]
     Io {
         /// The layer blob.
         layer: Digest,

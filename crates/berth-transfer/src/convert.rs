@@ -59,7 +59,8 @@ pub async fn recompress(
     let out = tokio::task::spawn_blocking(
         move || -> Result<(Digest, u64, Option<tempfile::NamedTempFile>), CopyError> {
             let reader = open()?;
-            let mut decoder = berth_spec::diff_id::decoder(reader, from).map_err(|e| layer_err(e.to_string()))?;
+            let mut decoder =
+                berth_spec::diff_id::decoder(reader, from).map_err(|e| layer_err(berth_spec::error_chain(&e)))?;
             // Recompresses into `out`; the diffID of what went in must be the config's.
             let mut recompress_into = |out: &mut dyn std::io::Write| -> Result<(Digest, u64), CopyError> {
                 let mut lw = LayerWriter::new(out, target, level, 0).map_err(|e| layer_err(e.to_string()))?;

@@ -35,7 +35,7 @@ pub enum CopyError {
     #[error("{0}")]
     Usage(String),
     /// An I/O error on a named path.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: String,

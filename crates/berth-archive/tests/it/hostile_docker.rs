@@ -239,7 +239,7 @@ fn a_100_mb_config_claim_is_refused_without_reading_it() -> Result<()> {
     let (_d, r) = open(&t)?;
     let e = r.unwrap_err();
     assert!(
-        matches!(e, ArchiveError::Tar { .. }) && e.to_string().contains("big.json"),
+        matches!(e, ArchiveError::Tar { .. }) && berth_spec::error_chain(&e).contains("big.json"),
         "{e}"
     );
     Ok(())

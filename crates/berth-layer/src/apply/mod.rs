@@ -101,7 +101,7 @@ pub struct ApplyReport {
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// An I/O error on an entry.
-    #[error("{entry}: {action}: {source}")]
+    #[error("{entry}: {action}")]
     Io {
         /// The entry name (or the root path).
         entry: String,
@@ -111,7 +111,7 @@ pub enum ApplyError {
         source: io::Error,
     },
     /// The file system holding the root is full (`ENOSPC`) or the user's quota is exhausted (`EDQUOT`).
-    #[error("{entry}: {action}: the disk is full ({source}); free space where the layer is extracted and retry")]
+    #[error("{entry}: {action}: the disk is full; free space where the layer is extracted and retry")]
     NoSpace {
         /// The entry being written.
         entry: String,
@@ -121,7 +121,7 @@ pub enum ApplyError {
         source: io::Error,
     },
     /// The tar stream is malformed or truncated.
-    #[error("malformed or truncated layer after {entries} entries: {source}")]
+    #[error("malformed or truncated layer after {entries} entries")]
     Tar {
         /// Entries read before the failure.
         entries: u64,

@@ -71,7 +71,7 @@ pub enum CreateError {
         path: PathBuf,
     },
     /// The source tree could not be read.
-    #[error("reading {}: {source}", path.display())]
+    #[error("reading {}", path.display())]
     Read {
         /// The entry being read.
         path: PathBuf,
@@ -115,7 +115,7 @@ pub enum CreateError {
         range: std::ops::RangeInclusive<i32>,
     },
     /// The output could not be written.
-    #[error("writing layer entry {}: {source}", entry.display())]
+    #[error("writing layer entry {}", entry.display())]
     Write {
         /// The tar path being written.
         entry: PathBuf,
@@ -123,7 +123,7 @@ pub enum CreateError {
         source: io::Error,
     },
     /// The compressed stream could not be completed.
-    #[error("finishing the {compression} layer stream: {source}")]
+    #[error("finishing the {compression} layer stream")]
     Finish {
         /// The codec.
         compression: Compression,

@@ -64,7 +64,7 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 #[non_exhaustive]
 pub enum WalkError {
     /// Reading failed, or the stream ends inside a header or an entry's data.
-    #[error("malformed or truncated tar stream after {entries} entries: {source}")]
+    #[error("malformed or truncated tar stream after {entries} entries")]
     Read {
         /// Entries read before the failure.
         entries: u64,

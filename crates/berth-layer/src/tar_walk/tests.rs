@@ -185,13 +185,12 @@ fn truncated_streams_and_dangling_extensions_are_errors() {
     // Inside b's data, inside b's header, and at a block boundary without the end marker (accepted, as GNU tar).
     let e = walk(&full[..2048]).unwrap_err();
     assert!(
-        e.to_string()
-            .starts_with("malformed or truncated tar stream after 2 entries:"),
+        berth_spec::error_chain(&e).starts_with("malformed or truncated tar stream after 2 entries:"),
         "{e}"
     );
     let e = walk(&full[..1100]).unwrap_err();
     assert_eq!(
-        e.to_string(),
+        berth_spec::error_chain(&e),
         "malformed or truncated tar stream after 1 entries: the stream ends inside a tar header"
     );
     assert_eq!(walk(&full[..1024]).unwrap().len(), 1);

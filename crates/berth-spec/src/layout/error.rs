@@ -11,7 +11,7 @@ use crate::platform::PlatformError;
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     /// An I/O error on a named path.
-    #[error("{}: {action}: {source}", path.display())]
+    #[error("{}: {action}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,

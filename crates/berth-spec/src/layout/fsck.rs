@@ -119,7 +119,7 @@ impl Layout {
                 Err(e) => {
                     w.problems.push(Problem::Invalid {
                         digest: desc.digest().to_string(),
-                        error: e.to_string(),
+                        error: crate::error_chain(&e),
                     });
                     continue;
                 }

@@ -1,6 +1,6 @@
 //! `berth-run pull`: fetch an image from a registry into the store (podman's verb), without running it.
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use berth_run::pull::PullPolicy;
 use berth_spec::reference::{DockerReference, ImageRef};
 use clap::Args;
@@ -23,7 +23,7 @@ pub(crate) fn pull(cli: &Cli, args: &PullCmdArgs) -> Outcome {
     let reference = match ImageRef::parse(&args.image) {
         Ok(ImageRef::Docker(r)) => r,
         Ok(ImageRef::Store(_)) | Err(_) => DockerReference::parse_normalized(&args.image)
-            .map_err(|e| anyhow::anyhow!("{}: not an image reference: {e}", args.image))?,
+            .with_context(|| format!("{}: not an image reference", args.image))?,
         Ok(other) => bail!("{other}: pull fetches from a registry; give docker://REFERENCE or HOST/NAME:TAG"),
     };
     let platform = parse_platform(args.platform.as_deref())?;
