@@ -12,8 +12,8 @@ use berth_spec::reference::ImageRef;
 use crate::RunError;
 use crate::error::IoContext;
 use crate::layers::LayerStore;
-use crate::rootfs::build_rootfs_copy;
 use crate::source::open_image;
+use berth_sandbox::overlay::build_rootfs_copy;
 
 /// What to make a bundle of, and how.
 #[derive(Debug, Clone)]

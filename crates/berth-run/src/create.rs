@@ -9,11 +9,11 @@ use berth_spec::reference::ImageRef;
 
 use crate::error::IoContext;
 use crate::layers::LayerStore;
-use crate::rootfs::{build_rootfs_copy, prepare_rootfs_overlay, unmount_overlay};
 use crate::signals::parse_signal;
 use crate::source::open_image;
 use crate::state::{ContainerRecord, RootfsKind, StateDir, validate_name};
 use crate::{RunError, new_container_id};
+use berth_sandbox::overlay::{build_rootfs_copy, prepare_rootfs_overlay, unmount_overlay};
 
 /// What to make a container of.
 #[derive(Debug, Clone)]
@@ -202,10 +202,16 @@ pub fn mount_rootfs(layers: &[PathBuf], dir: &Path) -> Result<RootfsKind, RunErr
         std::fs::create_dir_all(&rootfs).at("create", &rootfs)?;
         return Ok(RootfsKind::Copy);
     }
-    match prepare_rootfs_overlay(layers, &dir.join("upper"), &dir.join("work"), &rootfs) {
+    match prepare_rootfs_overlay(
+        layers,
+        &dir.join("upper"),
+        &dir.join("work"),
+        &rootfs,
+        crate::rootless::is_rootless(),
+    ) {
         // The mount stays until the container is cleaned up; the record says how to undo it.
         Ok(_mounted) => Ok(RootfsKind::Overlay),
-        Err(RunError::Overlay { reason, .. }) => {
+        Err(berth_sandbox::SandboxError::Overlay { reason, .. }) => {
             tracing::warn!("overlayfs is not available ({reason}); copying the image's layers instead");
             for d in ["upper", "work"] {
                 let _ = berth_layer::apply::remove_dir_all_forcing(dir.join(d));
@@ -214,7 +220,7 @@ pub fn mount_rootfs(layers: &[PathBuf], dir: &Path) -> Result<RootfsKind, RunErr
             build_rootfs_copy(layers, &rootfs)?;
             Ok(RootfsKind::Copy)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -77,14 +77,6 @@ pub enum RunError {
         /// Why, and what to do.
         reason: String,
     },
-    /// An overlay mount failed.
-    #[error("overlay mount at {}: {reason}", target.display())]
-    Overlay {
-        /// The mount point.
-        target: PathBuf,
-        /// What went wrong, with the kernel's message when it gave one.
-        reason: String,
-    },
     /// A container cannot be found, or cannot do what was asked in its state.
     #[error("container {container}: {reason}")]
     Container {

@@ -8,8 +8,8 @@
 //!
 //! Layers are extracted side by side with their whiteouts kept in overlayfs form (0:0 character devices, opaque
 //! xattrs), never applied to one another. That one form serves both ways of making a root filesystem: an overlay
-//! mount stacks the directories as they are ([`crate::prepare_rootfs_overlay`]), and a plain copy merges them
-//! bottom to top, applying the whiteouts as overlayfs would ([`crate::build_rootfs_copy`]). (Extracting each layer
+//! mount stacks the directories as they are ([`berth_sandbox::overlay::prepare_rootfs_overlay`]), and a plain copy merges them
+//! bottom to top, applying the whiteouts as overlayfs would ([`berth_sandbox::overlay::build_rootfs_copy`]). (Extracting each layer
 //! alone with whiteouts *applied* would lose them: there would be nothing below to delete.)
 
 use std::io;

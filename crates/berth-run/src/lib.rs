@@ -9,8 +9,8 @@
 //!    `oci-archive:PATH[:REF]` or `docker-archive:PATH[:REF]`.
 //! 2. [`layers::LayerStore`] extracts each layer once into a cache keyed by diffID, in overlayfs form, verifying
 //!    blob digests and diffIDs ([`layers::default_cache_path`] says where).
-//! 3. [`build_rootfs_copy`] merges the cached layers into a self-contained root filesystem, or
-//!    [`prepare_rootfs_overlay`] stacks them with an overlay mount.
+//! 3. [`berth_sandbox::overlay::build_rootfs_copy`] merges the cached layers into a self-contained root
+//!    filesystem, or [`berth_sandbox::overlay::prepare_rootfs_overlay`] stacks them with an overlay mount.
 //! 4. [`berth_sandbox::prepare_container`] writes the runtime spec ([`options::ContainerFlags`] translates the
 //!    command line into its options).
 //!
@@ -44,7 +44,6 @@ pub mod lifecycle;
 pub mod logfile;
 pub mod options;
 pub mod pull;
-mod rootfs;
 pub mod rootless;
 pub mod signals;
 pub mod source;
@@ -54,4 +53,3 @@ pub mod tty;
 
 pub use bundle::{BundleReport, BundleRequest, create_bundle, new_container_id};
 pub use error::RunError;
-pub use rootfs::{OverlayMount, build_rootfs_copy, prepare_rootfs_overlay, unmount_overlay};

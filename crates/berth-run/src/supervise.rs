@@ -16,9 +16,9 @@ use signal_hook::iterator::Signals;
 use crate::RunError;
 use crate::error::IoContext;
 use crate::logfile::{Stream, copy_to_log};
-use crate::rootfs::unmount_overlay;
 use crate::state::{ContainerRecord, RootfsKind, StateDir, Status, now};
 use crate::tty::{ConsoleSocket, RawMode, copy_window_size, spawn_input_copy, spawn_output_copy};
+use berth_sandbox::overlay::unmount_overlay;
 
 /// The hidden subcommand the detached monitor runs as.
 pub const MONITOR_COMMAND: &str = "__monitor";

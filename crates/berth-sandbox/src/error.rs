@@ -102,6 +102,14 @@ pub enum SandboxError {
         /// What is wrong.
         reason: String,
     },
+    /// An overlay mount failed.
+    #[error("overlay mount at {}: {reason}", target.display())]
+    Overlay {
+        /// The mount point.
+        target: std::path::PathBuf,
+        /// What went wrong, with the kernel's message when it gave one.
+        reason: String,
+    },
     /// libcontainer refused or failed an operation on a container.
     #[error("container {container}: cannot {action}: {reason}")]
     Runtime {

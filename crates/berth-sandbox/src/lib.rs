@@ -16,6 +16,7 @@
 //! - [`tree_copy`] copies root filesystems with owners, modes, xattrs, hardlinks and devices, and merges layers
 //!   extracted in overlayfs form.
 //!
+//! - [`overlay`] stacks cached layers with an overlay mount (writes to an upper directory), or copies them.
 //! - [`runtime`] runs a bundle through youki's libcontainer: create, start, exec, kill, delete, wait.
 //!
 //! ```no_run
@@ -45,6 +46,7 @@ mod exec_check;
 pub mod mount_dest;
 pub mod mounts;
 pub mod options;
+pub mod overlay;
 mod prepare;
 pub mod rootfs;
 pub mod runtime;

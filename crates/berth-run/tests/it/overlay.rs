@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use berth_run::layers::LayerStore;
 use berth_run::source::open_image;
-use berth_run::{prepare_rootfs_overlay, unmount_overlay};
+use berth_sandbox::overlay::{prepare_rootfs_overlay, unmount_overlay};
 use berth_spec::platform::Platform;
 use berth_spec::reference::ImageRef;
 use berth_testkit::image::TarBuilder;
@@ -63,7 +63,7 @@ fn overlay_mount_and_bundle_copy_agree() {
     assert_eq!(layers.len(), 2);
 
     let (upper, work, target) = (env.path("upper"), env.path("work"), env.path("merged"));
-    let mount = prepare_rootfs_overlay(&layers, &upper, &work, &target).unwrap();
+    let mount = prepare_rootfs_overlay(&layers, &upper, &work, &target, false).unwrap();
     let guard = Mounted(target.clone());
     assert!(target.join("bin/sh").exists());
     assert!(!target.join("bin/rm").exists(), "the whiteout hides /bin/rm");

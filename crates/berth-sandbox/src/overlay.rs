@@ -1,23 +1,24 @@
-//! Root filesystems from cached layers: an overlay mount, or a self-contained copy.
+//! Root filesystems from cached layers (extracted in overlayfs form, see `berth_layer::apply::LayerCache`): an
+//! overlay mount whose writes go to an upper directory (a container's root, or a build step whose upper directory
+//! becomes its layer), or a self-contained copy.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use berth_sandbox::tree_copy::{CopyStats, merge_overlay_layer};
+use crate::SandboxError;
+use crate::error::IoContext;
+use crate::tree_copy::{CopyStats, merge_overlay_layer};
 use rustix::io::Errno;
 use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags, fsconfig_create,
     fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
 };
 
-use crate::RunError;
-use crate::error::IoContext;
-
 /// Builds a root filesystem in the existing empty directory `dest` by merging the layer directories (bottom
 /// first, in overlayfs form) one over the other, whiteouts applied. The result shares nothing with the cache.
-pub fn build_rootfs_copy(layers: &[PathBuf], dest: &Path) -> Result<CopyStats, RunError> {
+pub fn build_rootfs_copy(layers: &[PathBuf], dest: &Path) -> Result<CopyStats, SandboxError> {
     let mut total = CopyStats::default();
     for layer in layers {
         let s = merge_overlay_layer(layer, dest)?;
@@ -50,14 +51,14 @@ impl OverlayMount {
     }
 
     /// Unmounts the overlay.
-    pub fn unmount(self) -> Result<(), RunError> {
+    pub fn unmount(self) -> Result<(), SandboxError> {
         unmount_overlay(&self.target)
     }
 }
 
 /// Unmounts an overlay mounted at `target` (for instance by an earlier process).
-pub fn unmount_overlay(target: &Path) -> Result<(), RunError> {
-    rustix::mount::unmount(target, UnmountFlags::empty()).map_err(|e| RunError::Overlay {
+pub fn unmount_overlay(target: &Path) -> Result<(), SandboxError> {
+    rustix::mount::unmount(target, UnmountFlags::empty()).map_err(|e| SandboxError::Overlay {
         target: target.to_owned(),
         reason: format!("cannot unmount: {e}"),
     })
@@ -65,8 +66,8 @@ pub fn unmount_overlay(target: &Path) -> Result<(), RunError> {
 
 /// Mounts an overlay of the layer directories `layers` (bottom first, extracted in overlayfs form) at `target`,
 /// with writes going to `upper` (and `work`, overlayfs's scratch directory on the same file system). Missing
-/// directories are created. The layers must carry `trusted.overlay.*` xattrs when running as root and
-/// `user.overlay.*` ones otherwise (the mount then uses `userxattr`), as [`crate::layers::LayerStore`] makes them.
+/// directories are created. The layers carry `trusted.overlay.*` xattrs (root, in the initial user namespace) or
+/// `user.overlay.*` ones (in a user namespace: `user_xattr`, and the mount then uses `userxattr`).
 ///
 /// Uses the new mount API with one `lowerdir+` per layer (no length limit, no escaping of `:` or `,`), and falls
 /// back to `mount(2)` with a `lowerdir=` option string on kernels older than 6.8.
@@ -75,8 +76,9 @@ pub fn prepare_rootfs_overlay(
     upper: &Path,
     work: &Path,
     target: &Path,
-) -> Result<OverlayMount, RunError> {
-    let fail = |reason: String| RunError::Overlay {
+    user_xattr: bool,
+) -> Result<OverlayMount, SandboxError> {
+    let fail = |reason: String| SandboxError::Overlay {
         target: target.to_owned(),
         reason,
     };
@@ -88,7 +90,6 @@ pub fn prepare_rootfs_overlay(
     for dir in [upper, work, target] {
         std::fs::create_dir_all(dir).at("create", dir)?;
     }
-    let user_xattr = crate::rootless::is_rootless();
     match mount_new_api(layers, upper, work, target, user_xattr) {
         Ok(()) => {}
         Err((Errno::NOSYS, _)) | Err((Errno::INVAL, None)) => mount_legacy(layers, upper, work, target, user_xattr)?,
@@ -157,8 +158,8 @@ fn mount_legacy(
     work: &Path,
     target: &Path,
     user_xattr: bool,
-) -> Result<(), RunError> {
-    let fail = |reason: String| RunError::Overlay {
+) -> Result<(), SandboxError> {
+    let fail = |reason: String| SandboxError::Overlay {
         target: target.to_owned(),
         reason,
     };
@@ -227,7 +228,7 @@ mod tests {
                 mount_legacy(&layers, &upper, &work, &target, false).unwrap();
                 OverlayMount { target: target.clone() }
             } else {
-                prepare_rootfs_overlay(&layers, &upper, &work, &target).unwrap()
+                prepare_rootfs_overlay(&layers, &upper, &work, &target, false).unwrap()
             };
             let content = std::fs::read_to_string(target.join("f"));
             let both = target.join("top").exists() && target.join("bottom").exists();
@@ -235,7 +236,13 @@ mod tests {
             assert_eq!(content.unwrap(), "top", "legacy: {legacy}");
             assert!(both, "legacy: {legacy}");
         }
-        let err = prepare_rootfs_overlay(&[], &t.path().join("u"), &t.path().join("w"), &t.path().join("m"));
+        let err = prepare_rootfs_overlay(
+            &[],
+            &t.path().join("u"),
+            &t.path().join("w"),
+            &t.path().join("m"),
+            false,
+        );
         assert!(err.unwrap_err().to_string().contains("no layers"));
     }
 }
