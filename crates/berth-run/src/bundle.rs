@@ -11,7 +11,6 @@ use berth_spec::reference::ImageRef;
 
 use crate::RunError;
 use crate::error::IoContext;
-use crate::layers::LayerStore;
 use crate::source::open_image;
 use berth_sandbox::overlay::build_rootfs_copy;
 
@@ -71,7 +70,7 @@ pub fn create_bundle(request: &BundleRequest<'_>, dir: &Path) -> Result<BundleRe
 fn fill_bundle(request: &BundleRequest<'_>, dir: &Path) -> Result<BundleReport, RunError> {
     let dir = std::fs::canonicalize(dir).at("resolve", dir)?;
     // First: it makes the cache private, or refuses it, before any scratch file goes there.
-    let store = LayerStore::open(request.cache)?;
+    let store = crate::layers::open_cache(request.cache)?;
     let opened = open_image(
         request.image,
         request.store,
@@ -81,7 +80,7 @@ fn fill_bundle(request: &BundleRequest<'_>, dir: &Path) -> Result<BundleReport, 
     // Held until the layers are copied: no record names them, so only this keeps `berth-run gc` from emptying a
     // layer in the middle of the copy.
     let hold = store.hold()?;
-    let layers = store.ensure_image(&opened)?;
+    let layers = crate::layers::ensure_image(&store, &opened)?;
 
     let rootfs = dir.join("rootfs");
     std::fs::create_dir(&rootfs).at("create", &rootfs)?;

@@ -8,7 +8,6 @@ use berth_spec::platform::Platform;
 use berth_spec::reference::ImageRef;
 
 use crate::error::IoContext;
-use crate::layers::LayerStore;
 use crate::signals::parse_signal;
 use crate::source::open_image;
 use crate::state::{ContainerRecord, RootfsKind, StateDir, validate_name};
@@ -42,7 +41,7 @@ pub fn create_container(state: &StateDir, request: &CreateRequest<'_>) -> Result
     }
     check_rootless_limits(state, request.options)?;
     // First: it makes the cache private, or refuses it, before any scratch file goes there.
-    let store = LayerStore::open(request.cache)?;
+    let store = crate::layers::open_cache(request.cache)?;
     let opened = open_image(
         request.image,
         request.store,
@@ -51,7 +50,7 @@ pub fn create_container(state: &StateDir, request: &CreateRequest<'_>) -> Result
     )?;
     // Keeps `berth-run gc` from removing the layers between extraction and the record naming them.
     let hold = store.hold()?;
-    let layers = store.ensure_image(&opened)?;
+    let layers = crate::layers::ensure_image(&store, &opened)?;
     let config = opened.image.config.parsed();
     let diff_ids: Vec<String> = config.rootfs().diff_ids().iter().take(layers.len()).cloned().collect();
     let image_stop_signal = config.config().as_ref().and_then(|c| c.stop_signal().clone());

@@ -85,6 +85,9 @@ pub enum RunError {
         /// Why, and what to do.
         reason: String,
     },
+    /// The layer cache could not be opened or used.
+    #[error(transparent)]
+    Cache(#[from] berth_layer::apply::CacheError),
     /// A cache or state directory another user controls, or one that cannot be made private.
     #[error(transparent)]
     UntrustedDir(#[from] berth_spec::private_dir::UntrustedDir),

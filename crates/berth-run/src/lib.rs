@@ -7,8 +7,8 @@
 //!
 //! 1. [`source::open_image`] finds the image a reference names: a bare name in the default store, `oci:PATH:REF`,
 //!    `oci-archive:PATH[:REF]` or `docker-archive:PATH[:REF]`.
-//! 2. [`layers::LayerStore`] extracts each layer once into a cache keyed by diffID, in overlayfs form, verifying
-//!    blob digests and diffIDs ([`layers::default_cache_path`] says where).
+//! 2. [`layers::ensure_image`] extracts each layer once into the cache [`layers::open_cache`] opens, keyed by
+//!    diffID, in overlayfs form, verifying blob digests and diffIDs ([`layers::default_cache_path`] says where).
 //! 3. [`berth_sandbox::overlay::build_rootfs_copy`] merges the cached layers into a self-contained root
 //!    filesystem, or [`berth_sandbox::overlay::prepare_rootfs_overlay`] stacks them with an overlay mount.
 //! 4. [`berth_sandbox::prepare_container`] writes the runtime spec ([`options::ContainerFlags`] translates the

@@ -19,6 +19,7 @@
 mod cache;
 mod entry;
 pub(crate) mod fsops;
+pub mod overlay_cache;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read};
@@ -32,6 +33,7 @@ use rustix::fs::{Mode, OFlags};
 pub use cache::LayerCache;
 use fsops::InRoot;
 pub use fsops::remove_dir_all_forcing;
+pub use overlay_cache::{CacheError, CacheHold, LayerRef, OverlayCache};
 
 use crate::tar_walk::{TarWalker, WalkError};
 

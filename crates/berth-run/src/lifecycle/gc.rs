@@ -8,7 +8,6 @@ use berth_spec::document::ManifestOrIndex;
 use berth_spec::layout::Layout;
 
 use crate::RunError;
-use crate::layers::LayerStore;
 use crate::state::StateDir;
 
 /// What [`collect_garbage`] did.
@@ -22,7 +21,7 @@ pub struct GcReport {
 
 /// Removes cached layers no container uses and (unless `all`) no image in the store at `store` references.
 pub fn collect_garbage(state: &StateDir, cache: &Path, store: &Path, all: bool) -> Result<GcReport, RunError> {
-    let layers = LayerStore::open(cache)?;
+    let layers = crate::layers::open_cache(cache)?;
     let (removed, kept) = layers.collect_garbage(|| {
         let mut keep: HashSet<String> = HashSet::new();
         if !all && let Ok(layout) = Layout::open(store) {
@@ -31,7 +30,7 @@ pub fn collect_garbage(state: &StateDir, cache: &Path, store: &Path, all: bool) 
         for record in state.list()? {
             keep.extend(record.layers);
         }
-        Ok(keep)
+        Ok::<_, RunError>(keep)
     })?;
     Ok(GcReport { removed, kept })
 }

@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use berth_run::layers::LayerStore;
 use berth_run::source::open_image;
 use berth_sandbox::overlay::{prepare_rootfs_overlay, unmount_overlay};
 use berth_spec::platform::Platform;
@@ -59,7 +58,8 @@ fn overlay_mount_and_bundle_copy_agree() {
     let image = whiteout_image(&env);
     let reference = ImageRef::parse(&image).unwrap();
     let opened = open_image(&reference, env.layout.root(), &env.path("scratch"), &Platform::host()).unwrap();
-    let layers = LayerStore::open(&env.cache()).unwrap().ensure_image(&opened).unwrap();
+    let layers =
+        berth_run::layers::ensure_image(&berth_run::layers::open_cache(&env.cache()).unwrap(), &opened).unwrap();
     assert_eq!(layers.len(), 2);
 
     let (upper, work, target) = (env.path("upper"), env.path("work"), env.path("merged"));
