@@ -14,3 +14,4 @@
 //! ```
 
 pub mod containerfile;
+pub mod pattern;
