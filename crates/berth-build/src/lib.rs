@@ -13,5 +13,17 @@
 //! assert_eq!(file.stages[0].instructions[0].keyword, Keyword::Copy);
 //! ```
 
+mod base;
+mod build;
 pub mod containerfile;
+mod error;
+mod image;
 pub mod pattern;
+mod steps;
+mod time;
+mod vars;
+mod workspace;
+
+pub use base::PullPolicy;
+pub use build::{BuildOptions, BuildReport, build};
+pub use error::BuildError;

@@ -315,7 +315,10 @@ mod tests {
             assert_eq!(matches(p, n), Ok(want), "{p} ~ {n}");
         }
         for bad in ["[]a]", "[-]", "[x-]", "a[", "[\\", "[a-b-c]", "a\\", "[z-a]"] {
-            assert!(matches(bad, "a").is_err() || matches(bad, "").is_err(), "{bad} is invalid");
+            assert!(
+                matches(bad, "a").is_err() || matches(bad, "").is_err(),
+                "{bad} is invalid"
+            );
         }
     }
 

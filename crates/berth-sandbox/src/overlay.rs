@@ -78,6 +78,37 @@ pub fn prepare_rootfs_overlay(
     target: &Path,
     user_xattr: bool,
 ) -> Result<OverlayMount, SandboxError> {
+    mount_overlay(layers, upper, work, target, user_xattr, &[])
+}
+
+/// [`prepare_rootfs_overlay`] for a build step, whose upper directory becomes a layer: with `redirect_dir=off`
+/// and `metacopy=off`, so that everything the step changed is whole in the upper directory (a renamed directory is
+/// copied, a file whose metadata changed carries its data) and the layer can be made from it alone.
+pub fn prepare_layer_overlay(
+    layers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    user_xattr: bool,
+) -> Result<OverlayMount, SandboxError> {
+    mount_overlay(
+        layers,
+        upper,
+        work,
+        target,
+        user_xattr,
+        &[("redirect_dir", "off"), ("metacopy", "off")],
+    )
+}
+
+fn mount_overlay(
+    layers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    user_xattr: bool,
+    options: &[(&str, &str)],
+) -> Result<OverlayMount, SandboxError> {
     let fail = |reason: String| SandboxError::Overlay {
         target: target.to_owned(),
         reason,
@@ -90,9 +121,11 @@ pub fn prepare_rootfs_overlay(
     for dir in [upper, work, target] {
         std::fs::create_dir_all(dir).at("create", dir)?;
     }
-    match mount_new_api(layers, upper, work, target, user_xattr) {
+    match mount_new_api(layers, upper, work, target, user_xattr, options) {
         Ok(()) => {}
-        Err((Errno::NOSYS, _)) | Err((Errno::INVAL, None)) => mount_legacy(layers, upper, work, target, user_xattr)?,
+        Err((Errno::NOSYS, _)) | Err((Errno::INVAL, None)) => {
+            mount_legacy(layers, upper, work, target, user_xattr, options)?
+        }
         Err((e, message)) => {
             return Err(fail(format!(
                 "{e}{}",
@@ -121,6 +154,7 @@ fn mount_new_api(
     work: &Path,
     target: &Path,
     user_xattr: bool,
+    options: &[(&str, &str)],
 ) -> Result<(), (Errno, Option<String>)> {
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| (e, None))?;
     let with_message = |e: Errno| (e, kernel_message(&fs));
@@ -137,6 +171,9 @@ fn mount_new_api(
     fsconfig_set_string(fs.as_fd(), "workdir", work).map_err(with_message)?;
     if user_xattr {
         fsconfig_set_flag(fs.as_fd(), "userxattr").map_err(with_message)?;
+    }
+    for (key, value) in options {
+        fsconfig_set_string(fs.as_fd(), *key, *value).map_err(with_message)?;
     }
     fsconfig_create(fs.as_fd()).map_err(with_message)?;
     let mnt = fsmount(fs.as_fd(), FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty()).map_err(with_message)?;
@@ -158,6 +195,7 @@ fn mount_legacy(
     work: &Path,
     target: &Path,
     user_xattr: bool,
+    options: &[(&str, &str)],
 ) -> Result<(), SandboxError> {
     let fail = |reason: String| SandboxError::Overlay {
         target: target.to_owned(),
@@ -185,6 +223,9 @@ fn mount_legacy(
     );
     if user_xattr {
         data.push_str(",userxattr");
+    }
+    for (key, value) in options {
+        data.push_str(&format!(",{key}={value}"));
     }
     if data.len() >= 4096 {
         return Err(fail(format!(
@@ -225,7 +266,7 @@ mod tests {
                 for d in [&upper, &work, &target] {
                     std::fs::create_dir_all(d).unwrap();
                 }
-                mount_legacy(&layers, &upper, &work, &target, false).unwrap();
+                mount_legacy(&layers, &upper, &work, &target, false, &[]).unwrap();
                 OverlayMount { target: target.clone() }
             } else {
                 prepare_rootfs_overlay(&layers, &upper, &work, &target, false).unwrap()

@@ -47,6 +47,8 @@ pub enum Selector {
     Name(String),
     /// The only entry.
     Only,
+    /// The manifest (or index) with this digest, named or not.
+    Digest(Digest),
     /// A store image named `REPOSITORY[:TAG]@DIGEST`: the name must match as well as the digest.
     NamedDigest {
         repository: String,
@@ -350,6 +352,7 @@ impl Source {
                 let desc = match selector {
                     Selector::Name(n) => layout.resolve(Some(n))?,
                     Selector::Only => layout.resolve(None)?,
+                    Selector::Digest(d) => layout.resolve_digest(d)?,
                     Selector::NamedDigest {
                         repository,
                         tag,

@@ -1,0 +1,218 @@
+//! The image a stage is building: its config (kept as JSON, so fields Berth does not model survive), its layers,
+//! and where each layer's blob and extracted directory are.
+
+use std::path::PathBuf;
+
+use berth_spec::layout::{Image, Layout};
+use berth_spec::platform::Platform;
+use berth_spec::{Algorithm, Digest, media_type};
+use oci_spec::image::Descriptor;
+use serde_json::{Map, Value, json};
+
+use crate::error::BuildError;
+
+/// One layer of the image being built.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// The blob's descriptor, as the manifest lists it.
+    pub descriptor: Descriptor,
+    /// Its diffID.
+    pub diff_id: Digest,
+    /// The layout holding the blob.
+    pub layout: Layout,
+}
+
+/// A stage's image: config and layers.
+#[derive(Debug, Clone)]
+pub struct ImageState {
+    /// The image config document.
+    pub config: Value,
+    /// The layers, bottom first.
+    pub layers: Vec<Layer>,
+    /// Directories of the layers extracted in overlayfs form, once known (bottom first).
+    pub layer_dirs: Option<Vec<PathBuf>>,
+}
+
+impl ImageState {
+    /// The empty image of `FROM scratch`.
+    pub fn scratch(platform: &Platform) -> ImageState {
+        let mut config = json!({
+            "architecture": platform.architecture,
+            "os": platform.os,
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "history": [],
+        });
+        if let Some(v) = &platform.variant {
+            config["variant"] = Value::String(v.clone());
+        }
+        ImageState {
+            config,
+            layers: Vec::new(),
+            layer_dirs: Some(Vec::new()),
+        }
+    }
+
+    /// The state of a base image read from `layout`.
+    pub fn from_image(layout: &Layout, image: &Image) -> Result<ImageState, BuildError> {
+        let label = image.manifest.digest().to_string();
+        let bad = |e: &dyn std::fmt::Display| BuildError::Base {
+            image: label.clone(),
+            source: e.to_string().into(),
+        };
+        let config: Value = serde_json::from_slice(image.config.bytes()).map_err(|e| bad(&e))?;
+        let diff_ids = image.config.parsed().rootfs().diff_ids();
+        let mut layers = Vec::new();
+        for (desc, diff_id) in image.manifest.parsed().layers().iter().zip(diff_ids) {
+            let media = desc.media_type().to_string();
+            if media_type::layer_compression(&media).is_none() {
+                return Err(bad(&format!(
+                    "layer {} has media type {media:?}, which Berth cannot unpack",
+                    desc.digest()
+                )));
+            }
+            layers.push(Layer {
+                descriptor: desc.clone(),
+                diff_id: Digest::parse(diff_id).map_err(|e| bad(&e))?,
+                layout: layout.clone(),
+            });
+        }
+        Ok(ImageState {
+            config,
+            layers,
+            layer_dirs: None,
+        })
+    }
+
+    /// The `config` object of the image config (created if absent).
+    pub fn run_config(&mut self) -> &mut Map<String, Value> {
+        if !self.config.get("config").is_some_and(Value::is_object) {
+            self.config["config"] = json!({});
+        }
+        self.config["config"].as_object_mut().expect("an object")
+    }
+
+    /// A string field of the `config` object.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.config
+            .get("config")
+            .and_then(|c| c.get(key))
+            .filter(|v| !v.is_null())
+    }
+
+    /// `Env` as `(key, value)` pairs, in order.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.get("Env")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|e| match e.split_once('=') {
+                        Some((k, v)) => (k.to_owned(), v.to_owned()),
+                        None => (e.to_owned(), String::new()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Sets (replacing, in place) `key` in `Env`.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        let mut env = self.env();
+        match env.iter_mut().find(|(k, _)| k == key) {
+            Some(e) => e.1 = value.to_owned(),
+            None => env.push((key.to_owned(), value.to_owned())),
+        }
+        let list = env
+            .into_iter()
+            .map(|(k, v)| Value::String(format!("{k}={v}")))
+            .collect();
+        self.run_config().insert("Env".into(), Value::Array(list));
+    }
+
+    /// The working directory (`/` when unset).
+    pub fn workdir(&self) -> String {
+        self.get("WorkingDir")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("/")
+            .to_owned()
+    }
+
+    /// The user (`""` for root).
+    pub fn user(&self) -> String {
+        self.get("User").and_then(Value::as_str).unwrap_or_default().to_owned()
+    }
+
+    /// Appends a history entry.
+    pub fn add_history(&mut self, created_by: &str, created: &str, empty_layer: bool) {
+        let mut entry = json!({"created": created, "created_by": created_by, "comment": "berth-build"});
+        if empty_layer {
+            entry["empty_layer"] = Value::Bool(true);
+        }
+        if !self.config.get("history").is_some_and(Value::is_array) {
+            self.config["history"] = json!([]);
+        }
+        self.config["history"].as_array_mut().expect("an array").push(entry);
+    }
+
+    /// Adds a layer made by this build.
+    pub fn push_layer(&mut self, layer: Layer, dir: PathBuf) {
+        self.layers.push(layer);
+        if let Some(dirs) = &mut self.layer_dirs {
+            dirs.push(dir);
+        }
+    }
+
+    /// Writes the image into `out`: layer blobs not there yet (copied from where they are), the config and the
+    /// manifest. Returns the manifest's descriptor and the config digest (the image id).
+    pub fn commit(&mut self, out: &Layout, created: &str) -> Result<(Descriptor, Digest), BuildError> {
+        let writer = out.writer()?;
+        for layer in &self.layers {
+            let digest = Digest::from_oci(layer.descriptor.digest()).map_err(|e| BuildError::Base {
+                image: out.root().display().to_string(),
+                source: e.to_string().into(),
+            })?;
+            let size = layer.descriptor.size();
+            if out.has_blob(&digest) || layer.layout.root() == out.root() {
+                continue;
+            }
+            if !writer.link_blob_from(&layer.layout, &digest, size)? {
+                let mut r = layer.layout.open_blob(&digest, size)?;
+                writer.put_blob(&mut r, &digest, size)?;
+            }
+        }
+        let diff_ids: Vec<Value> = self
+            .layers
+            .iter()
+            .map(|l| Value::String(l.diff_id.to_string()))
+            .collect();
+        self.config["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
+        self.config["created"] = Value::String(created.to_owned());
+        let config_bytes = serde_json::to_vec(&self.config).expect("JSON serializes");
+        let config_digest = writer.put_bytes(&config_bytes, Algorithm::Sha256)?;
+        let layers: Vec<Value> = self
+            .layers
+            .iter()
+            .map(|l| serde_json::to_value(&l.descriptor).expect("a descriptor serializes"))
+            .collect();
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_MANIFEST,
+            "config": {
+                "mediaType": media_type::OCI_CONFIG,
+                "digest": config_digest.to_string(),
+                "size": config_bytes.len(),
+            },
+            "layers": layers,
+        });
+        let manifest_bytes = serde_json::to_vec(&manifest).expect("JSON serializes");
+        let manifest_digest = writer.put_bytes(&manifest_bytes, Algorithm::Sha256)?;
+        let descriptor = Descriptor::new(
+            media_type::OCI_MANIFEST.into(),
+            manifest_bytes.len() as u64,
+            manifest_digest.to_oci(),
+        );
+        Ok((descriptor, config_digest))
+    }
+}

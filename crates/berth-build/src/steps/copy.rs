@@ -1,0 +1,390 @@
+//! `COPY` and `ADD` of local files: sources from the build context (or another stage's root filesystem),
+//! written into the step's root filesystem without a container.
+//!
+//! Docker's rules: a directory source copies its contents; several sources (or a glob matching several) need a
+//! destination ending in `/`; a relative destination is under the working directory; missing destination
+//! directories are created; without `--chown` files from the context are owned by 0:0 (from another stage they keep
+//! their owners); `--chmod` sets the mode of everything copied. Sources are resolved inside their root (a symlink
+//! or `..` never leads out of the context), and symlinks inside a copied directory are copied as symlinks.
+
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use berth_sandbox::rootfs::RootFs;
+use rustix::fs::{AtFlags, Gid, OFlags, Timespec, Timestamps, Uid};
+
+use crate::error::{BuildError, IoContext};
+use crate::pattern::{self, IgnoreRules};
+
+/// Where sources are read from.
+#[derive(Debug, Clone, Copy)]
+pub enum SourceRoot<'a> {
+    /// The build context, with its ignore rules.
+    Context {
+        /// The context directory.
+        root: &'a Path,
+        /// `.dockerignore` / `.containerignore`.
+        ignore: &'a IgnoreRules,
+    },
+    /// Another stage's (or image's) root filesystem.
+    Rootfs(&'a Path),
+}
+
+/// One COPY or ADD of local files.
+#[derive(Debug, Clone)]
+pub struct CopyRequest<'a> {
+    /// The sources, expanded (heredocs as `<<NAME`).
+    pub sources: Vec<String>,
+    /// The destination, expanded.
+    pub dest: String,
+    /// The stage's working directory.
+    pub workdir: String,
+    /// Where sources come from.
+    pub from: SourceRoot<'a>,
+    /// `--chown`, resolved to ids.
+    pub chown: Option<(u32, u32)>,
+    /// `--chmod`.
+    pub chmod: Option<u32>,
+    /// `--exclude` patterns.
+    pub excludes: Vec<String>,
+    /// Heredoc bodies by name (already expanded when their delimiter was not quoted).
+    pub heredocs: Vec<(String, String)>,
+}
+
+/// Why a COPY cannot be done.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// A source that does not exist (or is excluded).
+    #[error("{source_path}: {reason}")]
+    Source {
+        /// The source as written.
+        source_path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The destination cannot take the sources.
+    #[error("{0}")]
+    Destination(String),
+}
+
+/// One source found: its host path, and the name it gets when copied into a directory.
+#[derive(Debug)]
+struct Found {
+    path: PathBuf,
+    /// Path relative to the context, for ignore rules inside directories.
+    rel: String,
+    name: String,
+    is_dir: bool,
+}
+
+fn fail(source: &str, reason: impl Into<String>) -> BuildError {
+    BuildError::Work {
+        what: "copy",
+        source: Box::new(CopyError::Source {
+            source_path: source.to_owned(),
+            reason: reason.into(),
+        }),
+    }
+}
+
+/// Finds the sources of `req` (globs expanded, symlinks resolved inside their root).
+fn find_sources(req: &CopyRequest<'_>) -> Result<Vec<Found>, BuildError> {
+    let root = match req.from {
+        SourceRoot::Context { root, .. } | SourceRoot::Rootfs(root) => root,
+    };
+    let ignore = match req.from {
+        SourceRoot::Context { ignore, .. } => Some(ignore),
+        SourceRoot::Rootfs(_) => None,
+    };
+    let fs = RootFs::open(root, "the build context").map_err(|e| BuildError::Work {
+        what: "open the copy source",
+        source: Box::new(e),
+    })?;
+    let mut found = Vec::new();
+    for src in &req.sources {
+        let rel = pattern::clean(src);
+        if rel == ".." || rel.starts_with("../") {
+            return Err(fail(src, "is outside the build context; sources are paths inside it"));
+        }
+        let candidates: Vec<String> = if pattern::is_pattern(&rel) {
+            let mut all = Vec::new();
+            walk_names(root, "", &mut all);
+            let matched: Vec<String> = all
+                .into_iter()
+                .filter(|p| pattern::matches(&rel, p).unwrap_or(false))
+                .collect();
+            if let Err(e) = pattern::matches(&rel, "") {
+                return Err(fail(src, e.to_string()));
+            }
+            matched
+        } else {
+            vec![rel.clone()]
+        };
+        let mut any = false;
+        for cand in candidates {
+            if ignore.is_some_and(|i| !cand.is_empty() && i.excluded(&cand)) {
+                continue;
+            }
+            // Resolved inside the root: a symlink or `..` cannot lead out of it.
+            let resolved = match fs.resolve(&format!("/{cand}")) {
+                Ok(r) => r,
+                Err(_) => continue,
+            };
+            let path = root.join(resolved.trim_start_matches('/'));
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            let name = cand.rsplit('/').next().unwrap_or_default().to_owned();
+            found.push(Found {
+                path,
+                rel: resolved.trim_start_matches('/').to_owned(),
+                name,
+                is_dir: meta.is_dir(),
+            });
+            any = true;
+        }
+        if !any {
+            let why = if ignore.is_some_and(|i| i.excluded(&rel)) {
+                "is excluded by .dockerignore (or .containerignore)"
+            } else {
+                "no such file or directory in the build context"
+            };
+            return Err(fail(src, why));
+        }
+    }
+    Ok(found)
+}
+
+/// Every path below `dir` (relative, `/`-separated), for glob matching.
+fn walk_names(root: &Path, rel: &str, out: &mut Vec<String>) {
+    let dir = if rel.is_empty() {
+        root.to_owned()
+    } else {
+        root.join(rel)
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else { return };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let p = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let is_dir = std::fs::symlink_metadata(root.join(&p)).is_ok_and(|m| m.is_dir());
+        out.push(p.clone());
+        if is_dir {
+            walk_names(root, &p, out);
+        }
+    }
+}
+
+/// Copies per `req` into the mounted root filesystem `rootfs`, staging in `staging` (an empty scratch
+/// directory).
+pub fn copy(req: &CopyRequest<'_>, rootfs: &Path, staging: &Path) -> Result<(), BuildError> {
+    let heredoc_names: Vec<&str> = req.sources.iter().filter_map(|s| s.strip_prefix("<<")).collect();
+    let file_sources: Vec<String> = req.sources.iter().filter(|s| !s.starts_with("<<")).cloned().collect();
+    let found = find_sources(&CopyRequest {
+        sources: file_sources,
+        ..req.clone()
+    })?;
+    let count = found.len() + heredoc_names.len();
+    let dest_abs = if req.dest.starts_with('/') {
+        req.dest.clone()
+    } else {
+        format!("{}/{}", req.workdir.trim_end_matches('/'), req.dest)
+    };
+    let dest_clean = format!("/{}", pattern::clean(&dest_abs));
+    let fs = RootFs::open(rootfs, "the build stage").map_err(|e| BuildError::Work {
+        what: "open the stage's root filesystem",
+        source: Box::new(e),
+    })?;
+    let dest_is_existing_dir = matches!(fs.open_dir(&dest_clean), Ok(Some(_)));
+    let explicit_dir = req.dest.ends_with('/') || req.dest == "." || req.dest.ends_with("/.");
+    if count > 1 && !explicit_dir && !dest_is_existing_dir {
+        return Err(BuildError::Work {
+            what: "copy",
+            source: Box::new(CopyError::Destination(format!(
+                "{} sources need a destination directory ending with '/': write {}/",
+                count, req.dest
+            ))),
+        });
+    }
+    let into_dir = explicit_dir || dest_is_existing_dir || count > 1 || found.iter().any(|f| f.is_dir);
+    let (target, file_name) = if into_dir || dest_clean == "/" {
+        (dest_clean.clone(), None)
+    } else {
+        let (parent, name) = dest_clean.rsplit_once('/').expect("an absolute path");
+        (
+            if parent.is_empty() {
+                "/".to_owned()
+            } else {
+                parent.to_owned()
+            },
+            Some(name.to_owned()),
+        )
+    };
+
+    std::fs::create_dir_all(staging).at("create", staging)?;
+    let owner = |meta: &std::fs::Metadata| -> (u32, u32) {
+        match (req.chown, req.from) {
+            (Some(ids), _) => ids,
+            (None, SourceRoot::Context { .. }) => (0, 0),
+            (None, SourceRoot::Rootfs(_)) => (meta.uid(), meta.gid()),
+        }
+    };
+    let mut stager = Stager {
+        req,
+        owner: &owner,
+        ignore: match req.from {
+            SourceRoot::Context { ignore, .. } => Some(ignore),
+            SourceRoot::Rootfs(_) => None,
+        },
+    };
+    for f in &found {
+        if f.is_dir {
+            stager.dir_contents(&f.path, &f.rel, staging)?;
+        } else {
+            let name = file_name.clone().unwrap_or_else(|| f.name.clone());
+            stager.entry(&f.path, &f.rel, &staging.join(name))?;
+        }
+    }
+    for name in heredoc_names {
+        let Some((_, body)) = req.heredocs.iter().find(|(n, _)| n == name) else {
+            return Err(fail(
+                &format!("<<{name}"),
+                "no heredoc of that name follows the instruction",
+            ));
+        };
+        let to = staging.join(file_name.clone().unwrap_or_else(|| name.to_owned()));
+        std::fs::write(&to, body).at("write", &to)?;
+        let mode = req.chmod.unwrap_or(0o644);
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode)).at("chmod", &to)?;
+        let (uid, gid) = req.chown.unwrap_or((0, 0));
+        lchown(&to, uid, gid)?;
+    }
+
+    let existed = matches!(fs.open_dir(&target), Ok(Some(_)));
+    fs.ensure_dir(&target).map_err(|e| BuildError::Work {
+        what: "create the destination directory",
+        source: Box::new(e),
+    })?;
+    let dst = fs
+        .open_in_root(&target, OFlags::RDONLY | OFlags::DIRECTORY)
+        .at("open", rootfs.join(target.trim_start_matches('/')))?;
+    if !existed && let Some((uid, gid)) = req.chown {
+        rustix::fs::fchown(&dst, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            .at("chown", rootfs.join(target.trim_start_matches('/')))?;
+    }
+    // The destination directory keeps its own metadata: the staging root takes it on before the copy.
+    let st = rustix::fs::fstat(&dst).at("stat", rootfs.join(target.trim_start_matches('/')))?;
+    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(st.st_mode & 0o7777)).at("chmod", staging)?;
+    lchown(staging, st.st_uid, st.st_gid)?;
+    set_times(
+        staging,
+        st.st_atime,
+        st.st_atime_nsec as i64,
+        st.st_mtime,
+        st.st_mtime_nsec as i64,
+    )?;
+    let src =
+        rustix::fs::open(staging, OFlags::RDONLY | OFlags::DIRECTORY, rustix::fs::Mode::empty()).at("open", staging)?;
+    berth_sandbox::tree_copy::copy_tree_fd(src.as_fd(), dst.as_fd(), staging).map_err(|e| BuildError::Work {
+        what: "copy into the stage's root filesystem",
+        source: Box::new(e),
+    })?;
+    Ok(())
+}
+
+struct Stager<'a, 'b> {
+    req: &'a CopyRequest<'b>,
+    owner: &'a dyn Fn(&std::fs::Metadata) -> (u32, u32),
+    ignore: Option<&'a IgnoreRules>,
+}
+
+impl Stager<'_, '_> {
+    fn excluded(&self, rel: &str) -> bool {
+        if self.ignore.is_some_and(|i| i.excluded(rel)) {
+            return true;
+        }
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        self.req.excludes.iter().any(|p| {
+            pattern::matches_glob(&pattern::clean(p), rel).unwrap_or(false)
+                || pattern::matches(p, name).unwrap_or(false)
+        })
+    }
+
+    /// The entries of directory `dir` (context path `rel`) into the existing `to`.
+    fn dir_contents(&mut self, dir: &Path, rel: &str, to: &Path) -> Result<(), BuildError> {
+        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
+            .at("read", dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .at("read", dir)?;
+        names.sort();
+        for name in names {
+            let child_rel = if rel.is_empty() {
+                name.to_string_lossy().into_owned()
+            } else {
+                format!("{rel}/{}", name.to_string_lossy())
+            };
+            let is_dir = std::fs::symlink_metadata(dir.join(&name)).is_ok_and(|m| m.is_dir());
+            if self.excluded(&child_rel) && !(is_dir && self.ignore.is_some_and(|i| i.may_include_below(&child_rel))) {
+                continue;
+            }
+            self.entry(&dir.join(&name), &child_rel, &to.join(&name))?;
+        }
+        Ok(())
+    }
+
+    /// One entry (recursively for directories), with its metadata as the COPY rules say.
+    fn entry(&mut self, from: &Path, rel: &str, to: &Path) -> Result<(), BuildError> {
+        let meta = std::fs::symlink_metadata(from).at("stat", from)?;
+        let (uid, gid) = (self.owner)(&meta);
+        let ft = meta.file_type();
+        if ft.is_symlink() {
+            let target = std::fs::read_link(from).at("read the symlink", from)?;
+            std::os::unix::fs::symlink(&target, to).at("create the symlink", to)?;
+        } else if ft.is_dir() {
+            if std::fs::symlink_metadata(to).is_err() {
+                std::fs::create_dir(to).at("create", to)?;
+            }
+            self.dir_contents(from, rel, to)?;
+            let mode = self.req.chmod.unwrap_or(meta.mode() & 0o7777);
+            std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode)).at("chmod", to)?;
+        } else if ft.is_file() {
+            std::fs::copy(from, to).at("copy", from)?;
+            let mode = self.req.chmod.unwrap_or(meta.mode() & 0o7777);
+            std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode)).at("chmod", to)?;
+        } else {
+            tracing::warn!(path = %from.display(), "not a file, directory or symlink: not copied");
+            return Ok(());
+        }
+        lchown(to, uid, gid)?;
+        set_times(to, meta.atime(), meta.atime_nsec(), meta.mtime(), meta.mtime_nsec())?;
+        Ok(())
+    }
+}
+
+fn lchown(path: &Path, uid: u32, gid: u32) -> Result<(), BuildError> {
+    rustix::fs::chownat(
+        rustix::fs::CWD,
+        path,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .at("chown", path)
+}
+
+fn set_times(path: &Path, atime: i64, atime_ns: i64, mtime: i64, mtime_ns: i64) -> Result<(), BuildError> {
+    let t = Timestamps {
+        last_access: Timespec {
+            tv_sec: atime,
+            tv_nsec: atime_ns as _,
+        },
+        last_modification: Timespec {
+            tv_sec: mtime,
+            tv_nsec: mtime_ns as _,
+        },
+    };
+    rustix::fs::utimensat(rustix::fs::CWD, path, &t, AtFlags::SYMLINK_NOFOLLOW).at("set the times of", path)
+}

@@ -1,0 +1,4 @@
+//! The instructions that change the file system: `RUN` in a container, `COPY`/`ADD` without one.
+
+pub mod copy;
+pub mod run;

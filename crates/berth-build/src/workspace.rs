@@ -1,0 +1,155 @@
+//! One build step's root filesystem: the stage's layers (extracted once into the layer cache) stacked with an
+//! overlay mount whose upper directory collects what the step changes; the upper directory becomes the step's
+//! layer. No step copies the whole root filesystem.
+
+use std::path::{Path, PathBuf};
+
+use berth_layer::apply::{ApplyOptions, LayerRef, OverlayCache, WhiteoutMode};
+use berth_layer::create::{CreateOptions, create_from_overlay_upper};
+use berth_sandbox::overlay::{OverlayMount, prepare_layer_overlay};
+use berth_spec::layout::Layout;
+use berth_spec::media_type::{self, Format};
+use berth_spec::{Algorithm, Digest};
+use oci_spec::image::Descriptor;
+
+use crate::error::{BuildError, IoContext};
+use crate::image::{ImageState, Layer};
+
+/// A mounted step root. Dropping it unmounts and removes its directories; [`StepRoot::commit`] turns its
+/// changes into a layer first.
+#[derive(Debug)]
+pub struct StepRoot {
+    dir: PathBuf,
+    mount: Option<OverlayMount>,
+}
+
+/// The extracted directories of the state's layers, extracting what the cache lacks.
+pub fn layer_dirs(state: &mut ImageState, cache: &OverlayCache) -> Result<Vec<PathBuf>, BuildError> {
+    if let Some(dirs) = &state.layer_dirs {
+        return Ok(dirs.clone());
+    }
+    let mut dirs = Vec::new();
+    for layer in &state.layers {
+        let r = LayerRef {
+            digest: Digest::from_oci(layer.descriptor.digest()).map_err(|e| BuildError::Base {
+                image: layer.layout.root().display().to_string(),
+                source: e.to_string().into(),
+            })?,
+            size: layer.descriptor.size(),
+            media_type: layer.descriptor.media_type().to_string(),
+            diff_id: layer.diff_id.clone(),
+        };
+        dirs.extend(cache.ensure_layers(&layer.layout, &[r])?);
+    }
+    state.layer_dirs = Some(dirs.clone());
+    Ok(dirs)
+}
+
+impl StepRoot {
+    /// Mounts the state's layers at `dir/rootfs`, writes going to `dir/upper`.
+    pub fn mount(state: &mut ImageState, cache: &OverlayCache, dir: &Path) -> Result<StepRoot, BuildError> {
+        let mut lowers = layer_dirs(state, cache)?;
+        std::fs::create_dir_all(dir).at("create", dir)?;
+        if lowers.is_empty() {
+            // FROM scratch: overlayfs needs one lower directory.
+            let empty = dir.join("empty");
+            std::fs::create_dir_all(&empty).at("create", &empty)?;
+            lowers.push(empty);
+        }
+        let mut root = StepRoot {
+            dir: dir.to_owned(),
+            mount: None,
+        };
+        let mount = prepare_layer_overlay(
+            &lowers,
+            &dir.join("upper"),
+            &dir.join("work"),
+            &dir.join("rootfs"),
+            cache.user_xattr(),
+        )
+        .map_err(|e| BuildError::Work {
+            what: "mount the step's root filesystem",
+            source: Box::new(e),
+        })?;
+        root.mount = Some(mount);
+        Ok(root)
+    }
+
+    /// The merged root filesystem.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    /// The step's scratch directory (for the container's own files).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Unmounts, writes the upper directory as a layer blob into `out`, extracts it into the cache (the next
+    /// steps mount it), and returns the layer and its directory.
+    pub fn commit(
+        mut self,
+        out: &Layout,
+        cache: &OverlayCache,
+        create: &CreateOptions,
+    ) -> Result<(Layer, PathBuf), BuildError> {
+        self.unmount()?;
+        let upper = self.dir.join("upper");
+        let writer = out.writer()?;
+        let mut blob = writer.blob_writer(Algorithm::Sha256)?;
+        let made = create_from_overlay_upper(&upper, &mut blob, create).map_err(|e| BuildError::Work {
+            what: "write the step's layer",
+            source: Box::new(e),
+        })?;
+        let (digest, size) = blob.commit()?;
+        drop(writer);
+        let mt = media_type::layer_media_type(Format::Oci, create.compression).map_err(|e| BuildError::Option {
+            option: "--compress".into(),
+            reason: e.to_string(),
+        })?;
+        let descriptor = Descriptor::new(mt.into(), size, digest.to_oci());
+        let opts = ApplyOptions {
+            whiteouts: WhiteoutMode::Overlay {
+                user_xattr: cache.user_xattr(),
+            },
+            compression: Some(create.compression),
+            ..ApplyOptions::default()
+        };
+        let open = || out.open_blob(&digest, size).map_err(std::io::Error::other);
+        let dir = cache
+            .cache()
+            .ensure(&made.diff_id, open, &opts)
+            .map_err(|e| BuildError::Work {
+                what: "extract the step's layer",
+                source: Box::new(e),
+            })?;
+        let layer = Layer {
+            descriptor,
+            diff_id: made.diff_id,
+            layout: out.clone(),
+        };
+        Ok((layer, dir))
+    }
+
+    fn unmount(&mut self) -> Result<(), BuildError> {
+        if let Some(m) = self.mount.take() {
+            m.unmount().map_err(|e| BuildError::Work {
+                what: "unmount the step's root filesystem",
+                source: Box::new(e),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StepRoot {
+    fn drop(&mut self) {
+        if let Err(e) = self.unmount() {
+            tracing::warn!("{e}");
+            return;
+        }
+        if let Err(e) = berth_layer::apply::remove_dir_all_forcing(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), "could not remove a build step's directory: {e}");
+        }
+    }
+}
