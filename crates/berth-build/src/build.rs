@@ -26,6 +26,7 @@ use crate::error::{BuildError, IoContext};
 use crate::image::ImageState;
 use crate::pattern::IgnoreRules;
 use crate::steps::copy::{CopyRequest, SourceRoot};
+use crate::steps::mounts::{MountContext, MountSpec, Secret};
 use crate::steps::run::RunProcess;
 use crate::vars::{Args, platform_args};
 use crate::workspace::StepRoot;
@@ -51,6 +52,10 @@ pub struct BuildOptions {
     pub target: Option<String>,
     /// `--label`s, added to the image's labels.
     pub labels: Vec<(String, String)>,
+    /// `--annotation`s, set on the image's manifest.
+    pub annotations: Vec<(String, String)>,
+    /// Recompress base layers to [`compression`](Self::compression) too (`--force-compression`).
+    pub force_compression: bool,
     /// `--network`.
     pub network: NetMode,
     /// The platform (the host's).
@@ -61,6 +66,8 @@ pub struct BuildOptions {
     pub timestamp: Option<i64>,
     /// When to pull bases.
     pub pull: PullPolicy,
+    /// Secrets for `RUN --mount=type=secret`, by id.
+    pub secrets: BTreeMap<String, Secret>,
     /// Registry access for bases.
     pub registry: RegistryAccess,
     /// Pull progress.
@@ -152,7 +159,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     }
     (opts.report)("COMMIT");
     let created = b.created.clone();
-    let (manifest, image_id) = state.commit(&b.store, &created)?;
+    let recompress = opts.force_compression.then_some(opts.compression);
+    let (manifest, image_id) = state.commit(&b.store, &created, &opts.annotations, recompress)?;
     drop(hold);
     Ok(BuildReport { manifest, image_id })
 }
@@ -541,7 +549,7 @@ impl Builder<'_> {
                     .push(Value::String(line));
                 state.add_history(&created_by, &created, true);
             }
-            Keyword::Run => self.run(state, ctx, inst, &env)?,
+            Keyword::Run => self.run(state, ctx, inst, &env, stage)?,
             Keyword::Copy | Keyword::Add => self.copy(state, ctx, inst, &vars, stage)?,
         }
         Ok(())
@@ -628,6 +636,7 @@ impl Builder<'_> {
         ctx: &mut StageCtx,
         inst: &Instruction,
         env: &[(String, String)],
+        stage: usize,
     ) -> Result<(), BuildError> {
         let network = match inst.flag("network").and_then(|f| f.value.as_deref()) {
             None | Some("default") => self.opts.network,
@@ -635,12 +644,18 @@ impl Builder<'_> {
             Some("host") => NetMode::Host,
             Some(other) => return Err(self.err(inst.pos, format!("RUN --network={other}: use default, none or host"))),
         };
+        let mut mount_specs = Vec::new();
         for f in &inst.flags {
-            if !matches!(f.name.as_str(), "network") {
-                return Err(self.err(
-                    inst.pos,
-                    format!("RUN --{} is not supported yet by berth-build", f.name),
-                ));
+            match f.name.as_str() {
+                "network" => {}
+                "mount" => {
+                    let vars = ctx.args.visible(env);
+                    let text = self.expand(inst, f.value.as_deref().unwrap_or_default(), &vars)?;
+                    mount_specs.push(MountSpec::parse(&text).map_err(|m| self.err(inst.pos, m))?);
+                }
+                other => {
+                    return Err(self.err(inst.pos, format!("RUN --{other} is not supported by berth-build")));
+                }
             }
         }
         let argv = match (&inst.args, inst.heredocs.as_slice()) {
@@ -674,11 +689,33 @@ impl Builder<'_> {
                 shell_form(state, &script)
             }
         };
-        let process = RunProcess {
+        let mut process = RunProcess {
             argv,
             build_env: ctx.args.run_env(env),
             network,
+            mounts: Vec::new(),
         };
+        // Stages and images that mounts take files from.
+        let mut from_states: BTreeMap<String, ImageState> = BTreeMap::new();
+        for m in &mount_specs {
+            if let Some(name) = m.options.get("from")
+                && !from_states.contains_key(name)
+            {
+                let state = match stage_ref(self.file(), name, stage) {
+                    Some(j) => self
+                        .done
+                        .get(&j)
+                        .cloned()
+                        .ok_or_else(|| self.err(inst.pos, format!("stage {name} was not built")))?,
+                    None => self.resolver.resolve(name)?,
+                };
+                from_states.insert(name.clone(), state);
+            }
+        }
+        let caches = self.opts.work_dir.join("cache-mounts");
+        std::fs::create_dir_all(&caches).at("create", &caches)?;
+        let context = self.opts.context.clone();
+        let secrets = self.opts.secrets.clone();
         let created_by = format!("/bin/sh -c {}", inst.text().trim());
         let file = self.file().file.clone();
         let (pos, step) = (inst.pos, format!("RUN {}", inst.text().trim()));
@@ -688,7 +725,29 @@ impl Builder<'_> {
                 std::process::id(),
                 STEP_COUNTER.fetch_add(1, Ordering::Relaxed)
             );
-            crate::steps::run::run(state, &root.rootfs(), root.dir(), &b.runtime, &id, &process)
+            let mut from_roots = Vec::new();
+            let mut from_paths = BTreeMap::new();
+            for (i, (name, s)) in from_states.iter_mut().enumerate() {
+                let mounted = StepRoot::mount(s, &b.cache, &root.dir().join(format!("from-{i}")))?;
+                from_paths.insert(name.clone(), mounted.rootfs());
+                from_roots.push(mounted);
+            }
+            let mctx = MountContext {
+                context: &context,
+                from: &from_paths,
+                caches: &caches,
+                secrets: &secrets,
+                scratch: root.dir(),
+            };
+            let (mounts, held) = crate::steps::mounts::prepare(&mount_specs, &mctx).map_err(|m| BuildError::Work {
+                what: "prepare the RUN mounts",
+                source: m.into(),
+            })?;
+            process.mounts = mounts;
+            let result = crate::steps::run::run(state, &root.rootfs(), root.dir(), &b.runtime, &id, &process);
+            drop(held);
+            drop(from_roots);
+            result
         })
         .map_err(|e| BuildError::Step {
             file,
@@ -779,6 +838,7 @@ impl Builder<'_> {
         let created_by = format!("/bin/sh -c #(nop) {} {}", inst.keyword, inst.text().trim());
         let file = self.file().file.clone();
         let (pos, step) = (inst.pos, format!("{} {}", inst.keyword, inst.text().trim()));
+        let keyword = inst.keyword;
         self.layer_step(state, ctx, &created_by, |b, _, root| {
             let ids = match &chown {
                 None => None,
@@ -807,6 +867,7 @@ impl Builder<'_> {
                 chmod,
                 excludes: excludes.clone(),
                 heredocs: heredocs.clone(),
+                extract_archives: keyword == Keyword::Add,
             };
             let staging = root.dir().join("staging");
             crate::steps::copy::copy(&req, &root.rootfs(), &staging)?;

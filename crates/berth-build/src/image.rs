@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use berth_spec::layout::{Image, Layout};
+use berth_spec::media_type::Compression;
 use berth_spec::platform::Platform;
 use berth_spec::{Algorithm, Digest, media_type};
 use oci_spec::image::Descriptor;
@@ -164,10 +165,22 @@ impl ImageState {
         }
     }
 
-    /// Writes the image into `out`: layer blobs not there yet (copied from where they are), the config and the
-    /// manifest. Returns the manifest's descriptor and the config digest (the image id).
-    pub fn commit(&mut self, out: &Layout, created: &str) -> Result<(Descriptor, Digest), BuildError> {
+    /// Writes the image into `out`: layer blobs not there yet (copied from where they are; with `recompress`,
+    /// layers of another compression recompressed, their diffIDs checked), the config and the manifest with
+    /// `annotations`. Returns the manifest's descriptor and the config digest (the image id).
+    pub fn commit(
+        &mut self,
+        out: &Layout,
+        created: &str,
+        annotations: &[(String, String)],
+        recompress: Option<Compression>,
+    ) -> Result<(Descriptor, Digest), BuildError> {
         let writer = out.writer()?;
+        if let Some(target) = recompress {
+            for layer in &mut self.layers {
+                recompress_layer(out, &writer, layer, target)?;
+            }
+        }
         for layer in &self.layers {
             let digest = Digest::from_oci(layer.descriptor.digest()).map_err(|e| BuildError::Base {
                 image: out.root().display().to_string(),
@@ -206,6 +219,14 @@ impl ImageState {
             },
             "layers": layers,
         });
+        let mut manifest = manifest;
+        if !annotations.is_empty() {
+            let map: Map<String, Value> = annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            manifest["annotations"] = Value::Object(map);
+        }
         let manifest_bytes = serde_json::to_vec(&manifest).expect("JSON serializes");
         let manifest_digest = writer.put_bytes(&manifest_bytes, Algorithm::Sha256)?;
         let descriptor = Descriptor::new(
@@ -215,4 +236,43 @@ impl ImageState {
         );
         Ok((descriptor, config_digest))
     }
+}
+
+/// Rewrites `layer` with `target` compression into `out` (unless it has it already), checking that the content
+/// (its diffID) is unchanged.
+fn recompress_layer(
+    out: &Layout,
+    writer: &berth_spec::layout::LayoutWriter,
+    layer: &mut Layer,
+    target: Compression,
+) -> Result<(), BuildError> {
+    let mt = layer.descriptor.media_type().to_string();
+    let Some(from) = media_type::layer_compression(&mt) else {
+        return Ok(());
+    };
+    if from == target {
+        return Ok(());
+    }
+    let fail = |e: &dyn std::fmt::Display| BuildError::Work {
+        what: "recompress a base layer",
+        source: e.to_string().into(),
+    };
+    let digest = Digest::from_oci(layer.descriptor.digest()).map_err(|e| fail(&e))?;
+    let reader = layer.layout.open_blob(&digest, layer.descriptor.size())?;
+    let mut decoded = berth_spec::diff_id::decoder(reader, from).map_err(|e| fail(&e))?;
+    let mut blob = writer.blob_writer(Algorithm::Sha256)?;
+    let mut lw = berth_layer::compress::LayerWriter::new(&mut blob, target, None, 0).map_err(|e| fail(&e))?;
+    std::io::copy(&mut decoded, &mut lw).map_err(|e| fail(&e))?;
+    let made = lw.finish().map_err(|e| fail(&e))?;
+    if made.diff_id != layer.diff_id {
+        return Err(fail(&format!(
+            "layer {digest}: its content is {}, not the diffID {} the image names",
+            made.diff_id, layer.diff_id
+        )));
+    }
+    let (new_digest, size) = blob.commit()?;
+    let new_mt = media_type::layer_media_type(media_type::Format::Oci, target).map_err(|e| fail(&e))?;
+    layer.descriptor = Descriptor::new(new_mt.into(), size, new_digest.to_oci());
+    layer.layout = out.clone();
+    Ok(())
 }

@@ -21,6 +21,7 @@ use crate::image::{ImageState, Layer};
 pub struct StepRoot {
     dir: PathBuf,
     mount: Option<OverlayMount>,
+    lowers: Vec<PathBuf>,
 }
 
 /// The extracted directories of the state's layers, extracting what the cache lacks.
@@ -59,6 +60,7 @@ impl StepRoot {
         let mut root = StepRoot {
             dir: dir.to_owned(),
             mount: None,
+            lowers: lowers.clone(),
         };
         let mount = prepare_layer_overlay(
             &lowers,
@@ -95,6 +97,7 @@ impl StepRoot {
     ) -> Result<(Layer, PathBuf), BuildError> {
         self.unmount()?;
         let upper = self.dir.join("upper");
+        crate::hardlinks::relink_copied_up(&upper, &self.lowers)?;
         let writer = out.writer()?;
         let mut blob = writer.blob_writer(Algorithm::Sha256)?;
         let made = create_from_overlay_upper(&upper, &mut blob, create).map_err(|e| BuildError::Work {

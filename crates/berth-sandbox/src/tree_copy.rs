@@ -68,6 +68,27 @@ pub fn copy_tree_fd(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, label: &Path) -> R
     Copier::new(false, label).run(src, dst)
 }
 
+/// Copies the extended attributes of `src` to `dst` (neither followed if a symlink), file capabilities included,
+/// overlay's own left out. Returns how many the destination refused (`EPERM`, `ENOTSUP`). Set them after any
+/// `chown`, which clears file capabilities.
+pub fn copy_xattrs(src: &Path, dst: &Path) -> Result<u64, SandboxError> {
+    let names = fsops::list_xattrs(|buf| rustix::fs::llistxattr(src, buf)).at("list the xattrs of", src)?;
+    let mut refused = 0;
+    for xname in names
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty() && !is_overlay_xattr(n))
+    {
+        let xname = CString::new(xname).expect("split at NUL");
+        let value = fsops::list_xattrs(|buf| rustix::fs::lgetxattr(src, &xname, buf)).at("read the xattrs of", src)?;
+        match rustix::fs::lsetxattr(dst, &xname, &value, XattrFlags::empty()) {
+            Ok(()) => {}
+            Err(Errno::PERM | Errno::NOTSUP) => refused += 1,
+            Err(e) => return Err(e).at("set the xattrs of", dst),
+        }
+    }
+    Ok(refused)
+}
+
 /// Copies a layer extracted in overlayfs form onto `dst`, applying its whiteouts and opaque directories.
 pub fn merge_overlay_layer(layer: &Path, dst: &Path) -> Result<CopyStats, SandboxError> {
     let s = open_dir_path(layer)?;

@@ -65,11 +65,8 @@ impl Cell {
         format!("{} {}", self.column(), self.case)
     }
 
-    /// Why this cell cannot run yet, for tools not written (berth-build) or lacking the verb (berth-run run).
+    /// Why this cell cannot run yet, for a tool that lacks what it needs (none today).
     pub fn not_implemented(&self) -> Option<String> {
-        if self.builder == Builder::BerthBuild {
-            return Some("berth-build is not written yet".into());
-        }
         None
     }
 }
@@ -162,7 +159,29 @@ pub struct Env<'a> {
     pub registry: &'a str,
     pub berth_copy: Option<&'a Path>,
     pub berth_run: Option<&'a Path>,
+    pub berth_build: Option<&'a Path>,
     pub containerd: Option<&'a Containerd>,
+}
+
+impl Env<'_> {
+    /// berth-build's store: an OCI layout holding the base image (pushed there by buildah).
+    pub fn berth_store(&self) -> PathBuf {
+        self.work.join("berth-build-store")
+    }
+}
+
+/// Puts the base image `localhost/busybox:latest` into berth-build's store, with buildah (a peer writes it).
+pub fn seed_berth_store(env: &Env<'_>) -> Result<()> {
+    let dest = format!("oci:{}:localhost/busybox:latest", env.berth_store().display());
+    checked(
+        env.buildah
+            .cmd()?
+            .args(["push", "--quiet", "localhost/busybox:latest"])
+            .arg(dest),
+        STEP_TIMEOUT,
+        env.scratch,
+    )?;
+    Ok(())
 }
 
 /// `localhost/busybox:latest` in buildah's private storage: Debian's static busybox with every applet linked in
@@ -234,9 +253,6 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 
 /// Builds `case` with `builder` into an OCI layout (the image named `latest`) and returns the layout's directory.
 pub fn build(env: &Env<'_>, builder: Builder, case: &Case) -> Result<PathBuf> {
-    if builder != Builder::Buildah {
-        bail!("{} is not implemented", builder.name());
-    }
     // The context: the case directory plus Debian's static busybox as `busybox`.
     let context = env.work.join("contexts").join(&case.name);
     fs::create_dir_all(context.parent().expect("has a parent"))?;
@@ -265,6 +281,9 @@ pub fn build(env: &Env<'_>, builder: Builder, case: &Case) -> Result<PathBuf> {
         .with_context(|| format!("case {}: setting xattr {name} on {path}", case.name))?;
     }
 
+    if builder == Builder::BerthBuild {
+        return build_with_berth(env, case, &context);
+    }
     let name = format!("localhost/conformance/{}", case.name);
     let mut bud = env.buildah.cmd()?;
     bud.args(["bud", "--isolation", "chroot", "--layers", "--format", "oci", "-f"])
@@ -294,6 +313,85 @@ pub fn build(env: &Env<'_>, builder: Builder, case: &Case) -> Result<PathBuf> {
     }
     checked(push.arg(&dest), STEP_TIMEOUT, env.scratch)?;
     Ok(layout)
+}
+
+/// Builds `case` with berth-build straight into an OCI layout (`-t oci:LAYOUT:latest`); for a case with extra
+/// platforms, the harness then makes `latest` an index of the built image and one tiny image per platform.
+fn build_with_berth(env: &Env<'_>, case: &Case, context: &Path) -> Result<PathBuf> {
+    let bin = env.berth_build.context("berth-build was not built")?;
+    let layout = env.work.join("built").join(Builder::BerthBuild.name()).join(&case.name);
+    fs::create_dir_all(&layout)?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("--store")
+        .arg(env.berth_store())
+        .arg("--cache")
+        .arg(env.work.join("berth-build-cache"))
+        .args(["build", "-q", "-f"])
+        .arg(context.join("Containerfile"));
+    for (k, v) in cases::build_annotations(case) {
+        cmd.arg("--annotation").arg(format!("{k}={v}"));
+    }
+    if let Some(format) = cases::build_compression(case) {
+        cmd.args(["--compress", format, "--force-compression"]);
+    }
+    cmd.arg("-t")
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(context);
+    checked(&mut cmd, BUILD_TIMEOUT, env.scratch)?;
+    let extra = cases::extra_platforms(case);
+    if !extra.is_empty() {
+        index_with_platforms(&layout, case, &extra)?;
+    }
+    Ok(layout)
+}
+
+/// Makes `latest` in `layout` an index of the image it names (for this host) and, per extra platform (`os/arch`), a
+/// one-file image whose config names that platform.
+fn index_with_platforms(layout: &Path, case: &Case, extra: &[String]) -> Result<()> {
+    let layout = berth_spec::layout::Layout::open(layout)?;
+    let main = layout.resolve(Some("latest"))?;
+    let host = berth_spec::platform::Platform::host();
+    let mut entries = vec![serde_json::json!({
+        "mediaType": main.media_type().to_string(),
+        "digest": main.digest().to_string(),
+        "size": main.size(),
+        "platform": {"os": host.os, "architecture": host.architecture},
+    })];
+    for platform in extra {
+        let (os, arch) = platform
+            .split_once('/')
+            .with_context(|| format!("case {}: extra platform `{platform}` is not OS/ARCH", case.name))?;
+        let tar = berth_testkit::image::TarBuilder::new()
+            .file("platform", 0o644, format!("{platform}\n").as_bytes())
+            .finish();
+        let spec = berth_testkit::image::ImageSpec {
+            layers: vec![tar],
+            config: serde_json::json!({}),
+            architecture: arch.to_owned(),
+        };
+        let image = berth_testkit::image::write_image(&layout, None, &spec)?;
+        entries.push(serde_json::json!({
+            "mediaType": image.manifest.media_type().to_string(),
+            "digest": image.manifest.digest().to_string(),
+            "size": image.manifest.size(),
+            "platform": {"os": os, "architecture": arch},
+        }));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": berth_spec::media_type::OCI_INDEX,
+        "manifests": entries,
+    });
+    let bytes = serde_json::to_vec(&index)?;
+    let w = layout.writer()?;
+    let digest = w.put_bytes(&bytes, berth_spec::Algorithm::Sha256)?;
+    let desc = oci_spec::image::Descriptor::new(
+        berth_spec::media_type::OCI_INDEX.into(),
+        bytes.len() as u64,
+        digest.to_oci(),
+    );
+    w.set_ref("latest", &desc)?;
+    Ok(())
 }
 
 /// A manifest list of the built image `name` and, per extra platform (`os/arch`), a one-file image whose config

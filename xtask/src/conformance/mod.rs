@@ -123,6 +123,11 @@ fn run_cells(root: &Path, work: &Path, cases: &[Case], cells: &[Cell]) -> Result
     } else {
         None
     };
+    let berth_build = if live.iter().any(|c| c.builder == Builder::BerthBuild) {
+        Some(cells::build_release(root, "berth-build")?)
+    } else {
+        None
+    };
     let scratch = work.join("scratch");
     fs::create_dir_all(&scratch)?;
     let buildah = berth_testkit::tools::Buildah::new(&work.join("buildah"));
@@ -141,8 +146,12 @@ fn run_cells(root: &Path, work: &Path, cases: &[Case], cells: &[Cell]) -> Result
         registry: &registry.host(),
         berth_copy: berth_copy.as_deref(),
         berth_run: berth_run.as_deref(),
+        berth_build: berth_build.as_deref(),
         containerd: containerd.as_ref(),
     };
+    if berth_build.is_some() {
+        cells::seed_berth_store(&env)?;
+    }
 
     for &builder in Builder::ALL {
         for case in cases {

@@ -50,6 +50,9 @@ pub struct CopyRequest<'a> {
     pub excludes: Vec<String>,
     /// Heredoc bodies by name (already expanded when their delimiter was not quoted).
     pub heredocs: Vec<(String, String)>,
+    /// `ADD`: local tar archives (plain, gzip or zstd, recognised by their content) are extracted into the
+    /// destination directory instead of copied.
+    pub extract_archives: bool,
 }
 
 /// Why a COPY cannot be done.
@@ -123,7 +126,9 @@ fn find_sources(req: &CopyRequest<'_>) -> Result<Vec<Found>, BuildError> {
         };
         let mut any = false;
         for cand in candidates {
-            if ignore.is_some_and(|i| !cand.is_empty() && i.excluded(&cand)) {
+            // An excluded directory is still walked when an exception may re-include something in it.
+            let keep_walking = |i: &IgnoreRules| root.join(&cand).is_dir() && i.may_include_below(&cand);
+            if ignore.is_some_and(|i| !cand.is_empty() && i.excluded(&cand) && !keep_walking(i)) {
                 continue;
             }
             // Resolved inside the root: a symlink or `..` cannot lead out of it.
@@ -182,11 +187,23 @@ fn walk_names(root: &Path, rel: &str, out: &mut Vec<String>) {
 pub fn copy(req: &CopyRequest<'_>, rootfs: &Path, staging: &Path) -> Result<(), BuildError> {
     let heredoc_names: Vec<&str> = req.sources.iter().filter_map(|s| s.strip_prefix("<<")).collect();
     let file_sources: Vec<String> = req.sources.iter().filter(|s| !s.starts_with("<<")).cloned().collect();
-    let found = find_sources(&CopyRequest {
+    let mut found = find_sources(&CopyRequest {
         sources: file_sources,
         ..req.clone()
     })?;
-    let count = found.len() + heredoc_names.len();
+    let mut archives = Vec::new();
+    if req.extract_archives {
+        let mut rest = Vec::new();
+        for f in found {
+            if !f.is_dir && is_archive(&f.path)? {
+                archives.push(f);
+            } else {
+                rest.push(f);
+            }
+        }
+        found = rest;
+    }
+    let count = found.len() + heredoc_names.len() + archives.len();
     let dest_abs = if req.dest.starts_with('/') {
         req.dest.clone()
     } else {
@@ -208,7 +225,8 @@ pub fn copy(req: &CopyRequest<'_>, rootfs: &Path, staging: &Path) -> Result<(), 
             ))),
         });
     }
-    let into_dir = explicit_dir || dest_is_existing_dir || count > 1 || found.iter().any(|f| f.is_dir);
+    let into_dir =
+        explicit_dir || dest_is_existing_dir || count > 1 || found.iter().any(|f| f.is_dir) || !archives.is_empty();
     let (target, file_name) = if into_dir || dest_clean == "/" {
         (dest_clean.clone(), None)
     } else {
@@ -291,7 +309,75 @@ pub fn copy(req: &CopyRequest<'_>, rootfs: &Path, staging: &Path) -> Result<(), 
         what: "copy into the stage's root filesystem",
         source: Box::new(e),
     })?;
+    if !archives.is_empty() {
+        // Extracted by the layer codec, rooted at the destination: nothing in an archive can land outside it.
+        let real = fs.resolve(&target).map_err(|e| BuildError::Work {
+            what: "resolve the destination directory",
+            source: Box::new(e),
+        })?;
+        let dir = rootfs.join(real.trim_start_matches('/'));
+        for a in &archives {
+            let file = std::fs::File::open(&a.path).at("open", &a.path)?;
+            berth_layer::apply::apply_layer(file, &dir, &berth_layer::apply::ApplyOptions::default()).map_err(|e| {
+                BuildError::Work {
+                    what: "extract the archive",
+                    source: Box::new(CopyError::Source {
+                        source_path: a.rel.clone(),
+                        reason: berth_spec::error_chain(&e),
+                    }),
+                }
+            })?;
+        }
+    }
     Ok(())
+}
+
+/// Whether `path` is a tar archive (plain, gzip or zstd), by its content; bzip2 and xz archives are refused.
+fn is_archive(path: &Path) -> Result<bool, BuildError> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .at("open", path)?
+        .take(1 << 16)
+        .read_to_end(&mut head)
+        .at("read", path)?;
+    if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        return Err(fail(
+            &path.display().to_string(),
+            "is a bzip2 or xz archive; berth-build extracts plain, gzip and zstd tar archives (recompress it, or COPY it and unpack it with RUN)",
+        ));
+    }
+    let compression = berth_spec::media_type::Compression::sniff(&head);
+    let mut tar_head = Vec::new();
+    let decoder = berth_spec::diff_id::decoder(&head[..], compression).at("read", path)?;
+    // A truncated sample is fine: only the first header block is looked at.
+    let _ = decoder.take(512).read_to_end(&mut tar_head);
+    Ok(tar_head.len() == 512 && tar_checksum_ok(&tar_head))
+}
+
+/// Whether a 512-byte block is a tar header with a valid checksum.
+fn tar_checksum_ok(block: &[u8]) -> bool {
+    let field = &block[148..156];
+    let text: String = field
+        .iter()
+        .take_while(|b| **b != 0 && **b != b' ')
+        .map(|b| *b as char)
+        .collect();
+    let Ok(stored) = u32::from_str_radix(text.trim(), 8) else {
+        return false;
+    };
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                u32::from(b' ')
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    sum == stored && block[0] != 0
 }
 
 struct Stager<'a, 'b> {
@@ -359,6 +445,13 @@ impl Stager<'_, '_> {
             return Ok(());
         }
         lchown(to, uid, gid)?;
+        // After the chown, which clears file capabilities.
+        if !ft.is_symlink() {
+            berth_sandbox::tree_copy::copy_xattrs(from, to).map_err(|e| BuildError::Work {
+                what: "copy extended attributes",
+                source: Box::new(e),
+            })?;
+        }
         set_times(to, meta.atime(), meta.atime_nsec(), meta.mtime(), meta.mtime_nsec())?;
         Ok(())
     }

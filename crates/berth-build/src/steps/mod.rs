@@ -1,4 +1,5 @@
 //! The instructions that change the file system: `RUN` in a container, `COPY`/`ADD` without one.
 
 pub mod copy;
+pub mod mounts;
 pub mod run;

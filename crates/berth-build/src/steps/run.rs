@@ -22,6 +22,8 @@ pub struct RunProcess {
     pub build_env: Vec<String>,
     /// Host network, or none.
     pub network: NetMode,
+    /// `RUN --mount`s, prepared.
+    pub mounts: Vec<berth_sandbox::MountRequest>,
 }
 
 /// Why a RUN did not succeed.
@@ -60,6 +62,7 @@ pub fn run(
     })?;
     let options = SpecOptions {
         net: process.network,
+        mounts: process.mounts.clone(),
         overrides: Overrides {
             entrypoint: Some(Vec::new()),
             cmd: Some(process.argv.clone()),
@@ -71,7 +74,8 @@ pub fn run(
     let bundle = scratch.join("bundle");
     std::fs::create_dir_all(&bundle).at("create", &bundle)?;
     // Before prepare_container: it creates the mount points of the files it bind-mounts.
-    let stubs = missing_stubs(rootfs)?;
+    let extra: Vec<String> = process.mounts.iter().map(|m| m.destination().to_owned()).collect();
+    let stubs = missing_stubs(rootfs, &extra)?;
     let spec = prepare_container(&ContainerSetup {
         image_name: "the build stage",
         image: &image,
@@ -136,13 +140,27 @@ const STUBS: [&str; 7] = [
     "/dev",
 ];
 
-fn missing_stubs(rootfs: &Path) -> Result<Vec<&'static str>, BuildError> {
+/// The mount points (and their parents) that do not exist yet, deepest first: the fixed ones and those of the
+/// step's `--mount`s.
+fn missing_stubs(rootfs: &Path, mounts: &[String]) -> Result<Vec<String>, BuildError> {
     let fs = berth_sandbox::rootfs::RootFs::open(rootfs, "the build stage").map_err(|e| BuildError::Work {
         what: "open the stage's root filesystem",
         source: Box::new(e),
     })?;
-    Ok(STUBS
+    let mut paths: Vec<String> = Vec::new();
+    for m in mounts {
+        let mut p = format!("/{}", crate::pattern::clean(m));
+        while p != "/" && !p.is_empty() {
+            paths.push(p.clone());
+            p = p.rsplit_once('/').map_or(String::new(), |(a, _)| a.to_owned());
+        }
+    }
+    paths.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    paths.extend(STUBS.iter().map(|s| (*s).to_owned()));
+    let mut seen = std::collections::HashSet::new();
+    Ok(paths
         .into_iter()
+        .filter(|p| seen.insert(p.clone()))
         .filter(|p| {
             matches!(
                 fs.open_in_root(p, rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW),
@@ -152,7 +170,7 @@ fn missing_stubs(rootfs: &Path) -> Result<Vec<&'static str>, BuildError> {
         .collect())
 }
 
-fn remove_stubs(rootfs: &Path, stubs: &[&str]) {
+fn remove_stubs(rootfs: &Path, stubs: &[String]) {
     use rustix::fs::{AtFlags, FileType, OFlags};
     let Ok(fs) = berth_sandbox::rootfs::RootFs::open(rootfs, "the build stage") else {
         return;
@@ -165,18 +183,19 @@ fn remove_stubs(rootfs: &Path, stubs: &[&str]) {
         ) else {
             continue;
         };
-        let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
+        let name = name.to_owned();
+        let Ok(st) = rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) else {
             continue;
         };
         let result = match FileType::from_raw_mode(st.st_mode) {
-            FileType::Directory => rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR),
-            FileType::RegularFile if st.st_size == 0 => rustix::fs::unlinkat(&dir, name, AtFlags::empty()),
+            FileType::Directory => rustix::fs::unlinkat(&dir, &name, AtFlags::REMOVEDIR),
+            FileType::RegularFile if st.st_size == 0 => rustix::fs::unlinkat(&dir, &name, AtFlags::empty()),
             _ => continue,
         };
         if let Err(e) = result
             && e != rustix::io::Errno::NOTEMPTY
         {
-            tracing::debug!(path, "mount point left in place: {e}");
+            tracing::debug!(path = %path, "mount point left in place: {e}");
         }
     }
 }

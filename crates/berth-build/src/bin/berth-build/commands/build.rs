@@ -43,6 +43,12 @@ pub(crate) struct BuildArgs {
     /// A label to add, NAME=VALUE. Repeatable.
     #[arg(long = "label", value_name = "NAME=VALUE")]
     pub(crate) labels: Vec<String>,
+    /// An annotation for the image's manifest, NAME=VALUE. Repeatable.
+    #[arg(long = "annotation", value_name = "NAME=VALUE")]
+    pub(crate) annotations: Vec<String>,
+    /// With --compress: recompress the base image's layers too (its layer digests change).
+    #[arg(long)]
+    pub(crate) force_compression: bool,
     /// The network of RUN steps: host (the default; Berth sets up no bridge) or none.
     #[arg(long, default_value = "host")]
     pub(crate) network: String,
@@ -75,6 +81,9 @@ pub(crate) struct BuildArgs {
     /// Keep intermediate layers (the default; accepted for buildah compatibility).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub(crate) layers: Option<bool>,
+    /// A secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR. Never stored in the image.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE")]
+    pub(crate) secrets: Vec<String>,
     /// Only the image id on stdout; no step lines.
     #[arg(short, long)]
     pub(crate) quiet: bool,
@@ -245,15 +254,17 @@ pub(crate) fn build(cli: &Cli, args: &BuildArgs) -> Result<()> {
             eprintln!("{line}");
         }
     });
-    let labels = args
-        .labels
-        .iter()
-        .map(|l| {
-            l.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .ok_or_else(|| anyhow::anyhow!("--label {l}: write NAME=VALUE"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let pairs = |list: &[String], flag: &str| -> Result<Vec<(String, String)>> {
+        list.iter()
+            .map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(|| anyhow::anyhow!("--{flag} {l}: write NAME=VALUE"))
+            })
+            .collect()
+    };
+    let labels = pairs(&args.labels, "label")?;
+    let annotations = pairs(&args.annotations, "annotation")?;
     let opts = BuildOptions {
         containerfile,
         context: args.context.clone(),
@@ -263,11 +274,18 @@ pub(crate) fn build(cli: &Cli, args: &BuildArgs) -> Result<()> {
         build_args: build_args(args)?,
         target: args.target.clone(),
         labels,
+        annotations,
+        force_compression: args.force_compression,
         network,
         platform,
         compression,
         timestamp,
         pull,
+        secrets: args
+            .secrets
+            .iter()
+            .map(|s| berth_build::steps::mounts::parse_secret(s).map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()?,
         registry: registry.clone(),
         progress: progress.clone(),
         report,
