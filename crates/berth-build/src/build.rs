@@ -62,10 +62,14 @@ pub struct BuildOptions {
     pub platform: Platform,
     /// Compression of the layers written.
     pub compression: Compression,
+    /// The manifest format: OCI, or Docker schema 2 (`--format docker`).
+    pub format: berth_spec::media_type::Format,
     /// `SOURCE_DATE_EPOCH` / `--timestamp`: the image's created time and a clamp for file times.
     pub timestamp: Option<i64>,
     /// When to pull bases.
     pub pull: PullPolicy,
+    /// `--build-context`s: names that `FROM` and `COPY --from` (and `RUN --mount from=`) resolve first.
+    pub build_contexts: BTreeMap<String, NamedContext>,
     /// Secrets for `RUN --mount=type=secret`, by id.
     pub secrets: BTreeMap<String, Secret>,
     /// Registry access for bases.
@@ -84,6 +88,15 @@ impl std::fmt::Debug for BuildOptions {
             .field("store", &self.store)
             .finish_non_exhaustive()
     }
+}
+
+/// What a `--build-context NAME=...` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A local directory: a second build context (no ignore file applies).
+    Dir(PathBuf),
+    /// An image reference (`docker://...`, `oci:...`, a store name).
+    Image(String),
 }
 
 /// What a build made.
@@ -160,7 +173,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     (opts.report)("COMMIT");
     let created = b.created.clone();
     let recompress = opts.force_compression.then_some(opts.compression);
-    let (manifest, image_id) = state.commit(&b.store, &created, &opts.annotations, recompress)?;
+    let (manifest, image_id) = state.commit(&b.store, &created, &opts.annotations, recompress, opts.format)?;
     drop(hold);
     Ok(BuildReport { manifest, image_id })
 }
@@ -326,7 +339,20 @@ impl Builder<'_> {
                 ));
             }
         }
-        let mut state = if base_text.eq_ignore_ascii_case("scratch") {
+        let mut state = if let Some(named) = self.opts.build_contexts.get(&base_text) {
+            match named {
+                NamedContext::Image(image) => self.resolver.resolve(image)?,
+                NamedContext::Dir(dir) => {
+                    return Err(self.err(
+                        stage.from.pos,
+                        format!(
+                            "FROM {base_text}: the build context {base_text} is a directory ({}), not an image",
+                            dir.display()
+                        ),
+                    ));
+                }
+            }
+        } else if base_text.eq_ignore_ascii_case("scratch") {
             ImageState::scratch(&self.opts.platform)
         } else if let Some(j) = stage_ref(&file, &base_text, index) {
             self.done
@@ -768,6 +794,7 @@ impl Builder<'_> {
         let escape = self.file().escape;
         let mut excludes = Vec::new();
         let (mut from, mut chown, mut chmod) = (None, None, None);
+        let mut checksum: Option<Digest> = None;
         for f in &inst.flags {
             let v = f.value.clone().unwrap_or_default();
             match f.name.as_str() {
@@ -775,6 +802,10 @@ impl Builder<'_> {
                 "chown" => chown = Some(self.expand(inst, &v, vars)?),
                 "chmod" => chmod = Some(self.expand(inst, &v, vars)?),
                 "link" => {}
+                "checksum" if inst.keyword == Keyword::Add => {
+                    let v = self.expand(inst, &v, vars)?;
+                    checksum = Some(Digest::parse(&v).map_err(|e| self.err(inst.pos, format!("--checksum={v}: {e}")))?);
+                }
                 "exclude" => excludes.push(self.expand(inst, &v, vars)?),
                 other => {
                     return Err(self.err(
@@ -796,11 +827,15 @@ impl Builder<'_> {
             return Err(self.err(inst.pos, format!("{} needs a source and a destination", inst.keyword)));
         }
         let dest = words.pop().expect("two words");
-        if inst.keyword == Keyword::Add && words.iter().any(|w| w.contains("://")) {
+        let urls = inst.keyword == Keyword::Add && words.iter().any(|w| w.contains("://"));
+        if urls && (words.iter().any(|w| !w.contains("://")) || from.is_some()) {
             return Err(self.err(
                 inst.pos,
-                "ADD of a URL is not supported yet by berth-build; use RUN with a download tool",
+                "ADD takes either URLs or local sources in one instruction, not both",
             ));
+        }
+        if checksum.is_some() && !(urls && words.len() == 1) {
+            return Err(self.err(inst.pos, "ADD --checksum applies to one URL source"));
         }
         let chmod = chmod
             .map(|m| {
@@ -821,8 +856,16 @@ impl Builder<'_> {
             })
             .collect();
         // Sources from another stage or image: its root filesystem, mounted read-only for the copy.
+        let named_dir = match from.as_ref().and_then(|n| self.opts.build_contexts.get(n)) {
+            Some(NamedContext::Dir(d)) => Some(d.clone()),
+            _ => None,
+        };
         let mut source_state = match &from {
             None => None,
+            Some(_) if named_dir.is_some() => None,
+            Some(name) if let Some(NamedContext::Image(image)) = self.opts.build_contexts.get(name) => {
+                Some(self.resolver.resolve(image)?)
+            }
             Some(name) => Some(match stage_ref(self.file(), name, stage) {
                 Some(j) => self
                     .done
@@ -832,8 +875,12 @@ impl Builder<'_> {
                 None => self.resolver.resolve(name)?,
             }),
         };
-        let ignore = self.opts.ignore.clone();
-        let context = self.opts.context.clone();
+        let ignore = if named_dir.is_some() {
+            IgnoreRules::default()
+        } else {
+            self.opts.ignore.clone()
+        };
+        let context = named_dir.unwrap_or_else(|| self.opts.context.clone());
         let workdir = state.workdir();
         let created_by = format!("/bin/sh -c #(nop) {} {}", inst.keyword, inst.text().trim());
         let file = self.file().file.clone();
@@ -850,7 +897,33 @@ impl Builder<'_> {
                 None => None,
                 Some(s) => Some(StepRoot::mount(s, &b.cache, &root.dir().join("from"))?),
             };
-            let from_path = from_mount.as_ref().map(StepRoot::rootfs);
+            let mut from_path = from_mount.as_ref().map(StepRoot::rootfs);
+            let mut sources = words.clone();
+            if urls {
+                // Downloaded into the step's scratch directory, then copied like files of another root.
+                let dir = root.dir().join("downloads");
+                let into_dir = dest.ends_with('/') || words.len() > 1;
+                sources.clear();
+                for url in &words {
+                    let name = if into_dir {
+                        crate::steps::download::file_name(url)
+                    } else {
+                        dest.rsplit('/')
+                            .next()
+                            .filter(|n| !n.is_empty())
+                            .unwrap_or("download")
+                            .to_owned()
+                    };
+                    crate::steps::download::download(url, &dir, &name, checksum.as_ref()).map_err(|e| {
+                        BuildError::Work {
+                            what: "download",
+                            source: Box::new(e),
+                        }
+                    })?;
+                    sources.push(name);
+                }
+                from_path = Some(dir);
+            }
             let src = match &from_path {
                 None => SourceRoot::Context {
                     root: &context,
@@ -859,7 +932,7 @@ impl Builder<'_> {
                 Some(p) => SourceRoot::Rootfs(p),
             };
             let req = CopyRequest {
-                sources: words.clone(),
+                sources,
                 dest: dest.clone(),
                 workdir: workdir.clone(),
                 from: src,
@@ -867,7 +940,7 @@ impl Builder<'_> {
                 chmod,
                 excludes: excludes.clone(),
                 heredocs: heredocs.clone(),
-                extract_archives: keyword == Keyword::Add,
+                extract_archives: keyword == Keyword::Add && !urls,
             };
             let staging = root.dir().join("staging");
             crate::steps::copy::copy(&req, &root.rootfs(), &staging)?;

@@ -174,6 +174,7 @@ impl ImageState {
         created: &str,
         annotations: &[(String, String)],
         recompress: Option<Compression>,
+        format: media_type::Format,
     ) -> Result<(Descriptor, Digest), BuildError> {
         let writer = out.writer()?;
         if let Some(target) = recompress {
@@ -204,16 +205,38 @@ impl ImageState {
         self.config["created"] = Value::String(created.to_owned());
         let config_bytes = serde_json::to_vec(&self.config).expect("JSON serializes");
         let config_digest = writer.put_bytes(&config_bytes, Algorithm::Sha256)?;
-        let layers: Vec<Value> = self
-            .layers
-            .iter()
-            .map(|l| serde_json::to_value(&l.descriptor).expect("a descriptor serializes"))
-            .collect();
+        let docker = format == media_type::Format::DockerV2S2;
+        let fail = |e: &dyn std::fmt::Display| BuildError::Option {
+            option: "--format docker".into(),
+            reason: e.to_string(),
+        };
+        let mut layers = Vec::new();
+        for l in &self.layers {
+            let mut d = serde_json::to_value(&l.descriptor).expect("a descriptor serializes");
+            let mt = l.descriptor.media_type().to_string();
+            if let Some(c) = media_type::layer_compression(&mt) {
+                d["mediaType"] = Value::String(
+                    media_type::layer_media_type(format, c)
+                        .map_err(|e| fail(&e))?
+                        .to_owned(),
+                );
+            }
+            if docker && let Some(obj) = d.as_object_mut() {
+                // Docker schema 2 descriptors carry no annotations.
+                obj.remove("annotations");
+            }
+            layers.push(d);
+        }
+        let (manifest_type, config_type) = if docker {
+            (media_type::DOCKER_MANIFEST, media_type::DOCKER_CONFIG)
+        } else {
+            (media_type::OCI_MANIFEST, media_type::OCI_CONFIG)
+        };
         let manifest = json!({
             "schemaVersion": 2,
-            "mediaType": media_type::OCI_MANIFEST,
+            "mediaType": manifest_type,
             "config": {
-                "mediaType": media_type::OCI_CONFIG,
+                "mediaType": config_type,
                 "digest": config_digest.to_string(),
                 "size": config_bytes.len(),
             },
@@ -221,6 +244,11 @@ impl ImageState {
         });
         let mut manifest = manifest;
         if !annotations.is_empty() {
+            if docker {
+                return Err(fail(
+                    &"Docker schema 2 manifests have no annotations; use labels, or the OCI format",
+                ));
+            }
             let map: Map<String, Value> = annotations
                 .iter()
                 .map(|(k, v)| (k.clone(), Value::String(v.clone())))
@@ -230,7 +258,7 @@ impl ImageState {
         let manifest_bytes = serde_json::to_vec(&manifest).expect("JSON serializes");
         let manifest_digest = writer.put_bytes(&manifest_bytes, Algorithm::Sha256)?;
         let descriptor = Descriptor::new(
-            media_type::OCI_MANIFEST.into(),
+            manifest_type.into(),
             manifest_bytes.len() as u64,
             manifest_digest.to_oci(),
         );

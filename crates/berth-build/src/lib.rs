@@ -26,5 +26,5 @@ mod vars;
 mod workspace;
 
 pub use base::PullPolicy;
-pub use build::{BuildOptions, BuildReport, build};
+pub use build::{BuildOptions, BuildReport, NamedContext, build};
 pub use error::BuildError;

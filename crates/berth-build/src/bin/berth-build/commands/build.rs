@@ -58,7 +58,7 @@ pub(crate) struct BuildArgs {
     /// When to pull base images: missing, always or never.
     #[arg(long, default_value = "missing", num_args = 0..=1, default_missing_value = "always")]
     pub(crate) pull: String,
-    /// The image format: oci (docker is not supported yet).
+    /// The image format: oci, or docker (Docker schema 2; no zstd layers, no annotations).
     #[arg(long, default_value = "oci")]
     pub(crate) format: String,
     /// Layer compression: gzip or zstd.
@@ -81,6 +81,10 @@ pub(crate) struct BuildArgs {
     /// Keep intermediate layers (the default; accepted for buildah compatibility).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub(crate) layers: Option<bool>,
+    /// A named context for FROM and COPY --from: NAME=DIR, NAME=docker-image://REF, NAME=oci-layout://DIR[:REF],
+    /// or NAME=TRANSPORT:REF (docker://, oci:). Repeatable.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub(crate) build_contexts: Vec<String>,
     /// A secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR. Never stored in the image.
     #[arg(long = "secret", value_name = "id=ID,src=FILE")]
     pub(crate) secrets: Vec<String>,
@@ -215,9 +219,16 @@ pub(crate) fn build(cli: &Cli, args: &BuildArgs) -> Result<()> {
         "zstd" => Compression::Zstd,
         other => bail!("--compress {other}: use gzip or zstd"),
     };
-    if args.format != "oci" {
-        bail!("--format {}: berth-build writes OCI images only for now", args.format);
-    }
+    let format = match args.format.as_str() {
+        "oci" => berth_spec::media_type::Format::Oci,
+        "docker" => {
+            if compression == Compression::Zstd {
+                bail!("--format docker --compress zstd: Docker schema 2 has no zstd layers; use gzip or --format oci");
+            }
+            berth_spec::media_type::Format::DockerV2S2
+        }
+        other => bail!("--format {other}: use oci or docker"),
+    };
     let pull: PullPolicy = args.pull.parse().map_err(|e| anyhow::anyhow!("--pull {e}"))?;
     let timestamp = match args.timestamp {
         Some(t) => Some(t),
@@ -279,8 +290,14 @@ pub(crate) fn build(cli: &Cli, args: &BuildArgs) -> Result<()> {
         network,
         platform,
         compression,
+        format,
         timestamp,
         pull,
+        build_contexts: args
+            .build_contexts
+            .iter()
+            .map(|c| named_context(c))
+            .collect::<Result<_>>()?,
         secrets: args
             .secrets
             .iter()
@@ -358,4 +375,25 @@ fn name_image(
             .with_context(|| format!("-t {dest}"))?;
     }
     Ok(())
+}
+
+/// `NAME=VALUE` of `--build-context`.
+fn named_context(text: &str) -> Result<(String, berth_build::NamedContext)> {
+    let Some((name, value)) = text.split_once('=') else {
+        bail!("--build-context {text}: write NAME=DIR or NAME=docker-image://REF");
+    };
+    let context = if let Some(r) = value.strip_prefix("docker-image://") {
+        berth_build::NamedContext::Image(format!("docker://{r}"))
+    } else if let Some(p) = value.strip_prefix("oci-layout://") {
+        berth_build::NamedContext::Image(format!("oci:{p}"))
+    } else if value.starts_with("docker://") || value.starts_with("oci:") {
+        berth_build::NamedContext::Image(value.to_owned())
+    } else {
+        let dir = PathBuf::from(value);
+        if !dir.is_dir() {
+            bail!("--build-context {text}: {value} is not a directory (images are written docker-image://REF)");
+        }
+        berth_build::NamedContext::Dir(dir)
+    };
+    Ok((name.to_owned(), context))
 }
