@@ -3,6 +3,7 @@
 
 mod basics;
 mod outputs;
+mod peers;
 mod rules;
 
 use std::path::{Path, PathBuf};
