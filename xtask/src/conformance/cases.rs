@@ -4,16 +4,19 @@
 //! - `run`: `{"stdout": "…", "exit_code": N}` of running the image with its default command;
 //! - `config`: image config fields — `Env` entries that must be present, `Labels` that must have these values,
 //!   `ExposedPorts`/`Volumes` keys that must be present, and `WorkingDir`, `User`, `Entrypoint`, `Cmd`,
-//!   `StopSignal` that must be equal (`null`: absent);
+//!   `StopSignal`, `Healthcheck`, `Shell`, `OnBuild` that must be equal (`null`: absent);
 //! - `files`: path -> `{"absent": true}` or any of `type` (file|dir|symlink), `content`, `mode` (octal string,
 //!   permission bits with setuid/setgid/sticky), `uid`, `gid`, `target` (of a symlink), `same_file_as` (a path
 //!   that must be the same inode: a hardlink);
 //! - `annotations`: manifest annotations that must have these values; `min_layers`: the least layer count;
 //! - `layer_media_types`: the media types a layer may have (every layer's must be one of them);
 //! - `index_platforms`: `latest` must be an index from which each of these platforms (`os/arch`) loads;
-//! - `build`: `{"annotations": {…}, "compression": "gzip|zstd", "extra_platforms": ["os/arch", …]}` handed to
-//!   the builder; `extra_platforms` makes the built `latest` an index of the image and, per platform, a tiny
-//!   image (one file) whose config names that platform, and the copiers copy it with `--all`.
+//! - `build`: `{"annotations": {…}, "compression": "gzip|zstd", "extra_platforms": ["os/arch", …], "target":
+//!   "stage", "args": {NAME: VALUE}, "secrets": {ID: "content"}}` handed to the builder; `extra_platforms` makes
+//!   the built `latest` an index of the image and, per platform, a tiny image (one file) whose config names that
+//!   platform, and the copiers copy it with `--all`;
+//! - `unsupported`: builder -> why that builder cannot build the case (a feature its version lacks): its cells
+//!   are reported as "unsupported by the tool", neither pass nor fail.
 //!
 //! Documents a Berth tool wrote are also checked by Debian's `oci-image-tool validate` ([`validate`]).
 
@@ -41,6 +44,7 @@ const KEYS: &[&str] = &[
     "layer_media_types",
     "index_platforms",
     "build",
+    "unsupported",
 ];
 
 /// One case directory and its expectations.
@@ -81,6 +85,39 @@ pub fn load_all(dir: &Path) -> Result<Vec<Case>> {
     }
     cases.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(cases)
+}
+
+/// Why `builder` cannot build `case` (`unsupported.BUILDER`), if the case says so.
+pub fn unsupported(case: &Case, builder: &str) -> Option<String> {
+    case.expected
+        .get("unsupported")
+        .and_then(|u| u.get(builder))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// `--target` for the build (`build.target`).
+pub fn build_target(case: &Case) -> Option<&str> {
+    case.expected.get("build")?.get("target")?.as_str()
+}
+
+/// `--build-arg`s (`build.args`).
+pub fn build_args(case: &Case) -> Vec<(String, String)> {
+    string_map(case, "args")
+}
+
+/// Secrets by id with their content (`build.secrets`), written to files for `--secret id=ID,src=FILE`.
+pub fn build_secrets(case: &Case) -> Vec<(String, String)> {
+    string_map(case, "secrets")
+}
+
+fn string_map(case: &Case, key: &str) -> Vec<(String, String)> {
+    let Some(Value::Object(map)) = case.expected.get("build").and_then(|b| b.get(key)) else {
+        return Vec::new();
+    };
+    map.iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect()
 }
 
 /// The annotations the builder is asked to set (`build.annotations`).
@@ -270,7 +307,7 @@ fn check_config_field(key: &str, want: &Value, have: &Value, problems: &mut Vec<
                 }
             }
         }
-        "WorkingDir" | "User" | "Entrypoint" | "Cmd" | "StopSignal" => {
+        "WorkingDir" | "User" | "Entrypoint" | "Cmd" | "StopSignal" | "Healthcheck" | "Shell" | "OnBuild" => {
             if have != want {
                 problems.push(format!("config {key}: {have}, expected {want}"));
             }

@@ -254,7 +254,7 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 /// Builds `case` with `builder` into an OCI layout (the image named `latest`) and returns the layout's directory.
 pub fn build(env: &Env<'_>, builder: Builder, case: &Case) -> Result<PathBuf> {
     // The context: the case directory plus Debian's static busybox as `busybox`.
-    let context = env.work.join("contexts").join(&case.name);
+    let context = env.work.join("contexts").join(builder.name()).join(&case.name);
     fs::create_dir_all(context.parent().expect("has a parent"))?;
     checked(
         Command::new("cp").arg("-a").arg(&case.dir).arg(&context),
@@ -291,6 +291,7 @@ pub fn build(env: &Env<'_>, builder: Builder, case: &Case) -> Result<PathBuf> {
     for (k, v) in cases::build_annotations(case) {
         bud.arg("--annotation").arg(format!("{k}={v}"));
     }
+    build_options(&mut bud, env, case)?;
     bud.args(["-t", &name]).arg(&context);
     checked(&mut bud, BUILD_TIMEOUT, env.scratch)?;
     let layout = env.work.join("built").join(builder.name()).join(&case.name);
@@ -334,6 +335,7 @@ fn build_with_berth(env: &Env<'_>, case: &Case, context: &Path) -> Result<PathBu
     if let Some(format) = cases::build_compression(case) {
         cmd.args(["--compress", format, "--force-compression"]);
     }
+    build_options(&mut cmd, env, case)?;
     cmd.arg("-t")
         .arg(format!("oci:{}:latest", layout.display()))
         .arg(context);
@@ -343,6 +345,24 @@ fn build_with_berth(env: &Env<'_>, case: &Case, context: &Path) -> Result<PathBu
         index_with_platforms(&layout, case, &extra)?;
     }
     Ok(layout)
+}
+
+/// The options both builders spell alike: `--target`, `--build-arg`, `--secret` (secrets written to files).
+fn build_options(cmd: &mut Command, env: &Env<'_>, case: &Case) -> Result<()> {
+    if let Some(target) = cases::build_target(case) {
+        cmd.args(["--target", target]);
+    }
+    for (k, v) in cases::build_args(case) {
+        cmd.arg("--build-arg").arg(format!("{k}={v}"));
+    }
+    for (id, content) in cases::build_secrets(case) {
+        let dir = env.work.join("secrets").join(&case.name);
+        fs::create_dir_all(&dir)?;
+        let file = dir.join(&id);
+        fs::write(&file, content)?;
+        cmd.arg("--secret").arg(format!("id={id},src={}", file.display()));
+    }
+    Ok(())
 }
 
 /// Makes `latest` in `layout` an index of the image it names (for this host) and, per extra platform (`os/arch`), a
@@ -457,11 +477,17 @@ impl Stage {
 }
 
 /// Copies the built layout to the registry and back with `copier`, then checks the pulled image.
-pub fn copy_and_check(env: &Env<'_>, copier: Copier, case: &Case, built: &Path) -> Stage {
+pub fn copy_and_check(env: &Env<'_>, builder: Builder, copier: Copier, case: &Case, built: &Path) -> Stage {
     let started = Instant::now();
-    let id = format!("{}-{}", case.name, copier.name());
+    let id = format!("{}-{}-{}", builder.name(), case.name, copier.name());
     let pulled = env.work.join("pulled").join(&id);
-    let remote = format!("docker://{}/conformance/{}:{}", env.registry, case.name, copier.name());
+    let remote = format!(
+        "docker://{}/conformance/{}/{}:{}",
+        env.registry,
+        builder.name(),
+        case.name,
+        copier.name()
+    );
     let copied = fs::create_dir_all(&pulled).map_err(anyhow::Error::from).and_then(|()| {
         let all = cases::is_index(case);
         copy(env, copier, all, &format!("oci:{}:latest", built.display()), &remote).context("push")?;

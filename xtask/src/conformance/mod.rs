@@ -103,10 +103,26 @@ pub fn run(args: &[String]) -> Result<()> {
 /// a failing build, copy, check or run only fails the cells that depend on it.
 fn run_cells(root: &Path, work: &Path, cases: &[Case], cells: &[Cell]) -> Result<Vec<CellResult>> {
     let mut results: Vec<CellResult> = Vec::new();
-    let live: Vec<&Cell> = cells.iter().filter(|c| c.not_implemented().is_none()).collect();
+    let unsupported = |c: &Cell| {
+        cases
+            .iter()
+            .find(|k| k.name == c.case)
+            .and_then(|k| cases::unsupported(k, c.builder.name()))
+    };
+    let live: Vec<&Cell> = cells
+        .iter()
+        .filter(|c| c.not_implemented().is_none() && unsupported(c).is_none())
+        .collect();
     for cell in cells {
         if let Some(why) = cell.not_implemented() {
             results.push(CellResult::new(cell.clone(), Outcome::NotImplemented, 0.0, why));
+        } else if let Some(why) = unsupported(cell) {
+            let reason = format!(
+                "unsupported by {} {}: {why}",
+                cell.builder.name(),
+                tool_version(cell.builder.name())
+            );
+            results.push(CellResult::new(cell.clone(), Outcome::Unsupported, 0.0, reason));
         }
     }
     if live.is_empty() {
@@ -173,7 +189,7 @@ fn run_cells(root: &Path, work: &Path, cases: &[Case], cells: &[Cell]) -> Result
                     continue;
                 }
                 let stage = match &built {
-                    Ok(layout) => cells::copy_and_check(&env, copier, case, layout),
+                    Ok(layout) => cells::copy_and_check(&env, builder, copier, case, layout),
                     Err(e) => cells::Stage::failed(format!("build with {}: {e:#}", builder.name())),
                 };
                 for cell in sub {
@@ -359,4 +375,16 @@ mod tests {
         assert!(Filter::default().add("runner=podman").is_err());
         assert!(Filter::default().add("tool=x").is_err());
     }
+}
+
+/// A tool's version as its `--version` says (the last word of the first line), for reports.
+fn tool_version(tool: &str) -> String {
+    std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .unwrap_or_default()
 }

@@ -17,6 +17,8 @@ pub enum Outcome {
     Pass,
     Fail,
     NotImplemented,
+    /// The tool's version lacks a feature the case needs (the case says which): neither pass nor fail.
+    Unsupported,
 }
 
 impl Outcome {
@@ -26,6 +28,7 @@ impl Outcome {
             Outcome::Pass => "pass",
             Outcome::Fail => "fail",
             Outcome::NotImplemented => "not-implemented",
+            Outcome::Unsupported => "unsupported",
         }
     }
 
@@ -35,6 +38,7 @@ impl Outcome {
             Outcome::Pass => "pass",
             Outcome::Fail => "FAIL",
             Outcome::NotImplemented => "n-i",
+            Outcome::Unsupported => "unsup",
         }
     }
 }
@@ -77,9 +81,14 @@ impl CellResult {
         let builder = *Builder::ALL.iter().find(|t| Some(t.name()) == s("builder"))?;
         let copier = *Copier::ALL.iter().find(|t| Some(t.name()) == s("copier"))?;
         let runner = *Runner::ALL.iter().find(|t| Some(t.name()) == s("runner"))?;
-        let outcome = [Outcome::Pass, Outcome::Fail, Outcome::NotImplemented]
-            .into_iter()
-            .find(|o| Some(o.json()) == s("result"))?;
+        let outcome = [
+            Outcome::Pass,
+            Outcome::Fail,
+            Outcome::NotImplemented,
+            Outcome::Unsupported,
+        ]
+        .into_iter()
+        .find(|o| Some(o.json()) == s("result"))?;
         Some(CellResult {
             cell: Cell {
                 builder,
@@ -191,10 +200,11 @@ pub fn table(results: &[CellResult], cases: &[Case]) -> String {
 fn summary(results: &[CellResult]) -> String {
     let count = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
     format!(
-        "{} cells: {} pass, {} fail, {} not implemented\n",
+        "{} cells: {} pass, {} fail, {} unsupported by the tool, {} not implemented\n",
         results.len(),
         count(Outcome::Pass),
         count(Outcome::Fail),
+        count(Outcome::Unsupported),
         count(Outcome::NotImplemented)
     )
 }
@@ -227,6 +237,7 @@ pub fn markdown(results: &[CellResult], cases: &[Case]) -> String {
                 Some(Outcome::Pass) => "pass",
                 Some(Outcome::Fail) => "**FAIL**",
                 Some(Outcome::NotImplemented) => "not implemented",
+                Some(Outcome::Unsupported) => "unsupported by tool",
                 None => "—",
             };
             md += &format!(" {word} |");
@@ -246,6 +257,19 @@ pub fn markdown(results: &[CellResult], cases: &[Case]) -> String {
             r.cell.case,
             r.reason.replace('\n', " ")
         );
+    }
+    let mut unsupported: Vec<String> = results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Unsupported)
+        .map(|r| format!("`{}`: {}", r.cell.case, r.reason))
+        .collect();
+    unsupported.sort_unstable();
+    unsupported.dedup();
+    if !unsupported.is_empty() {
+        md += "\n## Unsupported by the tool\n\n";
+        for reason in unsupported {
+            md += &format!("- {reason}\n");
+        }
     }
     let mut not_implemented: Vec<&str> = results
         .iter()
