@@ -355,6 +355,18 @@ impl Filter {
     }
 }
 
+/// A tool's version as its `--version` says (the last word of the first line), for reports.
+fn tool_version(tool: &str) -> String {
+    std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,14 +389,3 @@ mod tests {
     }
 }
 
-/// A tool's version as its `--version` says (the last word of the first line), for reports.
-fn tool_version(tool: &str) -> String {
-    std::process::Command::new(tool)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
-        .unwrap_or_default()
-}
