@@ -33,6 +33,9 @@ use crate::workspace::StepRoot;
 
 static STEP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The history entry of the layer a stage's last WORKDIR makes when no later step did.
+const WORKDIR_ONLY: &str = "/bin/sh -c #(nop) WORKDIR (created)";
+
 /// What to build and how.
 #[derive(Clone)]
 pub struct BuildOptions {
@@ -389,7 +392,7 @@ impl Builder<'_> {
             self.instruction(&mut state, &mut ctx, inst, index)?;
         }
         if ctx.pending_workdir {
-            self.layer_step(&mut state, &mut ctx, "WORKDIR", |_, _, _| Ok(()))?;
+            self.layer_step(&mut state, &mut ctx, WORKDIR_ONLY, |_, _, _| Ok(()))?;
         }
         Ok(state)
     }
@@ -649,6 +652,10 @@ impl Builder<'_> {
             ctx.pending_workdir = false;
         }
         f(self, state, &root)?;
+        if created_by == WORKDIR_ONLY && root.unchanged() {
+            // The working directory was there already: no layer.
+            return Ok(());
+        }
         let (layer, layer_dir) = root.commit(&self.store, &self.cache, &self.create)?;
         state.push_layer(layer, layer_dir);
         let created = self.created.clone();

@@ -82,6 +82,11 @@ impl StepRoot {
         self.dir.join("rootfs")
     }
 
+    /// Whether nothing was written (the upper directory is empty).
+    pub fn unchanged(&self) -> bool {
+        std::fs::read_dir(self.dir.join("upper")).is_ok_and(|mut d| d.next().is_none())
+    }
+
     /// The step's scratch directory (for the container's own files).
     pub fn dir(&self) -> &Path {
         &self.dir

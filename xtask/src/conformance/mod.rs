@@ -388,4 +388,3 @@ mod tests {
         assert!(Filter::default().add("tool=x").is_err());
     }
 }
-
