@@ -44,6 +44,12 @@ pub enum ExpandError {
         /// What followed its name.
         modifier: String,
     },
+    /// The expansion grew past [`MAX_EXPANSION`] (a runaway chain of self-referring ARGs).
+    #[error("the expansion of {word:?} is longer than {MAX_EXPANSION} bytes")]
+    TooLong {
+        /// The word, shortened.
+        word: String,
+    },
     /// A `${...}` whose name is not a variable name.
     #[error("bad substitution {text:?}")]
     BadName {
@@ -52,19 +58,36 @@ pub enum ExpandError {
     },
 }
 
+/// Longest result of expanding one word or line: ARGs that refer to themselves (`ARG A=$A$A`, repeated) would
+/// otherwise double at every line.
+pub const MAX_EXPANSION: usize = 1 << 20;
+
 /// The variables visible to one instruction, as they were before it (an instruction never sees its own changes).
 pub type Vars = HashMap<String, String>;
 
 /// Expands one word (quotes removed) with `vars`.
 pub fn expand_word(word: &str, vars: &Vars, escape: char) -> Result<String, ExpandError> {
     let words = Lexer::new(word, vars, escape).run(false)?;
-    Ok(words.into_iter().next().unwrap_or_default())
+    let out = words.into_iter().next().unwrap_or_default();
+    check_len(word, out.len())?;
+    Ok(out)
+}
+
+fn check_len(word: &str, len: usize) -> Result<(), ExpandError> {
+    if len > MAX_EXPANSION {
+        return Err(ExpandError::TooLong {
+            word: word.chars().take(60).collect(),
+        });
+    }
+    Ok(())
 }
 
 /// Splits `text` into words at unquoted white space, expanding each (quotes removed). An empty quoted word (`""`)
 /// is a word.
 pub fn expand_words(text: &str, vars: &Vars, escape: char) -> Result<Vec<String>, ExpandError> {
-    Lexer::new(text, vars, escape).run(true)
+    let words = Lexer::new(text, vars, escape).run(true)?;
+    check_len(text, words.iter().map(String::len).sum())?;
+    Ok(words)
 }
 
 /// Splits `text` into words at unquoted white space, keeping quotes and escapes as written (no expansion): for

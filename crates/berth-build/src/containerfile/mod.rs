@@ -209,6 +209,8 @@ pub fn parse(file: &str, text: &str) -> Result<Containerfile, ParseError> {
         pos,
         message,
     };
+    // A UTF-8 byte order mark is not part of the first instruction.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let logical = lines::split(text).map_err(|(pos, m)| err(pos, m))?;
     let mut out = Containerfile {
         file: file.to_owned(),

@@ -335,6 +335,10 @@ pub fn copy(req: &CopyRequest<'_>, rootfs: &Path, staging: &Path) -> Result<(), 
 /// Whether `path` is a tar archive (plain, gzip or zstd), by its content; bzip2 and xz archives are refused.
 fn is_archive(path: &Path) -> Result<bool, BuildError> {
     use std::io::Read;
+    // Only regular files: opening a FIFO would block the build.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return Ok(false);
+    }
     let mut head = Vec::new();
     std::fs::File::open(path)
         .at("open", path)?

@@ -2,6 +2,7 @@
 //! layouts directly and by running them with runc (through umoci's unpack) or berth's own layer codec.
 
 mod basics;
+mod hostile;
 mod outputs;
 mod peers;
 mod rules;

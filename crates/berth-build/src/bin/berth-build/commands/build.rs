@@ -102,26 +102,58 @@ pub(crate) struct BuildArgs {
     pub(crate) authfile: Option<PathBuf>,
 }
 
+/// Largest Containerfile read (a bigger one is refused, not read into memory).
+const MAX_CONTAINERFILE: u64 = 16 << 20;
+/// Largest ignore file read.
+const MAX_IGNORE_FILE: u64 = 4 << 20;
+
+/// Reads `rel` inside the context: symlinks and `..` resolve in the context, so a Containerfile or ignore file that
+/// is a symlink cannot make the build read a file outside it (buildah CVE-2022-4122). `None` when absent.
+fn read_in_context(context: &Path, rel: &str, limit: u64) -> Result<Option<String>> {
+    let root = berth_sandbox::rootfs::RootFs::open(context, "the build context")
+        .with_context(|| format!("{}: cannot open the build context", context.display()))?;
+    let Some(bytes) = root
+        .read_file(rel, limit)
+        .with_context(|| format!("{}: cannot read {rel} in the build context", context.display()))?
+    else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(bytes).with_context(|| format!("{}/{rel}: not UTF-8 text", context.display()))?;
+    Ok(Some(text))
+}
+
+fn read_capped(path: &Path, limit: u64) -> Result<String> {
+    let mut text = String::new();
+    let n = std::fs::File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_string(&mut text))
+        .with_context(|| format!("{}: cannot read it", path.display()))?;
+    if n as u64 > limit {
+        bail!("{}: larger than {limit} bytes; refusing to read it", path.display());
+    }
+    Ok(text)
+}
+
 fn containerfile(args: &BuildArgs) -> Result<(String, String, Option<PathBuf>)> {
     match args.file.as_deref() {
         Some("-") => {
             let mut text = String::new();
             std::io::stdin()
+                .take(MAX_CONTAINERFILE + 1)
                 .read_to_string(&mut text)
                 .context("reading the Containerfile from stdin")?;
+            if text.len() as u64 > MAX_CONTAINERFILE {
+                bail!("the Containerfile on stdin is larger than {MAX_CONTAINERFILE} bytes");
+            }
             Ok(("<stdin>".into(), text, None))
         }
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("{path}: cannot read the Containerfile"))?;
+            let text = read_capped(Path::new(path), MAX_CONTAINERFILE)?;
             Ok((path.to_owned(), text, Some(PathBuf::from(path))))
         }
         None => {
             for name in ["Containerfile", "Dockerfile"] {
-                let p = args.context.join(name);
-                if p.is_file() {
-                    let text =
-                        std::fs::read_to_string(&p).with_context(|| format!("{}: cannot read it", p.display()))?;
+                if let Some(text) = read_in_context(&args.context, name, MAX_CONTAINERFILE)? {
+                    let p = args.context.join(name);
                     return Ok((p.display().to_string(), text, Some(p)));
                 }
             }
@@ -134,21 +166,19 @@ fn containerfile(args: &BuildArgs) -> Result<(String, String, Option<PathBuf>)> 
 }
 
 fn ignore_rules(args: &BuildArgs, file: Option<&Path>) -> Result<IgnoreRules> {
-    let mut candidates = Vec::new();
+    let parse = |text: &str, name: &dyn std::fmt::Display| IgnoreRules::parse(text).with_context(|| format!("{name}"));
     if let Some(p) = &args.ignorefile {
-        candidates.push(p.clone());
-    } else {
-        if let Some(f) = file {
-            candidates.push(PathBuf::from(format!("{}.dockerignore", f.display())));
-        }
-        candidates.push(args.context.join(".containerignore"));
-        candidates.push(args.context.join(".dockerignore"));
+        return parse(&read_capped(p, MAX_IGNORE_FILE)?, &p.display());
     }
-    for p in candidates {
-        match std::fs::read_to_string(&p) {
-            Ok(text) => return IgnoreRules::parse(&text).with_context(|| format!("{}", p.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.ignorefile.is_none() => {}
-            Err(e) => return Err(e).with_context(|| format!("{}: cannot read the ignore file", p.display())),
+    if let Some(f) = file {
+        let beside = PathBuf::from(format!("{}.dockerignore", f.display()));
+        if beside.exists() {
+            return parse(&read_capped(&beside, MAX_IGNORE_FILE)?, &beside.display());
+        }
+    }
+    for name in [".containerignore", ".dockerignore"] {
+        if let Some(text) = read_in_context(&args.context, name, MAX_IGNORE_FILE)? {
+            return parse(&text, &args.context.join(name).display());
         }
     }
     Ok(IgnoreRules::default())
