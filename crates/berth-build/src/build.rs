@@ -59,6 +59,8 @@ pub struct BuildOptions {
     pub annotations: Vec<(String, String)>,
     /// Recompress base layers to [`compression`](Self::compression) too (`--force-compression`).
     pub force_compression: bool,
+    /// Squash the image's layers (the base's too) into one (`--squash`).
+    pub squash: bool,
     /// `--network`.
     pub network: NetMode,
     /// The platform (the host's).
@@ -172,6 +174,24 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     let mut state = b.done.remove(&target).expect("the target was built");
     for (k, v) in &opts.labels {
         labels(&mut state).insert(k.clone(), Value::String(v.clone()));
+    }
+    if opts.squash && !state.layers.is_empty() {
+        let dir = opts
+            .work_dir
+            .join("steps")
+            .join(format!("{}-squash", std::process::id()));
+        let root = StepRoot::mount(&mut state, &b.cache, &dir)?;
+        let layer = root.squash(&b.store, &b.create)?;
+        // Every earlier history entry now describes no layer of its own; one entry stands for the squashed layer.
+        if let Some(history) = state.config.get_mut("history").and_then(Value::as_array_mut) {
+            for h in history.iter_mut() {
+                h["empty_layer"] = Value::Bool(true);
+            }
+        }
+        state.layers = vec![layer];
+        state.layer_dirs = None;
+        let created = b.created.clone();
+        state.add_history("berth-build --squash", &created, false);
     }
     (opts.report)("COMMIT");
     let created = b.created.clone();

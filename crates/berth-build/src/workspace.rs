@@ -139,6 +139,29 @@ impl StepRoot {
         Ok((layer, dir))
     }
 
+    /// Writes the whole merged root filesystem as one layer into `out` (`--squash`), then unmounts.
+    pub fn squash(mut self, out: &Layout, create: &CreateOptions) -> Result<Layer, BuildError> {
+        let writer = out.writer()?;
+        let mut blob = writer.blob_writer(Algorithm::Sha256)?;
+        let made =
+            berth_layer::create::create_from_dir(&self.rootfs(), &mut blob, create).map_err(|e| BuildError::Work {
+                what: "write the squashed layer",
+                source: Box::new(e),
+            })?;
+        let (digest, size) = blob.commit()?;
+        drop(writer);
+        self.unmount()?;
+        let mt = media_type::layer_media_type(Format::Oci, create.compression).map_err(|e| BuildError::Option {
+            option: "--compress".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(Layer {
+            descriptor: Descriptor::new(mt.into(), size, digest.to_oci()),
+            diff_id: made.diff_id,
+            layout: out.clone(),
+        })
+    }
+
     fn unmount(&mut self) -> Result<(), BuildError> {
         if let Some(m) = self.mount.take() {
             m.unmount().map_err(|e| BuildError::Work {

@@ -164,3 +164,24 @@ fn add_of_a_url_downloads_without_extracting() {
     assert_eq!(r.code, 125, "{r:?}");
     assert!(r.stderr.contains("checksum"), "{r:?}");
 }
+
+#[test]
+fn squash_makes_one_layer_of_everything() {
+    let env = Env::new();
+    env.build_ok(
+        "FROM busybox:1\nRUN echo one > /one\nRUN rm /one && echo two > /two\n",
+        &["--squash", "-t", "sq:1"],
+    );
+    let (manifest, config) = env.image("sq:1");
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+    let non_empty = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["empty_layer"] != true)
+        .count();
+    assert_eq!(non_empty, 1, "history matches the one layer");
+    let rootfs = env.unpack("sq:1", "s");
+    assert!(rootfs.join("two").is_file() && !rootfs.join("one").exists() && rootfs.join("bin/sh").exists());
+}

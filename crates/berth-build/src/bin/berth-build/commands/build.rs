@@ -46,6 +46,9 @@ pub(crate) struct BuildArgs {
     /// An annotation for the image's manifest, NAME=VALUE. Repeatable.
     #[arg(long = "annotation", value_name = "NAME=VALUE")]
     pub(crate) annotations: Vec<String>,
+    /// Squash all layers of the image, the base's included, into one.
+    #[arg(long)]
+    pub(crate) squash: bool,
     /// With --compress: recompress the base image's layers too (its layer digests change).
     #[arg(long)]
     pub(crate) force_compression: bool,
@@ -317,6 +320,7 @@ pub(crate) fn build(cli: &Cli, args: &BuildArgs) -> Result<()> {
         labels,
         annotations,
         force_compression: args.force_compression,
+        squash: args.squash,
         network,
         platform,
         compression,
