@@ -822,6 +822,7 @@ impl Builder<'_> {
         let mut excludes = Vec::new();
         let (mut from, mut chown, mut chmod) = (None, None, None);
         let mut checksum: Option<Digest> = None;
+        let mut parents = false;
         for f in &inst.flags {
             let v = f.value.clone().unwrap_or_default();
             match f.name.as_str() {
@@ -829,6 +830,7 @@ impl Builder<'_> {
                 "chown" => chown = Some(self.expand(inst, &v, vars)?),
                 "chmod" => chmod = Some(self.expand(inst, &v, vars)?),
                 "link" => {}
+                "parents" => parents = f.value.as_deref() != Some("false"),
                 "checksum" if inst.keyword == Keyword::Add => {
                     let v = self.expand(inst, &v, vars)?;
                     checksum = Some(Digest::parse(&v).map_err(|e| self.err(inst.pos, format!("--checksum={v}: {e}")))?);
@@ -968,6 +970,7 @@ impl Builder<'_> {
                 excludes: excludes.clone(),
                 heredocs: heredocs.clone(),
                 extract_archives: keyword == Keyword::Add && !urls,
+                parents,
             };
             let staging = root.dir().join("staging");
             crate::steps::copy::copy(&req, &root.rootfs(), &staging)?;

@@ -50,6 +50,8 @@ pub struct CopyRequest<'a> {
     pub excludes: Vec<String>,
     /// Heredoc bodies by name (already expanded when their delimiter was not quoted).
     pub heredocs: Vec<(String, String)>,
+    /// `--parents`: each source keeps its path (from the context root) under the destination.
+    pub parents: bool,
     /// `ADD`: local tar archives (plain, gzip or zstd, recognised by their content) are extracted into the
     /// destination directory instead of copied.
     pub extract_archives: bool,
@@ -75,6 +77,8 @@ pub enum CopyError {
 #[derive(Debug)]
 struct Found {
     path: PathBuf,
+    /// The path as matched (before symlinks were resolved), relative to the source root.
+    given: String,
     /// Path relative to the context, for ignore rules inside directories.
     rel: String,
     name: String,
@@ -141,6 +145,7 @@ fn find_sources(req: &CopyRequest<'_>) -> Result<Vec<Found>, BuildError> {
             let name = cand.rsplit('/').next().unwrap_or_default().to_owned();
             found.push(Found {
                 path,
+                given: cand.clone(),
                 rel: resolved.trim_start_matches('/').to_owned(),
                 name,
                 is_dir: meta.is_dir(),
@@ -225,8 +230,12 @@ pub fn copy(req: &CopyRequest<'_>, rootfs: &Path, staging: &Path) -> Result<(), 
             ))),
         });
     }
-    let into_dir =
-        explicit_dir || dest_is_existing_dir || count > 1 || found.iter().any(|f| f.is_dir) || !archives.is_empty();
+    let into_dir = explicit_dir
+        || dest_is_existing_dir
+        || count > 1
+        || found.iter().any(|f| f.is_dir)
+        || !archives.is_empty()
+        || req.parents;
     let (target, file_name) = if into_dir || dest_clean == "/" {
         (dest_clean.clone(), None)
     } else {
@@ -258,7 +267,19 @@ pub fn copy(req: &CopyRequest<'_>, rootfs: &Path, staging: &Path) -> Result<(), 
         },
     };
     for f in &found {
-        if f.is_dir {
+        if req.parents {
+            // The source's own path is kept: its parent directories are made in the staging tree.
+            let to = staging.join(&f.given);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).at("create", parent)?;
+            }
+            if f.is_dir {
+                std::fs::create_dir_all(&to).at("create", &to)?;
+                stager.dir_contents(&f.path, &f.rel, &to)?;
+            } else {
+                stager.entry(&f.path, &f.rel, &to)?;
+            }
+        } else if f.is_dir {
             stager.dir_contents(&f.path, &f.rel, staging)?;
         } else {
             let name = file_name.clone().unwrap_or_else(|| f.name.clone());

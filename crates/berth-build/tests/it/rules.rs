@@ -173,6 +173,7 @@ COPY docs /docs/
 COPY src/*.txt /globbed/
 COPY --chown=nobody:nogroup src/c.bin /owned
 COPY --exclude=*.bin src /excluded/
+COPY --parents src/*.txt docs/README.md /kept/
 "#,
         &["-t", "copy:1"],
     );
@@ -190,6 +191,10 @@ COPY --exclude=*.bin src /excluded/
         "--chown names from the stage's passwd"
     );
     assert!(rootfs.join("excluded/a.txt").exists() && !rootfs.join("excluded/c.bin").exists());
+    assert!(
+        rootfs.join("kept/src/a.txt").exists() && rootfs.join("kept/docs/README.md").exists(),
+        "--parents"
+    );
 
     // Several sources need a directory; an unknown user fails; a source outside the context is refused.
     for (file, says) in [
