@@ -3,6 +3,7 @@
 
 mod basics;
 mod hostile;
+mod options;
 mod outputs;
 mod peers;
 mod rules;
