@@ -68,11 +68,11 @@ impl Ctx<'_> {
         }
     }
     fn write_error(&self, source: io::Error) -> ArchiveError {
-        ArchiveError::Io {
-            path: self.blob_dir.to_owned(),
-            action: "write layer blob",
+        ArchiveError::Io(berth_spec::io_context::PathError::new(
+            "write layer blob",
+            self.blob_dir.to_owned(),
             source,
-        }
+        ))
     }
     fn pump_error(&self, e: Pump) -> ArchiveError {
         match e {

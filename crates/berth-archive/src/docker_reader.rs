@@ -11,7 +11,9 @@ use berth_spec::media_type::{self, Compression};
 use berth_spec::reference::{DockerArchiveRef, DockerReference};
 use oci_spec::image::ImageConfiguration;
 
-use crate::error::{ArchiveError, IoContext, Result};
+use berth_spec::io_context::IoContext;
+
+use crate::error::{ArchiveError, Result};
 use crate::member::normalize;
 use crate::member_index::{MemberIndex, MemberReader};
 
@@ -223,7 +225,7 @@ impl DockerArchiveReader {
         let mut r = self.open_layer(image, i)?.take(4);
         let mut n = 0;
         while n < head.len() {
-            match r.read(&mut head[n..]).at(self.index.path(), "read archive")? {
+            match r.read(&mut head[n..]).at("read archive", self.index.path())? {
                 0 => break,
                 k => n += k,
             }

@@ -12,7 +12,9 @@ use berth_spec::{Algorithm, Digest, Hasher};
 use oci_spec::image::Descriptor;
 
 use crate::docker_reader::DockerArchiveImage;
-use crate::error::{ArchiveError, IoContext, LayoutContext, Result};
+use berth_spec::io_context::IoContext;
+
+use crate::error::{ArchiveError, LayoutContext, Result};
 use crate::tar_out::TarOut;
 
 /// Writes several images into one docker-archive: `<config hex>.json` configs, `<diffID hex>/layer.tar`
@@ -205,7 +207,7 @@ fn write_layer(tar: &mut TarOut, layout: &Layout, label: &str, name: &str, layer
     };
     let blob = layout.open_blob(&layer.blob, layer.size).in_archive(&archive)?;
     let mut blob = BufReader::with_capacity(1 << 20, blob);
-    let found = Compression::sniff(blob.fill_buf().at(&blob_path, "read blob")?);
+    let found = Compression::sniff(blob.fill_buf().at("read blob", &blob_path)?);
     if found != layer.compression && !(layer.compression == Compression::None && blob.buffer().is_empty()) {
         let e = io::Error::other(format!("its media type says {} but it is {found}", layer.compression));
         return Err(layer_error(e));
@@ -223,7 +225,7 @@ fn write_layer(tar: &mut TarOut, layout: &Layout, label: &str, name: &str, layer
             Err(e) => return Err(layer_error(e)),
         };
         hasher.update(&buf[..n]);
-        tar.write_all(&buf[..n]).at(&archive, "write archive")?;
+        tar.write_all(&buf[..n]).at("write archive", &archive)?;
     }
     let found = hasher.finish();
     if found != layer.diff_id {

@@ -12,15 +12,8 @@ use berth_spec::layout::LayoutError;
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     /// An I/O error on a named file (the archive, its temp file, or an extraction target).
-    #[error("{}: {action}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// What was being done.
-        action: &'static str,
-        /// The OS error.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] berth_spec::io_context::PathError),
     /// The archive is not a readable tar stream (bad header checksum, truncated, undecodable compression).
     #[error("{}: not a valid tar archive (check that the file is complete and really an image archive)", archive.display())]
     Tar {
@@ -191,21 +184,6 @@ pub enum ArchiveError {
 
 /// Result alias.
 pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
-
-/// Attaches a path and an action to I/O errors.
-pub(crate) trait IoContext<T> {
-    fn at(self, path: impl Into<PathBuf>, action: &'static str) -> Result<T>;
-}
-
-impl<T> IoContext<T> for io::Result<T> {
-    fn at(self, path: impl Into<PathBuf>, action: &'static str) -> Result<T> {
-        self.map_err(|source| ArchiveError::Io {
-            path: path.into(),
-            action,
-            source,
-        })
-    }
-}
 
 /// Attaches the archive to layout errors.
 pub(crate) trait LayoutContext<T> {

@@ -15,7 +15,9 @@ use berth_layer::tar_walk::{TarWalker, WalkError};
 use berth_spec::media_type::Compression;
 use tar::EntryType;
 
-use crate::error::{ArchiveError, IoContext, Result};
+use berth_spec::io_context::IoContext;
+
+use crate::error::{ArchiveError, Result};
 
 /// What a member is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,10 +126,10 @@ fn walk_error(archive: &Path, e: WalkError) -> ArchiveError {
 
 /// Opens an archive file and undoes gzip or zstd compression (sniffed from its first bytes).
 pub(crate) fn open_decompressed(archive: &Path) -> Result<(Box<dyn Read + Send>, Compression)> {
-    let file = File::open(archive).at(archive, "open archive")?;
+    let file = File::open(archive).at("open archive", archive)?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let compression = Compression::sniff(reader.fill_buf().at(archive, "read archive")?);
-    let reader = berth_spec::diff_id::decoder(reader, compression).at(archive, "start decompressing archive")?;
+    let compression = Compression::sniff(reader.fill_buf().at("read archive", archive)?);
+    let reader = berth_spec::diff_id::decoder(reader, compression).at("start decompressing archive", archive)?;
     Ok((reader, compression))
 }
 

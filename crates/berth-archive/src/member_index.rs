@@ -16,7 +16,9 @@ use std::sync::Arc;
 use berth_layer::tar_walk::TarWalker;
 use berth_spec::media_type::Compression;
 
-use crate::error::{ArchiveError, IoContext, Result};
+use berth_spec::io_context::IoContext;
+
+use crate::error::{ArchiveError, Result};
 use crate::member::{self, MemberKind, normalize};
 
 /// How many links in a row are followed to reach a member.
@@ -44,7 +46,7 @@ impl MemberIndex {
     /// Indexes the archive at `path` (plain, gzip or zstd tar).
     pub(crate) fn open(path: &Path) -> Result<MemberIndex> {
         let file = seekable(path)?;
-        let file_len = file.metadata().at(path, "stat archive")?.len();
+        let file_len = file.metadata().at("stat archive", path)?.len();
         let mut members = HashMap::new();
         member::walk(path, TarWalker::seekable(&file), |m, _| {
             let bad = |reason: String| ArchiveError::BadMember {
@@ -148,7 +150,7 @@ impl MemberIndex {
         let mut out = Vec::new();
         self.reader(entry)
             .read_to_end(&mut out)
-            .at(&self.path, "read archive")?;
+            .at("read archive", &self.path)?;
         Ok(out)
     }
 
@@ -218,17 +220,17 @@ fn link_target(joined: &str, written: &str) -> Result<String, String> {
 /// (a pipe) — its decompressed copy in an anonymous temp file.
 fn seekable(path: &Path) -> Result<File> {
     let (mut reader, compression) = member::open_decompressed(path)?;
-    let regular = std::fs::metadata(path).at(path, "stat archive")?.is_file();
+    let regular = std::fs::metadata(path).at("stat archive", path)?.is_file();
     if compression == Compression::None && regular {
-        return File::open(path).at(path, "open archive");
+        return File::open(path).at("open archive", path).map_err(Into::into);
     }
     tracing::debug!(archive = %path.display(), %compression, regular, "copying the archive to a temp file");
-    let mut temp = tempfile::tempfile().at(std::env::temp_dir(), "create temp file")?;
+    let mut temp = tempfile::tempfile().at("create temp file", std::env::temp_dir())?;
     io::copy(&mut reader, &mut temp).map_err(|source| ArchiveError::Tar {
         archive: path.to_owned(),
         source,
     })?;
-    temp.rewind().at(std::env::temp_dir(), "rewind temp file")?;
+    temp.rewind().at("rewind temp file", std::env::temp_dir())?;
     Ok(temp)
 }
 

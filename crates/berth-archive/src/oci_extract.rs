@@ -16,7 +16,9 @@ use berth_layer::tar_walk::TarWalker;
 use berth_spec::layout::{Layout, MAX_INDEX_JSON_SIZE};
 use berth_spec::{Algorithm, Digest, Hasher};
 
-use crate::error::{ArchiveError, IoContext, LayoutContext, Result};
+use berth_spec::io_context::IoContext;
+
+use crate::error::{ArchiveError, LayoutContext, Result};
 use crate::member::{self, Member, MemberKind};
 
 /// Cap on the size of `oci-layout`.
@@ -96,7 +98,7 @@ fn write_member(archive: &Path, dest: &Path, m: &Member, data: &mut dyn Read, di
         .write(true)
         .create_new(true)
         .open(dest)
-        .at(dest, "create extracted file")?;
+        .at("create extracted file", dest)?;
     let mut hasher = digest.map(|d| Hasher::new(d.algorithm()));
     let mut buf = vec![0u8; 1 << 20];
     let mut data = data.take(m.size);
@@ -116,7 +118,7 @@ fn write_member(archive: &Path, dest: &Path, m: &Member, data: &mut dyn Read, di
         if let Some(h) = hasher.as_mut() {
             h.update(&buf[..n]);
         }
-        file.write_all(&buf[..n]).at(dest, "write extracted file")?;
+        file.write_all(&buf[..n]).at("write extracted file", dest)?;
         total += n as u64;
     }
     if total != m.size {
@@ -139,14 +141,14 @@ fn write_member(archive: &Path, dest: &Path, m: &Member, data: &mut dyn Read, di
             });
         }
     }
-    file.sync_all().at(dest, "fsync extracted file")
+    file.sync_all().at("fsync extracted file", dest).map_err(Into::into)
 }
 
 fn check_destination(into: &Path) -> Result<()> {
     match fs::symlink_metadata(into) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).at(into, "inspect destination"),
-        Ok(meta) if meta.is_dir() && fs::read_dir(into).at(into, "read destination")?.next().is_none() => Ok(()),
+        Err(e) => Err(e).at("inspect destination", into).map_err(Into::into),
+        Ok(meta) if meta.is_dir() && fs::read_dir(into).at("read destination", into)?.next().is_none() => Ok(()),
         Ok(_) => Err(ArchiveError::DestinationExists { path: into.to_owned() }),
     }
 }
@@ -164,13 +166,13 @@ pub fn extract_oci_archive(archive: &Path, into: &Path) -> Result<Layout> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    fs::create_dir_all(parent).at(parent, "create directory")?;
+    fs::create_dir_all(parent).at("create directory", parent)?;
     let base = into.file_name().map_or("layout".into(), |n| n.to_string_lossy());
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{base}."))
         .suffix(".extracting")
         .tempdir_in(parent)
-        .at(parent, "create staging directory")?;
+        .at("create staging directory", parent)?;
     let (reader, compression) = member::open_decompressed(archive)?;
     tracing::debug!(archive = %archive.display(), %compression, "extracting oci-archive");
     let mut skipped = 0usize;
@@ -182,7 +184,9 @@ pub fn extract_oci_archive(archive: &Path, into: &Path) -> Result<Layout> {
         }
         Role::Dir => {
             let dest = staging.path().join(&m.name);
-            fs::create_dir_all(&dest).at(&dest, "create directory")
+            fs::create_dir_all(&dest)
+                .at("create directory", &dest)
+                .map_err(Into::into)
         }
         Role::File { cap, digest } => {
             if m.size > cap {
@@ -195,7 +199,7 @@ pub fn extract_oci_archive(archive: &Path, into: &Path) -> Result<Layout> {
             }
             let dest = staging.path().join(&m.name);
             if let Some(dir) = dest.parent() {
-                fs::create_dir_all(dir).at(dir, "create directory")?;
+                fs::create_dir_all(dir).at("create directory", dir)?;
             }
             write_member(archive, &dest, m, data, digest.as_ref())
         }
@@ -204,14 +208,14 @@ pub fn extract_oci_archive(archive: &Path, into: &Path) -> Result<Layout> {
         tracing::info!(archive = %archive.display(), skipped, "skipped members that are not part of the OCI layout");
     }
     check_layout(archive, staging.path())?;
-    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755)).at(staging.path(), "set permissions")?;
+    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755)).at("set permissions", staging.path())?;
     File::open(staging.path())
         .and_then(|d| d.sync_all())
-        .at(staging.path(), "fsync directory")?;
-    fs::rename(staging.path(), into).at(into, "move the extracted layout into place")?;
+        .at("fsync directory", staging.path())?;
+    fs::rename(staging.path(), into).at("move the extracted layout into place", into)?;
     File::open(parent)
         .and_then(|d| d.sync_all())
-        .at(parent, "fsync directory")?;
+        .at("fsync directory", parent)?;
     Layout::open(into).in_archive(archive)
 }
 

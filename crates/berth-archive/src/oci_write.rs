@@ -7,7 +7,9 @@ use std::path::Path;
 use berth_spec::layout::{LAYOUT_VERSION, Layout};
 use berth_spec::{Digest, VerifyError};
 
-use crate::error::{ArchiveError, IoContext, LayoutContext, Result};
+use berth_spec::io_context::IoContext;
+
+use crate::error::{ArchiveError, LayoutContext, Result};
 use crate::oci_extract::algorithm;
 use crate::tar_out::TarOut;
 
@@ -40,26 +42,26 @@ fn list_blobs(layout_dir: &Path, out: &Path) -> Result<Vec<Item>> {
             layout_dir.display()
         ),
     };
-    for alg in fs::read_dir(&blobs).at(&blobs, "read directory")? {
-        let alg = alg.at(&blobs, "read directory")?;
+    for alg in fs::read_dir(&blobs).at("read directory", &blobs)? {
+        let alg = alg.at("read directory", &blobs)?;
         let alg_name = alg.file_name().to_string_lossy().into_owned();
         if algorithm(&alg_name).is_none() {
             tracing::warn!(layout = %layout_dir.display(), dir = alg_name, "leaving out blobs of an unknown algorithm");
             continue;
         }
-        let ft = alg.file_type().at(alg.path(), "stat")?;
+        let ft = alg.file_type().at("stat", alg.path())?;
         if !ft.is_dir() {
             return Err(refuse(format!("blobs/{alg_name}"), "non-directory"));
         }
         items.push(Item::Dir(format!("blobs/{alg_name}")));
-        for f in fs::read_dir(alg.path()).at(alg.path(), "read directory")? {
-            let f = f.at(alg.path(), "read directory")?;
+        for f in fs::read_dir(alg.path()).at("read directory", alg.path())? {
+            let f = f.at("read directory", alg.path())?;
             let name = format!("blobs/{alg_name}/{}", f.file_name().to_string_lossy());
             let Ok(digest) = Digest::parse(&format!("{alg_name}:{}", f.file_name().to_string_lossy())) else {
                 tracing::warn!(layout = %layout_dir.display(), file = name, "leaving out a file whose name is not a digest");
                 continue;
             };
-            let meta = f.metadata().at(f.path(), "stat")?;
+            let meta = f.metadata().at("stat", f.path())?;
             if !meta.file_type().is_file() {
                 return Err(refuse(name, "symlink or special file"));
             }
@@ -128,15 +130,15 @@ fn copy_blob(layout: &Layout, tar: &mut TarOut, name: &str, digest: &Digest, siz
                         expected: expected.clone(),
                         found: found.clone(),
                     },
-                    _ => ArchiveError::Io {
-                        path: layout.blob_path(digest),
-                        action: "read blob",
-                        source: e,
-                    },
+                    _ => ArchiveError::Io(berth_spec::io_context::PathError::new(
+                        "read blob",
+                        layout.blob_path(digest),
+                        e,
+                    )),
                 });
             }
         };
-        tar.write_all(&buf[..n]).at(tar.target(), "write archive")?;
+        tar.write_all(&buf[..n]).at("write archive", tar.target())?;
     }
     tar.end_file(member)
 }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use tar::{EntryType, Header};
 use tempfile::NamedTempFile;
 
-use crate::error::{IoContext, Result};
+use berth_spec::io_context::IoContext;
+
+use crate::error::Result;
 
 const BLOCK: u64 = 512;
 
@@ -50,13 +52,13 @@ impl TarOut {
             .suffix(".tmp")
             .permissions(std::fs::Permissions::from_mode(0o666))
             .tempfile_in(parent)
-            .at(parent, "create a temp file for the archive")?;
+            .at("create a temp file for the archive", parent)?;
         if let Some(m) = replaced {
             temp.as_file()
                 .set_permissions(std::fs::Permissions::from_mode(m.permissions().mode() & 0o7777))
-                .at(temp.path(), "set the mode of")?;
+                .at("set the mode of", temp.path())?;
         }
-        let file = temp.as_file().try_clone().at(temp.path(), "open temp file")?;
+        let file = temp.as_file().try_clone().at("open temp file", temp.path())?;
         Ok(TarOut {
             target: target.to_owned(),
             temp,
@@ -116,8 +118,9 @@ impl TarOut {
     pub(crate) fn dir(&mut self, name: &str) -> Result<()> {
         let h = Self::header(EntryType::Directory, 0o755);
         self.write_header(&format!("{name}/"), h, 0)
-            .at(&self.target, "write archive")
+            .at("write archive", &self.target)
             .map(|_| ())
+            .map_err(Into::into)
     }
 
     /// Starts a regular file; write its data through `self`, then call [`TarOut::end_file`]. Without a `size`, the
@@ -126,7 +129,7 @@ impl TarOut {
         let h = Self::header(EntryType::Regular, 0o644);
         let (header, header_pos) = self
             .write_header(name, h, size.unwrap_or(0))
-            .at(&self.target, "write archive")?;
+            .at("write archive", &self.target)?;
         Ok(OpenMember {
             header,
             header_pos,
@@ -141,45 +144,45 @@ impl TarOut {
         match member.size {
             Some(size) if size != written => {
                 let e = io::Error::other(format!("member data is {written} bytes, its header says {size}"));
-                return Err(e).at(&self.target, "write archive");
+                return Err(e).at("write archive", &self.target).map_err(Into::into);
             }
             Some(_) => {}
             None => {
                 member.header.set_size(written);
                 member.header.set_cksum();
-                self.out.flush().at(&self.target, "write archive")?;
+                self.out.flush().at("write archive", &self.target)?;
                 self.out
                     .get_ref()
                     .write_all_at(member.header.as_bytes(), member.header_pos)
-                    .at(&self.target, "write archive")?;
+                    .at("write archive", &self.target)?;
             }
         }
-        self.pad().at(&self.target, "write archive")
+        self.pad().at("write archive", &self.target).map_err(Into::into)
     }
 
     /// Adds a whole regular file from memory.
     pub(crate) fn file_bytes(&mut self, name: &str, data: &[u8]) -> Result<()> {
         let m = self.begin_file(name, Some(data.len() as u64))?;
-        self.write_all(data).at(&self.target, "write archive")?;
+        self.write_all(data).at("write archive", &self.target)?;
         self.end_file(m)
     }
 
     /// Writes the end-of-archive blocks, fsyncs, and renames the archive into place (then fsyncs the directory).
     pub(crate) fn finish(mut self) -> Result<()> {
         self.write_all(&[0u8; 2 * BLOCK as usize])
-            .at(&self.target, "write archive")?;
-        self.out.flush().at(self.temp.path(), "write archive")?;
-        self.out.get_ref().sync_all().at(self.temp.path(), "fsync archive")?;
+            .at("write archive", &self.target)?;
+        self.out.flush().at("write archive", self.temp.path())?;
+        self.out.get_ref().sync_all().at("fsync archive", self.temp.path())?;
         let target = self.target.clone();
         self.temp
             .persist(&target)
             .map_err(|e| e.error)
-            .at(&target, "rename the finished archive into place")?;
+            .at("rename the finished archive into place", &target)?;
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        File::open(dir).and_then(|d| d.sync_all()).at(dir, "fsync directory")?;
+        File::open(dir).and_then(|d| d.sync_all()).at("fsync directory", dir)?;
         tracing::debug!(archive = %target.display(), bytes = self.pos, "archive written");
         Ok(())
     }

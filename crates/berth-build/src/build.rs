@@ -22,7 +22,9 @@ use serde_json::{Map, Value, json};
 use crate::base::{BaseResolver, PullPolicy};
 use crate::containerfile::expand::{self, Vars};
 use crate::containerfile::{Args as Form, Containerfile, Instruction, Keyword, Pos, Stage};
-use crate::error::{BuildError, IoContext};
+use berth_spec::io_context::IoContext;
+
+use crate::error::BuildError;
 use crate::image::ImageState;
 use crate::pattern::IgnoreRules;
 use crate::steps::copy::{CopyRequest, SourceRoot};

@@ -1,8 +1,6 @@
 //! The builder's errors. Each names the Containerfile line, the image or the path involved; the binary prints
 //! the chain of causes once.
 
-use std::path::PathBuf;
-
 use crate::containerfile::{ParseError, Pos};
 
 /// Why a build failed.
@@ -60,15 +58,8 @@ pub enum BuildError {
     #[error(transparent)]
     Untrusted(#[from] berth_spec::private_dir::UntrustedDir),
     /// A file system operation failed.
-    #[error("{action} {}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// Where.
-        path: PathBuf,
-        /// What the system said.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] berth_spec::io_context::PathError),
     /// An option cannot be used as given.
     #[error("{option}: {reason}")]
     Option {
@@ -77,19 +68,4 @@ pub enum BuildError {
         /// Why, and what to do.
         reason: String,
     },
-}
-
-/// Attaches an action and a path to I/O errors.
-pub(crate) trait IoContext<T> {
-    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, BuildError>;
-}
-
-impl<T, E: Into<std::io::Error>> IoContext<T> for Result<T, E> {
-    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, BuildError> {
-        self.map_err(|e| BuildError::Io {
-            action,
-            path: path.into(),
-            source: e.into(),
-        })
-    }
 }

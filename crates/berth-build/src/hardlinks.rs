@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::{BuildError, IoContext};
+use berth_spec::io_context::IoContext;
+
+use crate::error::BuildError;
 
 /// Every name below `root` (relative) of each multiply linked regular file, by inode.
 fn alias_index(root: &Path) -> HashMap<u64, Vec<PathBuf>> {

@@ -12,7 +12,9 @@ use berth_spec::media_type::{self, Format};
 use berth_spec::{Algorithm, Digest};
 use oci_spec::image::Descriptor;
 
-use crate::error::{BuildError, IoContext};
+use berth_spec::io_context::IoContext;
+
+use crate::error::BuildError;
 use crate::image::{ImageState, Layer};
 
 /// A mounted step root. Dropping it unmounts and removes its directories; [`StepRoot::commit`] turns its

@@ -10,9 +10,9 @@ use berth_spec::platform::Platform;
 use berth_spec::reference::ImageRef;
 
 use crate::RunError;
-use crate::error::IoContext;
 use crate::source::open_image;
 use berth_sandbox::overlay::build_rootfs_copy;
+use berth_spec::io_context::IoContext;
 
 /// What to make a bundle of, and how.
 #[derive(Debug, Clone)]
@@ -134,7 +134,7 @@ fn claim_dir(dir: &Path) -> Result<bool, RunError> {
                 .at("make private", dir)?;
             Ok(true)
         }
-        Err(e) => Err(e).at("inspect", dir),
+        Err(e) => Err(e).at("inspect", dir).map_err(Into::into),
         Ok(m) if !m.is_dir() => Err(refuse("it exists and is not a directory; choose a new path")),
         Ok(_) => {
             let mut entries = std::fs::read_dir(dir).at("read", dir)?;

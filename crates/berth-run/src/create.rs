@@ -7,12 +7,12 @@ use berth_sandbox::{ContainerSetup, SpecOptions, prepare_container};
 use berth_spec::platform::Platform;
 use berth_spec::reference::ImageRef;
 
-use crate::error::IoContext;
 use crate::signals::parse_signal;
 use crate::source::open_image;
 use crate::state::{ContainerRecord, RootfsKind, StateDir, validate_name};
 use crate::{RunError, new_container_id};
 use berth_sandbox::overlay::{build_rootfs_copy, prepare_rootfs_overlay, unmount_overlay};
+use berth_spec::io_context::IoContext;
 
 /// What to make a container of.
 #[derive(Debug, Clone)]

@@ -1,6 +1,5 @@
 //! Why the runner could not do what it was asked.
 
-use std::io;
 use std::path::PathBuf;
 
 use berth_archive::ArchiveError;
@@ -95,16 +94,8 @@ pub enum RunError {
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     /// A file system operation failed.
-    #[error("{action} {}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] berth_spec::io_context::PathError),
 }
 
 impl RunError {
@@ -119,20 +110,5 @@ impl RunError {
     /// An invalid command-line option.
     pub fn option(option: impl Into<String>, reason: impl Into<String>) -> Self {
         RunError::Sandbox(SandboxError::option(option, reason))
-    }
-}
-
-/// Attaches an action and path to I/O errors.
-pub(crate) trait IoContext<T> {
-    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, RunError>;
-}
-
-impl<T, E: Into<io::Error>> IoContext<T> for Result<T, E> {
-    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, RunError> {
-        self.map_err(|e| RunError::Io {
-            action,
-            path: path.into(),
-            source: e.into(),
-        })
     }
 }

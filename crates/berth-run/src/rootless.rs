@@ -21,7 +21,7 @@ use std::process::Command;
 use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
 use crate::RunError;
-use crate::error::IoContext;
+use berth_spec::io_context::IoContext;
 
 /// The environment variable that tells the re-executed berth-run what to do: `new:R,W` (unshare, then
 /// synchronize over the inherited pipe ends R and W) or `join:U,M` (enter the user and mount namespaces whose
@@ -243,7 +243,7 @@ pub fn reexec_with_args(
             if let Err(e) = std::fs::File::from(parent_write).write_all(b"m") {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(e).at("write", "a pipe");
+                return Err(e).at("write", "a pipe").map_err(Into::into);
             }
         }
     }

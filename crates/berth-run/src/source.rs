@@ -9,7 +9,7 @@ use berth_spec::{Digest, media_type};
 use tempfile::TempDir;
 
 use crate::RunError;
-use crate::error::IoContext;
+use berth_spec::io_context::IoContext;
 
 /// An image opened for running: its layout, its manifest and config, and the temporary directory holding an
 /// unpacked archive (removed when this is dropped).
@@ -54,6 +54,7 @@ pub fn open_image(
             .prefix("image-")
             .tempdir_in(scratch)
             .at("create a temporary directory in", scratch)
+            .map_err(Into::into)
     };
     let (layout, image, temp) = match reference {
         ImageRef::Store(name) => {

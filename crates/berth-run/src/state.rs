@@ -19,7 +19,7 @@ use berth_sandbox::runtime::Runtime;
 use serde::{Deserialize, Serialize};
 
 use crate::RunError;
-use crate::error::IoContext;
+use berth_spec::io_context::IoContext;
 
 /// How long the exit code of a container removed with `--rm` is kept for `wait`.
 pub const EXIT_KEPT: std::time::Duration = std::time::Duration::from_secs(300);

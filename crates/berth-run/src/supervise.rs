@@ -14,11 +14,11 @@ use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGPIPE, SIGQUIT, SIGTERM, SIG
 use signal_hook::iterator::Signals;
 
 use crate::RunError;
-use crate::error::IoContext;
 use crate::logfile::{Stream, copy_to_log};
 use crate::state::{ContainerRecord, RootfsKind, StateDir, Status, now};
 use crate::tty::{ConsoleSocket, RawMode, copy_window_size, spawn_input_copy, spawn_output_copy};
 use berth_sandbox::overlay::unmount_overlay;
+use berth_spec::io_context::IoContext;
 
 /// The hidden subcommand the detached monitor runs as.
 pub const MONITOR_COMMAND: &str = "__monitor";
@@ -124,7 +124,7 @@ pub fn remove_container(state: &StateDir, runtime: &Runtime, record: &ContainerR
         if let Err(e) = berth_layer::apply::remove_dir_all_forcing(&dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            return Err(e).at("remove", dir);
+            return Err(e).at("remove", dir).map_err(Into::into);
         }
     }
     release_rootfs(record);
@@ -132,11 +132,11 @@ pub fn remove_container(state: &StateDir, runtime: &Runtime, record: &ContainerR
     // The record goes first, so a crash midway leaves no half-removed container listed.
     let json = dir.join("container.json");
     match std::fs::remove_file(&json) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at("remove", json),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at("remove", json).map_err(Into::into),
         _ => {}
     }
     match berth_layer::apply::remove_dir_all_forcing(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at("remove", dir),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at("remove", dir).map_err(Into::into),
         _ => Ok(()),
     }
 }
@@ -167,7 +167,9 @@ fn forward_signals(pid: i32, terminal: Option<OwnedFd>, mut signals: Signals) ->
 /// The signals a foreground berth-run forwards, caught from before the container starts (so one sent while it
 /// starts is delivered to it, not fatal to berth-run).
 fn catch_signals() -> Result<Signals, RunError> {
-    Signals::new([SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH]).at("handle signals of", "berth-run")
+    Signals::new([SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH])
+        .at("handle signals of", "berth-run")
+        .map_err(Into::into)
 }
 
 /// How a foreground process's standard streams are connected.

@@ -15,7 +15,7 @@ use rustix::net::{
 use rustix::termios::{OptionalActions, Termios};
 
 use crate::RunError;
-use crate::error::IoContext;
+use berth_spec::io_context::IoContext;
 
 /// A listening Unix socket in a private temporary directory (short path: socket paths are limited to 107 bytes).
 #[derive(Debug)]
@@ -70,7 +70,9 @@ impl ConsoleSocket {
                 return Ok(fd);
             }
         }
-        Err(std::io::Error::other("the runtime sent no terminal")).at("receive the terminal from", &self.path)
+        Err(std::io::Error::other("the runtime sent no terminal"))
+            .at("receive the terminal from", &self.path)
+            .map_err(Into::into)
     }
 }
 

@@ -1,6 +1,5 @@
 //! Why a container's runtime spec or root filesystem could not be prepared.
 
-use std::io;
 use std::path::PathBuf;
 
 use berth_spec::runtime_config::ConversionError;
@@ -121,16 +120,8 @@ pub enum SandboxError {
         reason: String,
     },
     /// A file system operation failed.
-    #[error("{action} {}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] berth_spec::io_context::PathError),
 }
 
 impl SandboxError {
@@ -140,20 +131,5 @@ impl SandboxError {
             option: option.into(),
             reason: reason.into(),
         }
-    }
-}
-
-/// Attaches an action and path to I/O errors.
-pub(crate) trait IoContext<T> {
-    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, SandboxError>;
-}
-
-impl<T, E: Into<io::Error>> IoContext<T> for Result<T, E> {
-    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, SandboxError> {
-        self.map_err(|e| SandboxError::Io {
-            action,
-            path: path.into(),
-            source: e.into(),
-        })
     }
 }

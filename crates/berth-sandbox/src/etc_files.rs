@@ -5,9 +5,9 @@ use std::path::Path;
 use oci_spec::runtime::Mount;
 
 use crate::SandboxError;
-use crate::error::IoContext;
 use crate::mounts::mount;
 use crate::options::NetMode;
+use berth_spec::io_context::IoContext;
 
 /// Nameservers used when the host's are all loopback addresses, which a container with its own network namespace
 /// cannot reach (Docker's fallback).
@@ -116,7 +116,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SandboxError> {
     let tmp = path.with_extension("berth-tmp");
     std::fs::write(&tmp, bytes).at("write", &tmp)?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).at("set permissions of", &tmp)?;
-    std::fs::rename(&tmp, path).at("rename into place", path)
+    std::fs::rename(&tmp, path)
+        .at("rename into place", path)
+        .map_err(Into::into)
 }
 
 #[cfg(test)]

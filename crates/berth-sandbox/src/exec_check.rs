@@ -9,8 +9,8 @@ use rustix::fs::{FileType, OFlags};
 use rustix::io::Errno;
 
 use crate::SandboxError;
-use crate::error::IoContext;
 use crate::rootfs::RootFs;
+use berth_spec::io_context::IoContext;
 
 /// ELF machines a host of each Go architecture executes natively.
 fn native_machines(arch: &str) -> Option<&'static [u16]> {
@@ -79,7 +79,11 @@ fn probe(rootfs: &RootFs, path: &str) -> Result<Found, SandboxError> {
         Ok(fd) => fd,
         Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(Found::Missing),
         Err(Errno::ACCESS | Errno::PERM) => return Ok(Found::Runnable(None)),
-        Err(e) => return Err(e).at("open", rootfs.path().join(path.trim_start_matches('/'))),
+        Err(e) => {
+            return Err(e)
+                .at("open", rootfs.path().join(path.trim_start_matches('/')))
+                .map_err(Into::into);
+        }
     };
     let stat = rustix::fs::fstat(&fd).at("inspect", rootfs.path().join(path.trim_start_matches('/')))?;
     match FileType::from_raw_mode(stat.st_mode) {

@@ -8,8 +8,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::SandboxError;
-use crate::error::IoContext;
 use crate::tree_copy::{CopyStats, merge_overlay_layer};
+use berth_spec::io_context::IoContext;
 use rustix::io::Errno;
 use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags, fsconfig_create,

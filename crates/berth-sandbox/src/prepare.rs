@@ -6,12 +6,12 @@ use berth_spec::runtime_config::{ImageRuntimeConfig, convert_with_host_env, reso
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{Mount, Spec};
 
-use crate::error::IoContext;
 use crate::mount_dest::{Origin, resolve_destination};
 use crate::options::{NetMode, SpecOptions, VolumeBacking};
 use crate::rootfs::RootFs;
 use crate::spec::{SpecParts, default_spec};
 use crate::{SandboxError, etc_files, exec_check, mounts, tree_copy};
+use berth_spec::io_context::IoContext;
 
 /// Annotation set when `HOME` was not given and Berth set it from the user's passwd entry (or `/`).
 pub const HOME_COMPUTED_ANNOTATION: &str = "dev.berth.home-computed";

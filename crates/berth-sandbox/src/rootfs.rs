@@ -13,7 +13,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use crate::SandboxError;
-use crate::error::IoContext;
+use berth_spec::io_context::IoContext;
 
 /// Largest `/etc/passwd` or `/etc/group` read.
 pub const MAX_ACCOUNT_FILE: u64 = 1 << 20;
@@ -70,7 +70,7 @@ impl RootFs {
             let stat = match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(s) => s,
                 Err(Errno::NOENT) => continue,
-                Err(e) => return Err(e).at("inspect", self.path.join(name)),
+                Err(e) => return Err(e).at("inspect", self.path.join(name)).map_err(Into::into),
             };
             let what = match FileType::from_raw_mode(stat.st_mode) {
                 FileType::Directory => continue,
@@ -96,7 +96,7 @@ impl RootFs {
         let fd = match self.open_in_root(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY) {
             Ok(fd) => fd,
             Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(None),
-            Err(e) => return Err(e).at("open", self.host_path(path)),
+            Err(e) => return Err(e).at("open", self.host_path(path)).map_err(Into::into),
         };
         let stat = rustix::fs::fstat(&fd).at("inspect", self.host_path(path))?;
         if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
@@ -136,7 +136,7 @@ impl RootFs {
         match self.open_in_root(path, OFlags::RDONLY | OFlags::DIRECTORY) {
             Ok(fd) => Ok(Some(fd)),
             Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => Ok(None),
-            Err(e) => Err(e).at("open", self.host_path(path)),
+            Err(e) => Err(e).at("open", self.host_path(path)).map_err(Into::into),
         }
     }
 
@@ -182,10 +182,18 @@ impl RootFs {
                                 links += 1;
                                 continue 'walk;
                             }
-                            Err(e) => return Err(e).at("create directory", self.host_path(&prefix)),
+                            Err(e) => {
+                                return Err(e)
+                                    .at("create directory", self.host_path(&prefix))
+                                    .map_err(Into::into);
+                            }
                         }
                     }
-                    Err(e) => return Err(e).at("create directory", self.host_path(&prefix)),
+                    Err(e) => {
+                        return Err(e)
+                            .at("create directory", self.host_path(&prefix))
+                            .map_err(Into::into);
+                    }
                 }
             }
             return Ok(());
@@ -232,7 +240,9 @@ impl RootFs {
                     };
                     return match made {
                         Ok(()) | Err(Errno::EXIST) => Ok(()),
-                        Err(e) => Err(e).at("create a mount point at", self.host_path(&current)),
+                        Err(e) => Err(e)
+                            .at("create a mount point at", self.host_path(&current))
+                            .map_err(Into::into),
                     };
                 }
                 Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
@@ -266,7 +276,7 @@ impl RootFs {
                     }
                     return Ok(());
                 }
-                Err(e) => return Err(e).at("inspect", self.host_path(&current)),
+                Err(e) => return Err(e).at("inspect", self.host_path(&current)).map_err(Into::into),
             }
         }
         Err(SandboxError::option(
@@ -293,10 +303,14 @@ impl RootFs {
                 Ok(fd) => match rustix::fs::statat(&fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
                     Ok(st) => Some((fd, st)),
                     Err(Errno::NOENT) => None,
-                    Err(e) => return Err(e).at("inspect", self.host_path(&format!("{parent}/{name}"))),
+                    Err(e) => {
+                        return Err(e)
+                            .at("inspect", self.host_path(&format!("{parent}/{name}")))
+                            .map_err(Into::into);
+                    }
                 },
                 Err(Errno::NOENT | Errno::NOTDIR) => None,
-                Err(e) => return Err(e).at("open", self.host_path(&parent)),
+                Err(e) => return Err(e).at("open", self.host_path(&parent)).map_err(Into::into),
             };
             let Some((fd, st)) = st else {
                 // Missing from here on: nothing below can be a symlink yet.

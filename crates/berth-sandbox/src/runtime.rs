@@ -16,7 +16,7 @@ use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use oci_spec::runtime::Process;
 
 use crate::SandboxError;
-use crate::error::IoContext;
+use berth_spec::io_context::IoContext;
 
 /// Where a process's standard streams go. `None` inherits the caller's.
 #[derive(Debug, Default)]
@@ -319,7 +319,7 @@ impl Runtime {
                 // Half-created state (no state.json): nothing runs from it.
                 tracing::debug!("{e}; removing the state directory");
                 let dir = self.root.join(id);
-                std::fs::remove_dir_all(&dir).at("remove", dir)
+                std::fs::remove_dir_all(&dir).at("remove", dir).map_err(Into::into)
             }
         }
     }
@@ -333,10 +333,12 @@ impl Runtime {
 
 /// How a process ended, as a shell reports it: its exit code, or 128 + the signal that killed it.
 pub fn wait_exit(pid: i32) -> Result<i32, SandboxError> {
-    let pid_t = rustix::process::Pid::from_raw(pid).ok_or_else(|| SandboxError::Io {
-        action: "wait for",
-        path: PathBuf::from(format!("process {pid}")),
-        source: std::io::Error::other("not a process id"),
+    let pid_t = rustix::process::Pid::from_raw(pid).ok_or_else(|| {
+        SandboxError::Io(berth_spec::io_context::PathError::new(
+            "wait for",
+            PathBuf::from(format!("process {pid}")),
+            std::io::Error::other("not a process id"),
+        ))
     })?;
     loop {
         match rustix::process::waitpid(Some(pid_t), rustix::process::WaitOptions::empty()) {
@@ -351,11 +353,11 @@ pub fn wait_exit(pid: i32) -> Result<i32, SandboxError> {
             Ok(None) => {}
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => {
-                return Err(SandboxError::Io {
-                    action: "wait for",
-                    path: PathBuf::from(format!("process {pid}")),
-                    source: e.into(),
-                });
+                return Err(SandboxError::Io(berth_spec::io_context::PathError::new(
+                    "wait for",
+                    PathBuf::from(format!("process {pid}")),
+                    e,
+                )));
             }
         }
     }

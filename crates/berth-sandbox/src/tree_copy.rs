@@ -21,7 +21,7 @@ use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Stat, Timespec, Timestamp
 use rustix::io::Errno;
 
 use crate::SandboxError;
-use crate::error::IoContext;
+use berth_spec::io_context::IoContext;
 
 mod fsops;
 
@@ -83,7 +83,7 @@ pub fn copy_xattrs(src: &Path, dst: &Path) -> Result<u64, SandboxError> {
         match rustix::fs::lsetxattr(dst, &xname, &value, XattrFlags::empty()) {
             Ok(()) => {}
             Err(Errno::PERM | Errno::NOTSUP) => refused += 1,
-            Err(e) => return Err(e).at("set the xattrs of", dst),
+            Err(e) => return Err(e).at("set the xattrs of", dst).map_err(Into::into),
         }
     }
     Ok(refused)
@@ -103,6 +103,7 @@ fn open_dir_path(path: &Path) -> Result<OwnedFd, SandboxError> {
         Mode::empty(),
     )
     .at("open directory", path)
+    .map_err(Into::into)
 }
 
 fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> rustix::io::Result<OwnedFd> {
@@ -183,11 +184,11 @@ impl Copier {
         depth: usize,
     ) -> Result<(), SandboxError> {
         if depth > MAX_DEPTH {
-            return Err(SandboxError::Io {
-                action: "copy (directories nested too deeply)",
-                path: self.err(rel),
-                source: Errno::LOOP.into(),
-            });
+            return Err(SandboxError::Io(berth_spec::io_context::PathError::new(
+                "copy (directories nested too deeply)",
+                self.err(rel),
+                Errno::LOOP,
+            )));
         }
         let mut names = Vec::new();
         for entry in rustix::fs::Dir::read_from(src).at("read directory", self.err(rel))? {
@@ -340,7 +341,7 @@ impl Copier {
         match rustix::fs::fchown(dst, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid))) {
             Ok(()) => {}
             Err(Errno::PERM) => self.stats.skipped_owners += 1,
-            Err(e) => return Err(e).at("set owner of", self.err(rel)),
+            Err(e) => return Err(e).at("set owner of", self.err(rel)).map_err(Into::into),
         }
         let names = list_xattrs(|buf| rustix::fs::flistxattr(src, buf)).at("list xattrs of", self.err(rel))?;
         for xname in names
@@ -353,11 +354,13 @@ impl Copier {
             match rustix::fs::fsetxattr(dst, &xname, &value, XattrFlags::empty()) {
                 Ok(()) => {}
                 Err(Errno::PERM | Errno::NOTSUP) => self.stats.skipped_xattrs += 1,
-                Err(e) => return Err(e).at("set xattr of", self.err(rel)),
+                Err(e) => return Err(e).at("set xattr of", self.err(rel)).map_err(Into::into),
             }
         }
         rustix::fs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777)).at("set mode of", self.err(rel))?;
-        rustix::fs::futimens(dst, &times(st)).at("set times of", self.err(rel))
+        rustix::fs::futimens(dst, &times(st))
+            .at("set times of", self.err(rel))
+            .map_err(Into::into)
     }
 
     /// [`Self::metadata_fd`] for entries that cannot be opened (symlinks, devices, FIFOs).
@@ -375,14 +378,16 @@ impl Copier {
         match rustix::fs::chownat(dst, name, uid, gid, nofollow) {
             Ok(()) => {}
             Err(Errno::PERM) => self.stats.skipped_owners += 1,
-            Err(e) => return Err(e).at("set owner of", self.err(rel)),
+            Err(e) => return Err(e).at("set owner of", self.err(rel)).map_err(Into::into),
         }
         self.stats.skipped_xattrs += fsops::copy_xattrs_at(src, dst, name).at("copy xattrs of", self.err(rel))?;
         if !symlink {
             rustix::fs::chmodat(dst, name, Mode::from_raw_mode(st.st_mode & 0o7777), AtFlags::empty())
                 .at("set mode of", self.err(rel))?;
         }
-        rustix::fs::utimensat(dst, name, &times(st), nofollow).at("set times of", self.err(rel))
+        rustix::fs::utimensat(dst, name, &times(st), nofollow)
+            .at("set times of", self.err(rel))
+            .map_err(Into::into)
     }
 }
 

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use berth_sandbox::rootfs::RootFs;
 use rustix::fs::{AtFlags, Gid, OFlags, Timespec, Timestamps, Uid};
 
-use crate::error::{BuildError, IoContext};
+use berth_spec::io_context::IoContext;
+
+use crate::error::BuildError;
 use crate::pattern::{self, IgnoreRules};
 
 /// Where sources are read from.
@@ -491,6 +493,7 @@ fn lchown(path: &Path, uid: u32, gid: u32) -> Result<(), BuildError> {
         AtFlags::SYMLINK_NOFOLLOW,
     )
     .at("chown", path)
+    .map_err(Into::into)
 }
 
 fn set_times(path: &Path, atime: i64, atime_ns: i64, mtime: i64, mtime_ns: i64) -> Result<(), BuildError> {
@@ -504,5 +507,7 @@ fn set_times(path: &Path, atime: i64, atime_ns: i64, mtime: i64, mtime_ns: i64) 
             tv_nsec: mtime_ns as _,
         },
     };
-    rustix::fs::utimensat(rustix::fs::CWD, path, &t, AtFlags::SYMLINK_NOFOLLOW).at("set the times of", path)
+    rustix::fs::utimensat(rustix::fs::CWD, path, &t, AtFlags::SYMLINK_NOFOLLOW)
+        .at("set the times of", path)
+        .map_err(Into::into)
 }

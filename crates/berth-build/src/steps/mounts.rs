@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use berth_sandbox::MountRequest;
 
-use crate::error::IoContext;
+use berth_spec::io_context::IoContext;
 
 /// One parsed `--mount`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,9 @@ use berth_spec::runtime_config::Overrides;
 use oci_spec::image::ImageConfiguration;
 use serde_json::Value;
 
-use crate::error::{BuildError, IoContext};
+use berth_spec::io_context::IoContext;
+
+use crate::error::BuildError;
 use crate::image::ImageState;
 
 /// What to run.

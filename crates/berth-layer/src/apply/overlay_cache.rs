@@ -13,6 +13,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use berth_spec::io_context::{IoContext, PathError};
 use berth_spec::layout::Layout;
 use berth_spec::{Digest, media_type};
 
@@ -25,15 +26,8 @@ pub enum CacheError {
     #[error(transparent)]
     Untrusted(#[from] berth_spec::private_dir::UntrustedDir),
     /// A file system operation on the cache failed.
-    #[error("{action} {}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// Where.
-        path: PathBuf,
-        /// What the system said.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     /// A layer whose media type is not one Berth can unpack.
     #[error("layer {digest} has media type {media_type:?}, which is not a layer Berth can unpack")]
     UnsupportedLayer {
@@ -50,14 +44,6 @@ pub enum CacheError {
         /// What went wrong.
         source: Box<ApplyError>,
     },
-}
-
-fn at<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CacheError + 'a {
-    move |source| CacheError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
 }
 
 /// One layer of an image, as its manifest and config name it.
@@ -95,7 +81,7 @@ impl OverlayCache {
         berth_spec::private_dir::ensure_private_dir(root)?;
         let dir = root.join(if user_xattr { "overlay-userxattr" } else { "overlay" });
         berth_spec::private_dir::ensure_private_dir(&dir)?;
-        let cache = LayerCache::new(&dir).map_err(at("open the layer cache", &dir))?;
+        let cache = LayerCache::new(&dir).at("open the layer cache", &dir)?;
         Ok(OverlayCache { cache, dir, user_xattr })
     }
 
@@ -116,12 +102,8 @@ impl OverlayCache {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(at("open", &path))?;
-        rustix::fs::flock(&file, op).map_err(|e| CacheError::Io {
-            action: "lock",
-            path: path.clone(),
-            source: e.into(),
-        })?;
+            .at("open", &path)?;
+        rustix::fs::flock(&file, op).at("lock", &path)?;
         Ok(CacheHold { _file: file })
     }
 
@@ -141,18 +123,21 @@ impl OverlayCache {
         let keep = in_use()?;
         let mut removed = Vec::new();
         let mut kept = 0;
-        let layers = self.cache.list().map_err(at("list", &self.dir))?;
+        let layers = self.cache.list().at("list", &self.dir).map_err(CacheError::from)?;
         for diff_id in layers {
             if keep.contains(&diff_id.to_string()) {
                 kept += 1;
             } else {
                 let path = self.cache.path_for(&diff_id);
-                self.cache.remove(&diff_id).map_err(at("remove", &path))?;
+                self.cache
+                    .remove(&diff_id)
+                    .at("remove", &path)
+                    .map_err(CacheError::from)?;
                 removed.push(diff_id);
             }
         }
         let tmp = self.dir.join("tmp");
-        self.cache.clean_temp().map_err(at("clean", &tmp))?;
+        self.cache.clean_temp().at("clean", &tmp).map_err(CacheError::from)?;
         Ok((removed, kept))
     }
 

@@ -4,9 +4,9 @@ use std::io::{BufReader, Seek, SeekFrom, Write};
 use std::time::Duration;
 
 use crate::RunError;
-use crate::error::IoContext;
 use crate::logfile::{Stream, read_entries};
 use crate::state::{ContainerRecord, StateDir, Status};
+use berth_spec::io_context::IoContext;
 
 /// Writes the container's log to `stdout`/`stderr` (each entry to its own stream); with `follow`, keeps going
 /// until the container has exited. `timestamps` prefixes each line with its time; `tail` keeps the last lines.
@@ -28,7 +28,7 @@ pub fn logs(
                 "it has no log: only detached containers (run -d) keep one",
             ));
         }
-        Err(e) => return Err(e).at("open", &path),
+        Err(e) => return Err(e).at("open", &path).map_err(Into::into),
     };
     let mut reader = BufReader::new(file);
     let mut offset = 0u64;

@@ -9,10 +9,11 @@ use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
 use rustix::io::Errno;
 
 use super::direct::{DIRECT_MIN, DirectWriter};
-use super::error::{IoContext, LayoutError, Result};
+use super::error::{LayoutError, Result};
 use super::lock::{TempFile, fsync_dir};
 use super::{Layout, LayoutWriter};
 use crate::digest::{self, Algorithm, Digest, Hasher, VerifyError, VerifyingReader};
+use crate::io_context::IoContext;
 
 /// Size of the copy buffer for blob streams.
 const COPY_BUF: usize = 1 << 20;
@@ -77,7 +78,7 @@ impl Layout {
             }
             Err(e) => return Err(classify_open_error(e, &path, digest)),
         };
-        let meta = file.metadata().at(&path, "stat blob")?;
+        let meta = file.metadata().at("stat blob", &path)?;
         if !meta.is_file() {
             return Err(LayoutError::BlobNotRegular {
                 path,
@@ -136,7 +137,9 @@ impl Layout {
     pub(crate) fn hash_blob(&self, digest: &Digest) -> Result<(Digest, u64)> {
         let path = self.blob_path(digest);
         let mut file = self.open_blob_file(digest)?;
-        hash_stream(&mut file, digest.algorithm()).at(&path, "read blob")
+        hash_stream(&mut file, digest.algorithm())
+            .at("read blob", &path)
+            .map_err(Into::into)
     }
 }
 
@@ -165,11 +168,7 @@ fn classify_open_error(e: Errno, path: &std::path::Path, digest: &Digest) -> Lay
             digest: digest.clone(),
             kind: "symlink",
         },
-        other => LayoutError::Io {
-            path: path.to_owned(),
-            action: "open blob",
-            source: other.into(),
-        },
+        other => LayoutError::Io(crate::io_context::PathError::new("open blob", path.to_owned(), other)),
     }
 }
 
@@ -179,11 +178,7 @@ pub(crate) fn verify_or_io(e: io::Error, path: &std::path::Path) -> LayoutError 
             path: path.to_owned(),
             error: v.clone(),
         },
-        None => LayoutError::Io {
-            path: path.to_owned(),
-            action: "read blob",
-            source: e,
-        },
+        None => LayoutError::Io(crate::io_context::PathError::new("read blob", path.to_owned(), e)),
     }
 }
 
@@ -232,10 +227,10 @@ impl<'w> BlobWriter<'w> {
             })?;
         }
         if let Some(direct) = self.direct.take() {
-            direct.finish(&self.temp.file).at(&self.temp.path, "write blob")?;
+            direct.finish(&self.temp.file).at("write blob", &self.temp.path)?;
         }
-        self.temp.file.flush().at(&self.temp.path, "write blob")?;
-        self.temp.file.sync_all().at(&self.temp.path, "fsync blob")?;
+        self.temp.file.flush().at("write blob", &self.temp.path)?;
+        self.temp.file.sync_all().at("fsync blob", &self.temp.path)?;
         let dest = layout.blob_path(&found);
         let dir = dest.parent().expect("blob path has a parent").to_owned();
         match layout.verify_blob(&found, self.written) {
@@ -243,11 +238,11 @@ impl<'w> BlobWriter<'w> {
             Err(LayoutError::BlobMissing { .. } | LayoutError::Corrupt { .. }) => {}
             Err(e @ LayoutError::BlobNotRegular { kind: "directory", .. }) => return Err(e),
             Err(LayoutError::BlobNotRegular { .. }) => {
-                fs::remove_file(&dest).at(&dest, "remove non-regular blob")?;
+                fs::remove_file(&dest).at("remove non-regular blob", &dest)?;
             }
             Err(e) => return Err(e),
         }
-        fs::create_dir_all(&dir).at(&dir, "create blob directory")?;
+        fs::create_dir_all(&dir).at("create blob directory", &dir)?;
         let written = self.written;
         self.temp.rename_to(&dest)?;
         fsync_dir(&dir)?;

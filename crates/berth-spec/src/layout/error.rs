@@ -1,6 +1,5 @@
 //! Errors of the OCI image layout store.
 
-use std::io;
 use std::path::PathBuf;
 
 use crate::digest::{Digest, DigestError, VerifyError};
@@ -11,15 +10,8 @@ use crate::platform::PlatformError;
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     /// An I/O error on a named path.
-    #[error("{}: {action}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// What was being done.
-        action: &'static str,
-        /// The OS error.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::io_context::PathError),
     /// The directory is not an OCI image layout.
     #[error("{}: not an OCI image layout: {reason}", path.display())]
     NotALayout {
@@ -159,27 +151,3 @@ pub enum LayoutError {
 
 /// Result alias.
 pub type Result<T, E = LayoutError> = std::result::Result<T, E>;
-
-pub(crate) trait IoContext<T> {
-    fn at(self, path: impl Into<PathBuf>, action: &'static str) -> Result<T>;
-}
-
-impl<T> IoContext<T> for io::Result<T> {
-    fn at(self, path: impl Into<PathBuf>, action: &'static str) -> Result<T> {
-        self.map_err(|source| LayoutError::Io {
-            path: path.into(),
-            action,
-            source,
-        })
-    }
-}
-
-impl<T> IoContext<T> for rustix::io::Result<T> {
-    fn at(self, path: impl Into<PathBuf>, action: &'static str) -> Result<T> {
-        self.map_err(|e| LayoutError::Io {
-            path: path.into(),
-            action,
-            source: e.into(),
-        })
-    }
-}

@@ -6,10 +6,11 @@ use std::fs;
 
 use oci_spec::image::Descriptor;
 
-use super::error::{IoContext, LayoutError, Result};
+use super::error::{LayoutError, Result};
 use super::{Layout, MAX_INDEX_DEPTH, lock};
 use crate::digest::Digest;
 use crate::document::{self, DEFAULT_MAX_DOCUMENT_SIZE, Expect, ManifestOrIndex};
+use crate::io_context::IoContext;
 use crate::media_type::{self, Kind};
 
 /// One thing wrong with a layout.
@@ -232,19 +233,19 @@ impl Layout {
         let algs = match fs::read_dir(&blobs) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(e).at(&blobs, "read directory"),
+            Err(e) => return Err(e).at("read directory", &blobs).map_err(Into::into),
         };
         for alg in algs {
-            let alg = alg.at(&blobs, "read directory")?;
+            let alg = alg.at("read directory", &blobs)?;
             let alg_name = alg.file_name().to_string_lossy().into_owned();
-            if !alg.file_type().at(alg.path(), "stat")?.is_dir() {
+            if !alg.file_type().at("stat", alg.path())?.is_dir() {
                 problems.push(Problem::Unexpected {
                     path: format!("blobs/{alg_name}"),
                 });
                 continue;
             }
-            for f in fs::read_dir(alg.path()).at(alg.path(), "read directory")? {
-                let f = f.at(alg.path(), "read directory")?;
+            for f in fs::read_dir(alg.path()).at("read directory", alg.path())? {
+                let f = f.at("read directory", alg.path())?;
                 let name = f.file_name().to_string_lossy().into_owned();
                 match Digest::parse(&format!("{alg_name}:{name}")) {
                     Ok(d) => out.push((d, f.path())),
@@ -282,7 +283,7 @@ impl Layout {
                 continue;
             }
             let size = fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
-            fs::remove_file(&path).at(&path, "remove unreachable blob")?;
+            fs::remove_file(&path).at("remove unreachable blob", &path)?;
             report.bytes_freed += size;
             report.removed.push(digest);
             dirs.insert(path.parent().expect("blob has a parent").to_owned());

@@ -9,10 +9,11 @@ use std::path::Path;
 use oci_spec::image::{Descriptor, ImageIndex};
 use serde_json::Value;
 
-use super::error::{IoContext, LayoutError, Result};
+use super::error::{LayoutError, Result};
 use super::lock::{self, TempFile, fsync_dir};
 use super::{MAX_INDEX_JSON_SIZE, REF_NAME_ANNOTATION};
 use crate::document::{self, Document, Expect};
+use crate::io_context::IoContext;
 
 /// Reads and strictly validates index.json.
 pub(crate) fn read(root: &Path) -> Result<Document<ImageIndex>> {
@@ -26,7 +27,7 @@ pub(crate) fn read(root: &Path) -> Result<Document<ImageIndex>> {
     let mut bytes = Vec::new();
     file.take(MAX_INDEX_JSON_SIZE + 1)
         .read_to_end(&mut bytes)
-        .at(&path, "read")?;
+        .at("read", &path)?;
     let source = path.display().to_string();
     let ex = Expect {
         max_size: MAX_INDEX_JSON_SIZE,
@@ -42,8 +43,8 @@ pub(crate) fn read(root: &Path) -> Result<Document<ImageIndex>> {
 /// Writes `name` in the layout root atomically: temp file in `.berth/tmp`, fsync, rename, fsync the root.
 pub(crate) fn write_atomically(root: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let mut temp = TempFile::new(root, name)?;
-    temp.file.write_all(bytes).at(&temp.path, "write")?;
-    temp.file.sync_all().at(&temp.path, "fsync")?;
+    temp.file.write_all(bytes).at("write", &temp.path)?;
+    temp.file.sync_all().at("fsync", &temp.path)?;
     temp.rename_to(&root.join(name))?;
     fsync_dir(root)
 }

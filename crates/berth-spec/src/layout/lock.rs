@@ -15,7 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{FlockOperation, flock};
 
-use super::error::{IoContext, Result};
+use super::error::Result;
+use crate::io_context::IoContext;
 
 pub(crate) const TMP_DIR: &str = ".berth/tmp";
 
@@ -33,7 +34,8 @@ fn open_lock_file(path: &Path) -> Result<File> {
         .truncate(false)
         .mode(0o644)
         .open(path)
-        .at(path, "open lock")
+        .at("open lock", path)
+        .map_err(Into::into)
 }
 
 pub(crate) fn lock(path: &Path, exclusive: bool) -> Result<LockGuard> {
@@ -43,13 +45,15 @@ pub(crate) fn lock(path: &Path, exclusive: bool) -> Result<LockGuard> {
     } else {
         FlockOperation::LockShared
     };
-    flock(&file, op).at(path, "lock")?;
+    flock(&file, op).at("lock", path)?;
     Ok(LockGuard { _file: file })
 }
 
 pub(crate) fn ensure_private_dirs(root: &Path) -> Result<()> {
     let tmp = root.join(TMP_DIR);
-    fs::create_dir_all(&tmp).at(&tmp, "create directory")
+    fs::create_dir_all(&tmp)
+        .at("create directory", &tmp)
+        .map_err(Into::into)
 }
 
 /// A temp file inside the layout, locked by this process, removed on drop unless persisted.
@@ -83,7 +87,7 @@ impl TempFile {
                 .open(&path)
             {
                 Ok(file) => {
-                    flock(&file, FlockOperation::LockExclusive).at(&path, "lock temp file")?;
+                    flock(&file, FlockOperation::LockExclusive).at("lock temp file", &path)?;
                     return Ok(TempFile {
                         file,
                         path,
@@ -91,14 +95,14 @@ impl TempFile {
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e).at(&path, "create temp file"),
+                Err(e) => return Err(e).at("create temp file", &path).map_err(Into::into),
             }
         }
     }
 
     /// Renames the (already fsynced) file to `dest`; it is no longer removed on drop.
     pub(crate) fn rename_to(mut self, dest: &Path) -> Result<()> {
-        fs::rename(&self.path, dest).at(dest, "rename into place")?;
+        fs::rename(&self.path, dest).at("rename into place", dest)?;
         self.persisted = true;
         Ok(())
     }
@@ -138,11 +142,11 @@ fn sweep(root: &Path, remove: bool, min_age: Option<std::time::Duration>) -> Res
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e).at(&dir, "read directory"),
+        Err(e) => return Err(e).at("read directory", &dir).map_err(Into::into),
     };
     let mut stale = 0;
     for entry in entries {
-        let entry = entry.at(&dir, "read directory")?;
+        let entry = entry.at("read directory", &dir)?;
         let path = entry.path();
         if let Some(min_age) = min_age {
             // The inode's change time: a staged hard link to an old blob has that blob's mtime, but its ctime is
@@ -172,7 +176,7 @@ fn sweep(root: &Path, remove: bool, min_age: Option<std::time::Duration>) -> Res
                 match fs::remove_file(&path) {
                     // Renamed into place or removed by another sweep meanwhile.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    other => other.at(&path, "remove stale temp file")?,
+                    other => other.at("remove stale temp file", &path)?,
                 }
             }
             stale += 1;
@@ -187,5 +191,8 @@ fn libc_o_nofollow() -> i32 {
 
 /// Flushes a directory's entries to disk.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir, "fsync directory")
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .at("fsync directory", dir)
+        .map_err(Into::into)
 }

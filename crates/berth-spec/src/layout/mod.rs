@@ -39,9 +39,9 @@ pub use lock::LockGuard;
 
 use crate::digest::{Algorithm, Digest};
 use crate::document::{self, DEFAULT_MAX_DOCUMENT_SIZE, Document, Expect, ManifestOrIndex};
+use crate::io_context::IoContext;
 use crate::media_type::{self, Kind};
 use crate::platform::{self, Platform};
-use error::IoContext;
 
 /// The annotation that names an image in `index.json`.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
@@ -83,9 +83,9 @@ pub(crate) fn open_layout_file(root: &Path, name: &str) -> Result<Option<fs::Fil
                 reason: format!("{name} is a symbolic link; it must be a regular file"),
             });
         }
-        Err(e) => return Err(e).at(&path, "open"),
+        Err(e) => return Err(e).at("open", &path).map_err(Into::into),
     };
-    let meta = file.metadata().at(&path, "stat")?;
+    let meta = file.metadata().at("stat", &path)?;
     if !meta.is_file() {
         return Err(LayoutError::NotALayout {
             path: root.to_owned(),
@@ -152,7 +152,7 @@ impl Layout {
                     reason: "it is not a directory".into(),
                 });
             }
-            Err(e) => return Err(e).at(&root, "open layout directory"),
+            Err(e) => return Err(e).at("open layout directory", &root).map_err(Into::into),
         };
         let layout = Layout {
             root,
@@ -176,9 +176,9 @@ impl Layout {
                     reason: format!("it is a {}, not a directory", blob::kind_name(m.file_type())),
                 });
             }
-            fs::create_dir_all(root).at(root, "create layout directory")?;
+            fs::create_dir_all(root).at("create layout directory", root)?;
             let stray = fs::read_dir(root)
-                .at(root, "read layout directory")?
+                .at("read layout directory", root)?
                 .filter_map(|e| e.ok())
                 .any(|e| e.file_name() != ".berth" && e.file_name() != "blobs" && e.file_name() != "index.json");
             if stray {
@@ -189,7 +189,7 @@ impl Layout {
             }
             lock::ensure_private_dirs(root)?;
             let blobs = root.join("blobs").join("sha256");
-            fs::create_dir_all(&blobs).at(&blobs, "create directory")?;
+            fs::create_dir_all(&blobs).at("create directory", &blobs)?;
             let _guard = lock::lock(&root.join(".berth/index.lock"), true)?;
             if !root.join("index.json").exists() {
                 let empty =
@@ -216,7 +216,7 @@ impl Layout {
                 let mut buf = Vec::new();
                 f.take(MAX_OCI_LAYOUT_SIZE + 1)
                     .read_to_end(&mut buf)
-                    .at(&path, "read")?;
+                    .at("read", &path)?;
                 buf
             }
             None => {
@@ -574,11 +574,11 @@ impl LayoutWriter {
                 digest: digest.clone(),
                 error: v.clone(),
             },
-            None => LayoutError::Io {
-                path: self.layout.blob_path(digest),
-                action: "write blob",
-                source: e,
-            },
+            None => LayoutError::Io(crate::io_context::PathError::new(
+                "write blob",
+                self.layout.blob_path(digest),
+                e,
+            )),
         })?;
         w.commit().map(|_| ())
     }
@@ -597,15 +597,15 @@ impl LayoutWriter {
         match fs::hard_link(&src, &staged) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => return Ok(false),
-            Err(e) => return Err(e).at(&src, "hard-link blob"),
+            Err(e) => return Err(e).at("hard-link blob", &src).map_err(Into::into),
         }
         drop(tmp);
         let dest = self.layout.blob_path(digest);
         let dir = dest.parent().expect("blob path has a parent").to_owned();
-        fs::create_dir_all(&dir).at(&dir, "create blob directory")?;
+        fs::create_dir_all(&dir).at("create blob directory", &dir)?;
         if let Err(e) = fs::rename(&staged, &dest) {
             let _ = fs::remove_file(&staged);
-            return Err(e).at(&dest, "rename into place");
+            return Err(e).at("rename into place", &dest).map_err(Into::into);
         }
         lock::fsync_dir(&dir)?;
         Ok(true)
