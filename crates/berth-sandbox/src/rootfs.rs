@@ -9,7 +9,7 @@ use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::SandboxError;
@@ -51,16 +51,7 @@ impl RootFs {
     /// Opens `path` (absolute or relative, resolved inside the root) with `flags`, retrying the transient failures
     /// `openat2` reports when the tree changes under it.
     pub fn open_in_root(&self, path: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
-        let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-        let rel = path.trim_start_matches('/');
-        let rel = if rel.is_empty() { "." } else { rel };
-        let mut tries = 0;
-        loop {
-            match rustix::fs::openat2(&self.fd, rel, flags | OFlags::CLOEXEC, Mode::empty(), how) {
-                Err(Errno::AGAIN | Errno::INTR) if tries < 16 => tries += 1,
-                other => return other,
-            }
-        }
+        berth_spec::in_root::open(&self.fd, path.trim_start_matches('/'), flags)
     }
 
     /// Refuses a root filesystem whose `/dev`, `/proc` or `/sys` is a symlink or not a directory: the runtime

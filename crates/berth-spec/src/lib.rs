@@ -6,6 +6,7 @@ pub use digest::{Algorithm, Digest, DigestError, Hasher, VerifyError, VerifyingR
 pub mod diff_id;
 pub mod dirs;
 pub mod document;
+pub mod in_root;
 pub mod io_context;
 pub mod layout;
 pub mod media_type;

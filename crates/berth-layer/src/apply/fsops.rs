@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, openat, openat2, statat, unlinkat};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, openat, statat, unlinkat};
 use rustix::io::Errno;
 
 /// A path inside the root, cleaned lexically: no `.`, no `..` (a `..` at the top stays at the top), no leading
@@ -61,28 +61,14 @@ impl InRoot {
     }
 }
 
-const IN_ROOT: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
-
 /// Opens a directory inside the root (following symlinks, in-root) as an `O_PATH` descriptor.
 pub(crate) fn open_dir(root: BorrowedFd<'_>, dir: &InRoot) -> rustix::io::Result<OwnedFd> {
-    openat2(
-        root,
-        dir.rel(),
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        IN_ROOT,
-    )
+    berth_spec::in_root::open(root, dir.rel(), OFlags::PATH | OFlags::DIRECTORY)
 }
 
 /// Opens a directory inside the root for reading its entries / changing its metadata.
 pub(crate) fn open_dir_rw(root: BorrowedFd<'_>, dir: &InRoot) -> rustix::io::Result<OwnedFd> {
-    openat2(
-        root,
-        dir.rel(),
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        IN_ROOT,
-    )
+    berth_spec::in_root::open(root, dir.rel(), OFlags::RDONLY | OFlags::DIRECTORY)
 }
 
 /// How many symlinks resolving one path may follow, as in the kernel (`MAXSYMLINKS`); more is `ELOOP`.
