@@ -59,7 +59,7 @@ pub use authfile::lookup_credentials;
 pub use blobs::DigestCheck;
 pub use client::Registry;
 pub use credentials::Credentials;
-pub use error::{RegistryError, Subject, Target};
+pub use error::{ErrorCode, RegistryError, Subject, Target};
 pub use manifests::Manifest;
 pub use upload::{OpenBlob, PutOutcome};
 

@@ -55,6 +55,7 @@ pub(crate) fn check_realm(endpoint: &Endpoint, realm: &str) -> Result<Url, Regis
     let fail = |reason: String| RegistryError::Token {
         host: endpoint.host.clone(),
         realm: realm.to_owned(),
+        status: None,
         reason,
     };
     let url = Url::parse(realm).map_err(|e| fail(format!("the realm is not a URL ({e})")))?;
@@ -84,6 +85,7 @@ pub(crate) async fn fetch(
     let fail = |reason: String| RegistryError::Token {
         host: endpoint.host.clone(),
         realm: challenge.realm.clone(),
+        status: None,
         reason,
     };
     let mut url = check_realm(endpoint, &challenge.realm)?;
@@ -123,7 +125,12 @@ pub(crate) async fn fetch(
             401 | 403 => "; check --creds / the authfile",
             _ => "",
         };
-        return Err(fail(format!("HTTP {status} for {who}{advice}")));
+        return Err(RegistryError::Token {
+            host: endpoint.host.clone(),
+            realm: challenge.realm.clone(),
+            status: Some(status.as_u16()),
+            reason: format!("HTTP {status} for {who}{advice}"),
+        });
     }
     let body = read_capped(resp, MAX_TOKEN_RESPONSE, inner.stall, &target)
         .await
