@@ -13,7 +13,7 @@ use crate::authfile::lookup_credentials;
 use crate::endpoint::{Endpoint, Transport, origin};
 use crate::error::{RegistryError, Subject, Target, chain};
 use crate::location_cache::LocationCache;
-use crate::redirect::{self, Outgoing, ScopedAuth, SendError};
+use crate::redirect::{self, OutBody, Outgoing, ScopedAuth, SendError};
 use crate::response::status_error;
 use crate::retry::{RetryPolicy, is_retryable_status, with_retries};
 use crate::{ClientOptions, Timeouts};
@@ -167,7 +167,7 @@ impl Inner {
                 method: Method::GET,
                 url: url.clone(),
                 headers: &headers,
-                body: None,
+                body: OutBody::Empty,
             };
             redirect::follow(&self.http, out, None, &target).await
         })
@@ -188,12 +188,64 @@ impl Inner {
     /// connection errors, and re-authenticating once after a 401. Returns whatever response that ends with, for the
     /// caller to check.
     pub(crate) async fn send(&self, req: &Request, scope: &Scope, target: &Target) -> Result<Response, RegistryError> {
+        self.send_with(req, scope, target, self.retry, req.method != Method::PATCH)
+            .await
+    }
+
+    /// [`send`](Self::send) without retries (still re-authenticating once after a 401 and following redirects),
+    /// for requests whose caller is the retry layer: those of an upload session, which [`put_blob`] repeats as a
+    /// whole, so that `retry_times` bounds the attempts once and not once per layer.
+    ///
+    /// [`put_blob`]: Registry::put_blob
+    pub(crate) async fn send_once(
+        &self,
+        req: &Request,
+        scope: &Scope,
+        target: &Target,
+    ) -> Result<Response, RegistryError> {
+        self.send_with(req, scope, target, RetryPolicy { times: 0 }, false)
+            .await
+    }
+
+    /// Sends a request whose body is a stream, once: no retry, no re-authentication (the body is spent), no
+    /// redirect that would need the body again. A 401 is returned like any response, for the caller to decide.
+    pub(crate) async fn send_stream(
+        &self,
+        req: &Request,
+        body: reqwest::Body,
+        scope: &Scope,
+        target: &Target,
+    ) -> Result<Response, RegistryError> {
+        let base = self.base.get_or_try_init(|| self.check_api()).await?;
+        let auth = self.auth.header(self, scope).await?;
+        let scoped = auth.map(|value| ScopedAuth {
+            origin: origin(base),
+            value,
+        });
+        let out = Outgoing {
+            method: req.method.clone(),
+            url: req.url.clone(),
+            headers: &req.headers,
+            body: OutBody::Stream(body),
+        };
+        redirect::follow(&self.http, out, scoped.as_ref(), target)
+            .await
+            .map_err(|e| e.into_error(target))
+    }
+
+    async fn send_with(
+        &self,
+        req: &Request,
+        scope: &Scope,
+        target: &Target,
+        policy: RetryPolicy,
+        retry_transport: bool,
+    ) -> Result<Response, RegistryError> {
         let base = self.base.get_or_try_init(|| self.check_api()).await?;
         let registry_origin = origin(base);
-        let retry_transport = req.method != Method::PATCH;
         let mut reauthenticated = false;
         loop {
-            let resp = with_retries(&self.retry, retry_transport, async || {
+            let resp = with_retries(&policy, retry_transport, async || {
                 let auth = self.auth.header(self, scope).await.map_err(SendError::Fatal)?;
                 let scoped = auth.map(|value| ScopedAuth {
                     origin: registry_origin.clone(),
@@ -203,7 +255,7 @@ impl Inner {
                     method: req.method.clone(),
                     url: req.url.clone(),
                     headers: &req.headers,
-                    body: req.body.clone(),
+                    body: req.body.clone().map_or(OutBody::Empty, OutBody::Bytes),
                 };
                 redirect::follow(&self.http, out, scoped.as_ref(), target).await
             })

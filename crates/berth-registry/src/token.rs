@@ -13,7 +13,7 @@ use crate::client::Inner;
 use crate::credentials::Credentials;
 use crate::endpoint::{Endpoint, origin};
 use crate::error::{RegistryError, Subject, Target, chain};
-use crate::redirect::{self, Outgoing, ScopedAuth, SendError};
+use crate::redirect::{self, OutBody, Outgoing, ScopedAuth, SendError};
 use crate::response::read_capped;
 use crate::retry::with_retries;
 
@@ -109,7 +109,7 @@ pub(crate) async fn fetch(
             method: Method::GET,
             url: url.clone(),
             headers: &headers,
-            body: None,
+            body: OutBody::Empty,
         };
         redirect::follow(&inner.http, out, auth.as_ref(), &target).await
     })
