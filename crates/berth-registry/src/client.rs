@@ -9,7 +9,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Response, StatusCode, Url};
 
 use crate::auth::{Auth, Scope};
-use crate::authfile::lookup_credentials;
+use crate::authfile::CredentialSource;
 use crate::endpoint::{Endpoint, Transport, origin};
 use crate::error::{RegistryError, Subject, Target, chain};
 use crate::location_cache::LocationCache;
@@ -75,8 +75,11 @@ impl Request {
 }
 
 impl Registry {
-    /// A client for `host` (as written in image references: `docker.io`, `quay.io`, `localhost:5000`). Looks up
-    /// credentials now (see [`lookup_credentials`]); makes no request until the first operation.
+    /// A client for `host` (as written in image references: `docker.io`, `quay.io`, `localhost:5000`). Reads the
+    /// auth files now (small; a malformed one is an error here) but runs no `docker-credential-*` helper: those
+    /// run, as async child processes, when the registry first asks for authentication (see
+    /// [`lookup_credentials`](crate::lookup_credentials) for the search order). Makes no request until the first
+    /// operation. Usable from sync and async code alike.
     pub fn new(host: &str, opts: &ClientOptions) -> Result<Self, RegistryError> {
         Self::with_timeouts(host, opts, Timeouts::default())
     }
@@ -84,7 +87,7 @@ impl Registry {
     /// [`new`](Self::new) with non-default timeouts.
     pub fn with_timeouts(host: &str, opts: &ClientOptions, timeouts: Timeouts) -> Result<Self, RegistryError> {
         let endpoint = Endpoint::new(host, opts.tls_verify)?;
-        let credentials = lookup_credentials(host, opts)?;
+        let credentials = CredentialSource::from_options(host, opts)?;
         let user_agent = if opts.user_agent.is_empty() {
             concat!("berth-registry/", env!("CARGO_PKG_VERSION")).to_owned()
         } else {
@@ -121,9 +124,10 @@ impl Registry {
         &self.inner.endpoint.host
     }
 
-    /// Whether credentials were found for this registry (explicit, auth file or helper).
-    pub fn has_credentials(&self) -> bool {
-        self.inner.auth.credentials().is_some()
+    /// Whether credentials are known for this registry (explicit, auth file or helper). Runs the credential
+    /// helper if that was not done yet; its failure is the error.
+    pub async fn has_credentials(&self) -> Result<bool, RegistryError> {
+        Ok(self.inner.auth.credentials().await?.is_some())
     }
 }
 
