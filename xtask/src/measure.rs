@@ -147,7 +147,8 @@ pub fn report(bench: &str, rows: &[Measured], bytes: u64, note: &str, json: bool
         ));
     }
     table.push_str(&format!(
-        "(times are wall seconds, best of {RUNS}; ratios are Berth's time over the other's: below 1 is faster; {note})\n"
+        "(times are wall seconds, best of {RUNS} unless a row says otherwise; ratios are Berth's time over the \
+         other's: below 1 is faster; {note})\n"
     ));
     if json {
         eprint!("{table}");
