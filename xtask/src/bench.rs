@@ -33,7 +33,8 @@ const BENCHES: &[Bench] = &[
     },
     Bench {
         name: "copy",
-        about: "berth-copy vs skopeo copy: push, mount, re-push, pull, layout and archive copies, with curl/cp floors",
+        about: "berth-copy vs skopeo copy: push, cold push of one large layer, mount, re-push, pull, layout and \
+                archive copies, with curl/cp floors (--only cold-push: that workload alone)",
         run: copy,
     },
     Bench {
@@ -49,14 +50,26 @@ const BENCHES: &[Bench] = &[
 ];
 
 fn copy(options: &Options) -> anyhow::Result<()> {
-    crate::bench_copy::run(options.json, if options.mib == 256 { 500 } else { options.mib })
+    crate::bench_copy::run(
+        options.json,
+        if options.mib == 256 { 500 } else { options.mib },
+        options.only.as_deref(),
+    )
 }
 
 fn run_bench(options: &Options) -> anyhow::Result<()> {
+    ensure!(
+        options.only.is_none(),
+        "bench run: --only applies to the copy benchmark"
+    );
     crate::bench_run::run(options.json)
 }
 
 fn layer(options: &Options) -> anyhow::Result<()> {
+    ensure!(
+        options.only.is_none(),
+        "bench layer: --only applies to the copy benchmark"
+    );
     crate::bench_layer::run(options.json)
 }
 
@@ -66,6 +79,8 @@ struct Options {
     json: bool,
     /// Input size in MiB.
     mib: u64,
+    /// One workload of the copy benchmark instead of all (`cargo xtask bench copy --only cold-push`).
+    only: Option<String>,
 }
 
 /// Repetitions per measurement; the best (fastest) counts.
@@ -74,7 +89,11 @@ const RUNS: usize = 3;
 const CHUNK: usize = 1 << 20;
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let mut options = Options { json: false, mib: 256 };
+    let mut options = Options {
+        json: false,
+        mib: 256,
+        only: None,
+    };
     let mut name = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -88,8 +107,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                     .filter(|&n| n > 0)
                     .with_context(|| format!("--mib wants a positive whole number of MiB, not `{value}`"))?;
             }
+            "--only" => {
+                let value = args.next().context("--only needs a workload name (copy: cold-push)")?;
+                options.only = Some(value.clone());
+            }
             "-h" | "--help" => {
-                println!("usage: cargo xtask bench [NAME] [--json] [--mib N]\n\nbenchmarks:");
+                println!("usage: cargo xtask bench [NAME] [--json] [--mib N] [--only WORKLOAD]\n\nbenchmarks:");
                 for bench in BENCHES {
                     println!("  {:<10} {}", bench.name, bench.about);
                 }

@@ -1,6 +1,8 @@
 //! `cargo xtask bench copy`: berth-copy against `skopeo copy`, in one run, on one image of several layers
 //! (~500 MB by default, `--mib` to change), each workload next to its floor measured in the same run:
 //! - layout -> fresh registry (a new registry per run, so nothing is cached), floor: bare `curl` POST + PUT;
+//! - cold push of one ~91 MB layer into an empty registry (median of five, new registry each time), the case a
+//!   streamed upload is for, with the same floor (`--only cold-push` runs this one alone);
 //! - push of a known image to a new repository (cross-repository mount), and re-push of an unchanged image;
 //! - registry -> layout, floor: `curl` GET of the same blobs;
 //! - layout -> layout and layout -> oci-archive, floor: `cp` of the blobs + `sha256sum`.
@@ -15,10 +17,24 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use berth_testkit::registry::TestRegistry;
 
-use crate::measure::{Measured, best, best_each, report, settle, sh, which};
+use crate::measure::{Measured, best, best_each, median_each, report, settle, sh, which};
 use crate::workspace_root;
 
-pub fn run(json: bool, mib: u64) -> Result<()> {
+/// Workloads `--only` can pick.
+const ONLY: &[&str] = &["cold-push"];
+/// MiB of incompressible data in the cold-push layer: ~91 MB once gzipped.
+const COLD_MIB: u64 = 87;
+/// Runs of the cold push per tool; the median counts.
+const COLD_RUNS: usize = 5;
+
+pub fn run(json: bool, mib: u64, only: Option<&str>) -> Result<()> {
+    if let Some(name) = only {
+        ensure!(
+            ONLY.contains(&name),
+            "bench copy: no workload `{name}` for --only; known: {}",
+            ONLY.join(", ")
+        );
+    }
     let root = workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
@@ -41,35 +57,15 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
     for t in ["skopeo", "curl", "docker-registry", "sha256sum"] {
         ensure!(which(t), "{t} is not installed: run `cargo xtask ci`");
     }
-    let berth = root.join("target/release/berth-copy");
+    // Where the build went (`CARGO_TARGET_DIR` moves it).
+    let release = crate::fuzz::target_dir(&root)?.join("release");
+    let berth = release.join("berth-copy");
     let bench = root.join("target/bench");
     std::fs::create_dir_all(&bench)?;
     let work = tempfile::Builder::new().prefix("copy-").tempdir_in(&bench)?;
     let w = work.path();
     let home = w.join("home");
     std::fs::create_dir_all(&home)?;
-    let src = w.join("src");
-    let layers = 5u64;
-    let made = Command::new(root.join("target/release/berth-bench-image"))
-        .arg(&src)
-        .arg("img")
-        .arg(layers.to_string())
-        .arg((mib / layers).max(1).to_string())
-        .output()?;
-    ensure!(
-        made.status.success(),
-        "making the benchmark image failed: {}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let manifest = String::from_utf8_lossy(&made.stdout).trim().to_owned();
-    // The manifest is not a blob in a registry; the floors move the layers and the config.
-    let blobs: Vec<_> = blob_files(&src)?
-        .into_iter()
-        .filter(|(d, _, _)| *d != manifest)
-        .collect();
-    let total: u64 = blobs.iter().map(|(_, _, s)| s).sum();
-    eprintln!("input: {} blobs, {:.0} MB", blobs.len(), total as f64 / 1e6);
-    let src_ref = format!("oci:{}:img", src.display());
     let b = |args: &[&str]| {
         let mut c = Command::new(&berth);
         c.env("HOME", &home)
@@ -92,6 +88,34 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
         c
     };
 
+    let (cold, cold_bytes) = cold_push(&release, w, &b, &s)?;
+    if only.is_some() {
+        let note = format!("one layer of {:.0} MB; median of {COLD_RUNS}", cold_bytes as f64 / 1e6);
+        report("copy", &[cold], cold_bytes, &note, json);
+        return Ok(());
+    }
+    let src = w.join("src");
+    let layers = 5u64;
+    let made = Command::new(release.join("berth-bench-image"))
+        .arg(&src)
+        .arg("img")
+        .arg(layers.to_string())
+        .arg((mib / layers).max(1).to_string())
+        .output()?;
+    ensure!(
+        made.status.success(),
+        "making the benchmark image failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let manifest = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+    // The manifest is not a blob in a registry; the floors move the layers and the config.
+    let blobs: Vec<_> = blob_files(&src)?
+        .into_iter()
+        .filter(|(d, _, _)| *d != manifest)
+        .collect();
+    let total: u64 = blobs.iter().map(|(_, _, s)| s).sum();
+    eprintln!("input: {} blobs, {:.0} MB", blobs.len(), total as f64 / 1e6);
+    let src_ref = format!("oci:{}:img", src.display());
     // 1. layout -> fresh registry.
     let fresh = |f: &dyn Fn(&str) -> Command| -> Result<Duration> {
         let reg = TestRegistry::anonymous()?;
@@ -199,6 +223,7 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
             floor: Some(("curl PUT", push_floor)),
             target: "<= 1.0x skopeo, <= 1.2x PUT",
         },
+        cold,
         Measured {
             what: "push to new repo",
             berth: mount_berth,
@@ -235,9 +260,72 @@ pub fn run(json: bool, mib: u64) -> Result<()> {
             target: "<= 0.5x skopeo",
         },
     ];
-    let note = format!("{:.0} MB of blobs", total as f64 / 1e6);
+    let note = format!(
+        "{:.0} MB of blobs; cold push: one {:.0} MB layer, median of {COLD_RUNS}",
+        total as f64 / 1e6,
+        cold_bytes as f64 / 1e6
+    );
     report("copy", &rows, total, &note, json);
     Ok(())
+}
+
+/// Cold push of one large layer into an empty registry (a new one per run): berth-copy, skopeo and the bare
+/// `curl` floor, median of [`COLD_RUNS`] each. Returns the row and the size of the layer.
+fn cold_push(
+    release: &Path,
+    work: &Path,
+    berth: &dyn Fn(&[&str]) -> Command,
+    skopeo: &dyn Fn(&[&str]) -> Command,
+) -> Result<(Measured, u64)> {
+    let src = work.join("cold");
+    let made = Command::new(release.join("berth-bench-image"))
+        .arg(&src)
+        .arg("cold")
+        .arg("1")
+        .arg(COLD_MIB.to_string())
+        .output()?;
+    ensure!(
+        made.status.success(),
+        "making the cold-push image failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let manifest = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+    let blobs: Vec<_> = blob_files(&src)?
+        .into_iter()
+        .filter(|(d, _, _)| *d != manifest)
+        .collect();
+    let layer = blobs.iter().map(|(_, _, size)| *size).max().unwrap_or(0);
+    eprintln!("cold push: one layer of {:.0} MB", layer as f64 / 1e6);
+    let src_ref = format!("oci:{}:cold", src.display());
+    let fresh = |f: &dyn Fn(&str) -> Command| -> Result<Duration> {
+        let reg = TestRegistry::anonymous()?;
+        settle()?;
+        sh(&mut f(&format!("docker://{}/cold/img:1", reg.host())))
+    };
+    let mut with_berth = || fresh(&|d| berth(&[&src_ref, d]));
+    let mut with_skopeo = || fresh(&|d| skopeo(&[&src_ref, d]));
+    let mut floor = || {
+        let reg = TestRegistry::anonymous()?;
+        settle()?;
+        let start = Instant::now();
+        for (digest, path, _) in &blobs {
+            curl_put(&reg.host(), "cold/img", digest, path)?;
+        }
+        Ok(start.elapsed())
+    };
+    let [with_berth, with_skopeo, floor] =
+        median_each(&mut [&mut with_berth, &mut with_skopeo, &mut floor], COLD_RUNS)?[..]
+    else {
+        unreachable!("three workloads give three times")
+    };
+    let row = Measured {
+        what: "cold push 1 layer",
+        berth: with_berth,
+        peer: Some(("skopeo", with_skopeo)),
+        floor: Some(("curl PUT", floor)),
+        target: "<= 1.0x skopeo (median of 5)",
+    };
+    Ok((row, layer))
 }
 
 /// (digest, path, size) of every blob of a layout.

@@ -192,7 +192,7 @@ fn ensure_cxx() -> anyhow::Result<()> {
 }
 
 /// Cargo's target directory (honours `CARGO_TARGET_DIR` and cargo configuration).
-fn target_dir(root: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn target_dir(root: &Path) -> anyhow::Result<PathBuf> {
     let out = Command::new(crate::cargo())
         .args(["metadata", "--no-deps", "--format-version", "1"])
         .current_dir(root)

@@ -32,6 +32,25 @@ pub fn best_each(fs: &mut [&mut dyn FnMut() -> Result<Duration>]) -> Result<Vec<
     Ok(best)
 }
 
+/// The median of `runs` runs of each of `fs`, taken in rounds that rotate the order like [`best_each`]. For
+/// workloads whose best run flatters (a cache or a quiet moment helps one run of several).
+pub fn median_each(fs: &mut [&mut dyn FnMut() -> Result<Duration>], runs: usize) -> Result<Vec<Duration>> {
+    let mut times = vec![Vec::with_capacity(runs); fs.len()];
+    for round in 0..runs {
+        for k in 0..fs.len() {
+            let i = (round + k) % fs.len();
+            times[i].push(fs[i]()?);
+        }
+    }
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort();
+            t[t.len() / 2]
+        })
+        .collect())
+}
+
 /// Runs a command (stdout discarded) and returns its wall time; fails with its stderr.
 pub fn sh(cmd: &mut Command) -> Result<Duration> {
     let start = Instant::now();
@@ -128,7 +147,8 @@ pub fn report(bench: &str, rows: &[Measured], bytes: u64, note: &str, json: bool
         ));
     }
     table.push_str(&format!(
-        "(times are wall seconds, best of {RUNS}; ratios are Berth's time over the other's: below 1 is faster; {note})\n"
+        "(times are wall seconds, best of {RUNS} unless a row says otherwise; ratios are Berth's time over the \
+         other's: below 1 is faster; {note})\n"
     ));
     if json {
         eprint!("{table}");

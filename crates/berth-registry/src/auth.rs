@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use reqwest::header::{HeaderMap, HeaderValue};
 
+use crate::authfile::CredentialSource;
 use crate::challenge::{self, AuthScheme};
 use crate::client::Inner;
 use crate::credentials::Credentials;
@@ -75,20 +76,25 @@ struct State {
 /// Per-registry authentication state.
 #[derive(Debug)]
 pub(crate) struct Auth {
-    credentials: Option<Credentials>,
+    source: CredentialSource,
+    /// Looked up (helpers run) the first time the registry asks for authentication.
+    credentials: tokio::sync::OnceCell<Option<Credentials>>,
     state: Mutex<State>,
 }
 
 impl Auth {
-    pub(crate) fn new(credentials: Option<Credentials>) -> Self {
+    pub(crate) fn new(source: CredentialSource) -> Self {
         Auth {
-            credentials,
+            source,
+            credentials: tokio::sync::OnceCell::new(),
             state: Mutex::new(State::default()),
         }
     }
 
-    pub(crate) fn credentials(&self) -> Option<&Credentials> {
-        self.credentials.as_ref()
+    /// The credentials, looked up on first use (a helper that fails is asked again next time).
+    pub(crate) async fn credentials(&self) -> Result<Option<&Credentials>, RegistryError> {
+        let found = self.credentials.get_or_try_init(|| self.source.resolve()).await?;
+        Ok(found.as_ref())
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -121,10 +127,10 @@ impl Auth {
         };
         match scheme {
             None => Ok(None),
-            Some(AuthScheme::Basic) => Ok(self.credentials.as_ref().map(Credentials::basic_header)),
+            Some(AuthScheme::Basic) => Ok(self.credentials().await?.map(Credentials::basic_header)),
             Some(AuthScheme::Bearer(_)) if cached.is_some() => Ok(cached),
             Some(AuthScheme::Bearer(b)) => {
-                let token = token::fetch(inner, &b, scope, self.credentials.as_ref()).await?;
+                let token = token::fetch(inner, &b, scope, self.credentials().await?).await?;
                 let header = token.header.clone();
                 self.state().tokens.insert(scope.key(), token);
                 Ok(Some(header))
@@ -144,13 +150,13 @@ impl Auth {
         match challenge::from_headers(headers) {
             Some(AuthScheme::Bearer(b)) => {
                 let wanted = scope.with_extra(b.scope.as_deref());
-                let token = token::fetch(inner, &b, &wanted, self.credentials.as_ref()).await?;
+                let token = token::fetch(inner, &b, &wanted, self.credentials().await?).await?;
                 let mut state = self.state();
                 state.scheme = Some(AuthScheme::Bearer(challenge::BearerChallenge { scope: None, ..b }));
                 state.tokens.insert(scope.key(), token);
                 Ok(true)
             }
-            Some(AuthScheme::Basic) if self.credentials.is_some() => {
+            Some(AuthScheme::Basic) if self.credentials().await?.is_some() => {
                 let mut state = self.state();
                 let already = matches!(state.scheme, Some(AuthScheme::Basic));
                 state.scheme = Some(AuthScheme::Basic);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::ClientOptions;
-use crate::credentials::{Credentials, run_helper};
+use crate::credentials::{Credentials, run_helper, run_helper_async};
 use crate::endpoint::DOCKER_HUB_ALIASES;
 use crate::error::RegistryError;
 
@@ -84,6 +84,10 @@ struct AuthEntry {
 /// that order. Keys may be written `host`, `https://host`, `http://host/…` or `host/`; Docker Hub's names
 /// (`docker.io`, `index.docker.io`, `https://index.docker.io/v1/`, `registry-1.docker.io`) are one registry.
 /// Missing files are skipped; unreadable or malformed ones are errors naming the file.
+///
+/// This blocks while a `docker-credential-*` helper runs: call it from synchronous code (or a blocking thread).
+/// [`Registry::new`](crate::Registry::new) does not call it; it runs helpers the first time the registry asks for
+/// credentials, without blocking the async runtime.
 pub fn lookup_credentials(host: &str, opts: &ClientOptions) -> Result<Option<Credentials>, RegistryError> {
     lookup_with(host, opts, &AuthEnv::from_process())
 }
@@ -93,17 +97,103 @@ pub(crate) fn lookup_with(
     opts: &ClientOptions,
     env: &AuthEnv,
 ) -> Result<Option<Credentials>, RegistryError> {
-    if let Some(c) = &opts.credentials {
-        return Ok(Some(c.clone()));
-    }
-    for path in env.files(opts.authfile.as_deref()) {
-        let Some(file) = read_file(&path)? else { continue };
-        if let Some(c) = from_file(&file, host, &path, env)? {
-            tracing::debug!(host, file = %path.display(), "using credentials from auth file");
+    let found = CredentialSource::locate(host, opts, env)?;
+    for candidate in &found.candidates {
+        let answer = match candidate {
+            Candidate::Known(c) => return Ok(Some(c.clone())),
+            Candidate::Helper { name, store } => {
+                store_answer(*store, host, run_helper(name, host, found.path.as_ref()))
+            }
+        };
+        if let Some(c) = answer? {
             return Ok(Some(c));
         }
     }
     Ok(None)
+}
+
+/// Where a registry's credentials are to be found, settled from the options and auth files without running any
+/// helper: the helpers run when credentials are first needed ([`CredentialSource::resolve`]).
+#[derive(Debug, Clone)]
+pub(crate) struct CredentialSource {
+    host: String,
+    /// In order; the first that gives credentials wins.
+    candidates: Vec<Candidate>,
+    /// The `PATH` helpers are searched on.
+    path: Option<OsString>,
+}
+
+#[derive(Debug, Clone)]
+enum Candidate {
+    /// Explicit or from an `auths` entry.
+    Known(Credentials),
+    /// A `docker-credential-*` helper from `credHelpers`, or the default `credsStore`.
+    Helper { name: String, store: bool },
+}
+
+impl CredentialSource {
+    /// Reads the auth files (small; errors name the file) and notes the helpers to ask.
+    pub(crate) fn from_options(host: &str, opts: &ClientOptions) -> Result<Self, RegistryError> {
+        Self::locate(host, opts, &AuthEnv::from_process())
+    }
+
+    pub(crate) fn locate(host: &str, opts: &ClientOptions, env: &AuthEnv) -> Result<Self, RegistryError> {
+        let mut candidates = Vec::new();
+        if let Some(c) = &opts.credentials {
+            candidates.push(Candidate::Known(c.clone()));
+        } else {
+            for path in env.files(opts.authfile.as_deref()) {
+                let Some(file) = read_file(&path)? else { continue };
+                if let Some(found) = from_file(&file, host, &path)? {
+                    tracing::debug!(host, file = %path.display(), "credentials for the host are in this auth file");
+                    let known = matches!(found, Candidate::Known(_));
+                    candidates.push(found);
+                    if known {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(CredentialSource {
+            host: host.to_owned(),
+            candidates,
+            path: env.path.clone(),
+        })
+    }
+
+    /// The credentials, running helpers as `tokio::process` children.
+    pub(crate) async fn resolve(&self) -> Result<Option<Credentials>, RegistryError> {
+        for candidate in &self.candidates {
+            let answer = match candidate {
+                Candidate::Known(c) => return Ok(Some(c.clone())),
+                Candidate::Helper { name, store } => store_answer(
+                    *store,
+                    &self.host,
+                    run_helper_async(name, &self.host, self.path.as_ref()).await,
+                ),
+            };
+            if let Some(c) = answer? {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The store is a default for every host, most of which need no credentials: a store that cannot answer is a
+/// warning and the request goes anonymous (as skopeo), whereas a helper named for this host must work.
+fn store_answer(
+    store: bool,
+    host: &str,
+    answer: Result<Option<Credentials>, RegistryError>,
+) -> Result<Option<Credentials>, RegistryError> {
+    match answer {
+        Err(e @ RegistryError::CredentialHelper { .. }) if store => {
+            tracing::warn!("{e}; going on without credentials for {host}");
+            Ok(None)
+        }
+        other => other,
+    }
 }
 
 fn read_file(path: &Path) -> Result<Option<AuthFile>, RegistryError> {
@@ -129,14 +219,17 @@ fn read_file(path: &Path) -> Result<Option<AuthFile>, RegistryError> {
     })
 }
 
-fn from_file(file: &AuthFile, host: &str, path: &Path, env: &AuthEnv) -> Result<Option<Credentials>, RegistryError> {
+fn from_file(file: &AuthFile, host: &str, path: &Path) -> Result<Option<Candidate>, RegistryError> {
     if let Some(helper) = find(&file.cred_helpers, host) {
-        return run_helper(helper, host, env.path.as_ref());
+        return Ok(Some(Candidate::Helper {
+            name: helper.clone(),
+            store: false,
+        }));
     }
     if let Some(entry) = find(&file.auths, host) {
         if let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
             return Credentials::from_auth_field(auth)
-                .map(Some)
+                .map(|c| Some(Candidate::Known(c)))
                 .ok_or_else(|| RegistryError::Authfile {
                     path: path.to_owned(),
                     reason: format!("the \"auth\" value for {host} is not base64 of USER:PASSWORD"),
@@ -145,24 +238,20 @@ fn from_file(file: &AuthFile, host: &str, path: &Path, env: &AuthEnv) -> Result<
         if let (Some(u), Some(p)) = (&entry.username, &entry.password)
             && !u.is_empty()
         {
-            return Ok(Some(Credentials {
+            return Ok(Some(Candidate::Known(Credentials {
                 username: u.clone(),
                 password: p.clone(),
-            }));
+            })));
         }
     }
-    // The store is a default for every host, most of which need no credentials: a store that cannot answer is a
-    // warning and the request goes anonymous (as skopeo), whereas a helper named for this host must work.
-    match &file.creds_store {
-        Some(store) if !store.is_empty() => match run_helper(store, host, env.path.as_ref()) {
-            Err(e @ RegistryError::CredentialHelper { .. }) => {
-                tracing::warn!("{e}; going on without credentials for {host}");
-                Ok(None)
-            }
-            other => other,
-        },
-        _ => Ok(None),
-    }
+    Ok(file
+        .creds_store
+        .as_ref()
+        .filter(|s| !s.is_empty())
+        .map(|store| Candidate::Helper {
+            name: store.clone(),
+            store: true,
+        }))
 }
 
 /// The entry for `host`: an exact key first, then any key that normalizes to the host.

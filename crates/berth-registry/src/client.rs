@@ -9,11 +9,11 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Response, StatusCode, Url};
 
 use crate::auth::{Auth, Scope};
-use crate::authfile::lookup_credentials;
+use crate::authfile::CredentialSource;
 use crate::endpoint::{Endpoint, Transport, origin};
 use crate::error::{RegistryError, Subject, Target, chain};
 use crate::location_cache::LocationCache;
-use crate::redirect::{self, Outgoing, ScopedAuth, SendError};
+use crate::redirect::{self, OutBody, Outgoing, ScopedAuth, SendError};
 use crate::response::status_error;
 use crate::retry::{RetryPolicy, is_retryable_status, with_retries};
 use crate::{ClientOptions, Timeouts};
@@ -75,8 +75,11 @@ impl Request {
 }
 
 impl Registry {
-    /// A client for `host` (as written in image references: `docker.io`, `quay.io`, `localhost:5000`). Looks up
-    /// credentials now (see [`lookup_credentials`]); makes no request until the first operation.
+    /// A client for `host` (as written in image references: `docker.io`, `quay.io`, `localhost:5000`). Reads the
+    /// auth files now (small; a malformed one is an error here) but runs no `docker-credential-*` helper: those
+    /// run, as async child processes, when the registry first asks for authentication (see
+    /// [`lookup_credentials`](crate::lookup_credentials) for the search order). Makes no request until the first
+    /// operation. Usable from sync and async code alike.
     pub fn new(host: &str, opts: &ClientOptions) -> Result<Self, RegistryError> {
         Self::with_timeouts(host, opts, Timeouts::default())
     }
@@ -84,7 +87,7 @@ impl Registry {
     /// [`new`](Self::new) with non-default timeouts.
     pub fn with_timeouts(host: &str, opts: &ClientOptions, timeouts: Timeouts) -> Result<Self, RegistryError> {
         let endpoint = Endpoint::new(host, opts.tls_verify)?;
-        let credentials = lookup_credentials(host, opts)?;
+        let credentials = CredentialSource::from_options(host, opts)?;
         let user_agent = if opts.user_agent.is_empty() {
             concat!("berth-registry/", env!("CARGO_PKG_VERSION")).to_owned()
         } else {
@@ -121,9 +124,10 @@ impl Registry {
         &self.inner.endpoint.host
     }
 
-    /// Whether credentials were found for this registry (explicit, auth file or helper).
-    pub fn has_credentials(&self) -> bool {
-        self.inner.auth.credentials().is_some()
+    /// Whether credentials are known for this registry (explicit, auth file or helper). Runs the credential
+    /// helper if that was not done yet; its failure is the error.
+    pub async fn has_credentials(&self) -> Result<bool, RegistryError> {
+        Ok(self.inner.auth.credentials().await?.is_some())
     }
 }
 
@@ -167,7 +171,7 @@ impl Inner {
                 method: Method::GET,
                 url: url.clone(),
                 headers: &headers,
-                body: None,
+                body: OutBody::Empty,
             };
             redirect::follow(&self.http, out, None, &target).await
         })
@@ -188,12 +192,64 @@ impl Inner {
     /// connection errors, and re-authenticating once after a 401. Returns whatever response that ends with, for the
     /// caller to check.
     pub(crate) async fn send(&self, req: &Request, scope: &Scope, target: &Target) -> Result<Response, RegistryError> {
+        self.send_with(req, scope, target, self.retry, req.method != Method::PATCH)
+            .await
+    }
+
+    /// [`send`](Self::send) without retries (still re-authenticating once after a 401 and following redirects),
+    /// for requests whose caller is the retry layer: those of an upload session, which [`put_blob`] repeats as a
+    /// whole, so that `retry_times` bounds the attempts once and not once per layer.
+    ///
+    /// [`put_blob`]: Registry::put_blob
+    pub(crate) async fn send_once(
+        &self,
+        req: &Request,
+        scope: &Scope,
+        target: &Target,
+    ) -> Result<Response, RegistryError> {
+        self.send_with(req, scope, target, RetryPolicy { times: 0 }, false)
+            .await
+    }
+
+    /// Sends a request whose body is a stream, once: no retry, no re-authentication (the body is spent), no
+    /// redirect that would need the body again. A 401 is returned like any response, for the caller to decide.
+    pub(crate) async fn send_stream(
+        &self,
+        req: &Request,
+        body: reqwest::Body,
+        scope: &Scope,
+        target: &Target,
+    ) -> Result<Response, RegistryError> {
+        let base = self.base.get_or_try_init(|| self.check_api()).await?;
+        let auth = self.auth.header(self, scope).await?;
+        let scoped = auth.map(|value| ScopedAuth {
+            origin: origin(base),
+            value,
+        });
+        let out = Outgoing {
+            method: req.method.clone(),
+            url: req.url.clone(),
+            headers: &req.headers,
+            body: OutBody::Stream(body),
+        };
+        redirect::follow(&self.http, out, scoped.as_ref(), target)
+            .await
+            .map_err(|e| e.into_error(target))
+    }
+
+    async fn send_with(
+        &self,
+        req: &Request,
+        scope: &Scope,
+        target: &Target,
+        policy: RetryPolicy,
+        retry_transport: bool,
+    ) -> Result<Response, RegistryError> {
         let base = self.base.get_or_try_init(|| self.check_api()).await?;
         let registry_origin = origin(base);
-        let retry_transport = req.method != Method::PATCH;
         let mut reauthenticated = false;
         loop {
-            let resp = with_retries(&self.retry, retry_transport, async || {
+            let resp = with_retries(&policy, retry_transport, async || {
                 let auth = self.auth.header(self, scope).await.map_err(SendError::Fatal)?;
                 let scoped = auth.map(|value| ScopedAuth {
                     origin: registry_origin.clone(),
@@ -203,7 +259,7 @@ impl Inner {
                     method: req.method.clone(),
                     url: req.url.clone(),
                     headers: &req.headers,
-                    body: req.body.clone(),
+                    body: req.body.clone().map_or(OutBody::Empty, OutBody::Bytes),
                 };
                 redirect::follow(&self.http, out, scoped.as_ref(), target).await
             })

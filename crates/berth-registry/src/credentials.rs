@@ -79,40 +79,90 @@ struct HelperOutput {
     secret: String,
 }
 
-/// Runs `docker-credential-<helper> get` with `server` on stdin, searching `path` (the `PATH` to use).
-/// "credentials not found" is `Ok(None)`.
-pub(crate) fn run_helper(
-    helper: &str,
-    server: &str,
-    path: Option<&OsString>,
-) -> Result<Option<Credentials>, RegistryError> {
-    let fail = |reason: String| RegistryError::CredentialHelper {
+/// The error for helper `helper` asked about `server`.
+fn helper_error(helper: &str, server: &str, reason: String) -> RegistryError {
+    RegistryError::CredentialHelper {
         helper: helper.to_owned(),
         host: server.to_owned(),
         reason,
-    };
+    }
+}
+
+/// `docker-credential-<helper>`, if `helper` is a plain name.
+fn program(helper: &str, server: &str) -> Result<String, RegistryError> {
     if helper.is_empty()
         || !helper
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
-        return Err(fail("the helper name in the auth file is not a plain name".into()));
+        return Err(helper_error(
+            helper,
+            server,
+            "the helper name in the auth file is not a plain name".into(),
+        ));
     }
-    let program = format!("docker-credential-{helper}");
-    let exe = path
-        .into_iter()
+    Ok(format!("docker-credential-{helper}"))
+}
+
+/// The places `program` may be on `path`.
+fn candidates<'a>(program: &'a str, path: Option<&'a OsString>) -> impl Iterator<Item = PathBuf> + 'a {
+    path.into_iter()
         .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(&program))
+        .map(move |dir| dir.join(program))
+}
+
+fn not_on_path(helper: &str, server: &str, program: &str) -> RegistryError {
+    helper_error(
+        helper,
+        server,
+        format!("{program} is not on PATH; install it or remove it from the auth file"),
+    )
+}
+
+/// Runs `docker-credential-<helper> get` with `server` on stdin, searching `path` (the `PATH` to use), blocking
+/// the calling thread. "credentials not found" is `Ok(None)`.
+pub(crate) fn run_helper(
+    helper: &str,
+    server: &str,
+    path: Option<&OsString>,
+) -> Result<Option<Credentials>, RegistryError> {
+    let program = program(helper, server)?;
+    let exe = candidates(&program, path)
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            fail(format!(
-                "{program} is not on PATH; install it or remove it from the auth file"
-            ))
-        })?;
-    let out = spawn_with_input(&exe, server).map_err(|e| fail(format!("cannot run {}: {e}", exe.display())))?;
+        .ok_or_else(|| not_on_path(helper, server, &program))?;
+    let out = spawn_with_input(&exe, server)
+        .map_err(|e| helper_error(helper, server, format!("cannot run {}: {e}", exe.display())))?;
+    helper_answer(helper, server, &out)
+}
+
+/// [`run_helper`] for async code: the helper runs as a `tokio::process` child, so no worker thread waits for it.
+pub(crate) async fn run_helper_async(
+    helper: &str,
+    server: &str,
+    path: Option<&OsString>,
+) -> Result<Option<Credentials>, RegistryError> {
+    let program = program(helper, server)?;
+    let mut exe = None;
+    for p in candidates(&program, path) {
+        if tokio::fs::metadata(&p).await.is_ok_and(|m| m.is_file()) {
+            exe = Some(p);
+            break;
+        }
+    }
+    let exe = exe.ok_or_else(|| not_on_path(helper, server, &program))?;
+    let out = spawn_with_input_async(&exe, server)
+        .await
+        .map_err(|e| helper_error(helper, server, format!("cannot run {}: {e}", exe.display())))?;
+    helper_answer(helper, server, &out)
+}
+
+/// What a helper's `get` said: credentials, "not found" (`None`), or an error.
+fn helper_answer(helper: &str, server: &str, out: &std::process::Output) -> Result<Option<Credentials>, RegistryError> {
+    let fail = |reason: String| helper_error(helper, server, reason);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
+        // The helper protocol's only structured answer is this message.
         if stdout.contains("credentials not found") || stderr.contains("credentials not found") {
             return Ok(None);
         }
@@ -142,10 +192,12 @@ pub(crate) fn run_helper(
     }))
 }
 
-/// Spawns `exe get`, writes `input` to its stdin and collects its output. Retries briefly on ETXTBSY, which a
-/// helper script that was just written can hit while another thread forks.
+/// `ETXTBSY`: a helper script that was just written can hit it while another thread forks; spawning is retried
+/// briefly.
+const ETXTBSY: i32 = 26;
+
+/// Spawns `exe get`, writes `input` to its stdin and collects its output.
 fn spawn_with_input(exe: &PathBuf, input: &str) -> std::io::Result<std::process::Output> {
-    const ETXTBSY: i32 = 26;
     let mut tries = 0;
     let mut child = loop {
         match Command::new(exe)
@@ -168,6 +220,33 @@ fn spawn_with_input(exe: &PathBuf, input: &str) -> std::io::Result<std::process:
         let _ = stdin.write_all(input.as_bytes());
     }
     child.wait_with_output()
+}
+
+/// [`spawn_with_input`] with `tokio::process`.
+async fn spawn_with_input_async(exe: &PathBuf, input: &str) -> std::io::Result<std::process::Output> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut tries = 0;
+    let mut child = loop {
+        match tokio::process::Command::new(exe)
+            .arg("get")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(c) => break c,
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < 5 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes()).await;
+    }
+    child.wait_with_output().await
 }
 
 #[cfg(test)]

@@ -64,6 +64,94 @@ impl fmt::Display for Target {
     }
 }
 
+/// An error code from a distribution error body (`{"errors":[{"code":"MANIFEST_INVALID",…}]}`): the codes the
+/// distribution spec defines, the few more CNCF distribution sends, and any other as [`ErrorCode::Other`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// `BLOB_UNKNOWN`: the blob is not in the repository.
+    BlobUnknown,
+    /// `BLOB_UPLOAD_INVALID`: the upload session is in an invalid state.
+    BlobUploadInvalid,
+    /// `BLOB_UPLOAD_UNKNOWN`: the upload session does not exist (any more).
+    BlobUploadUnknown,
+    /// `DIGEST_INVALID`: content does not match the digest given.
+    DigestInvalid,
+    /// `MANIFEST_BLOB_UNKNOWN`: the manifest references a blob the repository lacks.
+    ManifestBlobUnknown,
+    /// `MANIFEST_INVALID`: the manifest is malformed or of a kind the registry refuses.
+    ManifestInvalid,
+    /// `MANIFEST_UNKNOWN`: no such manifest.
+    ManifestUnknown,
+    /// `NAME_INVALID`: the repository name is refused.
+    NameInvalid,
+    /// `NAME_UNKNOWN`: no such repository.
+    NameUnknown,
+    /// `SIZE_INVALID`: the content length does not match.
+    SizeInvalid,
+    /// `UNAUTHORIZED`: authentication required.
+    Unauthorized,
+    /// `DENIED`: access denied.
+    Denied,
+    /// `UNSUPPORTED`: the operation (or the manifest's format) is unsupported.
+    Unsupported,
+    /// `TOOMANYREQUESTS`: rate limited.
+    TooManyRequests,
+    /// `RANGE_INVALID` (CNCF distribution): a `Content-Range` that does not continue the upload.
+    RangeInvalid,
+    /// `UNKNOWN` (CNCF distribution): an unclassified server error.
+    Unknown,
+    /// Any other code, as sent.
+    Other(String),
+}
+
+impl ErrorCode {
+    const NAMES: [(&'static str, ErrorCode); 16] = [
+        ("BLOB_UNKNOWN", ErrorCode::BlobUnknown),
+        ("BLOB_UPLOAD_INVALID", ErrorCode::BlobUploadInvalid),
+        ("BLOB_UPLOAD_UNKNOWN", ErrorCode::BlobUploadUnknown),
+        ("DIGEST_INVALID", ErrorCode::DigestInvalid),
+        ("MANIFEST_BLOB_UNKNOWN", ErrorCode::ManifestBlobUnknown),
+        ("MANIFEST_INVALID", ErrorCode::ManifestInvalid),
+        ("MANIFEST_UNKNOWN", ErrorCode::ManifestUnknown),
+        ("NAME_INVALID", ErrorCode::NameInvalid),
+        ("NAME_UNKNOWN", ErrorCode::NameUnknown),
+        ("SIZE_INVALID", ErrorCode::SizeInvalid),
+        ("UNAUTHORIZED", ErrorCode::Unauthorized),
+        ("DENIED", ErrorCode::Denied),
+        ("UNSUPPORTED", ErrorCode::Unsupported),
+        ("TOOMANYREQUESTS", ErrorCode::TooManyRequests),
+        ("RANGE_INVALID", ErrorCode::RangeInvalid),
+        ("UNKNOWN", ErrorCode::Unknown),
+    ];
+
+    /// The code for `name` as a registry spells it (exactly; codes are upper case).
+    pub fn parse(name: &str) -> ErrorCode {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or_else(|| ErrorCode::Other(name.to_owned()), |(_, c)| c.clone())
+    }
+
+    /// The code as registries spell it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorCode::Other(s) => s,
+            known => Self::NAMES
+                .iter()
+                .find(|(_, c)| c == known)
+                .map(|(n, _)| *n)
+                .expect("every named code is in the table"),
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -151,6 +239,8 @@ pub enum RegistryError {
         target: Box<Target>,
         /// The HTTP status code.
         status: u16,
+        /// The first error code of the registry's error body, if it sent one.
+        code: Option<ErrorCode>,
         /// The registry's message and advice, prefixed with ": " when present.
         detail: String,
     },
@@ -225,6 +315,8 @@ pub enum RegistryError {
         host: String,
         /// The realm URL from `WWW-Authenticate`.
         realm: String,
+        /// The token server's HTTP status, when it answered with an error.
+        status: Option<u16>,
         /// What went wrong, with advice.
         reason: String,
     },
@@ -277,8 +369,30 @@ impl RegistryError {
     /// Whether the registry refused a manifest as such (400 or 415 with an "invalid" or "unsupported" code, or
     /// none): a registry that does not take the manifest's format, for instance.
     pub fn is_manifest_refusal(&self) -> bool {
-        matches!(self, RegistryError::Status { status: 400 | 415, detail, target }
-            if matches!(target.subject, Subject::Manifest(_)) && detail.ends_with(crate::response::MANIFEST_REFUSED))
+        matches!(self, RegistryError::Status { status: 400 | 415, code, target, .. }
+            if matches!(target.subject, Subject::Manifest(_))
+                && matches!(code, None | Some(ErrorCode::ManifestInvalid | ErrorCode::Unsupported)))
+    }
+
+    /// Whether authentication failed: the registry answered 401 even after the credentials (or the token they
+    /// bought) were offered, or had none to offer, or its token server refused the credentials (401/403).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Unauthorized { .. }
+                | RegistryError::Token {
+                    status: Some(401 | 403),
+                    ..
+                }
+        )
+    }
+
+    /// The registry's error code, for the errors that carry one ([`Status`](Self::Status)).
+    pub fn code(&self) -> Option<&ErrorCode> {
+        match self {
+            RegistryError::Status { code, .. } => code.as_ref(),
+            _ => None,
+        }
     }
 
     /// Whether trying the whole operation again could help (network trouble, 429, 5xx).

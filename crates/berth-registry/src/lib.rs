@@ -13,8 +13,9 @@
 //! - **Integrity**: every digest is computed here over the bytes received or sent; `Docker-Content-Digest` is
 //!   never trusted. Manifests are capped at 4 MiB; nothing is allocated from a size the other side announced.
 //! - **Uploads**: existence check, cross-repository mounts from repositories a small blob-location cache file
-//!   remembers, monolithic or chunked uploads, manually followed redirects that drop `Authorization` when the
-//!   host changes.
+//!   remembers, then one PUT for small blobs or one streamed PATCH that resumes from the offset the registry
+//!   reports; one retry layer (the upload session), manually followed redirects that drop `Authorization` when
+//!   the host changes.
 //!
 //! Why not the `oci-client` crate: the copier needs resumable downloads with a strictly checked 206,
 //! `Retry-After`, a blob-location cache feeding cross-repository mounts, and per-blob progress, which it does
@@ -54,12 +55,13 @@ mod retry;
 mod tags;
 mod token;
 mod upload;
+mod upload_feed;
 
 pub use authfile::lookup_credentials;
 pub use blobs::DigestCheck;
 pub use client::Registry;
 pub use credentials::Credentials;
-pub use error::{RegistryError, Subject, Target};
+pub use error::{ErrorCode, RegistryError, Subject, Target};
 pub use manifests::Manifest;
 pub use upload::{OpenBlob, PutOutcome};
 

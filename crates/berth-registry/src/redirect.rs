@@ -21,7 +21,18 @@ pub(crate) struct Outgoing<'a> {
     pub method: Method,
     pub url: Url,
     pub headers: &'a HeaderMap,
-    pub body: Option<Bytes>,
+    pub body: OutBody,
+}
+
+/// The body of an [`Outgoing`] request.
+#[derive(Debug)]
+pub(crate) enum OutBody {
+    /// None (an empty one for POST, PUT and PATCH).
+    Empty,
+    /// Bytes, which a redirect can send again.
+    Bytes(Bytes),
+    /// A stream, which can be sent only once: a redirect that would need it again is refused.
+    Stream(reqwest::Body),
 }
 
 /// An `Authorization` value and the only origin it may be sent to.
@@ -60,6 +71,8 @@ impl SendError {
 }
 
 /// Sends `req`, following redirects; returns the first non-redirect response (or a redirect without `Location`).
+/// A streamed body is sent once: a redirect that keeps the method and body (307, 308) is then an error, since
+/// the stream is spent and only the caller can start it again.
 pub(crate) async fn follow(
     http: &Client,
     req: Outgoing<'_>,
@@ -80,6 +93,7 @@ pub(crate) async fn follow(
     } = req;
     let mut headers = headers.clone();
     let mut seen = vec![url.clone()];
+    let mut streamed = false;
     loop {
         let mut b = http.request(method.clone(), url.clone()).headers(headers.clone());
         if let Some(a) = auth
@@ -87,10 +101,17 @@ pub(crate) async fn follow(
         {
             b = b.header(AUTHORIZATION, a.value.clone());
         }
-        match &body {
-            Some(bytes) => b = b.body(bytes.clone()),
-            None if matches!(method, Method::POST | Method::PUT | Method::PATCH) => b = b.body(Bytes::new()),
-            None => {}
+        match std::mem::replace(&mut body, OutBody::Empty) {
+            OutBody::Bytes(bytes) => {
+                b = b.body(bytes.clone());
+                body = OutBody::Bytes(bytes);
+            }
+            OutBody::Stream(stream) => {
+                b = b.body(stream);
+                streamed = true;
+            }
+            OutBody::Empty if matches!(method, Method::POST | Method::PUT | Method::PATCH) => b = b.body(Bytes::new()),
+            OutBody::Empty => {}
         }
         let resp = b.send().await.map_err(|e| {
             // Past the first hop the URL may be a signed object-storage URL: keep it out of messages.
@@ -106,9 +127,16 @@ pub(crate) async fn follow(
         let next = next_hop(&url, location, &seen).map_err(|reason| refuse(format!("HTTP {status}: {reason}")))?;
         let to_get = status == StatusCode::SEE_OTHER
             || (matches!(status.as_u16(), 301 | 302) && !matches!(method, Method::GET | Method::HEAD));
+        if streamed && !to_get {
+            return Err(refuse(format!(
+                "HTTP {status} redirect of {method} {}: its streamed body cannot be sent a second time, so \
+                 the redirect is not followed; the registry (or a proxy before it) should not redirect uploads",
+                strip_query(&url)
+            )));
+        }
         if to_get {
             method = Method::GET;
-            body = None;
+            body = OutBody::Empty;
             for h in [CONTENT_LENGTH, CONTENT_TYPE, CONTENT_RANGE] {
                 headers.remove(h);
             }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use reqwest::{Response, StatusCode};
 use serde::Deserialize;
 
-use crate::error::{RegistryError, Subject, Target, chain};
+use crate::error::{ErrorCode, RegistryError, Subject, Target, chain};
 
 /// How much of an error body is read to find the registry's error code.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
@@ -98,7 +98,7 @@ struct ErrorEntry {
 
 /// The advice that ends the message of a manifest the registry refused as such (see
 /// [`RegistryError::is_manifest_refusal`]).
-pub(crate) const MANIFEST_REFUSED: &str =
+const MANIFEST_REFUSED: &str =
     "; the registry refused the manifest: if it does not take OCI manifests, copy with --format v2s2";
 
 /// The error for a response whose status the operation cannot continue from. Reads (a bounded part of) the body
@@ -114,11 +114,11 @@ pub(crate) async fn status_error(resp: Response, target: Box<Target>, stall: Dur
 /// Maps a status and error body to an error (separate from I/O for testing).
 pub(crate) fn error_for(status: StatusCode, body: &[u8], target: Box<Target>) -> RegistryError {
     let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
-    let first_code = parsed
+    let code = parsed
         .as_ref()
         .and_then(|b| b.errors.first())
-        .map(|e| e.code.clone())
-        .unwrap_or_default();
+        .filter(|e| !e.code.is_empty())
+        .map(|e| ErrorCode::parse(&e.code));
     let message = parsed
         .map(|b| {
             b.errors
@@ -146,23 +146,26 @@ pub(crate) fn error_for(status: StatusCode, body: &[u8], target: Box<Target>) ->
     match status.as_u16() {
         401 => RegistryError::Unauthorized { target, detail },
         403 => RegistryError::Denied { target, detail },
-        404 => match (first_code.as_str(), &target.subject) {
-            ("BLOB_UNKNOWN" | "BLOB_UPLOAD_UNKNOWN", _) => RegistryError::BlobUnknown { target },
-            ("MANIFEST_UNKNOWN", _) => RegistryError::ManifestUnknown { target },
-            ("NAME_UNKNOWN", _) => RegistryError::RepositoryUnknown { target },
-            ("", Subject::Blob(_) | Subject::Upload(_)) => RegistryError::BlobUnknown { target },
-            ("", Subject::Manifest(_)) => RegistryError::ManifestUnknown { target },
-            ("", Subject::Tags) => RegistryError::RepositoryUnknown { target },
+        404 => match (&code, &target.subject) {
+            (Some(ErrorCode::BlobUnknown | ErrorCode::BlobUploadUnknown), _) => RegistryError::BlobUnknown { target },
+            (Some(ErrorCode::ManifestUnknown), _) => RegistryError::ManifestUnknown { target },
+            (Some(ErrorCode::NameUnknown), _) => RegistryError::RepositoryUnknown { target },
+            (None, Subject::Blob(_) | Subject::Upload(_)) => RegistryError::BlobUnknown { target },
+            (None, Subject::Manifest(_)) => RegistryError::ManifestUnknown { target },
+            (None, Subject::Tags) => RegistryError::RepositoryUnknown { target },
             _ => RegistryError::Status {
                 target,
                 status: 404,
+                code,
                 detail,
             },
         },
-        code => {
+        http => {
             let manifest = matches!(target.subject, Subject::Manifest(_));
-            let advice = match code {
-                400 | 415 if manifest && matches!(first_code.as_str(), "MANIFEST_INVALID" | "UNSUPPORTED" | "") => {
+            let advice = match http {
+                400 | 415
+                    if manifest && matches!(code, None | Some(ErrorCode::ManifestInvalid | ErrorCode::Unsupported)) =>
+                {
                     MANIFEST_REFUSED
                 }
                 405 => "; the registry does not allow this operation (is deletion enabled?)",
@@ -172,7 +175,8 @@ pub(crate) fn error_for(status: StatusCode, body: &[u8], target: Box<Target>) ->
             };
             RegistryError::Status {
                 target,
-                status: code,
+                status: http,
+                code,
                 detail: format!("{detail}{advice}"),
             }
         }
@@ -223,6 +227,40 @@ mod tests {
         let body = br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown","detail":{"digest":"x"}}]}"#;
         let msg = error_for(StatusCode::BAD_REQUEST, body, blob_target()).to_string();
         assert!(!msg.contains("digest") && !msg.contains("v2s2"), "{msg}");
+    }
+
+    #[test]
+    fn error_codes_are_parsed_into_the_status_variant() {
+        let manifest = || Target::new("h", "r", Subject::Manifest("v1".into()));
+        let body = br#"{"errors":[{"code":"UNSUPPORTED","message":"nope"},{"code":"DENIED"}]}"#;
+        let e = error_for(StatusCode::UNSUPPORTED_MEDIA_TYPE, body, manifest());
+        assert_eq!(e.code(), Some(&ErrorCode::Unsupported));
+        assert!(e.is_manifest_refusal(), "{e}");
+        let e = error_for(StatusCode::BAD_REQUEST, b"", manifest());
+        assert_eq!(e.code(), None);
+        assert!(e.is_manifest_refusal(), "no code: still a refusal");
+        // Another code, or the same code about a blob, is not.
+        let body = br#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
+        let e = error_for(StatusCode::BAD_REQUEST, body, manifest());
+        assert_eq!(e.code(), Some(&ErrorCode::ManifestBlobUnknown));
+        assert!(!e.is_manifest_refusal(), "{e}");
+        let body = br#"{"errors":[{"code":"MANIFEST_INVALID"}]}"#;
+        assert!(!error_for(StatusCode::BAD_REQUEST, body, blob_target()).is_manifest_refusal());
+        // A registry's own code is kept as sent.
+        let body = br#"{"errors":[{"code":"QUOTA_EXCEEDED","message":"full"}]}"#;
+        let e = error_for(StatusCode::BAD_REQUEST, body, blob_target());
+        assert_eq!(e.code(), Some(&ErrorCode::Other("QUOTA_EXCEEDED".into())));
+        assert!(e.to_string().contains("QUOTA_EXCEEDED: full"), "{e}");
+        for name in ["BLOB_UPLOAD_INVALID", "TOOMANYREQUESTS", "RANGE_INVALID", "x"] {
+            assert_eq!(ErrorCode::parse(name).as_str(), name);
+        }
+    }
+
+    #[test]
+    fn unauthorized_is_told_apart_from_other_refusals() {
+        assert!(error_for(StatusCode::UNAUTHORIZED, b"", blob_target()).is_unauthorized());
+        assert!(!error_for(StatusCode::FORBIDDEN, b"", blob_target()).is_unauthorized());
+        assert!(!error_for(StatusCode::BAD_GATEWAY, b"", blob_target()).is_unauthorized());
     }
 
     #[test]

@@ -30,13 +30,17 @@ impl RetryPolicy {
     /// The delay before retrying after a response: `Retry-After` when present and sane (at most 60 s),
     /// otherwise the backoff.
     pub(crate) fn delay_after(&self, attempt: u32, headers: &HeaderMap) -> Duration {
-        headers
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()))
-            .map(|d| d.min(MAX_RETRY_AFTER))
-            .unwrap_or_else(|| self.backoff(attempt))
+        retry_after(headers).unwrap_or_else(|| self.backoff(attempt))
     }
+}
+
+/// The wait a `Retry-After` header asks for, when present and parseable, at most 60 s.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        .map(|d| d.min(MAX_RETRY_AFTER))
 }
 
 /// Runs `attempt` until it gives a response that is not 429 or 5xx, or retries run out (then the last response

@@ -13,7 +13,7 @@ use crate::client::Inner;
 use crate::credentials::Credentials;
 use crate::endpoint::{Endpoint, origin};
 use crate::error::{RegistryError, Subject, Target, chain};
-use crate::redirect::{self, Outgoing, ScopedAuth, SendError};
+use crate::redirect::{self, OutBody, Outgoing, ScopedAuth, SendError};
 use crate::response::read_capped;
 use crate::retry::with_retries;
 
@@ -55,6 +55,7 @@ pub(crate) fn check_realm(endpoint: &Endpoint, realm: &str) -> Result<Url, Regis
     let fail = |reason: String| RegistryError::Token {
         host: endpoint.host.clone(),
         realm: realm.to_owned(),
+        status: None,
         reason,
     };
     let url = Url::parse(realm).map_err(|e| fail(format!("the realm is not a URL ({e})")))?;
@@ -84,6 +85,7 @@ pub(crate) async fn fetch(
     let fail = |reason: String| RegistryError::Token {
         host: endpoint.host.clone(),
         realm: challenge.realm.clone(),
+        status: None,
         reason,
     };
     let mut url = check_realm(endpoint, &challenge.realm)?;
@@ -107,7 +109,7 @@ pub(crate) async fn fetch(
             method: Method::GET,
             url: url.clone(),
             headers: &headers,
-            body: None,
+            body: OutBody::Empty,
         };
         redirect::follow(&inner.http, out, auth.as_ref(), &target).await
     })
@@ -123,7 +125,12 @@ pub(crate) async fn fetch(
             401 | 403 => "; check --creds / the authfile",
             _ => "",
         };
-        return Err(fail(format!("HTTP {status} for {who}{advice}")));
+        return Err(RegistryError::Token {
+            host: endpoint.host.clone(),
+            realm: challenge.realm.clone(),
+            status: Some(status.as_u16()),
+            reason: format!("HTTP {status} for {who}{advice}"),
+        });
     }
     let body = read_capped(resp, MAX_TOKEN_RESPONSE, inner.stall, &target)
         .await

@@ -32,6 +32,9 @@ pub enum Fault {
     Redirect(String),
     /// Reset the connection after sending half the body.
     Reset,
+    /// Forward the request with only the first `n` bytes of its body, then close the upstream connection and the
+    /// client's without an answer: an upload that broke off midway, the registry holding part of it.
+    CutRequest(usize),
 }
 
 /// A rule: the first `times` requests whose method and path contain the given strings get the fault.
@@ -56,7 +59,7 @@ pub struct Seen {
     pub target: String,
     /// Headers, lowercase names.
     pub headers: Vec<(String, String)>,
-    /// The status returned to the client.
+    /// The status returned to the client (0: none, the connection was closed).
     pub status: u16,
 }
 
@@ -311,6 +314,21 @@ fn forward(up: &str, req: &Request, drop_range: bool) -> std::io::Result<Respons
     })
 }
 
+/// Sends `req` upstream with its body cut after `n` bytes, waits for the upstream to take them, and hangs up.
+fn cut_request(up: &str, req: &Request, n: usize) -> std::io::Result<()> {
+    let mut s = TcpStream::connect(up)?;
+    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.target);
+    for (k, v) in &req.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(&req.body[..n.min(req.body.len())])?;
+    s.flush()?;
+    std::thread::sleep(Duration::from_millis(200));
+    s.shutdown(Shutdown::Both)
+}
+
 fn take_fault(rules: &Mutex<Vec<Rule>>, req: &Request) -> Option<Fault> {
     let mut rules = rules.lock().expect("rules");
     let rule = rules.iter_mut().find(|r| {
@@ -333,6 +351,17 @@ fn serve(
     while let Some(req) = read_request(&mut reader)? {
         let _in_flight = InFlight::new(load);
         let fault = take_fault(rules, &req);
+        if let Some(Fault::CutRequest(n)) = fault {
+            cut_request(up, &req, n)?;
+            log.lock().expect("log").push(Seen {
+                method: req.method.clone(),
+                target: req.target.clone(),
+                headers: req.headers.clone(),
+                status: 0,
+            });
+            let _ = rustix::net::sockopt::set_socket_linger(&out, Some(Duration::ZERO));
+            return Ok(());
+        }
         let mut resp = match &fault {
             Some(Fault::Status(code, retry_after)) => {
                 let mut headers = vec![("content-length".to_owned(), "0".to_owned())];

@@ -190,3 +190,61 @@ fn cred_helpers_and_creds_store() {
     write(&file, r#"{"credsStore": "missing"}"#);
     assert_eq!(lookup_with("anon.example", &opts, &env).unwrap(), None);
 }
+
+/// `Registry::new` runs in async code: it only notes which helper to ask, and the helper runs later as an async
+/// child process, when credentials are first needed.
+#[tokio::test]
+async fn helpers_run_only_when_credentials_are_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    install_helper(dir.path());
+    let env = env_with(dir.path());
+    let file = dir.path().join("auth.json");
+    let opts = ClientOptions {
+        authfile: Some(file.clone()),
+        ..ClientOptions::default()
+    };
+    let ran = dir.path().join("ran");
+    let bin = dir.path().join("bin");
+    let tmp = bin.join(".tmp-marker");
+    std::fs::write(
+        &tmp,
+        format!(
+            "#!/bin/sh\ntouch '{}'\nexec '{}' \"$@\"\n",
+            ran.display(),
+            bin.join("docker-credential-test").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, bin.join("docker-credential-marker")).unwrap();
+
+    write(&file, r#"{"credHelpers": {"helper.example": "marker"}}"#);
+    let source = CredentialSource::locate("helper.example", &opts, &env).unwrap();
+    assert!(!ran.exists(), "the helper ran before credentials were needed");
+    let found = source.resolve().await.unwrap().unwrap();
+    assert_eq!(
+        (found.username.as_str(), found.password.as_str()),
+        ("helper", "secret-helper")
+    );
+    assert!(ran.exists());
+
+    // Same answers as the blocking lookup: a missing helper named for the host is an error, a store that cannot
+    // answer leaves requests anonymous, and a helper's "not found" falls through to the next file.
+    write(&file, r#"{"credHelpers": {"helper.example": "missing"}}"#);
+    let source = CredentialSource::locate("helper.example", &opts, &env).unwrap();
+    let err = source.resolve().await.unwrap_err();
+    assert!(
+        err.to_string().contains("docker-credential-missing is not on PATH"),
+        "{err}"
+    );
+    write(&file, r#"{"credsStore": "missing"}"#);
+    let source = CredentialSource::locate("anon.example", &opts, &env).unwrap();
+    assert_eq!(source.resolve().await.unwrap(), None);
+    write(&file, r#"{"credHelpers": {"other.example": "test"}}"#);
+    write(
+        &dir.path().join("home/.docker/config.json"),
+        &format!(r#"{{"auths": {{"other.example": {{"auth": "{}"}}}}}}"#, auth("docker")),
+    );
+    let source = CredentialSource::locate("other.example", &opts, &env).unwrap();
+    assert_eq!(source.resolve().await.unwrap().unwrap().username, "docker");
+}

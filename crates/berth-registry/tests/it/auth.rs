@@ -46,6 +46,7 @@ async fn basic_auth_wrong_password_is_a_clear_401() {
     let r = login(&reg.host(), "alice:wrong");
     let err = r.get_manifest("private/app", "v1", &[]).await.unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
+    assert!(err.is_unauthorized());
     let msg = err.to_string();
     assert!(
         msg.contains(&reg.host()) && msg.contains("private/app") && msg.contains("manifest v1"),
@@ -100,7 +101,11 @@ async fn token_auth_refusals() {
         .get_manifest("tok/app", "v1", &[])
         .await
         .unwrap_err();
-    assert!(matches!(err, RegistryError::Token { .. }), "{err}");
+    assert!(matches!(err, RegistryError::Token { status: Some(401), .. }), "{err}");
+    assert!(
+        err.is_unauthorized(),
+        "a token server refusing the credentials is an authentication failure"
+    );
     assert!(
         err.to_string().contains("401") && err.to_string().contains("--creds"),
         "{err}"

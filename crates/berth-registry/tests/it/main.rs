@@ -8,6 +8,7 @@ mod mounts;
 mod redirects;
 mod resume;
 mod roundtrip;
+mod uploads;
 
 use std::io::{Cursor, Read};
 use std::sync::Arc;

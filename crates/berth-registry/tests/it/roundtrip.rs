@@ -6,7 +6,7 @@ use berth_registry::{PutOutcome, RegistryError};
 use berth_spec::{Digest, media_type};
 use berth_testkit::registry::TestRegistry;
 
-use crate::{client, counter, data, image_manifest, opener, pull, push};
+use crate::{client, counter, data, image_manifest, opener, push};
 
 #[tokio::test]
 async fn small_blob_is_uploaded_once_and_pulled_back() {
@@ -38,25 +38,6 @@ async fn small_blob_is_uploaded_once_and_pulled_back() {
     assert_eq!(out, bytes);
     assert_eq!(received.load(Ordering::Relaxed), bytes.len() as u64);
     assert_eq!(r.blob_exists("other/repo", &digest).await.unwrap(), None);
-}
-
-#[tokio::test]
-async fn large_blob_is_uploaded_in_chunks() {
-    let reg = TestRegistry::anonymous().unwrap();
-    let r = client(&reg.host());
-    // Above the 16 MiB monolithic limit and not a multiple of the 8 MiB chunk.
-    let bytes = data(2, 17 * 1024 * 1024 + 12_345);
-    let digest = Digest::sha256(&bytes);
-    let (sent, progress) = counter();
-    let open = opener(bytes.clone());
-    let outcome = r
-        .put_blob("big/blob", &digest, bytes.len() as u64, &open, &progress)
-        .await;
-    assert_eq!(outcome.unwrap(), PutOutcome::Uploaded);
-    assert_eq!(sent.load(Ordering::Relaxed), bytes.len() as u64);
-    let log = reg.log();
-    assert_eq!(log.matches("\"PATCH /v2/big/blob/blobs/uploads/").count(), 3, "{log}");
-    assert_eq!(pull(&r, "big/blob", &digest, bytes.len() as u64).await, bytes);
 }
 
 #[tokio::test]
