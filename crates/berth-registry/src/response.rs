@@ -96,10 +96,9 @@ struct ErrorEntry {
     detail: serde_json::Value,
 }
 
-/// The advice that ends the message of a manifest the registry refused as such (see
-/// [`RegistryError::is_manifest_refusal`]).
-const MANIFEST_REFUSED: &str =
-    "; the registry refused the manifest: if it does not take OCI manifests, copy with --format v2s2";
+/// What ends the message of a manifest the registry refused as such (see [`RegistryError::is_manifest_refusal`]).
+/// The advice (a flag to retry with) is the tool's to give: the shared client does not know the tool's flags.
+const MANIFEST_REFUSED: &str = "; the registry refused the manifest (it may not take this manifest format)";
 
 /// The error for a response whose status the operation cannot continue from. Reads (a bounded part of) the body
 /// for the registry's error code, which tells "blob unknown" from "repository unknown".
@@ -169,7 +168,7 @@ pub(crate) fn error_for(status: StatusCode, body: &[u8], target: Box<Target>) ->
                     MANIFEST_REFUSED
                 }
                 405 => "; the registry does not allow this operation (is deletion enabled?)",
-                429 => "; the registry is rate-limiting requests and retries ran out: wait, or raise --retry-times",
+                429 => "; the registry is rate-limiting requests and retries ran out",
                 500..=599 => "; the registry kept failing and retries ran out: try again later",
                 _ => "",
             };
@@ -217,16 +216,23 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_manifest_shows_the_registrys_detail_and_suggests_v2s2() {
+    fn a_refused_manifest_shows_the_registrys_detail() {
         let body = br#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid","detail":"OCI manifests are not supported"}]}"#;
         let manifest = Target::new("h", "r", Subject::Manifest("v1".into()));
         let msg = error_for(StatusCode::BAD_REQUEST, body, manifest).to_string();
         assert!(msg.contains("(OCI manifests are not supported)"), "{msg}");
-        assert!(msg.contains("--format v2s2"), "{msg}");
+        assert!(msg.contains("refused the manifest"), "{msg}");
+        assert!(
+            !msg.contains("--format"),
+            "the tool gives flag advice, not the client: {msg}"
+        );
         // A structured or huge detail is not printed.
         let body = br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown","detail":{"digest":"x"}}]}"#;
         let msg = error_for(StatusCode::BAD_REQUEST, body, blob_target()).to_string();
-        assert!(!msg.contains("digest") && !msg.contains("v2s2"), "{msg}");
+        assert!(
+            !msg.contains("digest") && !msg.contains("refused the manifest"),
+            "{msg}"
+        );
     }
 
     #[test]

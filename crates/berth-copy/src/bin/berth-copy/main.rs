@@ -79,7 +79,22 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("berth-copy: {}", berth_cli::errors::render(&e));
+            if let Some(hint) = advice(&e) {
+                eprintln!("berth-copy: hint: {hint}");
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What to do about a registry failure, with this tool's flags.
+fn advice(e: &anyhow::Error) -> Option<&'static str> {
+    let r = berth_cli::errors::registry_error(e)?;
+    if r.is_manifest_refusal() {
+        Some("if the registry does not take OCI manifests, copy with --format v2s2")
+    } else if r.status() == Some(429) {
+        Some("wait, or raise --retry-times")
+    } else {
+        None
     }
 }

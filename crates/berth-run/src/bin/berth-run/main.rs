@@ -147,6 +147,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("berth-run: {}", berth_cli::errors::render(&e));
+            if berth_cli::errors::registry_error(&e).is_some_and(|r| r.status() == Some(429)) {
+                eprintln!("berth-run: hint: wait, or raise --retry-times");
+            }
             ExitCode::from(report::exit_code(
                 &e,
                 matches!(cli.command, Command::Run(_) | Command::Exec(_) | Command::Pull(_)),
