@@ -48,6 +48,11 @@ const BENCHES: &[Bench] = &[
     },
 ];
 
+/// The benchmarks' names, the default first.
+pub(crate) fn names() -> impl Iterator<Item = &'static str> {
+    BENCHES.iter().map(|b| b.name)
+}
+
 fn copy(options: &Options) -> anyhow::Result<()> {
     crate::bench_copy::run(options.json, if options.mib == 256 { 500 } else { options.mib })
 }
