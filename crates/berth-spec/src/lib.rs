@@ -41,3 +41,4 @@ pub mod reference;
 pub mod store;
 pub use reference::{DockerArchiveRef, DockerReference, ImageRef, ReferenceError, StoreRef, validate_ref_name};
 pub mod runtime_config;
+pub mod whiteout;
