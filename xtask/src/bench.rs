@@ -108,7 +108,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bench = match name {
         None => &BENCHES[0],
         Some(name) => BENCHES.iter().find(|b| b.name == name).with_context(|| {
-            let known: Vec<&str> = BENCHES.iter().map(|b| b.name).collect();
+            let known: Vec<&str> = names().collect();
             format!("bench: no benchmark named `{name}`; known: {}", known.join(", "))
         })?,
     };
