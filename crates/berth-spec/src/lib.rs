@@ -2,8 +2,9 @@
 //!
 //! - [`digest`]: validated [`Digest`]s, hashing ([`Hasher`]) and readers that verify as they read.
 //! - [`document`]: manifests, indexes and configs kept as raw bytes + digest + parsed value, so digests survive.
-//! - [`media_type`], [`platform`] and [`reference`]: media types and their conversions, platform matching, and image
-//!   references with their transports (`oci:`, `oci-archive:`, `docker://`, `docker-archive:`, store names).
+//! - [`media_type`], [`platform`] and [`reference`](mod@reference): media types and their conversions, platform
+//!   matching, and image references with their transports (`oci:`, `oci-archive:`, `docker://`,
+//!   `docker-archive:`, store names).
 //! - [`layout`]: the OCI image layout on disk, where every blob is verified before it is committed and
 //!   `index.json` is replaced atomically; [`store`] and [`dirs`] say where Berth keeps its layouts and caches.
 //! - [`runtime_config`]: image config -> OCI runtime process (the image-spec conversion rules).
