@@ -49,6 +49,11 @@ const BENCHES: &[Bench] = &[
     },
 ];
 
+/// The benchmarks' names, the default first.
+pub(crate) fn names() -> impl Iterator<Item = &'static str> {
+    BENCHES.iter().map(|b| b.name)
+}
+
 fn copy(options: &Options) -> anyhow::Result<()> {
     crate::bench_copy::run(
         options.json,
@@ -126,7 +131,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bench = match name {
         None => &BENCHES[0],
         Some(name) => BENCHES.iter().find(|b| b.name == name).with_context(|| {
-            let known: Vec<&str> = BENCHES.iter().map(|b| b.name).collect();
+            let known: Vec<&str> = names().collect();
             format!("bench: no benchmark named `{name}`; known: {}", known.join(", "))
         })?,
     };

@@ -30,7 +30,7 @@ commands:
   demo                run Berth's main job on a bundled example
   ci [--no-install]   install the Debian packages the tests use (unless --no-install), then
                       cargo fmt --check, cargo clippy -D warnings and the whole test suite
-  bench [NAME]        side-by-side benchmarks; NAME is one of: floors (default), layer, copy
+  bench [NAME]        side-by-side benchmarks; NAME is one of: floors (default), copy, run, layer
                       options: --json (JSON on stdout, table on stderr), --mib N (input size)
   conformance         the interop matrix (builder x copier x runner over conformance/cases);
                       options: --only KEY=VALUE[,…] (keys: builder, copier, runner, case), --keep
@@ -82,4 +82,26 @@ fn workspace_root() -> PathBuf {
 /// The cargo that launched us (`$CARGO`), so toolchain overrides carry through; plain `cargo` otherwise.
 fn cargo() -> std::ffi::OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The usage text once left out `bench run`: it must name every benchmark there is.
+    #[test]
+    fn usage_names_every_benchmark() {
+        let line = USAGE
+            .lines()
+            .find(|l| l.trim_start().starts_with("bench [NAME]"))
+            .expect("the usage text describes `bench`");
+        let (_, listed) = line.split_once("one of: ").expect("the bench line lists its names");
+        let listed: Vec<&str> = listed.split(", ").map(|n| n.trim_end_matches(" (default)")).collect();
+        let mut known: Vec<&str> = bench::names().collect();
+        assert_eq!(listed[0], known[0], "the default comes first");
+        known.sort_unstable();
+        let mut sorted = listed.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, known, "usage lists {listed:?}");
+    }
 }

@@ -116,8 +116,7 @@ pub async fn sync(
 
 async fn yaml_jobs(endpoints: &Endpoints, path: &Path) -> Result<Vec<(Endpoints, ImageRef, String)>, CopyError> {
     let text = std::fs::read_to_string(path).map_err(CopyError::io(path.display()))?;
-    let doc: BTreeMap<String, YamlRegistry> =
-        serde_yaml::from_str(&text).map_err(|e| CopyError::usage(format!("{}: {e}", path.display())))?;
+    let doc = parse_yaml(&text).map_err(|e| CopyError::usage(format!("{}: {e}", path.display())))?;
     let mut jobs = Vec::new();
     for (host, reg) in doc {
         let mut ep = endpoints.clone();
@@ -148,6 +147,11 @@ async fn yaml_jobs(endpoints: &Endpoints, path: &Path) -> Result<Vec<(Endpoints,
     Ok(jobs)
 }
 
+/// Parses a skopeo-style sync file: registry host -> what to copy from it.
+fn parse_yaml(text: &str) -> Result<BTreeMap<String, YamlRegistry>, serde_norway::Error> {
+    serde_norway::from_str(text)
+}
+
 fn dest_ref(dst: &SyncDest, name: &str) -> Result<ImageRef, CopyError> {
     match dst {
         SyncDest::Layout(path) => Ok(ImageRef::Oci {
@@ -160,5 +164,45 @@ fn dest_ref(dst: &SyncDest, name: &str) -> Result<ImageRef, CopyError> {
                 .map_err(|e| CopyError::usage(berth_spec::error_chain(&e)))?;
             Ok(ImageRef::Docker(r))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_yaml_in_skopeo_format_parses() {
+        let doc = parse_yaml(
+            "registry.example.com:5000:\n  images:\n    team/app: [\"1\", \"2\"]\n    all/tags: []\n  \
+             tls-verify: false\n  credentials:\n    username: u\n    password: p\nquay.io:\n  images:\n    \
+             podman/stable:\n      - v5\n",
+        )
+        .unwrap();
+        let reg = &doc["registry.example.com:5000"];
+        assert_eq!(reg.images["team/app"], ["1", "2"]);
+        assert!(reg.images["all/tags"].is_empty());
+        assert_eq!(reg.tls_verify, Some(false));
+        let creds = reg.credentials.as_ref().unwrap();
+        assert_eq!((creds.username.as_str(), creds.password.as_str()), ("u", "p"));
+        let quay = &doc["quay.io"];
+        assert_eq!(quay.images["podman/stable"], ["v5"]);
+        assert_eq!(quay.tls_verify, None);
+        assert!(quay.credentials.is_none());
+    }
+
+    #[test]
+    fn sync_yaml_errors_say_where() {
+        // No Debug for the parsed value (it holds a password), so no unwrap_err.
+        let e = parse_yaml("not: [valid")
+            .err()
+            .expect("an unclosed list is an error")
+            .to_string();
+        assert!(e.contains("line 1"), "{e}");
+        let e = parse_yaml("host:\n  images: [a, b]\n")
+            .err()
+            .expect("images is a map")
+            .to_string();
+        assert!(e.contains("images"), "{e}");
     }
 }

@@ -1,18 +1,17 @@
 //! OCI whiteouts (image-spec `layer.md`): `.wh.NAME` deletes NAME from lower layers, `.wh..wh..opq` hides every
 //! lower entry of its directory. In overlayfs form (for stacking extracted layers with overlayfs), a deletion is a
 //! 0:0 character device named NAME and an opaque directory carries the xattr `trusted.overlay.opaque=y`.
+//!
+//! The names themselves are defined in [`berth_spec::whiteout`] (re-exported here), which crates that do not
+//! depend on the layer codec share; this module says what a tar entry's name means.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-/// Prefix of a whiteout file name.
-pub const WHITEOUT_PREFIX: &str = ".wh.";
-/// Name of the opaque-directory marker.
-pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
-/// The overlayfs opaque xattr name (privileged overlay).
-pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
-/// The overlayfs opaque xattr name for unprivileged (userxattr) overlay mounts.
-pub const USER_OVERLAY_OPAQUE_XATTR: &str = "user.overlay.opaque";
+pub use berth_spec::whiteout::{
+    OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, USER_OVERLAY_OPAQUE_XATTR, USER_OVERLAY_XATTR_PREFIX,
+    WHITEOUT_DEVICE, WHITEOUT_PREFIX, is_overlay_xattr, is_whiteout_device,
+};
 
 /// What a tar entry's base name means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -316,8 +316,8 @@ fn overlay_mode_writes_char_device_whiteouts_and_opaque_xattr() {
     apply_layer(&t.finish()[..], &sb.root, &opts).unwrap();
     let m = std::fs::symlink_metadata(sb.path("etc/passwd")).unwrap();
     use std::os::unix::fs::FileTypeExt;
-    assert!(m.file_type().is_char_device() && m.rdev() == 0);
-    let v = support::getxattr(&sb.path("var"), "trusted.overlay.opaque");
+    assert!(m.file_type().is_char_device() && m.rdev() == berth_layer::whiteout::WHITEOUT_DEVICE);
+    let v = support::getxattr(&sb.path("var"), berth_layer::whiteout::OVERLAY_OPAQUE_XATTR);
     assert_eq!(v, b"y");
 }
 

@@ -1,12 +1,13 @@
 //! berth-run: run OCI images as containers.
 //!
-//! This release turns an image into an OCI runtime bundle that runc or crun runs unchanged, with the defaults
-//! Docker and podman users expect; running containers itself (through libcontainer) comes next.
+//! It runs containers itself, through libcontainer ([`create`], [`lifecycle`], [`supervise`]), with the defaults
+//! Docker and podman users expect, and it also writes OCI runtime bundles that runc or crun run unchanged.
 //!
 //! The pieces, in the order a container is made:
 //!
 //! 1. [`source::open_image`] finds the image a reference names: a bare name in the default store, `oci:PATH:REF`,
-//!    `oci-archive:PATH[:REF]` or `docker-archive:PATH[:REF]`.
+//!    `oci-archive:PATH[:REF]` or `docker-archive:PATH[:REF]`; a `docker://` image is first pulled into the store
+//!    by [`pull::pull`].
 //! 2. [`layers::ensure_image`] extracts each layer once into the cache [`layers::open_cache`] opens, keyed by
 //!    diffID, in overlayfs form, verifying blob digests and diffIDs ([`layers::default_cache_path`] says where).
 //! 3. [`berth_sandbox::overlay::build_rootfs_copy`] merges the cached layers into a self-contained root

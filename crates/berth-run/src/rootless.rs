@@ -278,7 +278,19 @@ pub fn reexec_with_args(
 
 /// In the re-executed process, first thing: enters the namespaces the parent prepared (see [`reexec`]). Returns
 /// whether this process is such a re-executed one.
-pub fn enter_from_env() -> Result<bool, RunError> {
+///
+/// # Safety
+///
+/// The caller must make sure that:
+/// - this process is single-threaded: the kernel lets no process with several threads create or join a user
+///   namespace (`unshare`/`setns` with `CLONE_NEWUSER`), and other threads would keep the old namespaces;
+/// - the file descriptors named in [`STAGE_VAR`] were passed to this process by [`reexec`] and nothing else in it
+///   owns, uses or closes them: they are taken over as [`OwnedFd`]s and closed here.
+///
+/// Call it first thing in `main`, before anything starts a thread or opens files; when [`STAGE_VAR`] is unset it
+/// does nothing and returns `Ok(false)`.
+#[allow(unsafe_code)]
+pub unsafe fn enter_from_env() -> Result<bool, RunError> {
     let Ok(stage) = std::env::var(STAGE_VAR) else {
         return Ok(false);
     };
@@ -293,8 +305,8 @@ pub fn enter_from_env() -> Result<bool, RunError> {
             (user, LinkNameSpaceType::User, "the user namespace"),
             (mnt, LinkNameSpaceType::Mount, "the mount namespace"),
         ] {
-            // SAFETY: the parent passed these descriptors to this process alone.
-            #[allow(unsafe_code)]
+            // SAFETY: the parent passed these descriptors to this process alone, and the caller promises nothing
+            // else here owns them.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             rustix::thread::move_into_link_name_space(fd.as_fd(), Some(kind))
                 .at("enter", format!("{what} of the container's monitor"))?;
@@ -312,12 +324,11 @@ pub fn enter_from_env() -> Result<bool, RunError> {
     let Some((read_fd, write_fd)) = fds else {
         return Err(RunError::option(STAGE_VAR, format!("malformed value {stage:?}")));
     };
-    // SAFETY: the parent passed these two pipe ends to this process and nothing else here owns them.
-    #[allow(unsafe_code)]
+    // SAFETY: the parent passed these two pipe ends to this process and, as the caller promises, nothing else here
+    // owns them.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(read_fd), OwnedFd::from_raw_fd(write_fd)) };
-    // SAFETY: called first thing in main, single-threaded; a new user and mount namespace affect only this
+    // SAFETY: the caller promises this process is single-threaded; a new user and mount namespace affect only this
     // process's view of ids and mounts.
-    #[allow(unsafe_code)]
     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER | UnshareFlags::NEWNS) }
         .at("create a user namespace for", "berth-run")?;
     std::fs::File::from(write).write_all(b"u").at("write", "a pipe")?;

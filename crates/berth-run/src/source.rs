@@ -32,7 +32,8 @@ impl OpenedImage {
 }
 
 /// Opens the image `reference` names for `platform`. Bare names are looked up in the store at `store`; archives
-/// are unpacked under `scratch` first. `docker://` references must be copied into the store first.
+/// are unpacked under `scratch` first. A `docker://` reference is not fetched here: pull it into the store with
+/// [`crate::pull::pull`] (as `berth-run run` and `create` do) and open the store name that returns.
 pub fn open_image(
     reference: &ImageRef,
     store: &Path,
@@ -115,8 +116,8 @@ pub fn open_image(
             return Err(RunError::Unsupported {
                 image: label,
                 reason: format!(
-                    "running straight from a registry is not supported yet; copy the image into the store first \
-                     (for example `skopeo copy docker://{name} oci:{}:{}`) and run it by name",
+                    "a registry image is not opened directly; pull it into the store first (berth_run::pull::pull, \
+                     or `skopeo copy docker://{name} oci:{}:{}`) and open it by name",
                     store.display(),
                     name.familiar()
                 ),

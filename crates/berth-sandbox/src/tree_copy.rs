@@ -17,6 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use berth_spec::whiteout::{is_overlay_xattr, is_whiteout_device};
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Stat, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
 
@@ -25,7 +26,7 @@ use berth_spec::io_context::IoContext;
 
 mod fsops;
 
-use fsops::{Existing, is_overlay_xattr, list_xattrs, remove_entry};
+use fsops::{Existing, list_xattrs, remove_entry};
 
 /// Deepest directory nesting copied (each level holds two descriptors open).
 pub const MAX_DEPTH: usize = 1024;
@@ -221,7 +222,7 @@ impl Copier {
         } else {
             Existing::of(dst.as_fd(), name).at("inspect destination", self.err(rel))?
         };
-        if self.whiteouts && kind == FileType::CharacterDevice && st.st_rdev == 0 {
+        if self.whiteouts && is_whiteout_device(kind, st.st_rdev) {
             if existing != Existing::None {
                 remove_entry(dst.as_fd(), name, 0).at("apply whiteout", self.err(rel))?;
                 self.stats.whiteouts += 1;

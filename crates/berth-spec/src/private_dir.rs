@@ -225,7 +225,7 @@ mod tests {
     #[test]
     fn hostile_38_another_users_directory_is_refused() {
         if !rustix::process::geteuid().is_root() {
-            eprintln!("needs root to give a directory away");
+            eprintln!("skipped: needs root (to give a directory away)");
             return;
         }
         let t = tempfile::tempdir().unwrap();

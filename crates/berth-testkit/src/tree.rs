@@ -104,7 +104,7 @@ fn xattrs(p: &Path) -> BTreeMap<String, Vec<u8>> {
     };
     for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let key = String::from_utf8_lossy(name).into_owned();
-        if key.starts_with("trusted.overlay.") || key.starts_with("user.overlay.") {
+        if berth_spec::whiteout::is_overlay_xattr(name) {
             continue;
         }
         let mut val = vec![0u8; 65536];

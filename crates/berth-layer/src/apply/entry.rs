@@ -58,7 +58,7 @@ fn read_meta(ctx: &Ctx<'_>, e: &TarEntry, name: &str) -> Result<Meta, ApplyError
     );
     let xattrs = e.xattrs()?;
     for (k, _) in &xattrs {
-        if k.starts_with(b"trusted.overlay.") || k.starts_with(b"user.overlay.") {
+        if whiteout::is_overlay_xattr(k) {
             return Err(refused(
                 name,
                 format!(
@@ -461,8 +461,14 @@ fn delete(ctx: &mut Ctx<'_>, parent: &InRoot, target: &OsStr, name: &str) -> Res
             {
                 fsops::remove_entry(pfd.as_fd(), target).map_err(|err| io_err(name, "replace")(err.into()))?;
             }
-            rustix::fs::mknodat(&pfd, target, FileType::CharacterDevice, Mode::empty(), 0)
-                .map_err(|err| io_err(name, "create overlay whiteout (needs CAP_MKNOD)")(err.into()))?;
+            rustix::fs::mknodat(
+                &pfd,
+                target,
+                FileType::CharacterDevice,
+                Mode::empty(),
+                whiteout::WHITEOUT_DEVICE,
+            )
+            .map_err(|err| io_err(name, "create overlay whiteout (needs CAP_MKNOD)")(err.into()))?;
             ctx.created.insert(victim);
             Ok(())
         }

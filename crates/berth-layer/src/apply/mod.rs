@@ -1,9 +1,9 @@
 //! Applying a layer to a root filesystem.
 //!
-//! The stream (plain tar, gzip or zstd — sniffed, and checked against what the media type says) is decompressed,
-//! hashed as it is read so its diffID can be checked, and unpacked entry by entry with every path resolved inside
-//! the root (see [`fsops`]). Entries are read with [`crate::tar_walk`], which holds at most 1 MiB of any extension
-//! header: time is linear in the layer's size, and memory bounded but for the list of paths the layer creates
+//! The stream (plain tar, gzip or zstd — sniffed, and checked against what the media type says) is decompressed, hashed
+//! as it is read so its diffID can be checked, and unpacked entry by entry with every path resolved inside the root
+//! (see the private `fsops` module). Entries are read with [`crate::tar_walk`], which holds at most 1 MiB of any
+//! extension header: time is linear in the layer's size, and memory bounded but for the list of paths the layer creates
 //! (kept so whiteouts spare them). OCI whiteouts are applied (the default) or written in overlayfs form
 //! ([`WhiteoutMode::Overlay`]) so layers extracted side by side can be stacked with overlayfs.
 //!

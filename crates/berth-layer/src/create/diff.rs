@@ -10,6 +10,7 @@ use std::path::Path;
 
 use super::CreateError;
 use super::walk::{Kind, Node, list_dir, read_node};
+use crate::whiteout::WHITEOUT_DEVICE;
 
 /// How a directory's children are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +128,7 @@ fn overlay(upper: &Path, opaque: bool) -> Result<Vec<Item>, CreateError> {
         let path = upper.join(&name);
         let node = read_node(&path)?;
         // overlayfs records a deletion as a 0:0 character device.
-        if node.kind == Kind::Char && node.rdev == 0 {
+        if node.kind == Kind::Char && node.rdev == WHITEOUT_DEVICE {
             items.push(Item::Whiteout(name));
             continue;
         }

@@ -13,6 +13,7 @@ use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags}
 use tar::EntryType;
 
 use super::*;
+use crate::whiteout::{OVERLAY_OPAQUE_XATTR, USER_OVERLAY_OPAQUE_XATTR};
 
 const T0: i64 = 1_600_000_000;
 
@@ -304,7 +305,7 @@ fn create_keeps_capabilities_and_user_xattrs_only() {
     let has_cap = try_xattr(&file, "security.capability", &cap);
     let has_user = try_xattr(&file, "user.comment", b"hello");
     let has_user_overlay = try_xattr(&file, "user.overlay.origin", b"x");
-    let has_trusted = try_xattr(&dir.path().join("d"), "trusted.overlay.opaque", b"y");
+    let has_trusted = try_xattr(&dir.path().join("d"), OVERLAY_OPAQUE_XATTR, b"y");
     let entries = read_tar(&tar_of(dir.path(), &CreateOptions::default()));
     let pax = &find(&entries, "ping").pax;
     if has_cap {
@@ -423,8 +424,8 @@ fn create_from_overlay_upperdir() {
     mknod(&up.join("etc/tty"), FileType::CharacterDevice, 5, 0);
     write(&up.join("opq/new"), b"n", 0o644);
     write(&up.join("uopq/new"), b"n", 0o644);
-    let trusted = try_xattr(&up.join("opq"), "trusted.overlay.opaque", b"y");
-    let user = try_xattr(&up.join("uopq"), "user.overlay.opaque", b"y");
+    let trusted = try_xattr(&up.join("opq"), OVERLAY_OPAQUE_XATTR, b"y");
+    let user = try_xattr(&up.join("uopq"), USER_OVERLAY_OPAQUE_XATTR, b"y");
     let mut blob = Vec::new();
     let opts = plain();
     create_from_overlay_upper(up, &mut blob, &opts).unwrap();

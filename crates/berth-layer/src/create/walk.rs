@@ -11,7 +11,7 @@ use std::path::Path;
 use rustix::io::Errno;
 
 use super::CreateError;
-use crate::whiteout::{self, OVERLAY_OPAQUE_XATTR, USER_OVERLAY_OPAQUE_XATTR};
+use crate::whiteout::{self, OVERLAY_OPAQUE_XATTR, USER_OVERLAY_OPAQUE_XATTR, is_overlay_xattr};
 
 /// The file types a tree can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,7 @@ impl Node {
 /// Whether a layer keeps the xattr `name`: file capabilities and user xattrs, never the overlayfs ones, and
 /// nothing a PAX record key cannot hold.
 pub(crate) fn keep_xattr(name: &[u8]) -> bool {
-    let wanted = name == b"security.capability" || (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."));
+    let wanted = name == b"security.capability" || (name.starts_with(b"user.") && !is_overlay_xattr(name));
     wanted && !name.contains(&b'=')
 }
 
@@ -183,7 +183,7 @@ fn read_xattrs(path: &Path) -> io::Result<(Vec<Xattr>, OverlayAttrs)> {
     };
     let mut kept = Vec::new();
     for name in list[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let is_overlay = name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.");
+        let is_overlay = is_overlay_xattr(name);
         if !is_overlay && !keep_xattr(name) {
             continue;
         }

@@ -4,6 +4,7 @@ use std::ffi::{CStr, CString, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 
+use berth_spec::whiteout::{OVERLAY_OPAQUE_XATTR, USER_OVERLAY_OPAQUE_XATTR, is_overlay_xattr};
 use rustix::fs::{AtFlags, FileType, XattrFlags};
 use rustix::io::{Errno, Result};
 
@@ -28,11 +29,6 @@ impl Existing {
     }
 }
 
-/// Xattrs that describe an overlay mount rather than the file: never copied.
-pub(super) fn is_overlay_xattr(name: &[u8]) -> bool {
-    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
-}
-
 /// Calls an xattr list/get function with a growing buffer until the answer fits. A file system without xattr
 /// support answers with nothing.
 pub(super) fn list_xattrs(mut call: impl FnMut(&mut [u8]) -> Result<usize>) -> Result<Vec<u8>> {
@@ -52,7 +48,7 @@ pub(super) fn list_xattrs(mut call: impl FnMut(&mut [u8]) -> Result<usize>) -> R
 
 /// Whether a layer directory is marked opaque in overlayfs form.
 pub(super) fn is_opaque(dir: BorrowedFd<'_>) -> bool {
-    ["trusted.overlay.opaque", "user.overlay.opaque"].iter().any(|name| {
+    [OVERLAY_OPAQUE_XATTR, USER_OVERLAY_OPAQUE_XATTR].iter().any(|name| {
         let mut value = [0u8; 4];
         matches!(rustix::fs::fgetxattr(dir, *name, &mut value[..]), Ok(1) if value[0] == b'y')
     })

@@ -2,6 +2,7 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
+use berth_spec::whiteout::OVERLAY_OPAQUE_XATTR;
 use rustix::fs::{FileType, Mode};
 
 use super::{copy_tree, merge_overlay_layer};
@@ -106,7 +107,7 @@ fn merge_applies_overlay_whiteouts() {
     fs::create_dir(upper.join("opaque")).unwrap();
     rustix::fs::setxattr(
         upper.join("opaque").as_path(),
-        "trusted.overlay.opaque",
+        OVERLAY_OPAQUE_XATTR,
         b"y",
         rustix::fs::XattrFlags::empty(),
     )
@@ -138,5 +139,5 @@ fn merge_applies_overlay_whiteouts() {
     assert_eq!(fs::read_to_string(dst.join("replaced")).unwrap(), "upper");
     assert!(dst.join("becomes-dir").is_dir());
     let mut v = [0u8; 4];
-    assert!(rustix::fs::getxattr(dst.join("opaque").as_path(), "trusted.overlay.opaque", &mut v[..]).is_err());
+    assert!(rustix::fs::getxattr(dst.join("opaque").as_path(), OVERLAY_OPAQUE_XATTR, &mut v[..]).is_err());
 }

@@ -2,13 +2,12 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
 use rustix::io::Errno;
 
-use super::direct::{DIRECT_MIN, DirectWriter};
+use super::direct_io::{DIRECT_MIN, DirectWriter, WRITEBACK_CHUNK, start_writeback};
 use super::error::{LayoutError, Result};
 use super::lock::{TempFile, fsync_dir};
 use super::{Layout, LayoutWriter};
@@ -281,24 +280,6 @@ impl Write for BlobWriter<'_> {
     fn flush(&mut self) -> io::Result<()> {
         self.temp.file.flush()
     }
-}
-
-/// Bytes written to a blob between two requests to start their writeback.
-const WRITEBACK_CHUNK: u64 = 8 << 20;
-
-/// Asks the kernel to start writing `len` bytes of `file` from `offset` to the disk, without waiting.
-///
-/// A blob is fsynced before it is renamed into place; started early, the writeback overlaps the download or
-/// copy, and that fsync only waits for the last chunk instead of the whole blob. Best effort: an error here
-/// (a file system without the call) changes nothing, as the fsync still guarantees durability.
-pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: sync_file_range takes a file descriptor, borrowed here from a live `File`, and plain integers; it
-    // touches no memory of this process.
-    #[allow(unsafe_code)]
-    let _ = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
 /// Copies `reader` into `w` with a large buffer.

@@ -17,7 +17,7 @@
 //! ```
 
 mod blob;
-mod direct;
+mod direct_io;
 mod error;
 mod fsck;
 mod index_file;

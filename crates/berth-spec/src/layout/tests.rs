@@ -137,6 +137,35 @@ fn delete_ref_then_gc_frees_only_unreachable_blobs() {
     layout.load_image(Some("b:1"), &host()).unwrap();
 }
 
+/// Returns once this process has a thread blocked taking an flock on `path` (a `->` line of `/proc/locks`): an
+/// event to wait for, where a fixed sleep could end before the other thread gets there and pass vacuously.
+fn wait_for_flock_waiter(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(path).unwrap().ino();
+    let (pid, suffix) = (std::process::id().to_string(), format!(":{ino}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let locks = std::fs::read_to_string("/proc/locks").unwrap();
+        let waiting = locks.lines().any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // "N: -> FLOCK ADVISORY WRITE <pid> <maj:min:ino> <start> <end>"
+            fields.get(1) == Some(&"->")
+                && fields.get(2) == Some(&"FLOCK")
+                && fields.get(5) == Some(&pid.as_str())
+                && fields.get(6).is_some_and(|id| id.ends_with(&suffix))
+        });
+        if waiting {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no thread of this process came to wait for the lock on {}",
+            path.display()
+        );
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn gc_waits_for_writers_so_unreferenced_new_blobs_survive() {
     let (_d, layout) = new_layout();
@@ -144,7 +173,7 @@ fn gc_waits_for_writers_so_unreferenced_new_blobs_survive() {
     let digest = writer.put_bytes(b"not yet referenced", Algorithm::Sha256).unwrap();
     let l2 = layout.clone();
     let gc = std::thread::spawn(move || l2.gc().unwrap());
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    wait_for_flock_waiter(&layout.root().join(".berth/gc.lock"));
     assert!(!gc.is_finished(), "gc must wait for the writer");
     let d = Descriptor::new(mt::OCI_LAYER_TAR.into(), 18, digest.to_oci());
     writer.add_entry(&d).unwrap();

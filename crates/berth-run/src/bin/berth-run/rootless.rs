@@ -11,7 +11,12 @@ use crate::{Cli, Command};
 /// For a non-root user, runs this command again inside a user namespace and returns its exit code; `None` when
 /// this process goes on itself (root, a process already inside, or a command that needs no namespace).
 pub(crate) fn rootless_entry(cli: &Cli) -> Result<Option<i32>> {
-    if berth_run::rootless::enter_from_env()? || rustix::process::geteuid().is_root() {
+    // SAFETY: main calls this before it starts any thread (argument parsing, the sealed-binary check and logging
+    // set-up start none), and the descriptors named in _BERTH_ROOTLESS_STAGE were passed to this process by the
+    // parent's `reexec`; nothing else in it knows of them.
+    #[allow(unsafe_code)]
+    let entered = unsafe { berth_run::rootless::enter_from_env() }?;
+    if entered || rustix::process::geteuid().is_root() {
         return Ok(None);
     }
     let state = cli.state.clone().unwrap_or_else(berth_run::state::default_state_path);
