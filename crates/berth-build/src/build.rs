@@ -389,7 +389,7 @@ impl Builder<'_> {
         };
         let mut ctx = StageCtx {
             args: Args::default(),
-            pending_workdir: false,
+            pending_workdir: Vec::new(),
             cmd_set: false,
         };
         // ONBUILD triggers of the base run first, then are dropped from the new image.
@@ -413,7 +413,7 @@ impl Builder<'_> {
         for inst in &stage.instructions {
             self.instruction(&mut state, &mut ctx, inst, index)?;
         }
-        if ctx.pending_workdir {
+        if !ctx.pending_workdir.is_empty() {
             self.layer_step(&mut state, &mut ctx, WORKDIR_ONLY, |_, _, _| Ok(()))?;
         }
         Ok(state)
@@ -478,7 +478,9 @@ impl Builder<'_> {
                 };
                 let clean = format!("/{}", crate::pattern::clean(&joined));
                 state.run_config().insert("WorkingDir".into(), Value::String(clean));
-                ctx.pending_workdir = true;
+                // Created (by the user of this moment) in the next step's layer.
+                let user = state.user();
+                ctx.pending_workdir.push((state.workdir(), user));
                 state.add_history(&created_by, &created, true);
             }
             Keyword::User => {
@@ -669,9 +671,8 @@ impl Builder<'_> {
             .join("steps")
             .join(format!("{}-{n}", std::process::id()));
         let root = StepRoot::mount(state, &self.cache, &dir)?;
-        if ctx.pending_workdir {
-            make_workdir(state, &root.rootfs())?;
-            ctx.pending_workdir = false;
+        for (dir, user) in std::mem::take(&mut ctx.pending_workdir) {
+            make_workdir(&dir, &user, &root.rootfs())?;
         }
         f(self, state, &root)?;
         if created_by == WORKDIR_ONLY && root.unchanged() {
@@ -1042,20 +1043,27 @@ fn resolve_chown(spec: &str, rootfs: &Path) -> Result<(u32, u32), BuildError> {
 }
 
 /// Creates the working directory (`mkdir -p`), owned by the stage's user when it creates it.
-fn make_workdir(state: &ImageState, rootfs: &Path) -> Result<(), BuildError> {
+fn make_workdir(dir: &str, user: &str, rootfs: &Path) -> Result<(), BuildError> {
     let fs = berth_sandbox::rootfs::RootFs::open(rootfs, "the build stage").map_err(|e| BuildError::Work {
         what: "open the stage's root filesystem",
         source: Box::new(e),
     })?;
-    let dir = state.workdir();
-    let existed = matches!(fs.open_dir(&dir), Ok(Some(_)));
-    fs.ensure_dir(&dir).map_err(|e| BuildError::Work {
+    // The missing directories on the way are created for the user too (mkdir -p as that user).
+    let mut missing = Vec::new();
+    let mut p = dir.trim_end_matches('/').to_owned();
+    while !p.is_empty() && !matches!(fs.open_dir(&p), Ok(Some(_))) {
+        missing.push(p.clone());
+        p = p.rsplit_once('/').map_or(String::new(), |(a, _)| a.to_owned());
+    }
+    fs.ensure_dir(dir).map_err(|e| BuildError::Work {
         what: "create the working directory",
         source: Box::new(e),
     })?;
-    let user = state.user();
-    if !existed && !user.is_empty() {
-        let (uid, gid) = resolve_chown(&user, rootfs)?;
+    if user.is_empty() {
+        return Ok(());
+    }
+    let (uid, gid) = resolve_chown(user, rootfs)?;
+    for dir in missing {
         let fd = fs
             .open_in_root(&dir, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY)
             .at("open", rootfs.join(dir.trim_start_matches('/')))?;
@@ -1072,7 +1080,8 @@ fn make_workdir(state: &ImageState, rootfs: &Path) -> Result<(), BuildError> {
 /// Per-stage state beside the image.
 struct StageCtx {
     args: Args,
-    pending_workdir: bool,
+    /// WORKDIRs to create in the next step that writes a layer: (directory, user at the time).
+    pending_workdir: Vec<(String, String)>,
     cmd_set: bool,
 }
 

@@ -340,7 +340,7 @@ pub fn copy(req: &CopyRequest<'_>, rootfs: &Path, staging: &Path) -> Result<(), 
         })?;
         let dir = rootfs.join(real.trim_start_matches('/'));
         for a in &archives {
-            let file = std::fs::File::open(&a.path).at("open", &a.path)?;
+            let file = open_archive(&a.path, staging)?;
             berth_layer::apply::apply_layer(file, &dir, &berth_layer::apply::ApplyOptions::default()).map_err(|e| {
                 BuildError::Work {
                     what: "extract the archive",
@@ -355,7 +355,48 @@ pub fn copy(req: &CopyRequest<'_>, rootfs: &Path, staging: &Path) -> Result<(), 
     Ok(())
 }
 
-/// Whether `path` is a tar archive (plain, gzip or zstd), by its content; bzip2 and xz archives are refused.
+/// The compressions ADD recognises, by their first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArchiveKind {
+    /// Plain tar, gzip or zstd (the layer codec reads them).
+    Layer,
+    Bzip2,
+    Xz,
+}
+
+fn archive_kind(head: &[u8]) -> ArchiveKind {
+    if head.starts_with(b"BZh") {
+        ArchiveKind::Bzip2
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        ArchiveKind::Xz
+    } else {
+        ArchiveKind::Layer
+    }
+}
+
+/// The first bytes of `head` decompressed (as far as they go).
+fn decompressed_head(head: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match archive_kind(head) {
+        ArchiveKind::Bzip2 => {
+            let _ = bzip2::read::BzDecoder::new(head).take(512).read_to_end(&mut out);
+        }
+        ArchiveKind::Xz => {
+            // A truncated stream is an error at its end; what was decoded before is kept.
+            let _ = lzma_rs::xz_decompress(&mut std::io::BufReader::new(head), &mut out);
+        }
+        ArchiveKind::Layer => {
+            let compression = berth_spec::media_type::Compression::sniff(head);
+            if let Ok(d) = berth_spec::diff_id::decoder(head, compression) {
+                let _ = d.take(512).read_to_end(&mut out);
+            }
+        }
+    }
+    out
+}
+
+/// Whether `path` is a tar archive (plain, gzip, zstd, bzip2 or xz), by its content.
 fn is_archive(path: &Path) -> Result<bool, BuildError> {
     use std::io::Read;
     // Only regular files: opening a FIFO would block the build.
@@ -368,18 +409,31 @@ fn is_archive(path: &Path) -> Result<bool, BuildError> {
         .take(1 << 16)
         .read_to_end(&mut head)
         .at("read", path)?;
-    if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        return Err(fail(
-            &path.display().to_string(),
-            "is a bzip2 or xz archive; berth-build extracts plain, gzip and zstd tar archives (recompress it, or COPY it and unpack it with RUN)",
-        ));
-    }
-    let compression = berth_spec::media_type::Compression::sniff(&head);
-    let mut tar_head = Vec::new();
-    let decoder = berth_spec::diff_id::decoder(&head[..], compression).at("read", path)?;
-    // A truncated sample is fine: only the first header block is looked at.
-    let _ = decoder.take(512).read_to_end(&mut tar_head);
-    Ok(tar_head.len() == 512 && tar_checksum_ok(&tar_head))
+    let tar_head = decompressed_head(&head);
+    Ok(tar_head.len() >= 512 && tar_checksum_ok(&tar_head[..512]))
+}
+
+/// The archive as a stream the layer codec reads: bzip2 decompressed on the fly, xz decompressed into a scratch
+/// file first (its decoder writes, it does not read), the rest as they are.
+fn open_archive(path: &Path, scratch: &Path) -> Result<Box<dyn std::io::Read + Send>, BuildError> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).at("open", path)?;
+    let mut head = [0u8; 6];
+    let n = file.read(&mut head).at("read", path)?;
+    drop(file);
+    let file = std::fs::File::open(path).at("open", path)?;
+    Ok(match archive_kind(&head[..n]) {
+        ArchiveKind::Layer => Box::new(file),
+        ArchiveKind::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(std::io::BufReader::new(file))),
+        ArchiveKind::Xz => {
+            let out_path = scratch.join(format!("xz-{}", std::process::id()));
+            let mut out = std::fs::File::create(&out_path).at("create", &out_path)?;
+            lzma_rs::xz_decompress(&mut std::io::BufReader::new(file), &mut out)
+                .map_err(|e| fail(&path.display().to_string(), format!("is not a valid xz stream: {e}")))?;
+            drop(out);
+            Box::new(std::fs::File::open(&out_path).at("open", &out_path)?)
+        }
+    })
 }
 
 /// Whether a 512-byte block is a tar header with a valid checksum.

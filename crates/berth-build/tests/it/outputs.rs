@@ -185,3 +185,20 @@ fn squash_makes_one_layer_of_everything() {
     let rootfs = env.unpack("sq:1", "s");
     assert!(rootfs.join("two").is_file() && !rootfs.join("one").exists() && rootfs.join("bin/sh").exists());
 }
+
+#[test]
+fn oci_archive_destination() {
+    let env = Env::new();
+    let archive = env.path("out.tar");
+    let dest = format!("oci-archive:{}:arch:1", archive.display());
+    env.build_ok("FROM busybox:1\nRUN echo archived > /a\n", &["-t", &dest]);
+    // skopeo, a peer, reads the archive.
+    let out = berth_testkit::tools::stdout(
+        berth_testkit::tools::skopeo()
+            .unwrap()
+            .args(["inspect", "--format", "{{.Digest}}"])
+            .arg(&dest),
+    )
+    .unwrap();
+    assert!(out.trim().starts_with("sha256:"), "{out}");
+}

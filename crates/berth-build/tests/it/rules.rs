@@ -249,9 +249,19 @@ fn add_extracts_local_archives_by_content() {
         .status()
         .unwrap();
     assert!(status.success());
+    for (tool, name) in [("bzip2", "p.tar.bz2"), ("xz", "p.tar.xz")] {
+        let out = std::process::Command::new(tool)
+            .arg("-c")
+            .arg(env.path("ctx/plain.tar"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{tool}");
+        std::fs::write(env.path("ctx").join(name), out.stdout).unwrap();
+    }
     env.file("not-an-archive.tar", "just text\n");
     env.build_ok(
-        "FROM busybox:1\nADD plain.tar /x/\nADD renamed.bin /y/\nADD not-an-archive.tar /z/\nCOPY plain.tar /copied/\n",
+        "FROM busybox:1\nADD plain.tar /x/\nADD renamed.bin /y/\nADD not-an-archive.tar /z/\nCOPY plain.tar /copied/\n\
+ADD p.tar.bz2 /bz/\nADD p.tar.xz /xz/\n",
         &["-t", "add:1"],
     );
     let rootfs = env.unpack("add:1", "a");
@@ -269,6 +279,16 @@ fn add_extracts_local_archives_by_content() {
         "just text\n"
     );
     assert!(rootfs.join("copied/plain.tar").is_file(), "COPY never extracts");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("bz/pkg/inside")).unwrap(),
+        "from the archive\n",
+        "bzip2"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("xz/pkg/inside")).unwrap(),
+        "from the archive\n",
+        "xz"
+    );
 }
 
 #[test]
@@ -343,4 +363,36 @@ RUN busybox ln /l/t /l/hard2\n",
     assert_eq!(ino("l/t"), ino("l/sub/hard1"), "the lower name stays linked");
     assert_eq!(ino("l/t"), ino("l/hard2"));
     assert_eq!(std::fs::metadata(rootfs.join("l/t")).unwrap().nlink(), 3);
+}
+
+#[test]
+fn workdir_owner_relative_workdirs_and_more_copy_sources() {
+    let env = Env::new();
+    env.file("build.txt", "from the context\n");
+    // FILE.dockerignore beside the Containerfile wins over the context's .dockerignore.
+    env.file(".dockerignore", "build.txt\n");
+    std::fs::write(env.path("ctx/Containerfile.dockerignore"), "nothing-matches\n").unwrap();
+    env.build_ok(
+        "FROM busybox:1\nUSER nobody\nWORKDIR /srv\nWORKDIR app\nUSER root\nRUN pwd > /where\n\
+COPY --from=busybox:1 /etc/group /from-image-group\nCOPY build.txt /copied\n\
+RUN <<ONE cat > /first && <<TWO cat > /second\nI am first\nONE\nI am second\nTWO\n",
+        &["-t", "wd:1"],
+    );
+    let rootfs = env.unpack("wd:1", "w");
+    let r = |p: &str| std::fs::read_to_string(rootfs.join(p)).unwrap();
+    assert_eq!(r("where"), "/srv/app\n", "a relative WORKDIR joins the previous one");
+    assert_eq!(
+        meta(&rootfs.join("srv")).1,
+        65534,
+        "WORKDIR is created by the USER of its time"
+    );
+    assert_eq!(meta(&rootfs.join("srv/app")).1, 65534);
+    assert!(r("from-image-group").contains("nogroup"), "COPY --from an image");
+    assert_eq!(
+        r("copied"),
+        "from the context\n",
+        "the Containerfile's own ignore file replaced .dockerignore"
+    );
+    assert_eq!(r("first"), "I am first\n", "several heredocs on one line");
+    assert_eq!(r("second"), "I am second\n");
 }
