@@ -6,35 +6,13 @@ use std::sync::Arc;
 use berth_spec::layout::Layout;
 use berth_spec::platform::Platform;
 use berth_spec::reference::{DockerReference, ImageRef, StoreRef};
-use berth_transfer::{CopyOptions, Endpoints, Progress, RegistryAccess, Selection};
+use berth_transfer::{Progress, RegistryAccess};
 
 use crate::error::BuildError;
 use crate::image::ImageState;
 
-/// When base images are pulled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PullPolicy {
-    /// Only when the store lacks them.
-    #[default]
-    Missing,
-    /// Every time.
-    Always,
-    /// Never: they must be in the store.
-    Never,
-}
-
-impl std::str::FromStr for PullPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "missing" | "ifmissing" | "false" => Ok(PullPolicy::Missing),
-            "always" | "true" => Ok(PullPolicy::Always),
-            "never" => Ok(PullPolicy::Never),
-            _ => Err(format!("{s:?}: use missing, always or never")),
-        }
-    }
-}
+pub use berth_transfer::pull::PullPolicy;
+use berth_transfer::pull::{PullRequest, in_store};
 
 /// How base images are found.
 #[derive(Clone)]
@@ -67,23 +45,6 @@ fn base_err(image: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>)
     }
 }
 
-/// The store name a registry image is kept under (`HOST/PATH:TAG`, or `HOST/PATH@DIGEST`).
-fn store_name(r: &DockerReference) -> Result<StoreRef, BuildError> {
-    let text = match (r.tag(), r.digest()) {
-        (_, Some(d)) => format!("{}@{d}", r.name()),
-        (Some(t), None) => format!("{}:{t}", r.name()),
-        (None, None) => format!("{}:latest", r.name()),
-    };
-    StoreRef::parse(&text).map_err(|e| base_err(&text, e))
-}
-
-fn in_store(store: &Layout, name: &StoreRef) -> bool {
-    match (name.digest(), name.ref_name()) {
-        (Some(d), _) => store.resolve_digest(d).is_ok(),
-        (None, n) => store.resolve(n.as_deref()).is_ok(),
-    }
-}
-
 impl BaseResolver<'_> {
     /// The image `text` names (already expanded).
     pub fn resolve(&self, text: &str) -> Result<ImageState, BuildError> {
@@ -103,13 +64,7 @@ impl BaseResolver<'_> {
                     )),
                 }
             }
-            ImageRef::Docker(r) => {
-                let name = store_name(&r)?;
-                if self.pull == PullPolicy::Never || (self.pull == PullPolicy::Missing && in_store(self.store, &name)) {
-                    return self.load_store(text, &name);
-                }
-                self.pull(text, &r)
-            }
+            ImageRef::Docker(r) => self.pull(text, &r),
             ImageRef::Oci { path, reference } => {
                 let layout = Layout::open(&path).map_err(|e| base_err(text, e))?;
                 let img = layout
@@ -141,41 +96,20 @@ impl BaseResolver<'_> {
     }
 
     fn pull(&self, text: &str, r: &DockerReference) -> Result<ImageState, BuildError> {
-        let name = store_name(r)?;
-        let endpoints = Endpoints {
-            src: self.registry.clone(),
-            user_agent: Some(format!("berth-build/{}", env!("CARGO_PKG_VERSION"))),
-            ..Endpoints::default()
+        let pulled = berth_transfer::pull::pull(&PullRequest {
+            reference: r,
+            store: self.store.root(),
+            platform: self.platform,
+            policy: self.pull,
+            access: self.registry.clone(),
+            user_agent: format!("berth-build/{}", env!("CARGO_PKG_VERSION")),
+            progress: self.progress.clone(),
+        })
+        .map_err(|e| base_err(text, e))?;
+        let desc = match &pulled.digest {
+            Some(d) => self.store.resolve_digest(d).map_err(|e| base_err(text, e))?,
+            None => return self.load_store(text, &pulled.name),
         };
-        let dest = ImageRef::Oci {
-            path: self.store.root().to_owned(),
-            reference: name.ref_name(),
-        };
-        let options = CopyOptions {
-            selection: Selection::One(self.platform.clone()),
-            require_image_config: true,
-            ..CopyOptions::default()
-        };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| base_err(text, e))?;
-        self.progress.message(&format!("Pulling docker://{r}"));
-        let report = runtime
-            .block_on(berth_transfer::copy(
-                &endpoints,
-                &ImageRef::Docker(r.clone()),
-                &dest,
-                &options,
-                self.progress.clone(),
-            ))
-            .map_err(|e| base_err(text, e))?;
-        drop(runtime);
-        let desc = self
-            .store
-            .resolve_digest(&report.digest)
-            .map_err(|e| base_err(text, e))?;
         let img = self
             .store
             .load_image_from(desc, self.platform)

@@ -144,7 +144,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     let target = target_stage(file, opts.target.as_deref())?;
     let needed = needed_stages(file, target);
     let steps = needed.iter().map(|i| 1 + file.stages[*i].instructions.len()).sum();
-    let created_secs = opts.timestamp.unwrap_or_else(crate::time::now);
+    let created_secs = opts.timestamp.unwrap_or_else(berth_spec::time::now);
     let mut b = Builder {
         opts,
         store: store.clone(),
@@ -163,7 +163,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
             source_date_epoch: opts.timestamp,
             ..CreateOptions::default()
         },
-        created: crate::time::rfc3339(created_secs),
+        created: berth_spec::time::rfc3339(created_secs),
         done: HashMap::new(),
         step: 0,
         steps,

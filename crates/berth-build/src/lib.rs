@@ -21,7 +21,6 @@ mod hardlinks;
 mod image;
 pub mod pattern;
 pub mod steps;
-mod time;
 mod vars;
 mod workspace;
 

@@ -42,6 +42,7 @@ pub mod platform;
 pub mod private_dir;
 pub mod reference;
 pub mod store;
+pub mod time;
 pub use reference::{DockerArchiveRef, DockerReference, ImageRef, ReferenceError, StoreRef, validate_ref_name};
 pub mod runtime_config;
 pub mod whiteout;

@@ -28,6 +28,7 @@ pub mod endpoint;
 pub mod error;
 pub mod plan;
 pub mod progress;
+pub mod pull;
 
 pub use copy::{CopyOptions, CopyReport, copy, copy_between, refused_manifest};
 pub use endpoint::{Endpoints, RegistryAccess};

@@ -202,3 +202,30 @@ fn oci_archive_destination() {
     .unwrap();
     assert!(out.trim().starts_with("sha256:"), "{out}");
 }
+
+/// A base image from a registry is pulled into the store (once: --pull missing) by the shared engine.
+#[test]
+fn base_image_from_a_registry() {
+    let env = Env::new();
+    let reg = berth_testkit::registry::TestRegistry::anonymous().unwrap();
+    let remote = format!("{}/bases/busybox:1", reg.host());
+    let mut push = berth_testkit::tools::skopeo().unwrap();
+    push.args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:busybox:1", env.store.root().display()))
+        .arg(format!("docker://{remote}"));
+    berth_testkit::tools::run(&mut push).unwrap();
+    env.file("Containerfile", &format!("FROM {remote}\nRUN echo pulled > /p\n"));
+    let ctx = env.path("ctx");
+    let r = env.berth_build(&["build", "-t", "frombase:1", ctx.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("Pulling docker://"), "{r:?}");
+    assert!(
+        env.store.resolve(Some(&remote)).is_ok(),
+        "the base is kept in the store as {remote}"
+    );
+    // In the store now: no second pull, even with the registry gone.
+    drop(reg);
+    let r = env.berth_build(&["build", "-t", "frombase:2", ctx.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("Pulling"), "{r:?}");
+}

@@ -76,7 +76,10 @@ impl PullArgs {
         let ImageRef::Docker(reference) = image else {
             return Ok(image);
         };
-        let policy = self.pull.parse()?;
+        let policy: PullPolicy = self
+            .pull
+            .parse()
+            .map_err(|e: String| RunError::option(format!("--pull {}", self.pull), e))?;
         let name = berth_run::pull::pull(&self.registry.request(&reference, store, platform, policy)?)?;
         Ok(ImageRef::Store(name))
     }
@@ -100,6 +103,7 @@ impl RegistryArgs {
             store,
             platform,
             policy,
+            user_agent: format!("berth-run/{}", env!("CARGO_PKG_VERSION")),
             access: RegistryAccess {
                 creds: self.creds.as_deref().map(Credentials::parse).transpose()?,
                 authfile: self.authfile.clone(),
