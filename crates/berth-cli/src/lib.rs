@@ -4,6 +4,7 @@
 //!   plain periodic lines otherwise; nothing on stdout, ever.
 //! - [`logging::init`] sets up `tracing` on stderr from `-v` counts and `RUST_LOG`.
 //! - [`errors::render`] prints an error and its causes on one line.
+//! - [`args`] holds the flags every tool spells alike (clap), so the tools speak with one voice.
 //!
 //! Libraries never depend on this crate: only binaries do.
 //!
@@ -12,6 +13,7 @@
 //! assert_eq!(berth_cli::errors::render(&e), "localhost:5000: pulling app:1: connection refused");
 //! ```
 
+pub mod args;
 pub mod errors;
 pub mod logging;
 pub mod progress;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use berth_build::pattern::IgnoreRules;
 use berth_build::{BuildOptions, PullPolicy};
-use berth_registry::Credentials;
 use berth_sandbox::NetMode;
 use berth_spec::layout::Layout;
 use berth_spec::media_type::Compression;
@@ -94,15 +93,8 @@ pub(crate) struct BuildArgs {
     /// Only the image id on stdout; no step lines.
     #[arg(short, long)]
     pub(crate) quiet: bool,
-    /// Require HTTPS with verified certificates for base images (default: plain HTTP only for localhost).
-    #[arg(long, value_name = "BOOL")]
-    pub(crate) tls_verify: Option<bool>,
-    /// Registry credentials, USER[:PASSWORD].
-    #[arg(long, value_name = "USER[:PASSWORD]")]
-    pub(crate) creds: Option<String>,
-    /// A containers-auth.json or docker config.json with registry credentials.
-    #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
-    pub(crate) authfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) registry: berth_cli::args::RegistryFlags,
 }
 
 /// Largest Containerfile read (a bigger one is refused, not read into memory).
@@ -281,12 +273,7 @@ pub(crate) fn build(cli: &Cli, args: &BuildArgs) -> Result<()> {
         .cache
         .clone()
         .unwrap_or_else(|| berth_spec::dirs::default_path(berth_spec::dirs::Place::Cache).join("build"));
-    let registry = RegistryAccess {
-        creds: args.creds.as_deref().map(Credentials::parse).transpose()?,
-        authfile: args.authfile.clone(),
-        tls_verify: args.tls_verify,
-        retry_times: None,
-    };
+    let registry = args.registry.access()?;
     let progress: Arc<dyn Progress> = if args.quiet {
         Arc::new(Silent)
     } else {

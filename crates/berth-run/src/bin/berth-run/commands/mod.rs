@@ -14,17 +14,16 @@ pub(crate) mod run;
 pub(crate) mod stop;
 pub(crate) mod wait;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use berth_registry::Credentials;
 use berth_run::RunError;
 use berth_run::pull::{PullPolicy, PullRequest};
 use berth_run::state::{ContainerRecord, StateDir};
 use berth_spec::platform::Platform;
 use berth_spec::reference::{DockerReference, ImageRef};
-use berth_transfer::{Progress, RegistryAccess, Silent};
+use berth_transfer::{Progress, Silent};
 use clap::Args;
 
 use crate::Cli;
@@ -52,18 +51,8 @@ pub(crate) struct PullArgs {
 /// How to reach registries.
 #[derive(Args, Clone)]
 pub(crate) struct RegistryArgs {
-    /// Require HTTPS with verified certificates (default: plain HTTP only for localhost and 127.0.0.0/8).
-    #[arg(long, value_name = "BOOL")]
-    pub(crate) tls_verify: Option<bool>,
-    /// Registry credentials, USER[:PASSWORD].
-    #[arg(long, value_name = "USER[:PASSWORD]")]
-    pub(crate) creds: Option<String>,
-    /// A containers-auth.json or docker config.json with registry credentials.
-    #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
-    pub(crate) authfile: Option<PathBuf>,
-    /// Retries of failed registry requests.
-    #[arg(long, value_name = "N")]
-    pub(crate) retry_times: Option<u32>,
+    #[command(flatten)]
+    pub(crate) flags: berth_cli::args::RegistryFlags,
     /// No pull progress on stderr.
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,
@@ -104,12 +93,7 @@ impl RegistryArgs {
             platform,
             policy,
             user_agent: format!("berth-run/{}", env!("CARGO_PKG_VERSION")),
-            access: RegistryAccess {
-                creds: self.creds.as_deref().map(Credentials::parse).transpose()?,
-                authfile: self.authfile.clone(),
-                tls_verify: self.tls_verify,
-                retry_times: self.retry_times,
-            },
+            access: self.flags.access()?,
             progress,
         })
     }
