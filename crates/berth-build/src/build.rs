@@ -341,7 +341,10 @@ impl Builder<'_> {
         let stage: &Stage = &file.stages[index];
         let escape = file.escape;
         // FROM sees only the global ARGs.
-        let base_text = expand::expand_word(&stage.base, &self.global.visible(&[]), escape)
+        // FROM sees the global ARGs and, undeclared, the platform ones (`FROM --platform=$BUILDPLATFORM …`).
+        let mut from_vars: Vars = platform_args(&self.opts.platform).into_iter().collect();
+        from_vars.extend(self.global.visible(&[]));
+        let base_text = expand::expand_word(&stage.base, &from_vars, escape)
             .map_err(|e| self.err(stage.from.pos, e.to_string()))?;
         self.announce(
             &stage.from,
@@ -351,8 +354,7 @@ impl Builder<'_> {
             ),
         );
         if let Some(p) = stage.from.flag("platform").and_then(|f| f.value.clone()) {
-            let p = expand::expand_word(&p, &self.global.visible(&[]), escape)
-                .map_err(|e| self.err(stage.from.pos, e.to_string()))?;
+            let p = expand::expand_word(&p, &from_vars, escape).map_err(|e| self.err(stage.from.pos, e.to_string()))?;
             let wanted = Platform::parse(&p).map_err(|e| self.err(stage.from.pos, format!("--platform {p}: {e}")))?;
             if !wanted.matches(&self.opts.platform) {
                 return Err(self.err(

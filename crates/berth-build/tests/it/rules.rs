@@ -15,7 +15,7 @@ fn arg_scoping_env_precedence_and_build_args() {
     env.build_ok(
         r#"ARG V=global
 ARG ONLY_GLOBAL=g
-FROM busybox:1
+FROM --platform=$BUILDPLATFORM busybox:1
 RUN echo "[$V][$ONLY_GLOBAL]" > /before
 ARG V
 RUN echo "[$V]" > /redeclared
