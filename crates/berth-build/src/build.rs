@@ -327,13 +327,20 @@ impl Builder<'_> {
 
     fn announce(&mut self, inst: &Instruction, text: &str) {
         self.step += 1;
-        (self.opts.report)(&format!(
-            "STEP {}/{}: {} {}",
-            self.step,
-            self.steps,
-            inst.keyword,
-            text.trim()
-        ));
+        // As written: flags first, the exec form as JSON.
+        let flags: String = inst
+            .flags
+            .iter()
+            .map(|f| match &f.value {
+                Some(v) => format!("--{}={v} ", f.name),
+                None => format!("--{} ", f.name),
+            })
+            .collect();
+        let args = match &inst.args {
+            Form::Json(words) => serde_json::to_string(words).expect("JSON"),
+            Form::Text(_) => text.trim().to_owned(),
+        };
+        (self.opts.report)(&format!("STEP {}/{}: {} {flags}{args}", self.step, self.steps, inst.keyword));
     }
 
     fn stage(&mut self, index: usize) -> Result<ImageState, BuildError> {
