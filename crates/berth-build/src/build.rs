@@ -141,6 +141,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         source: Box::new(e),
     })?;
     let hold = cache.hold()?;
+    clean_stale_containers(&runtime);
+    crate::workspace::clean_stale_steps(&opts.work_dir.join("steps"));
     let target = target_stage(file, opts.target.as_deref())?;
     let needed = needed_stages(file, target);
     let steps = needed.iter().map(|i| 1 + file.stages[*i].instructions.len()).sum();
@@ -201,6 +203,27 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     let (manifest, image_id) = state.commit(&b.store, &created, &opts.annotations, recompress, opts.format)?;
     drop(hold);
     Ok(BuildReport { manifest, image_id })
+}
+
+/// Kills and deletes the RUN containers of builds that are gone (`berth-build-PID-N`, PID dead).
+fn clean_stale_containers(runtime: &Runtime) {
+    let Ok(entries) = std::fs::read_dir(runtime.root()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = id
+            .strip_prefix("berth-build-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = rustix::process::Pid::from_raw(pid).is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
+        if !alive && let Err(e) = runtime.delete(&id, true) {
+            tracing::warn!(container = %id, "could not delete a container of an interrupted build: {e}");
+        }
+    }
 }
 
 fn labels(state: &mut ImageState) -> &mut Map<String, Value> {
@@ -340,7 +363,10 @@ impl Builder<'_> {
             Form::Json(words) => serde_json::to_string(words).expect("JSON"),
             Form::Text(_) => text.trim().to_owned(),
         };
-        (self.opts.report)(&format!("STEP {}/{}: {} {flags}{args}", self.step, self.steps, inst.keyword));
+        (self.opts.report)(&format!(
+            "STEP {}/{}: {} {flags}{args}",
+            self.step, self.steps, inst.keyword
+        ));
     }
 
     fn stage(&mut self, index: usize) -> Result<ImageState, BuildError> {

@@ -186,3 +186,39 @@ impl Drop for StepRoot {
         }
     }
 }
+
+/// Removes the step directories of builds that are gone (killed, or interrupted before they could clean up):
+/// their overlay mounts are unmounted first. A step directory is named `PID-N` after the build that made it.
+pub fn clean_stale_steps(steps: &Path) {
+    let Ok(entries) = std::fs::read_dir(steps) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let alive = rustix::process::Pid::from_raw(pid).is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
+        if alive {
+            continue;
+        }
+        let dir = e.path();
+        // Mounts inside it (the step's root, the roots of COPY --from and RUN --mount from=), deepest first.
+        let mut mounted: Vec<std::path::PathBuf> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(std::path::PathBuf::from)
+            .filter(|m| m.starts_with(&dir))
+            .collect();
+        mounted.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+        for m in mounted {
+            if let Err(e) = berth_sandbox::overlay::unmount_overlay(&m) {
+                tracing::warn!(path = %m.display(), "a stale build step stays mounted: {e}");
+            }
+        }
+        if let Err(e) = berth_layer::apply::remove_dir_all_forcing(&dir) {
+            tracing::warn!(dir = %dir.display(), "could not remove a stale build step: {e}");
+        } else {
+            tracing::info!(dir = %dir.display(), "removed the leftovers of an interrupted build");
+        }
+    }
+}

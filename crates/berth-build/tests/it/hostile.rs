@@ -127,3 +127,44 @@ fn hostile_36_syntax() {
         "busybox@sha256:",
     );
 }
+
+/// A build killed in the middle of a RUN leaves mounts and scratch behind; the next build removes them.
+#[test]
+fn a_killed_build_is_cleaned_up_by_the_next() {
+    let env = Env::new();
+    env.file(
+        "Containerfile",
+        "FROM busybox:1\nRUN echo running-now > /dev/stderr && sleep 30\n",
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth-build"))
+        .args(["build", env.path("ctx").to_str().unwrap()])
+        .env("BERTH_STORE", env.store.root())
+        .env("BERTH_BUILD_CACHE", env.path("cache"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the RUN to start (its line on stderr), then kill the builder outright.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0 && line.trim() != "running-now" {
+        line.clear();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let steps = env.path("cache/steps");
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(steps.to_str().unwrap()))
+            .count()
+    };
+    assert!(mounted() > 0, "the killed build left its overlay mounted");
+    env.build_ok("FROM busybox:1\nRUN true\n", &[]);
+    assert_eq!(mounted(), 0, "the next build unmounted the leftovers");
+    assert_eq!(std::fs::read_dir(&steps).unwrap().count(), 0, "and removed them");
+    let containers = std::fs::read_dir(env.path("cache/runtime")).unwrap().count();
+    assert_eq!(containers, 0, "and deleted the orphaned RUN container");
+}
