@@ -63,6 +63,8 @@ pub struct BuildOptions {
     pub force_compression: bool,
     /// Squash the image's layers (the base's too) into one (`--squash`).
     pub squash: bool,
+    /// Run every step, whatever the step cache holds (`--no-cache`); results are still recorded.
+    pub no_cache: bool,
     /// `--network`.
     pub network: NetMode,
     /// The platform (the host's).
@@ -120,6 +122,7 @@ struct Builder<'a> {
     store: Layout,
     cache: OverlayCache,
     runtime: Runtime,
+    step_cache: crate::stepcache::StepCache,
     resolver: BaseResolver<'a>,
     global: Args,
     create: CreateOptions,
@@ -152,6 +155,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         store: store.clone(),
         cache,
         runtime,
+        step_cache: crate::stepcache::StepCache::open(&opts.work_dir)?,
         resolver: BaseResolver {
             store: &store,
             platform: &opts.platform,
@@ -449,7 +453,8 @@ impl Builder<'_> {
             self.instruction(&mut state, &mut ctx, inst, index)?;
         }
         if !ctx.pending_workdir.is_empty() {
-            self.layer_step(&mut state, &mut ctx, WORKDIR_ONLY, |_, _, _| Ok(()))?;
+            let key = crate::stepcache::next_key(&state.key, &["WORKDIR (created)"]);
+            self.layer_step(&mut state, &mut ctx, WORKDIR_ONLY, Some(key), |_, _, _| Ok(()))?;
         }
         Ok(state)
     }
@@ -640,6 +645,16 @@ impl Builder<'_> {
             Keyword::Run => self.run(state, ctx, inst, &env, stage)?,
             Keyword::Copy | Keyword::Add => self.copy(state, ctx, inst, &vars, stage)?,
         }
+        if !matches!(inst.keyword, Keyword::Run | Keyword::Copy | Keyword::Add) {
+            // Config instructions chain into the key: a later step's result depends on them (ENV, USER, WORKDIR, …).
+            // An ARG counts by name; its value counts where a RUN sees it.
+            let said = if inst.keyword == Keyword::Arg {
+                text.clone()
+            } else {
+                shown.clone()
+            };
+            state.key = crate::stepcache::next_key(&state.key, &[&inst.keyword.to_string(), &said]);
+        }
         Ok(())
     }
 
@@ -697,8 +712,21 @@ impl Builder<'_> {
         state: &mut ImageState,
         ctx: &mut StageCtx,
         created_by: &str,
+        key: Option<String>,
         f: impl FnOnce(&mut Self, &ImageState, &StepRoot) -> Result<(), BuildError>,
     ) -> Result<(), BuildError> {
+        if let Some(k) = &key
+            && !self.opts.no_cache
+            && let Some(layer) = self.step_cache.get(k)
+        {
+            (self.opts.report)(&format!("--> Using cache {}", &k[..12]));
+            ctx.pending_workdir.clear();
+            state.push_cached_layer(layer);
+            let created = self.created.clone();
+            state.add_history(created_by, &created, false);
+            state.key = k.clone();
+            return Ok(());
+        }
         let n = STEP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = self
             .opts
@@ -715,6 +743,12 @@ impl Builder<'_> {
             return Ok(());
         }
         let (layer, layer_dir) = root.commit(&self.store, &self.cache, &self.create)?;
+        if let Some(k) = &key {
+            if let Err(e) = self.step_cache.put(k, &layer) {
+                tracing::warn!("the step is not cached: {}", berth_spec::error_chain(&e));
+            }
+            state.key = k.clone();
+        }
         state.push_layer(layer, layer_dir);
         let created = self.created.clone();
         state.add_history(created_by, &created, false);
@@ -810,7 +844,49 @@ impl Builder<'_> {
         let created_by = format!("/bin/sh -c {}", inst.text().trim());
         let file = self.file().file.clone();
         let (pos, step) = (inst.pos, format!("RUN {}", inst.text().trim()));
-        self.layer_step(state, ctx, &created_by, |b, state, root| {
+        // What decides the step's result: the command, the environment it sees (build arguments included; secrets
+        // never), its network, and what its mounts bring in.
+        let mut env_seen = process.build_env.clone();
+        env_seen.sort();
+        let mut parts = vec![
+            "RUN".to_owned(),
+            serde_json::to_string(&process.argv).expect("JSON"),
+            env_seen.join("\n"),
+            format!("{:?}", process.network),
+        ];
+        for m in &mount_specs {
+            parts.push(format!("mount {} {:?}", m.kind, m.options));
+            if m.kind == "bind" {
+                let input = match m.options.get("from") {
+                    Some(name) => from_states.get(name).map(|s| s.key.clone()).unwrap_or_default(),
+                    None => {
+                        let no_rules = IgnoreRules::default();
+                        let req = CopyRequest {
+                            sources: vec![m.options.get("source").cloned().unwrap_or_else(|| ".".into())],
+                            dest: String::new(),
+                            workdir: "/".into(),
+                            from: SourceRoot::Context {
+                                root: &context,
+                                ignore: &no_rules,
+                            },
+                            chown: None,
+                            chmod: None,
+                            excludes: Vec::new(),
+                            heredocs: Vec::new(),
+                            parents: false,
+                            extract_archives: false,
+                        };
+                        crate::steps::copy::content_digest(&req)
+                            .map(|d| d.to_string())
+                            .unwrap_or_default()
+                    }
+                };
+                parts.push(input);
+            }
+        }
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let key = Some(crate::stepcache::next_key(&state.key, &refs));
+        self.layer_step(state, ctx, &created_by, key, |b, state, root| {
             let id = format!(
                 "berth-build-{}-{}",
                 std::process::id(),
@@ -953,7 +1029,55 @@ impl Builder<'_> {
         let file = self.file().file.clone();
         let (pos, step) = (inst.pos, format!("{} {}", inst.keyword, inst.text().trim()));
         let keyword = inst.keyword;
-        self.layer_step(state, ctx, &created_by, |b, _, root| {
+        // What decides the step's result: the instruction as expanded, the working directory, and what it reads —
+        // the content of its local sources, or the key of the stage or image it copies from. Downloads are not
+        // cached.
+        let key = if urls {
+            None
+        } else {
+            let input = match &source_state {
+                Some(s) => s.key.clone(),
+                None => {
+                    let req = CopyRequest {
+                        sources: words.clone(),
+                        dest: dest.clone(),
+                        workdir: workdir.clone(),
+                        from: SourceRoot::Context {
+                            root: &context,
+                            ignore: &ignore,
+                        },
+                        chown: None,
+                        chmod,
+                        excludes: excludes.clone(),
+                        heredocs: heredocs.clone(),
+                        parents,
+                        extract_archives: keyword == Keyword::Add,
+                    };
+                    crate::steps::copy::content_digest(&req)
+                        .map_err(|e| BuildError::Step {
+                            file: file.clone(),
+                            pos,
+                            step: step.clone(),
+                            source: Box::new(e),
+                        })?
+                        .to_string()
+                }
+            };
+            let bodies: Vec<String> = heredocs.iter().map(|(n, b)| format!("{n}\n{b}")).collect();
+            Some(crate::stepcache::next_key(
+                &state.key,
+                &[
+                    &keyword.to_string(),
+                    &format!("{:?} {:?} {:?} {parents}", chown, chmod, excludes),
+                    &serde_json::to_string(&words).expect("JSON"),
+                    &dest,
+                    &workdir,
+                    &bodies.join("\n"),
+                    &input,
+                ],
+            ))
+        };
+        self.layer_step(state, ctx, &created_by, key, |b, _, root| {
             let ids = match &chown {
                 None => None,
                 Some(spec) => Some(resolve_chown(spec, &root.rootfs())?),

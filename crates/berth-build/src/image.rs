@@ -32,6 +32,8 @@ pub struct ImageState {
     pub layers: Vec<Layer>,
     /// Directories of the layers extracted in overlayfs form, once known (bottom first).
     pub layer_dirs: Option<Vec<PathBuf>>,
+    /// The step-cache key of this state: the base's manifest digest (or `scratch`), then each instruction's.
+    pub key: String,
 }
 
 impl ImageState {
@@ -51,6 +53,7 @@ impl ImageState {
             config,
             layers: Vec::new(),
             layer_dirs: Some(Vec::new()),
+            key: format!("scratch {platform}"),
         }
     }
 
@@ -82,6 +85,7 @@ impl ImageState {
             config,
             layers,
             layer_dirs: None,
+            key: image.manifest.digest().to_string(),
         })
     }
 
@@ -155,6 +159,12 @@ impl ImageState {
             self.config["history"] = json!([]);
         }
         self.config["history"].as_array_mut().expect("an array").push(entry);
+    }
+
+    /// Adds a layer taken from the step cache (its directory is found, or extracted, when a step needs it).
+    pub fn push_cached_layer(&mut self, layer: Layer) {
+        self.layers.push(layer);
+        self.layer_dirs = None;
     }
 
     /// Adds a layer made by this build.

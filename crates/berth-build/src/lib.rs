@@ -20,6 +20,7 @@ mod error;
 mod hardlinks;
 mod image;
 pub mod pattern;
+pub mod stepcache;
 pub mod steps;
 mod vars;
 mod workspace;

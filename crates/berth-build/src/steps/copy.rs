@@ -468,6 +468,54 @@ struct Stager<'a, 'b> {
 }
 
 impl Stager<'_, '_> {
+    /// Feeds one entry (recursively) into `h`, as [`content_digest`] says, with the same exclusions as staging.
+    fn hash_entry(&self, from: &Path, rel: &str, name: &str, h: &mut berth_spec::Hasher) -> Result<(), BuildError> {
+        use std::io::Read;
+        let meta = std::fs::symlink_metadata(from).at("stat", from)?;
+        let ft = meta.file_type();
+        let mode = meta.mode() & 0o7777;
+        if ft.is_symlink() {
+            let target = std::fs::read_link(from).at("read the symlink", from)?;
+            h.update(format!("l {name}\0{}\0", target.display()).as_bytes());
+        } else if ft.is_dir() {
+            h.update(format!("d {name}\0{mode:o}\0").as_bytes());
+            let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(from)
+                .at("read", from)?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<Result<_, _>>()
+                .at("read", from)?;
+            names.sort();
+            for child in names {
+                let child_rel = if rel.is_empty() {
+                    child.to_string_lossy().into_owned()
+                } else {
+                    format!("{rel}/{}", child.to_string_lossy())
+                };
+                let is_dir = std::fs::symlink_metadata(from.join(&child)).is_ok_and(|m| m.is_dir());
+                if self.excluded(&child_rel)
+                    && !(is_dir && self.ignore.is_some_and(|i| i.may_include_below(&child_rel)))
+                {
+                    continue;
+                }
+                let child_name = format!("{name}/{}", child.to_string_lossy());
+                self.hash_entry(&from.join(&child), &child_rel, &child_name, h)?;
+            }
+        } else if ft.is_file() {
+            h.update(format!("f {name}\0{mode:o}\0{}\0", meta.len()).as_bytes());
+            let mut file = std::fs::File::open(from).at("open", from)?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf).at("read", from)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+        }
+        // Sockets, FIFOs and devices are not copied, so they do not count.
+        Ok(())
+    }
+
     fn excluded(&self, rel: &str) -> bool {
         if self.ignore.is_some_and(|i| i.excluded(rel)) {
             return true;
@@ -564,4 +612,31 @@ fn set_times(path: &Path, atime: i64, atime_ns: i64, mtime: i64, mtime_ns: i64) 
     rustix::fs::utimensat(rustix::fs::CWD, path, &t, AtFlags::SYMLINK_NOFOLLOW)
         .at("set the times of", path)
         .map_err(Into::into)
+}
+
+/// A digest of everything a COPY/ADD of local files would take from its sources: names, types, modes, link
+/// targets and contents (after the ignore rules and `--exclude`), never times or inode numbers — so a copied or
+/// re-checked-out context with the same bytes gives the same digest. The step cache keys on it.
+pub fn content_digest(req: &CopyRequest<'_>) -> Result<berth_spec::Digest, BuildError> {
+    let file_sources: Vec<String> = req.sources.iter().filter(|s| !s.starts_with("<<")).cloned().collect();
+    let found = find_sources(&CopyRequest {
+        sources: file_sources,
+        ..req.clone()
+    })?;
+    let mut h = berth_spec::Hasher::new(berth_spec::Algorithm::Sha256);
+    let ignore = match req.from {
+        SourceRoot::Context { ignore, .. } => Some(ignore),
+        SourceRoot::Rootfs(_) => None,
+    };
+    let owner = |_: &std::fs::Metadata| (0, 0);
+    let stager = Stager {
+        req,
+        owner: &owner,
+        ignore,
+    };
+    for f in &found {
+        h.update(format!("source {}\0{}\0", f.given, f.rel).as_bytes());
+        stager.hash_entry(&f.path, &f.rel, "", &mut h)?;
+    }
+    Ok(h.finish())
 }

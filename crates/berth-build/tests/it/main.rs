@@ -2,6 +2,7 @@
 //! layouts directly and by running them with runc (through umoci's unpack) or berth's own layer codec.
 
 mod basics;
+mod cache;
 mod hostile;
 mod options;
 mod outputs;

@@ -77,7 +77,7 @@ pub(crate) struct BuildArgs {
     /// CONTEXT/.dockerignore).
     #[arg(long)]
     pub(crate) ignorefile: Option<PathBuf>,
-    /// Do not use cached step results (berth-build has no step cache yet: every step runs).
+    /// Run every step, whatever the step cache holds (the results are still recorded for later builds).
     #[arg(long)]
     pub(crate) no_cache: bool,
     /// Keep intermediate layers (the default; accepted for buildah compatibility).
@@ -308,6 +308,7 @@ pub(crate) fn build(cli: &Cli, args: &BuildArgs) -> Result<()> {
         annotations,
         force_compression: args.force_compression,
         squash: args.squash,
+        no_cache: args.no_cache,
         network,
         platform,
         compression,

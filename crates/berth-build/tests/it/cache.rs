@@ -1,0 +1,61 @@
+//! The step cache: a rebuild with nothing changed runs nothing; a changed file invalidates from the first step
+//! that reads it; a changed build argument from the first RUN that sees it; a moved context (same bytes, new
+//! times) still hits; --no-cache runs everything.
+
+use crate::Env;
+
+const FILE: &str = "FROM busybox:1\nARG V=1\nRUN echo first > /first\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy-of-a\n\
+COPY b.txt /b.txt\nRUN echo \"v=$V\" > /v\n";
+
+fn build(env: &Env, extra: &[&str]) -> (String, usize) {
+    env.file("Containerfile", FILE);
+    let mut args = vec!["build", "--timestamp", "1700000000"];
+    args.extend(extra);
+    let ctx = env.path("ctx");
+    args.push(ctx.to_str().unwrap());
+    let r = env.berth_build(&args);
+    assert_eq!(r.code, 0, "{r:?}");
+    (r.stdout.trim().to_owned(), r.stderr.matches("--> Using cache").count())
+}
+
+#[test]
+fn rebuilds_reuse_unchanged_steps() {
+    let env = Env::new();
+    env.file("a.txt", "a\n").file("b.txt", "b\n");
+    let (first, hits) = build(&env, &[]);
+    assert_eq!(hits, 0, "a cold build runs every step");
+    let (again, hits) = build(&env, &[]);
+    assert_eq!(hits, 5, "nothing changed: every file-system step comes from the cache");
+    assert_eq!(again, first, "the same image (same --timestamp)");
+
+    // New times, same bytes (a copied context): still hits.
+    for f in ["a.txt", "b.txt"] {
+        let p = env.path("ctx").join(f);
+        let data = std::fs::read(&p).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(&p, data).unwrap();
+    }
+    let (_, hits) = build(&env, &[]);
+    assert_eq!(hits, 5, "file times are not part of the key");
+
+    // b.txt changes: the steps before its COPY still hit.
+    env.file("b.txt", "b changed\n");
+    let (changed, hits) = build(&env, &[]);
+    assert_eq!(hits, 3, "RUN, COPY a.txt and RUN hit; COPY b.txt and the last RUN run");
+    assert_ne!(changed, first);
+
+    // A build argument: from the first RUN that sees it.
+    let (_, hits) = build(&env, &["--build-arg", "V=2"]);
+    assert_eq!(hits, 0, "every RUN sees V (build arguments are in a RUN's environment)");
+    let (_, hits) = build(&env, &["--no-cache"]);
+    assert_eq!(hits, 0, "--no-cache runs everything");
+
+    // The cached image is complete: its files are right.
+    env.file("b.txt", "b\n");
+    build(&env, &["-t", "cached:1"]);
+    let rootfs = env.unpack("cached:1", "c");
+    assert_eq!(std::fs::read_to_string(rootfs.join("copy-of-a")).unwrap(), "a\n");
+    assert_eq!(std::fs::read_to_string(rootfs.join("v")).unwrap(), "v=1\n");
+    let fsck = env.store.fsck().unwrap();
+    assert!(fsck.problems.is_empty(), "{:?}", fsck.problems);
+}
