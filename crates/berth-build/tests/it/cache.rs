@@ -59,3 +59,25 @@ fn rebuilds_reuse_unchanged_steps() {
     let fsck = env.store.fsck().unwrap();
     assert!(fsck.problems.is_empty(), "{:?}", fsck.problems);
 }
+
+#[test]
+fn prune_empties_the_caches_and_dry_run_says_what_they_hold() {
+    let env = Env::new();
+    env.file("a.txt", "a\n").file("b.txt", "b\n");
+    build(&env, &[]);
+    let r = env.berth_build(&["prune", "--dry-run"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("holds 5 cached step(s)"), "{r:?}");
+    let (_, hits) = build(&env, &[]);
+    assert_eq!(hits, 5, "--dry-run removed nothing");
+    let r = env.berth_build(&["prune"]);
+    assert!(r.stdout.contains("removed 5 cached step(s)"), "{r:?}");
+    assert_eq!(
+        std::fs::read_dir(env.path("cache/overlay/layers/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let (_, hits) = build(&env, &[]);
+    assert_eq!(hits, 0, "after prune every step runs again");
+}

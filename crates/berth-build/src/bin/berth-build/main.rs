@@ -35,13 +35,17 @@ pub(crate) enum Command {
     /// Build an image from a Containerfile (or Dockerfile) and a context directory.
     #[command(visible_alias = "bud")]
     Build(Box<commands::build::BuildArgs>),
+    /// Empty the builder's caches (step cache and extracted layers; --all: RUN cache mounts too).
+    Prune(commands::prune::PruneArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // RUN steps run untrusted code in containers cloned from this process: run from a sealed copy of the binary
     // (CVE-2019-5736), as berth-run does.
-    if let Err(e) = berth_sandbox::sealed_exe::ensure_sealed("berth-build") {
+    if matches!(cli.command, Command::Build(_))
+        && let Err(e) = berth_sandbox::sealed_exe::ensure_sealed("berth-build")
+    {
         eprintln!("berth-build: cannot re-execute from a sealed copy of itself: {e}");
         return ExitCode::from(125);
     }
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
     });
     let result = match &cli.command {
         Command::Build(args) => commands::build::build(&cli, args),
+        Command::Prune(args) => commands::prune::prune(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

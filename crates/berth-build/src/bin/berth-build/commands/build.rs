@@ -269,10 +269,7 @@ pub(crate) fn build(cli: &Cli, args: &BuildArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => berth_spec::store::trusted_default_store_path()?,
     };
-    let work_dir = cli
-        .cache
-        .clone()
-        .unwrap_or_else(|| berth_spec::dirs::default_path(berth_spec::dirs::Place::Cache).join("build"));
+    let work_dir = super::work_dir(cli);
     let registry = args.registry.access()?;
     let progress: Arc<dyn Progress> = if args.quiet {
         Arc::new(Silent)
