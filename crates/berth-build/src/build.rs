@@ -123,6 +123,7 @@ struct Builder<'a> {
     cache: OverlayCache,
     runtime: Runtime,
     step_cache: crate::stepcache::StepCache,
+    stat_cache: crate::statcache::StatCache,
     resolver: BaseResolver<'a>,
     global: Args,
     create: CreateOptions,
@@ -156,6 +157,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         cache,
         runtime,
         step_cache: crate::stepcache::StepCache::open(&opts.work_dir)?,
+        stat_cache: crate::statcache::StatCache::load(&opts.work_dir.join("context-stat.json")),
         resolver: BaseResolver {
             store: &store,
             platform: &opts.platform,
@@ -200,6 +202,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         state.layer_dirs = None;
         let created = b.created.clone();
         state.add_history("berth-build --squash", &created, false);
+    }
+    tracing::info!(
+        hashed = b.stat_cache.hashed,
+        reused = b.stat_cache.reused,
+        "context files: {} read and hashed, {} known unchanged",
+        b.stat_cache.hashed,
+        b.stat_cache.reused
+    );
+    if let Err(e) = b.stat_cache.save() {
+        tracing::warn!("the context's stat cache is not saved: {e}");
     }
     (opts.report)("COMMIT");
     let created = b.created.clone();
@@ -876,7 +888,7 @@ impl Builder<'_> {
                             parents: false,
                             extract_archives: false,
                         };
-                        crate::steps::copy::content_digest(&req)
+                        crate::steps::copy::content_digest(&req, &mut self.stat_cache)
                             .map(|d| d.to_string())
                             .unwrap_or_default()
                     }
@@ -1053,7 +1065,7 @@ impl Builder<'_> {
                         parents,
                         extract_archives: keyword == Keyword::Add,
                     };
-                    crate::steps::copy::content_digest(&req)
+                    crate::steps::copy::content_digest(&req, &mut self.stat_cache)
                         .map_err(|e| BuildError::Step {
                             file: file.clone(),
                             pos,

@@ -21,6 +21,7 @@ mod hardlinks;
 mod image;
 pub mod pattern;
 mod prune;
+mod statcache;
 pub mod stepcache;
 pub mod steps;
 mod vars;

@@ -469,8 +469,14 @@ struct Stager<'a, 'b> {
 
 impl Stager<'_, '_> {
     /// Feeds one entry (recursively) into `h`, as [`content_digest`] says, with the same exclusions as staging.
-    fn hash_entry(&self, from: &Path, rel: &str, name: &str, h: &mut berth_spec::Hasher) -> Result<(), BuildError> {
-        use std::io::Read;
+    fn hash_entry(
+        &self,
+        from: &Path,
+        rel: &str,
+        name: &str,
+        h: &mut berth_spec::Hasher,
+        stat: &mut crate::statcache::StatCache,
+    ) -> Result<(), BuildError> {
         let meta = std::fs::symlink_metadata(from).at("stat", from)?;
         let ft = meta.file_type();
         let mode = meta.mode() & 0o7777;
@@ -498,19 +504,11 @@ impl Stager<'_, '_> {
                     continue;
                 }
                 let child_name = format!("{name}/{}", child.to_string_lossy());
-                self.hash_entry(&from.join(&child), &child_rel, &child_name, h)?;
+                self.hash_entry(&from.join(&child), &child_rel, &child_name, h, stat)?;
             }
         } else if ft.is_file() {
-            h.update(format!("f {name}\0{mode:o}\0{}\0", meta.len()).as_bytes());
-            let mut file = std::fs::File::open(from).at("open", from)?;
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = file.read(&mut buf).at("read", from)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
+            let digest = stat.digest(from, &meta).at("read", from)?;
+            h.update(format!("f {name}\0{mode:o}\0{}\0{digest}\0", meta.len()).as_bytes());
         }
         // Sockets, FIFOs and devices are not copied, so they do not count.
         Ok(())
@@ -617,7 +615,10 @@ fn set_times(path: &Path, atime: i64, atime_ns: i64, mtime: i64, mtime_ns: i64) 
 /// A digest of everything a COPY/ADD of local files would take from its sources: names, types, modes, link
 /// targets and contents (after the ignore rules and `--exclude`), never times or inode numbers — so a copied or
 /// re-checked-out context with the same bytes gives the same digest. The step cache keys on it.
-pub fn content_digest(req: &CopyRequest<'_>) -> Result<berth_spec::Digest, BuildError> {
+pub fn content_digest(
+    req: &CopyRequest<'_>,
+    stat: &mut crate::statcache::StatCache,
+) -> Result<berth_spec::Digest, BuildError> {
     let file_sources: Vec<String> = req.sources.iter().filter(|s| !s.starts_with("<<")).cloned().collect();
     let found = find_sources(&CopyRequest {
         sources: file_sources,
@@ -636,7 +637,7 @@ pub fn content_digest(req: &CopyRequest<'_>) -> Result<berth_spec::Digest, Build
     };
     for f in &found {
         h.update(format!("source {}\0{}\0", f.given, f.rel).as_bytes());
-        stager.hash_entry(&f.path, &f.rel, "", &mut h)?;
+        stager.hash_entry(&f.path, &f.rel, "", &mut h, stat)?;
     }
     Ok(h.finish())
 }

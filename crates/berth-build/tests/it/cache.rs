@@ -81,3 +81,36 @@ fn prune_empties_the_caches_and_dry_run_says_what_they_hold() {
     let (_, hits) = build(&env, &[]);
     assert_eq!(hits, 0, "after prune every step runs again");
 }
+
+#[test]
+fn an_unchanged_context_is_not_read_again() {
+    let env = Env::new();
+    env.file("a.txt", "a\n").file("b.txt", "b\n");
+    // Past the stat cache's racy window (100 ms): a file changed within it of being recorded is always re-read.
+    // This waits for the clock, not for another thread.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    env.file("Containerfile", FILE);
+    let ctx = env.path("ctx");
+    let run = || {
+        let r = env.berth_build(&["-v", "build", ctx.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stderr
+    };
+    let first = run();
+    assert!(
+        first.contains("context files: 2 read and hashed, 0 known unchanged"),
+        "{first}"
+    );
+    let second = run();
+    assert!(
+        second.contains("context files: 0 read and hashed, 2 known unchanged"),
+        "{second}"
+    );
+    // A changed file (same size) is read again; the other is not.
+    env.file("b.txt", "B\n");
+    let third = run();
+    assert!(
+        third.contains("context files: 1 read and hashed, 1 known unchanged"),
+        "{third}"
+    );
+}
