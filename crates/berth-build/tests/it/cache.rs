@@ -114,3 +114,55 @@ fn an_unchanged_context_is_not_read_again() {
         "{third}"
     );
 }
+
+/// With --timestamp (or SOURCE_DATE_EPOCH), the same context built in two places, at two times, with cold caches,
+/// gives the same image digest; touching only file times changes nothing.
+#[test]
+fn reproducible_images_across_directories_and_times() {
+    let build_in = |env: &Env| -> String {
+        env.file("a.txt", "a\n").file("dir/b.txt", "b\n");
+        env.file(
+            "Containerfile",
+            "FROM busybox:1\nCOPY . /ctx/\nRUN mkdir /made && echo made > /made/file\nENV X=1\n",
+        );
+        let ctx = env.path("ctx");
+        let r = env.berth_build(&[
+            "build",
+            "-t",
+            "repro:1",
+            "--timestamp",
+            "1700000000",
+            ctx.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, 0, "{r:?}");
+        env.store.resolve(Some("repro:1")).unwrap().digest().to_string()
+    };
+    let (one, two) = (Env::new(), Env::new());
+    let first = build_in(&one);
+    // Different directory, cold caches, later file times.
+    let second = build_in(&two);
+    assert_eq!(first, second, "the same manifest digest from two clones");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for f in ["a.txt", "dir/b.txt"] {
+        let p = two.path("ctx").join(f);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    let ctx = two.path("ctx");
+    let r = two.berth_build(&[
+        "build",
+        "-t",
+        "repro:2",
+        "--no-cache",
+        "--timestamp",
+        "1700000000",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let third = two.store.resolve(Some("repro:2")).unwrap().digest().to_string();
+    assert_eq!(first, third, "only the file times changed: the same image");
+}
