@@ -273,5 +273,5 @@ fn build_tool(root: &Path) -> Result<PathBuf> {
         .current_dir(root)
         .status()?;
     ensure!(status.success(), "building berth-layer-tool failed");
-    Ok(root.join("target/release/berth-layer-tool"))
+    Ok(crate::fuzz::target_dir(root)?.join("release/berth-layer-tool"))
 }

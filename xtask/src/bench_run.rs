@@ -38,7 +38,7 @@ fn build_berth_run(root: &Path) -> Result<PathBuf> {
         .current_dir(root)
         .status()?;
     ensure!(status.success(), "building berth-run failed");
-    Ok(root.join("target/release/berth-run"))
+    Ok(crate::fuzz::target_dir(root)?.join("release/berth-run"))
 }
 
 /// berth-run with a private store, cache and state under `dir`.

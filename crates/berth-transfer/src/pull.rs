@@ -99,14 +99,16 @@ impl std::fmt::Debug for PullRequest<'_> {
 /// async runtime, which ends (its threads joined) before it returns.
 pub fn pull(req: &PullRequest<'_>) -> Result<Pulled, CopyError> {
     let label = format!("docker://{}", req.reference);
-    let name = store_name(req.reference).map_err(|e| CopyError::usage(format!("{label}: {e}")))?;
+    // The callers name the image in their own message ("pulling docker://…"): these say only what went wrong.
+    let name =
+        store_name(req.reference).map_err(|e| CopyError::usage(format!("it cannot be named in the store: {e}")))?;
     let layout = Layout::create(req.store)?;
     let present = in_store(&layout, &name);
     match (req.policy, present) {
         (PullPolicy::Never, false) => {
-            return Err(CopyError::usage(format!(
-                "{label}: it is not in the store and the pull policy `never` forbids pulling it"
-            )));
+            return Err(CopyError::usage(
+                "it is not in the store, and --pull=never forbids pulling it",
+            ));
         }
         (PullPolicy::Never | PullPolicy::Missing, true) => return Ok(Pulled { name, digest: None }),
         _ => {}

@@ -147,7 +147,7 @@ pub fn build_release(root: &Path, package: &str) -> Result<PathBuf> {
     if !status.success() {
         bail!("cargo build --release -p {package} failed ({status})");
     }
-    Ok(root.join("target/release").join(package))
+    Ok(crate::fuzz::target_dir(root)?.join("release").join(package))
 }
 
 /// What the stages share.
