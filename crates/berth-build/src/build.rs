@@ -731,6 +731,7 @@ impl Builder<'_> {
             && !self.opts.no_cache
             && let Some(layer) = self.step_cache.get(k)
         {
+            self.step_cache.remember(&state.key, created_by, k);
             (self.opts.report)(&format!("--> Using cache {}", &k[..12]));
             ctx.pending_workdir.clear();
             state.push_cached_layer(layer);
@@ -739,6 +740,14 @@ impl Builder<'_> {
             state.key = k.clone();
             return Ok(());
         }
+        if key.is_some() && !self.opts.no_cache {
+            tracing::info!(
+                step = created_by,
+                "not in the step cache: {}",
+                self.step_cache.why_missed(&state.key, created_by)
+            );
+        }
+        let parent_key = state.key.clone();
         let n = STEP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = self
             .opts
@@ -759,6 +768,7 @@ impl Builder<'_> {
             if let Err(e) = self.step_cache.put(k, &layer) {
                 tracing::warn!("the step is not cached: {}", berth_spec::error_chain(&e));
             }
+            self.step_cache.remember(&parent_key, created_by, k);
             state.key = k.clone();
         }
         state.push_layer(layer, layer_dir);

@@ -83,6 +83,26 @@ impl StepCache {
         Ok(())
     }
 
+    /// Notes that the step `instruction` after `parent` had `key`, so that a later miss can say why it missed.
+    pub fn remember(&self, parent: &str, instruction: &str, key: &str) {
+        let seen = self.keys.parent().expect("keys is in step-cache").join("seen");
+        let _ = std::fs::create_dir_all(&seen);
+        let _ = std::fs::write(seen.join(next_key(parent, &[instruction])), key);
+        let _ = std::fs::write(seen.join(format!("parent-{parent}")), "");
+    }
+
+    /// Why the step `instruction` after `parent` is not in the cache.
+    pub fn why_missed(&self, parent: &str, instruction: &str) -> &'static str {
+        let seen = self.keys.parent().expect("keys is in step-cache").join("seen");
+        if seen.join(next_key(parent, &[instruction])).exists() {
+            "the same instruction ran before, but what it reads changed (files, build arguments, environment)"
+        } else if seen.join(format!("parent-{parent}")).exists() {
+            "the instruction is new or changed"
+        } else {
+            "an earlier step changed (or this is the first build)"
+        }
+    }
+
     /// Bytes the cache holds, and how many steps.
     pub fn usage(&self) -> (u64, usize) {
         let keys = std::fs::read_dir(&self.keys).map_or(0, |d| d.count());
