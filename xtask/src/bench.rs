@@ -43,6 +43,11 @@ const BENCHES: &[Bench] = &[
         run: run_bench,
     },
     Bench {
+        name: "build",
+        about: "berth-build vs buildah bud --layers: COPY-heavy, RUN-heavy multi-stage, no-op and one-file rebuilds",
+        run: build_bench,
+    },
+    Bench {
         name: "layer",
         about: "layer creation and extraction vs umoci repack/unpack, with pigz/gzip/zstd as the floor",
         run: layer,
@@ -68,6 +73,14 @@ fn run_bench(options: &Options) -> anyhow::Result<()> {
         "bench run: --only applies to the copy benchmark"
     );
     crate::bench_run::run(options.json)
+}
+
+fn build_bench(options: &Options) -> anyhow::Result<()> {
+    ensure!(
+        options.only.is_none(),
+        "bench build: --only applies to the copy benchmark"
+    );
+    crate::bench_build::run(options.json)
 }
 
 fn layer(options: &Options) -> anyhow::Result<()> {

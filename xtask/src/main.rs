@@ -10,6 +10,7 @@
 //! - `fuzz`  — coverage-guided fuzzing of berth-fuzz's targets with libFuzzer, on stable ([`fuzz`]).
 
 mod bench;
+mod bench_build;
 mod bench_copy;
 mod bench_layer;
 mod bench_run;
@@ -30,7 +31,7 @@ commands:
   demo                run Berth's main job on a bundled example
   ci [--no-install]   install the Debian packages the tests use (unless --no-install), then
                       cargo fmt --check, cargo clippy -D warnings and the whole test suite
-  bench [NAME]        side-by-side benchmarks; NAME is one of: floors (default), copy, run, layer
+  bench [NAME]        side-by-side benchmarks; NAME is one of: floors (default), copy, run, layer, build
                       options: --json (JSON on stdout, table on stderr), --mib N (input size)
   conformance         the interop matrix (builder x copier x runner over conformance/cases);
                       options: --only KEY=VALUE[,…] (keys: builder, copier, runner, case), --keep
