@@ -29,7 +29,7 @@ fn make_context(dir: &Path) -> Result<u64> {
     }
     let tmp = dir.join("data.tmp");
     let _ = std::fs::remove_dir_all(&tmp);
-    let mut rng = Rng::new(0x6275_696c_64);
+    let mut rng = Rng::new(0x0062_7569_6c64);
     for d in 0..60 {
         let sub = tmp.join(format!("small/d{d:02}"));
         std::fs::create_dir_all(&sub)?;
