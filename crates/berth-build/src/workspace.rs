@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use berth_layer::apply::{ApplyOptions, LayerRef, OverlayCache, WhiteoutMode};
+use berth_layer::apply::{LayerRef, OverlayCache};
 use berth_layer::create::{CreateOptions, create_from_overlay_upper};
 use berth_sandbox::overlay::{OverlayMount, prepare_layer_overlay};
 use berth_spec::layout::Layout;
@@ -118,21 +118,12 @@ impl StepRoot {
             reason: e.to_string(),
         })?;
         let descriptor = Descriptor::new(mt.into(), size, digest.to_oci());
-        let opts = ApplyOptions {
-            whiteouts: WhiteoutMode::Overlay {
-                user_xattr: cache.user_xattr(),
-            },
-            compression: Some(create.compression),
-            ..ApplyOptions::default()
-        };
-        let open = || out.open_blob(&digest, size).map_err(std::io::Error::other);
+        // The upper directory is the layer in overlayfs form already: it goes into the cache as it is, rather than
+        // being extracted again from the blob just written.
         let dir = cache
             .cache()
-            .ensure(&made.diff_id, open, &opts)
-            .map_err(|e| BuildError::Work {
-                what: "extract the step's layer",
-                source: Box::new(e),
-            })?;
+            .adopt(&made.diff_id, &upper)
+            .at("move the step's layer into the cache", &upper)?;
         let layer = Layer {
             descriptor,
             diff_id: made.diff_id,

@@ -111,6 +111,26 @@ impl LayerCache {
         }
     }
 
+    /// Puts a directory that already holds the layer `diff_id` in overlayfs form (a build step's overlay upper
+    /// directory, whose layer was just written from it) into the cache by renaming it, instead of extracting the
+    /// layer again. Overlay bookkeeping xattrs other than the opaque marker (`origin`, `impure`, …) are removed
+    /// first, since the directory will serve as a lower layer. `dir` must be on the cache's file system. When the
+    /// cache has the layer already, that copy is returned and `dir` is left to the caller.
+    pub fn adopt(&self, diff_id: &Digest, dir: &Path) -> io::Result<PathBuf> {
+        if let Some(p) = self.get(diff_id) {
+            return Ok(p);
+        }
+        strip_overlay_bookkeeping(dir)?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        sync_dir_tree(dir)?;
+        let dest = self.path_for(diff_id);
+        match std::fs::rename(dir, &dest) {
+            Ok(()) => Ok(dest),
+            Err(_) if self.get(diff_id).is_some() => Ok(dest),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes a layer from the cache: renamed away first (atomically gone), then deleted.
     pub fn remove(&self, diff_id: &Digest) -> io::Result<()> {
         let p = self.path_for(diff_id);
@@ -170,4 +190,44 @@ impl Drop for Scratch {
 fn sync_dir_tree(dir: &Path) -> io::Result<()> {
     let f = std::fs::File::open(dir)?;
     rustix::fs::syncfs(&f).map_err(io::Error::from)
+}
+
+/// Removes `trusted.overlay.*` / `user.overlay.*` xattrs other than the opaque markers from every entry below
+/// (and of) `dir`, without following symlinks.
+fn strip_overlay_bookkeeping(dir: &Path) -> io::Result<()> {
+    let keep = [
+        berth_spec::whiteout::OVERLAY_OPAQUE_XATTR.as_bytes(),
+        berth_spec::whiteout::USER_OVERLAY_OPAQUE_XATTR.as_bytes(),
+    ];
+    let mut todo = vec![dir.to_owned()];
+    while let Some(p) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&p)?;
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&p)? {
+                todo.push(e?.path());
+            }
+        }
+        let mut buf = vec![0u8; 4096];
+        let names = match rustix::fs::llistxattr(&p, &mut buf) {
+            Ok(n) => buf[..n].to_vec(),
+            Err(rustix::io::Errno::NOTSUP) => continue,
+            Err(rustix::io::Errno::RANGE) => {
+                buf.resize(1 << 16, 0);
+                let n = rustix::fs::llistxattr(&p, &mut buf)?;
+                buf[..n].to_vec()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+            let overlay = name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.");
+            if overlay && !keep.contains(&name) {
+                let cname = std::ffi::CString::new(name).expect("split at NUL");
+                match rustix::fs::lremovexattr(&p, &cname) {
+                    Ok(()) | Err(rustix::io::Errno::NODATA) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Ok(())
 }
