@@ -60,6 +60,14 @@ pub enum BuildError {
     /// A file system operation failed.
     #[error(transparent)]
     Io(#[from] berth_spec::io_context::PathError),
+    /// The Containerfile, an ignore file or a build argument cannot be read or used.
+    #[error("{what}")]
+    Input {
+        /// What was being read, and what is wrong.
+        what: String,
+        /// The cause, when there is one.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// An option cannot be used as given.
     #[error("{option}: {reason}")]
     Option {

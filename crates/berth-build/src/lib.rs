@@ -19,6 +19,8 @@ pub mod containerfile;
 mod error;
 mod hardlinks;
 mod image;
+pub mod inputs;
+pub mod naming;
 pub mod pattern;
 mod prune;
 mod statcache;
