@@ -99,17 +99,7 @@ impl Builder<'_> {
         let mut source_state = match &from {
             None => None,
             Some(_) if named_dir.is_some() => None,
-            Some(name) if let Some(NamedContext::Image(image)) = self.opts.build_contexts.get(name) => {
-                Some(self.resolver.resolve(image)?)
-            }
-            Some(name) => Some(match stage_ref(self.file(), name, stage) {
-                Some(j) => self
-                    .done
-                    .get(&j)
-                    .cloned()
-                    .ok_or_else(|| self.err(inst.pos, format!("stage {name} was not built")))?,
-                None => self.resolver.resolve(name)?,
-            }),
+            Some(name) => Some(self.state_named(name, stage, inst.pos)?),
         };
         let ignore = if named_dir.is_some() {
             IgnoreRules::default()

@@ -269,6 +269,21 @@ impl Builder<'_> {
         }
     }
 
+    /// The image a `--from=NAME` names: a `--build-context` image, an earlier stage, or an image reference.
+    fn state_named(&self, name: &str, stage: usize, pos: Pos) -> Result<ImageState, BuildError> {
+        if let Some(NamedContext::Image(image)) = self.opts.build_contexts.get(name) {
+            return self.resolver.resolve(image);
+        }
+        match stage_ref(self.file(), name, stage) {
+            Some(j) => self
+                .done
+                .get(&j)
+                .cloned()
+                .ok_or_else(|| self.err(pos, format!("stage {name} was not built"))),
+            None => self.resolver.resolve(name),
+        }
+    }
+
     fn global_args(&mut self) -> Result<(), BuildError> {
         let file = self.opts.containerfile.clone();
         let platform = platform_args(&self.opts.platform);

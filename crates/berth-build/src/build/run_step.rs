@@ -91,14 +91,7 @@ impl Builder<'_> {
             if let Some(name) = m.options.get("from")
                 && !from_states.contains_key(name)
             {
-                let state = match stage_ref(self.file(), name, stage) {
-                    Some(j) => self
-                        .done
-                        .get(&j)
-                        .cloned()
-                        .ok_or_else(|| self.err(inst.pos, format!("stage {name} was not built")))?,
-                    None => self.resolver.resolve(name)?,
-                };
+                let state = self.state_named(name, stage, inst.pos)?;
                 from_states.insert(name.clone(), state);
             }
         }
