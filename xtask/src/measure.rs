@@ -67,6 +67,35 @@ pub fn sh(cmd: &mut Command) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// Runs a command (stdout discarded) and returns its wall time and its peak resident memory in bytes (the
+/// kernel's `ru_maxrss` of that process alone, from `wait4`).
+#[allow(unsafe_code)]
+pub fn sh_peak(cmd: &mut Command) -> Result<(Duration, u64)> {
+    use std::io::Read;
+    let start = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let pid = libc::pid_t::try_from(child.id()).context("pid")?;
+    let mut status = 0;
+    // SAFETY: rusage is plain data the kernel fills; the child is ours and not waited for elsewhere.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let elapsed = start.elapsed();
+    ensure!(r == pid, "waiting for {cmd:?}: {}", std::io::Error::last_os_error());
+    ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed: {err}"
+    );
+    Ok((elapsed, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024))
+}
+
 /// Runs a command with stdout into `out` and returns its wall time.
 pub fn sh_to(cmd: &mut Command, out: &Path) -> Result<Duration> {
     let file = std::fs::File::create(out)?;

@@ -46,6 +46,18 @@ pub struct StatCache {
 }
 
 impl StatCache {
+    /// The cache, moved out (to another thread), leaving an empty one that saves nothing in its place.
+    pub fn take(&mut self) -> StatCache {
+        let empty = StatCache {
+            path: self.path.clone(),
+            entries: HashMap::new(),
+            dirty: false,
+            hashed: 0,
+            reused: 0,
+        };
+        std::mem::replace(self, empty)
+    }
+
     /// Loads `path` (an absent or unreadable file is an empty cache).
     pub fn load(path: &Path) -> StatCache {
         let mut entries = HashMap::new();

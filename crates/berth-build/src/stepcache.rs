@@ -62,7 +62,8 @@ impl StepCache {
         })
     }
 
-    /// Records `layer` (its blob copied in) under `key`.
+    /// Records `layer` (its blob linked or copied in) under `key`. The layer's blob was written by this build, so it
+    /// is not hashed again.
     pub fn put(&self, key: &str, layer: &Layer) -> Result<(), BuildError> {
         let digest = Digest::from_oci(layer.descriptor.digest()).map_err(|e| BuildError::Work {
             what: "record a step in the cache",
@@ -70,7 +71,7 @@ impl StepCache {
         })?;
         let size = layer.descriptor.size();
         let writer = self.layers.writer()?;
-        if !self.layers.has_blob(&digest) && !writer.link_blob_from(&layer.layout, &digest, size)? {
+        if !self.layers.has_blob(&digest) && !writer.link_fresh_blob_from(&layer.layout, &digest)? {
             let mut r = layer.layout.open_blob(&digest, size)?;
             writer.put_blob(&mut r, &digest, size)?;
         }
@@ -89,6 +90,12 @@ impl StepCache {
         let _ = std::fs::create_dir_all(&seen);
         let _ = std::fs::write(seen.join(next_key(parent, &[instruction])), key);
         let _ = std::fs::write(seen.join(format!("parent-{parent}")), "");
+    }
+
+    /// Whether the step `instruction` ran after `parent` before (if not, it cannot be in the cache).
+    pub fn seen(&self, parent: &str, instruction: &str) -> bool {
+        let seen = self.keys.parent().expect("keys is in step-cache").join("seen");
+        seen.join(next_key(parent, &[instruction])).exists()
     }
 
     /// Why the step `instruction` after `parent` is not in the cache.

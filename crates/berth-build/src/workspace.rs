@@ -105,14 +105,24 @@ impl StepRoot {
         self.unmount()?;
         let upper = self.dir.join("upper");
         crate::hardlinks::relink_copied_up(&upper, &self.lowers)?;
-        let writer = out.writer()?;
-        let mut blob = writer.blob_writer(Algorithm::Sha256)?;
-        let made = create_from_overlay_upper(&upper, &mut blob, create).map_err(|e| BuildError::Work {
-            what: "write the step's layer",
-            source: Box::new(e),
+        let started = std::time::Instant::now();
+        // The upper directory's data is flushed to disk (for the layer cache) while the layer is written from it.
+        let (made, digest, size, flushed) = std::thread::scope(|scope| {
+            let flush = scope.spawn(|| berth_layer::apply::sync_tree(&upper));
+            let written = (|| {
+                let writer = out.writer()?;
+                let mut blob = writer.blob_writer(Algorithm::Sha256)?;
+                let made = create_from_overlay_upper(&upper, &mut blob, create).map_err(|e| BuildError::Work {
+                    what: "write the step's layer",
+                    source: Box::new(e),
+                })?;
+                let (digest, size) = blob.commit()?;
+                Ok::<_, BuildError>((made, digest, size))
+            })();
+            let flushed = flush.join().expect("the flush thread does not panic");
+            written.map(|(m, d, s)| (m, d, s, flushed))
         })?;
-        let (digest, size) = blob.commit()?;
-        drop(writer);
+        tracing::debug!(elapsed = ?started.elapsed(), %digest, "layer blob written");
         let mt = media_type::layer_media_type(Format::Oci, create.compression).map_err(|e| BuildError::Option {
             option: "--compress".into(),
             reason: e.to_string(),
@@ -120,9 +130,10 @@ impl StepRoot {
         let descriptor = Descriptor::new(mt.into(), size, digest.to_oci());
         // The upper directory is the layer in overlayfs form already: it goes into the cache as it is, rather than
         // being extracted again from the blob just written.
+        flushed.at("flush the step's files to disk", &upper)?;
         let dir = cache
             .cache()
-            .adopt(&made.diff_id, &upper)
+            .adopt_synced(&made.diff_id, &upper)
             .at("move the step's layer into the cache", &upper)?;
         let layer = Layer {
             descriptor,

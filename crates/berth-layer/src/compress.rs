@@ -506,7 +506,8 @@ mod igzip {
         // Stored blocks bound the growth of incompressible data to a few bytes per 64 KiB; start above that.
         let mut cap = data.len() + data.len() / 16 + 4096;
         loop {
-            let mut out = vec![0u8; cap];
+            // Not zeroed: the wrapper only writes into it, and the length is set to what it wrote.
+            let mut out: Vec<u8> = Vec::with_capacity(cap);
             let out_cap = u32::try_from(cap).map_err(|_| too_big())?;
             let mut out_len = 0u32;
             // SAFETY: every pointer comes from a live slice or vector with the length passed beside it; the
@@ -528,7 +529,12 @@ mod igzip {
             };
             match rc {
                 0 => {
-                    out.truncate(out_len as usize);
+                    let len = (out_len as usize).min(cap);
+                    // SAFETY: the wrapper initialised the first `out_len` bytes (at most `out_cap`, the capacity).
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        out.set_len(len)
+                    };
                     return Ok(out);
                 }
                 NEED_ROOM => cap *= 2,

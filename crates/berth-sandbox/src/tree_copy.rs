@@ -66,7 +66,70 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<CopyStats, SandboxError> {
 
 /// [`copy_tree`] between open directories; `label` names the source in errors.
 pub fn copy_tree_fd(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, label: &Path) -> Result<CopyStats, SandboxError> {
-    Copier::new(false, label).run(src, dst)
+    Copier::new(false, label, &AsTheyAre).run(src, dst)
+}
+
+/// What a copy takes and the owners and modes it gives: a builder's COPY rules (ignore files, `--chown`,
+/// `--chmod`) over the walk of [`copy_entry`] and [`copy_dir_contents`]. The defaults copy everything as it is.
+pub trait CopyRules {
+    /// Whether the entry at `rel` (the caller's base path joined with the names walked) is copied. A directory
+    /// that is not admitted is neither created nor walked.
+    fn admit(&self, _rel: &Path, _is_dir: bool) -> bool {
+        true
+    }
+    /// The owner the copy of an entry gets.
+    fn owner(&self, st: &Stat) -> (u32, u32) {
+        (st.st_uid, st.st_gid)
+    }
+    /// The permission bits the copy of a file or directory gets.
+    fn mode(&self, st: &Stat) -> u32 {
+        st.st_mode & 0o7777
+    }
+    /// Whether devices and FIFOs are copied (else skipped with a warning).
+    fn specials(&self) -> bool {
+        true
+    }
+}
+
+/// The default [`CopyRules`]: everything, as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsTheyAre;
+
+impl CopyRules for AsTheyAre {}
+
+/// Copies the entry `name` of directory `src_dir` (recursively if a directory) to `dst_name` in `dst_dir`,
+/// replacing what is there (a directory is merged into an existing one). `label` and `rel` name the source in
+/// errors (`label/rel`); `rel` is also what [`CopyRules::admit`] sees, joined with the names below it.
+pub fn copy_entry(
+    src_dir: BorrowedFd<'_>,
+    name: &CStr,
+    dst_dir: BorrowedFd<'_>,
+    dst_name: &CStr,
+    label: &Path,
+    rel: &Path,
+    rules: &dyn CopyRules,
+) -> Result<CopyStats, SandboxError> {
+    let src = rustix::io::fcntl_dupfd_cloexec(src_dir, 0).at("duplicate descriptor of", label)?;
+    let dst = Rc::new(rustix::io::fcntl_dupfd_cloexec(dst_dir, 0).at("duplicate descriptor of", label)?);
+    let mut c = Copier::new(false, label, rules);
+    c.entry(&src, &dst, name, dst_name, rel, false, 0)?;
+    Ok(c.stats)
+}
+
+/// Copies the entries of directory `src` into directory `dst`, whose own metadata stays as it is; otherwise as
+/// [`copy_entry`] (`rel` is the source directory's path for [`CopyRules::admit`]).
+pub fn copy_dir_contents(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    label: &Path,
+    rel: &Path,
+    rules: &dyn CopyRules,
+) -> Result<CopyStats, SandboxError> {
+    let src = rustix::io::fcntl_dupfd_cloexec(src, 0).at("duplicate descriptor of", label)?;
+    let dst = Rc::new(rustix::io::fcntl_dupfd_cloexec(dst, 0).at("duplicate descriptor of", label)?);
+    let mut c = Copier::new(false, label, rules);
+    c.dir(&src, &dst, rel, false, 0)?;
+    Ok(c.stats)
 }
 
 /// Copies the extended attributes of `src` to `dst` (neither followed if a symlink), file capabilities included,
@@ -94,7 +157,7 @@ pub fn copy_xattrs(src: &Path, dst: &Path) -> Result<u64, SandboxError> {
 pub fn merge_overlay_layer(layer: &Path, dst: &Path) -> Result<CopyStats, SandboxError> {
     let s = open_dir_path(layer)?;
     let d = open_dir_path(dst)?;
-    Copier::new(true, layer).run(s.as_fd(), d.as_fd())
+    Copier::new(true, layer, &AsTheyAre).run(s.as_fd(), d.as_fd())
 }
 
 fn open_dir_path(path: &Path) -> Result<OwnedFd, SandboxError> {
@@ -137,8 +200,9 @@ fn identity(st: &Stat) -> Option<(u64, u64)> {
     (st.st_nlink as u64 > 1).then_some((st.st_dev as u64, st.st_ino as u64))
 }
 
-struct Copier {
+struct Copier<'r> {
     whiteouts: bool,
+    rules: &'r dyn CopyRules,
     reflink: bool,
     copy_range: bool,
     /// First copy of each multiply-linked source file: its destination directory and name.
@@ -147,10 +211,11 @@ struct Copier {
     label: PathBuf,
 }
 
-impl Copier {
-    fn new(whiteouts: bool, label: &Path) -> Self {
+impl<'r> Copier<'r> {
+    fn new(whiteouts: bool, label: &Path, rules: &'r dyn CopyRules) -> Self {
         Copier {
             whiteouts,
+            rules,
             reflink: true,
             copy_range: true,
             links: HashMap::new(),
@@ -201,53 +266,63 @@ impl Copier {
         }
         for name in names {
             let child = rel.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
-            self.entry(src, dst, &name, &child, fresh, depth)?;
+            self.entry(src, dst, &name, &name, &child, fresh, depth)?;
         }
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn entry(
         &mut self,
         src: &OwnedFd,
         dst: &Rc<OwnedFd>,
         name: &CStr,
+        dst_name: &CStr,
         rel: &Path,
         fresh: bool,
         depth: usize,
     ) -> Result<(), SandboxError> {
         let st = rustix::fs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW).at("inspect", self.err(rel))?;
         let kind = FileType::from_raw_mode(st.st_mode);
+        if !self.rules.admit(rel, kind == FileType::Directory) {
+            return Ok(());
+        }
+        let special = matches!(kind, FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo);
+        if special && !self.whiteouts && !self.rules.specials() {
+            tracing::warn!(path = %self.err(rel).display(), "not a file, directory or symlink: not copied");
+            return Ok(());
+        }
         let existing = if fresh {
             Existing::None
         } else {
-            Existing::of(dst.as_fd(), name).at("inspect destination", self.err(rel))?
+            Existing::of(dst.as_fd(), dst_name).at("inspect destination", self.err(rel))?
         };
         if self.whiteouts && is_whiteout_device(kind, st.st_rdev) {
             if existing != Existing::None {
-                remove_entry(dst.as_fd(), name, 0).at("apply whiteout", self.err(rel))?;
+                remove_entry(dst.as_fd(), dst_name, 0).at("apply whiteout", self.err(rel))?;
                 self.stats.whiteouts += 1;
             }
             return Ok(());
         }
         if kind == FileType::Directory {
-            return self.directory(src, dst, name, rel, existing, &st, depth);
+            return self.directory(src, dst, (name, dst_name), rel, existing, &st, depth);
         }
         if existing != Existing::None {
-            remove_entry(dst.as_fd(), name, 0).at("replace", self.err(rel))?;
+            remove_entry(dst.as_fd(), dst_name, 0).at("replace", self.err(rel))?;
         }
         match kind {
-            FileType::RegularFile => self.file(src, dst, name, rel, &st),
+            FileType::RegularFile => self.file(src, dst, (name, dst_name), rel, &st),
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(src, name, Vec::new()).at("read symlink", self.err(rel))?;
-                rustix::fs::symlinkat(target.as_c_str(), dst, name).at("create symlink", self.err(rel))?;
+                rustix::fs::symlinkat(target.as_c_str(), dst, dst_name).at("create symlink", self.err(rel))?;
                 self.stats.symlinks += 1;
-                self.metadata_at(src.as_fd(), dst.as_fd(), name, &st, rel, true)
+                self.metadata_at(src.as_fd(), dst.as_fd(), (name, dst_name), &st, rel, true)
             }
             FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
-                let perm = Mode::from_raw_mode(st.st_mode & 0o7777);
-                rustix::fs::mknodat(dst, name, kind, perm, st.st_rdev).at("create device node", self.err(rel))?;
+                let perm = Mode::from_raw_mode(self.rules.mode(&st));
+                rustix::fs::mknodat(dst, dst_name, kind, perm, st.st_rdev).at("create device node", self.err(rel))?;
                 self.stats.specials += 1;
-                self.metadata_at(src.as_fd(), dst.as_fd(), name, &st, rel, false)
+                self.metadata_at(src.as_fd(), dst.as_fd(), (name, dst_name), &st, rel, false)
             }
             _ => {
                 self.stats.skipped_sockets += 1;
@@ -261,7 +336,7 @@ impl Copier {
         &mut self,
         src: &OwnedFd,
         dst: &Rc<OwnedFd>,
-        name: &CStr,
+        (name, dst_name): (&CStr, &CStr),
         rel: &Path,
         existing: Existing,
         st: &Stat,
@@ -271,20 +346,20 @@ impl Copier {
         let fresh = match existing {
             Existing::Dir => {
                 if self.whiteouts && fsops::is_opaque(sub_src.as_fd()) {
-                    let d = open_dir_at(dst.as_fd(), name).at("open destination", self.err(rel))?;
+                    let d = open_dir_at(dst.as_fd(), dst_name).at("open destination", self.err(rel))?;
                     fsops::clear_dir(d.as_fd(), 0).at("apply opaque whiteout", self.err(rel))?;
                 }
                 false
             }
             other => {
                 if other != Existing::None {
-                    remove_entry(dst.as_fd(), name, 0).at("replace", self.err(rel))?;
+                    remove_entry(dst.as_fd(), dst_name, 0).at("replace", self.err(rel))?;
                 }
-                rustix::fs::mkdirat(dst, name, Mode::from_raw_mode(0o700)).at("create directory", self.err(rel))?;
+                rustix::fs::mkdirat(dst, dst_name, Mode::from_raw_mode(0o700)).at("create directory", self.err(rel))?;
                 true
             }
         };
-        let sub_dst = Rc::new(open_dir_at(dst.as_fd(), name).at("open destination", self.err(rel))?);
+        let sub_dst = Rc::new(open_dir_at(dst.as_fd(), dst_name).at("open destination", self.err(rel))?);
         self.stats.dirs += 1;
         self.dir(&sub_src, &sub_dst, rel, fresh, depth + 1)?;
         self.metadata_fd(sub_src.as_fd(), sub_dst.as_fd(), st, rel)
@@ -294,13 +369,13 @@ impl Copier {
         &mut self,
         src: &OwnedFd,
         dst: &Rc<OwnedFd>,
-        name: &CStr,
+        (name, dst_name): (&CStr, &CStr),
         rel: &Path,
         st: &Stat,
     ) -> Result<(), SandboxError> {
         let id = identity(st);
         if let Some((dir, first)) = id.and_then(|id| self.links.get(&id)) {
-            rustix::fs::linkat(dir.as_fd(), first.as_c_str(), dst, name, AtFlags::empty())
+            rustix::fs::linkat(dir.as_fd(), first.as_c_str(), dst, dst_name, AtFlags::empty())
                 .at("create hardlink", self.err(rel))?;
             self.stats.hardlinks += 1;
             return Ok(());
@@ -314,7 +389,7 @@ impl Copier {
         .at("open", self.err(rel))?;
         let to = rustix::fs::openat(
             dst,
-            name,
+            dst_name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )
@@ -326,7 +401,7 @@ impl Copier {
         self.stats.files += 1;
         self.metadata_fd(from.as_fd(), to.as_fd(), st, rel)?;
         if let Some(id) = id {
-            self.links.insert(id, (Rc::clone(dst), name.to_owned()));
+            self.links.insert(id, (Rc::clone(dst), dst_name.to_owned()));
         }
         Ok(())
     }
@@ -339,7 +414,8 @@ impl Copier {
         st: &Stat,
         rel: &Path,
     ) -> Result<(), SandboxError> {
-        match rustix::fs::fchown(dst, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid))) {
+        let (uid, gid) = self.rules.owner(st);
+        match rustix::fs::fchown(dst, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))) {
             Ok(()) => {}
             Err(Errno::PERM) => self.stats.skipped_owners += 1,
             Err(e) => return Err(e).at("set owner of", self.err(rel)).map_err(Into::into),
@@ -358,7 +434,7 @@ impl Copier {
                 Err(e) => return Err(e).at("set xattr of", self.err(rel)).map_err(Into::into),
             }
         }
-        rustix::fs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777)).at("set mode of", self.err(rel))?;
+        rustix::fs::fchmod(dst, Mode::from_raw_mode(self.rules.mode(st))).at("set mode of", self.err(rel))?;
         rustix::fs::futimens(dst, &times(st))
             .at("set times of", self.err(rel))
             .map_err(Into::into)
@@ -369,24 +445,36 @@ impl Copier {
         &mut self,
         src: BorrowedFd<'_>,
         dst: BorrowedFd<'_>,
-        name: &CStr,
+        (name, dst_name): (&CStr, &CStr),
         st: &Stat,
         rel: &Path,
         symlink: bool,
     ) -> Result<(), SandboxError> {
         let nofollow = AtFlags::SYMLINK_NOFOLLOW;
-        let (uid, gid) = (Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)));
-        match rustix::fs::chownat(dst, name, uid, gid, nofollow) {
+        let (uid, gid) = self.rules.owner(st);
+        match rustix::fs::chownat(
+            dst,
+            dst_name,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            nofollow,
+        ) {
             Ok(()) => {}
             Err(Errno::PERM) => self.stats.skipped_owners += 1,
             Err(e) => return Err(e).at("set owner of", self.err(rel)).map_err(Into::into),
         }
-        self.stats.skipped_xattrs += fsops::copy_xattrs_at(src, dst, name).at("copy xattrs of", self.err(rel))?;
+        self.stats.skipped_xattrs +=
+            fsops::copy_xattrs_at((src, name), (dst, dst_name)).at("copy xattrs of", self.err(rel))?;
         if !symlink {
-            rustix::fs::chmodat(dst, name, Mode::from_raw_mode(st.st_mode & 0o7777), AtFlags::empty())
-                .at("set mode of", self.err(rel))?;
+            rustix::fs::chmodat(
+                dst,
+                dst_name,
+                Mode::from_raw_mode(self.rules.mode(st)),
+                AtFlags::empty(),
+            )
+            .at("set mode of", self.err(rel))?;
         }
-        rustix::fs::utimensat(dst, name, &times(st), nofollow)
+        rustix::fs::utimensat(dst, dst_name, &times(st), nofollow)
             .at("set times of", self.err(rel))
             .map_err(Into::into)
     }

@@ -115,52 +115,64 @@ impl Builder<'_> {
         // What decides the step's result: the instruction as expanded, the working directory, and what it reads —
         // the content of its local sources, or the key of the stage or image it copies from. Downloads are not
         // cached.
-        let key = if urls {
+        let bodies: Vec<String> = heredocs.iter().map(|(n, b)| format!("{n}\n{b}")).collect();
+        let parent_key = state.key.clone();
+        let key_parts = (
+            format!("{:?} {:?} {:?} {parents}", chown, chmod, excludes),
+            serde_json::to_string(&words).expect("JSON"),
+            bodies.join("\n"),
+        );
+        let make_key = |input: &str| {
+            crate::stepcache::next_key(
+                &parent_key,
+                &[
+                    &keyword.to_string(),
+                    &key_parts.0,
+                    &key_parts.1,
+                    &dest,
+                    &workdir,
+                    &key_parts.2,
+                    input,
+                ],
+            )
+        };
+        let hash_req = CopyRequest {
+            sources: words.clone(),
+            dest: dest.clone(),
+            workdir: workdir.clone(),
+            from: SourceRoot::Context {
+                root: &context,
+                ignore: &ignore,
+            },
+            chown: None,
+            chmod,
+            excludes: excludes.clone(),
+            heredocs: heredocs.clone(),
+            parents,
+            extract_archives: keyword == Keyword::Add,
+        };
+        let step_err = |e: BuildError| BuildError::Step {
+            file: file.clone(),
+            pos,
+            step: step.clone(),
+            source: Box::new(e),
+        };
+        // When the step cannot be in the cache (--no-cache, or this instruction never ran after this parent), the
+        // context is hashed for the key on another thread while the files are copied.
+        let certain_miss = self.opts.no_cache || !self.step_cache.seen(&state.key, &created_by);
+        let speculative = !urls && source_state.is_none() && certain_miss;
+        let key = if urls || speculative {
             None
         } else {
             let input = match &source_state {
                 Some(s) => s.key.clone(),
-                None => {
-                    let req = CopyRequest {
-                        sources: words.clone(),
-                        dest: dest.clone(),
-                        workdir: workdir.clone(),
-                        from: SourceRoot::Context {
-                            root: &context,
-                            ignore: &ignore,
-                        },
-                        chown: None,
-                        chmod,
-                        excludes: excludes.clone(),
-                        heredocs: heredocs.clone(),
-                        parents,
-                        extract_archives: keyword == Keyword::Add,
-                    };
-                    crate::steps::copy::content_digest(&req, &mut self.stat_cache)
-                        .map_err(|e| BuildError::Step {
-                            file: file.clone(),
-                            pos,
-                            step: step.clone(),
-                            source: Box::new(e),
-                        })?
-                        .to_string()
-                }
+                None => crate::steps::copy::content_digest(&hash_req, &mut self.stat_cache)
+                    .map_err(step_err)?
+                    .to_string(),
             };
-            let bodies: Vec<String> = heredocs.iter().map(|(n, b)| format!("{n}\n{b}")).collect();
-            Some(crate::stepcache::next_key(
-                &state.key,
-                &[
-                    &keyword.to_string(),
-                    &format!("{:?} {:?} {:?} {parents}", chown, chmod, excludes),
-                    &serde_json::to_string(&words).expect("JSON"),
-                    &dest,
-                    &workdir,
-                    &bodies.join("\n"),
-                    &input,
-                ],
-            ))
+            Some(make_key(&input))
         };
-        self.layer_step(state, ctx, &created_by, key, |b, _, root| {
+        let body = |b: &mut Self, _: &ImageState, root: &StepRoot| -> Result<(), BuildError> {
             let ids = match &chown {
                 None => None,
                 Some(spec) => Some(resolve_chown(spec, &root.rootfs())?),
@@ -217,17 +229,46 @@ impl Builder<'_> {
                 extract_archives: keyword == Keyword::Add && !urls,
                 parents,
             };
-            let staging = root.dir().join("staging");
-            crate::steps::copy::copy(&req, &root.rootfs(), &staging)?;
+            let scratch = root.dir().join("scratch");
+            crate::steps::copy::copy(&req, &root.rootfs(), &scratch)?;
             drop(from_mount);
             Ok(())
-        })
-        .map_err(|e| BuildError::Step {
-            file,
-            pos,
-            step,
-            source: Box::new(e),
-        })
+        };
+        if speculative {
+            let mut stat_cache = self.stat_cache.take();
+            let (digest, stat_cache, result) = std::thread::scope(|scope| {
+                let hashing = scope.spawn(|| {
+                    let d = crate::steps::copy::content_digest(&hash_req, &mut stat_cache);
+                    (d, stat_cache)
+                });
+                let hashing = std::cell::RefCell::new(Some(hashing));
+                let hashed = std::cell::RefCell::new(None);
+                let join = || {
+                    if let Some(h) = hashing.borrow_mut().take() {
+                        *hashed.borrow_mut() = Some(h.join().expect("hashing does not panic"));
+                    }
+                };
+                let key = StepKey::Later(Box::new(|| {
+                    join();
+                    match hashed.borrow().as_ref().expect("joined") {
+                        (Ok(d), _) => Ok(make_key(&d.to_string())),
+                        (Err(e), _) => Err(BuildError::Work {
+                            what: "hash the copy's sources",
+                            source: berth_spec::error_chain(e).into(),
+                        }),
+                    }
+                }));
+                let result = self.layer_step(state, ctx, &created_by, key, body);
+                join();
+                let (d, sc) = hashed.into_inner().expect("joined");
+                (d, sc, result)
+            });
+            self.stat_cache = stat_cache;
+            digest.map_err(step_err)?;
+            return result.map_err(step_err);
+        }
+        self.layer_step(state, ctx, &created_by, StepKey::Known(key), body)
+            .map_err(step_err)
     }
 }
 

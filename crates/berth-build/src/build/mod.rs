@@ -399,7 +399,13 @@ impl Builder<'_> {
         }
         if !ctx.pending_workdir.is_empty() {
             let key = crate::stepcache::next_key(&state.key, &["WORKDIR (created)"]);
-            self.layer_step(&mut state, &mut ctx, WORKDIR_ONLY, Some(key), |_, _, _| Ok(()))?;
+            self.layer_step(
+                &mut state,
+                &mut ctx,
+                WORKDIR_ONLY,
+                StepKey::Known(Some(key)),
+                |_, _, _| Ok(()),
+            )?;
         }
         Ok(state)
     }
@@ -614,9 +620,13 @@ impl Builder<'_> {
         state: &mut ImageState,
         ctx: &mut StageCtx,
         created_by: &str,
-        key: Option<String>,
+        key: StepKey<'_>,
         f: impl FnOnce(&mut Self, &ImageState, &StepRoot) -> Result<(), BuildError>,
     ) -> Result<(), BuildError> {
+        let (key, later) = match key {
+            StepKey::Known(k) => (k, None),
+            StepKey::Later(k) => (None, Some(k)),
+        };
         if let Some(k) = &key
             && !self.opts.no_cache
             && let Some(layer) = self.step_cache.get(k)
@@ -630,7 +640,7 @@ impl Builder<'_> {
             state.key = k.clone();
             return Ok(());
         }
-        if key.is_some() && !self.opts.no_cache {
+        if (key.is_some() || later.is_some()) && !self.opts.no_cache {
             tracing::info!(
                 step = created_by,
                 "not in the step cache: {}",
@@ -644,20 +654,29 @@ impl Builder<'_> {
             .work_dir
             .join("steps")
             .join(format!("{}-{n}", std::process::id()));
+        let started = std::time::Instant::now();
         let root = StepRoot::mount(state, &self.cache, &dir)?;
+        tracing::debug!(elapsed = ?started.elapsed(), "step root mounted");
         for (dir, user) in std::mem::take(&mut ctx.pending_workdir) {
             make_workdir(&dir, &user, &root.rootfs())?;
         }
         f(self, state, &root)?;
+        tracing::debug!(elapsed = ?started.elapsed(), "step done");
+        let key = match later {
+            Some(k) => Some(k()?),
+            None => key,
+        };
         if created_by == WORKDIR_ONLY && root.unchanged() {
             // The working directory was there already: no layer.
             return Ok(());
         }
         let (layer, layer_dir) = root.commit(&self.store, &self.cache, &self.create)?;
+        tracing::debug!(elapsed = ?started.elapsed(), "layer committed");
         if let Some(k) = &key {
             if let Err(e) = self.step_cache.put(k, &layer) {
                 tracing::warn!("the step is not cached: {}", berth_spec::error_chain(&e));
             }
+            tracing::debug!(elapsed = ?started.elapsed(), "layer kept in the step cache");
             self.step_cache.remember(&parent_key, created_by, k);
             state.key = k.clone();
         }
@@ -666,6 +685,13 @@ impl Builder<'_> {
         state.add_history(created_by, &created, false);
         Ok(())
     }
+}
+
+/// A layer step's cache key: known before the step (looked up first), or known only once it ran (a step that
+/// cannot be in the cache, whose inputs are hashed meanwhile; recorded after).
+pub(super) enum StepKey<'a> {
+    Known(Option<String>),
+    Later(Box<dyn FnOnce() -> Result<String, BuildError> + 'a>),
 }
 
 /// Per-stage state beside the image.

@@ -144,7 +144,7 @@ impl Builder<'_> {
         }
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
         let key = Some(crate::stepcache::next_key(&state.key, &refs));
-        self.layer_step(state, ctx, &created_by, key, |b, state, root| {
+        self.layer_step(state, ctx, &created_by, StepKey::Known(key), |b, state, root| {
             let id = format!(
                 "berth-build-{}-{}",
                 std::process::id(),

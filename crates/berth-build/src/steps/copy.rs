@@ -7,12 +7,14 @@
 //! their owners); `--chmod` sets the mode of everything copied. Sources are resolved inside their root (a symlink
 //! or `..` never leads out of the context), and symlinks inside a copied directory are copied as symlinks.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use berth_sandbox::rootfs::RootFs;
-use rustix::fs::{AtFlags, Gid, OFlags, Timespec, Timestamps, Uid};
+use berth_sandbox::tree_copy;
+use rustix::fs::{AtFlags, Gid, OFlags, Uid};
 
 use berth_spec::io_context::IoContext;
 
@@ -189,9 +191,9 @@ fn walk_names(root: &Path, rel: &str, out: &mut Vec<String>) {
     }
 }
 
-/// Copies per `req` into the mounted root filesystem `rootfs`, staging in `staging` (an empty scratch
-/// directory).
-pub fn copy(req: &CopyRequest<'_>, rootfs: &Path, staging: &Path) -> Result<(), BuildError> {
+/// Copies per `req` into the mounted root filesystem `rootfs`, straight from the sources (one pass: no staging
+/// copy). `scratch` is an empty directory for heredoc bodies and decompressed archives.
+pub fn copy(req: &CopyRequest<'_>, rootfs: &Path, scratch: &Path) -> Result<(), BuildError> {
     let heredoc_names: Vec<&str> = req.sources.iter().filter_map(|s| s.strip_prefix("<<")).collect();
     let file_sources: Vec<String> = req.sources.iter().filter(|s| !s.starts_with("<<")).cloned().collect();
     let mut found = find_sources(&CopyRequest {
@@ -252,86 +254,113 @@ pub fn copy(req: &CopyRequest<'_>, rootfs: &Path, staging: &Path) -> Result<(), 
         )
     };
 
-    std::fs::create_dir_all(staging).at("create", staging)?;
-    let owner = |meta: &std::fs::Metadata| -> (u32, u32) {
-        match (req.chown, req.from) {
-            (Some(ids), _) => ids,
-            (None, SourceRoot::Context { .. }) => (0, 0),
-            (None, SourceRoot::Rootfs(_)) => (meta.uid(), meta.gid()),
-        }
+    let existed = matches!(fs.open_dir(&target), Ok(Some(_)));
+    let open_dest = |dir: &str| -> Result<OwnedFd, BuildError> {
+        fs.ensure_dir(dir).map_err(|e| BuildError::Work {
+            what: "create the destination directory",
+            source: Box::new(e),
+        })?;
+        fs.open_in_root(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)
+            .at("open", rootfs.join(dir.trim_start_matches('/')))
+            .map_err(Into::into)
     };
-    let mut stager = Stager {
+    let dst = open_dest(&target)?;
+    if !existed && let Some((uid, gid)) = req.chown {
+        rustix::fs::fchown(&dst, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            .at("chown", rootfs.join(target.trim_start_matches('/')))?;
+    }
+    let rules = Rules {
         req,
-        owner: &owner,
         ignore: match req.from {
             SourceRoot::Context { ignore, .. } => Some(ignore),
             SourceRoot::Rootfs(_) => None,
         },
     };
-    for f in &found {
-        if req.parents {
-            // The source's own path is kept: its parent directories are made in the staging tree.
-            let to = staging.join(&f.given);
-            if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent).at("create", parent)?;
-            }
-            if f.is_dir {
-                std::fs::create_dir_all(&to).at("create", &to)?;
-                stager.dir_contents(&f.path, &f.rel, &to)?;
-            } else {
-                stager.entry(&f.path, &f.rel, &to)?;
-            }
-        } else if f.is_dir {
-            stager.dir_contents(&f.path, &f.rel, staging)?;
-        } else {
-            let name = file_name.clone().unwrap_or_else(|| f.name.clone());
-            stager.entry(&f.path, &f.rel, &staging.join(name))?;
-        }
-    }
-    for name in heredoc_names {
-        let Some((_, body)) = req.heredocs.iter().find(|(n, _)| n == name) else {
-            return Err(fail(
-                &format!("<<{name}"),
-                "no heredoc of that name follows the instruction",
-            ));
-        };
-        let to = staging.join(file_name.clone().unwrap_or_else(|| name.to_owned()));
-        std::fs::write(&to, body).at("write", &to)?;
-        let mode = req.chmod.unwrap_or(0o644);
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode)).at("chmod", &to)?;
-        let (uid, gid) = req.chown.unwrap_or((0, 0));
-        lchown(&to, uid, gid)?;
-    }
-
-    let existed = matches!(fs.open_dir(&target), Ok(Some(_)));
-    fs.ensure_dir(&target).map_err(|e| BuildError::Work {
-        what: "create the destination directory",
-        source: Box::new(e),
-    })?;
-    let dst = fs
-        .open_in_root(&target, OFlags::RDONLY | OFlags::DIRECTORY)
-        .at("open", rootfs.join(target.trim_start_matches('/')))?;
-    if !existed && let Some((uid, gid)) = req.chown {
-        rustix::fs::fchown(&dst, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-            .at("chown", rootfs.join(target.trim_start_matches('/')))?;
-    }
-    // The destination directory keeps its own metadata: the staging root takes it on before the copy.
-    let st = rustix::fs::fstat(&dst).at("stat", rootfs.join(target.trim_start_matches('/')))?;
-    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(st.st_mode & 0o7777)).at("chmod", staging)?;
-    lchown(staging, st.st_uid, st.st_gid)?;
-    set_times(
-        staging,
-        st.st_atime,
-        st.st_atime_nsec as i64,
-        st.st_mtime,
-        st.st_mtime_nsec as i64,
-    )?;
-    let src =
-        rustix::fs::open(staging, OFlags::RDONLY | OFlags::DIRECTORY, rustix::fs::Mode::empty()).at("open", staging)?;
-    berth_sandbox::tree_copy::copy_tree_fd(src.as_fd(), dst.as_fd(), staging).map_err(|e| BuildError::Work {
+    let copy_failed = |e: berth_sandbox::SandboxError| BuildError::Work {
         what: "copy into the stage's root filesystem",
         source: Box::new(e),
-    })?;
+    };
+    for f in &found {
+        if req.parents || f.is_dir {
+            // A directory's contents go into the destination (under its own path with --parents), whose metadata
+            // stays as it is.
+            let into = if req.parents && !f.is_dir {
+                match f.given.rsplit_once('/') {
+                    Some((parent, _)) => format!("{}/{parent}", target.trim_end_matches('/')),
+                    None => target.clone(),
+                }
+            } else if req.parents {
+                format!("{}/{}", target.trim_end_matches('/'), f.given)
+            } else {
+                target.clone()
+            };
+            let into_fd = if into == target { None } else { Some(open_dest(&into)?) };
+            let into_fd = into_fd.as_ref().unwrap_or(&dst);
+            if f.is_dir {
+                let src = open_dir(&f.path)?;
+                tree_copy::copy_dir_contents(src.as_fd(), into_fd.as_fd(), root_of(req), Path::new(&f.rel), &rules)
+                    .map_err(copy_failed)?;
+            } else {
+                let (src_parent, src_name) = split_source(&f.path)?;
+                tree_copy::copy_entry(
+                    src_parent.as_fd(),
+                    &src_name,
+                    into_fd.as_fd(),
+                    &src_name,
+                    root_of(req),
+                    Path::new(&f.rel),
+                    &rules,
+                )
+                .map_err(copy_failed)?;
+            }
+        } else {
+            // A file in its parent directory, copied by name.
+            let (src_parent, src_name) = split_source(&f.path)?;
+            let name = file_name.clone().unwrap_or_else(|| f.name.clone());
+            let dst_name = c_name(&name)?;
+            tree_copy::copy_entry(
+                src_parent.as_fd(),
+                &src_name,
+                dst.as_fd(),
+                &dst_name,
+                root_of(req),
+                Path::new(&f.rel),
+                &rules,
+            )
+            .map_err(copy_failed)?;
+        }
+    }
+    if !heredoc_names.is_empty() {
+        // Written to the scratch directory with their mode and owner, then copied like files.
+        std::fs::create_dir_all(scratch).at("create", scratch)?;
+        let scratch_fd = open_dir(scratch)?;
+        for name in heredoc_names {
+            let Some((_, body)) = req.heredocs.iter().find(|(n, _)| n == name) else {
+                return Err(fail(
+                    &format!("<<{name}"),
+                    "no heredoc of that name follows the instruction",
+                ));
+            };
+            let file = scratch.join("heredoc");
+            let _ = std::fs::remove_file(&file);
+            std::fs::write(&file, body).at("write", &file)?;
+            let mode = req.chmod.unwrap_or(0o644);
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).at("chmod", &file)?;
+            let (uid, gid) = req.chown.unwrap_or((0, 0));
+            lchown(&file, uid, gid)?;
+            let dst_name = c_name(&file_name.clone().unwrap_or_else(|| name.to_owned()))?;
+            tree_copy::copy_entry(
+                scratch_fd.as_fd(),
+                c"heredoc",
+                dst.as_fd(),
+                &dst_name,
+                scratch,
+                Path::new(name),
+                &tree_copy::AsTheyAre,
+            )
+            .map_err(copy_failed)?;
+        }
+    }
     if !archives.is_empty() {
         // Extracted by the layer codec, rooted at the destination: nothing in an archive can land outside it.
         let real = fs.resolve(&target).map_err(|e| BuildError::Work {
@@ -339,8 +368,9 @@ pub fn copy(req: &CopyRequest<'_>, rootfs: &Path, staging: &Path) -> Result<(), 
             source: Box::new(e),
         })?;
         let dir = rootfs.join(real.trim_start_matches('/'));
+        std::fs::create_dir_all(scratch).at("create", scratch)?;
         for a in &archives {
-            let file = open_archive(&a.path, staging)?;
+            let file = open_archive(&a.path, scratch)?;
             berth_layer::apply::apply_layer(file, &dir, &berth_layer::apply::ApplyOptions::default()).map_err(|e| {
                 BuildError::Work {
                     what: "extract the archive",
@@ -353,6 +383,75 @@ pub fn copy(req: &CopyRequest<'_>, rootfs: &Path, staging: &Path) -> Result<(), 
         }
     }
     Ok(())
+}
+
+fn root_of<'a>(req: &CopyRequest<'a>) -> &'a Path {
+    match req.from {
+        SourceRoot::Context { root, .. } | SourceRoot::Rootfs(root) => root,
+    }
+}
+
+fn c_name(name: &str) -> Result<std::ffi::CString, BuildError> {
+    std::ffi::CString::new(name).map_err(|_| fail(name, "a name with a NUL byte"))
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd, BuildError> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .at("open", path)
+    .map_err(Into::into)
+}
+
+/// The open parent directory of a (resolved) source and its name in it.
+fn split_source(path: &Path) -> Result<(OwnedFd, std::ffi::CString), BuildError> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().map(|n| n.as_bytes()).unwrap_or(b".");
+    let name = std::ffi::CString::new(name).map_err(|_| fail(&path.display().to_string(), "a name with a NUL byte"))?;
+    Ok((open_dir(parent)?, name))
+}
+
+/// The COPY rules over a copy's walk: ignore rules and `--exclude` decide what is taken, `--chown` (or 0:0 from
+/// the context) the owners, `--chmod` the modes; devices and FIFOs are not copied.
+struct Rules<'a, 'b> {
+    req: &'a CopyRequest<'b>,
+    ignore: Option<&'a IgnoreRules>,
+}
+
+impl tree_copy::CopyRules for Rules<'_, '_> {
+    fn admit(&self, rel: &Path, is_dir: bool) -> bool {
+        let rel = rel.to_string_lossy();
+        !(excluded(self.req, self.ignore, &rel) && !(is_dir && self.ignore.is_some_and(|i| i.may_include_below(&rel))))
+    }
+
+    fn owner(&self, st: &rustix::fs::Stat) -> (u32, u32) {
+        match (self.req.chown, self.req.from) {
+            (Some(ids), _) => ids,
+            (None, SourceRoot::Context { .. }) => (0, 0),
+            (None, SourceRoot::Rootfs(_)) => (st.st_uid, st.st_gid),
+        }
+    }
+
+    fn mode(&self, st: &rustix::fs::Stat) -> u32 {
+        self.req.chmod.unwrap_or(st.st_mode & 0o7777)
+    }
+
+    fn specials(&self) -> bool {
+        false
+    }
+}
+
+/// Whether `rel` is left out by the ignore rules or `--exclude`.
+fn excluded(req: &CopyRequest<'_>, ignore: Option<&IgnoreRules>, rel: &str) -> bool {
+    if ignore.is_some_and(|i| i.excluded(rel)) {
+        return true;
+    }
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    req.excludes.iter().any(|p| {
+        pattern::matches_glob(&pattern::clean(p), rel).unwrap_or(false) || pattern::matches(p, name).unwrap_or(false)
+    })
 }
 
 /// The compressions ADD recognises, by their first bytes.
@@ -461,14 +560,14 @@ fn tar_checksum_ok(block: &[u8]) -> bool {
     sum == stored && block[0] != 0
 }
 
-struct Stager<'a, 'b> {
+/// The hashing walk of [`content_digest`].
+struct Hashing<'a, 'b> {
     req: &'a CopyRequest<'b>,
-    owner: &'a dyn Fn(&std::fs::Metadata) -> (u32, u32),
     ignore: Option<&'a IgnoreRules>,
 }
 
-impl Stager<'_, '_> {
-    /// Feeds one entry (recursively) into `h`, as [`content_digest`] says, with the same exclusions as staging.
+impl Hashing<'_, '_> {
+    /// Feeds one entry (recursively) into `h`, as [`content_digest`] says, with the same exclusions as the copy.
     fn hash_entry(
         &self,
         from: &Path,
@@ -498,7 +597,7 @@ impl Stager<'_, '_> {
                     format!("{rel}/{}", child.to_string_lossy())
                 };
                 let is_dir = std::fs::symlink_metadata(from.join(&child)).is_ok_and(|m| m.is_dir());
-                if self.excluded(&child_rel)
+                if excluded(self.req, self.ignore, &child_rel)
                     && !(is_dir && self.ignore.is_some_and(|i| i.may_include_below(&child_rel)))
                 {
                     continue;
@@ -513,75 +612,6 @@ impl Stager<'_, '_> {
         // Sockets, FIFOs and devices are not copied, so they do not count.
         Ok(())
     }
-
-    fn excluded(&self, rel: &str) -> bool {
-        if self.ignore.is_some_and(|i| i.excluded(rel)) {
-            return true;
-        }
-        let name = rel.rsplit('/').next().unwrap_or(rel);
-        self.req.excludes.iter().any(|p| {
-            pattern::matches_glob(&pattern::clean(p), rel).unwrap_or(false)
-                || pattern::matches(p, name).unwrap_or(false)
-        })
-    }
-
-    /// The entries of directory `dir` (context path `rel`) into the existing `to`.
-    fn dir_contents(&mut self, dir: &Path, rel: &str, to: &Path) -> Result<(), BuildError> {
-        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
-            .at("read", dir)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .at("read", dir)?;
-        names.sort();
-        for name in names {
-            let child_rel = if rel.is_empty() {
-                name.to_string_lossy().into_owned()
-            } else {
-                format!("{rel}/{}", name.to_string_lossy())
-            };
-            let is_dir = std::fs::symlink_metadata(dir.join(&name)).is_ok_and(|m| m.is_dir());
-            if self.excluded(&child_rel) && !(is_dir && self.ignore.is_some_and(|i| i.may_include_below(&child_rel))) {
-                continue;
-            }
-            self.entry(&dir.join(&name), &child_rel, &to.join(&name))?;
-        }
-        Ok(())
-    }
-
-    /// One entry (recursively for directories), with its metadata as the COPY rules say.
-    fn entry(&mut self, from: &Path, rel: &str, to: &Path) -> Result<(), BuildError> {
-        let meta = std::fs::symlink_metadata(from).at("stat", from)?;
-        let (uid, gid) = (self.owner)(&meta);
-        let ft = meta.file_type();
-        if ft.is_symlink() {
-            let target = std::fs::read_link(from).at("read the symlink", from)?;
-            std::os::unix::fs::symlink(&target, to).at("create the symlink", to)?;
-        } else if ft.is_dir() {
-            if std::fs::symlink_metadata(to).is_err() {
-                std::fs::create_dir(to).at("create", to)?;
-            }
-            self.dir_contents(from, rel, to)?;
-            let mode = self.req.chmod.unwrap_or(meta.mode() & 0o7777);
-            std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode)).at("chmod", to)?;
-        } else if ft.is_file() {
-            std::fs::copy(from, to).at("copy", from)?;
-            let mode = self.req.chmod.unwrap_or(meta.mode() & 0o7777);
-            std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode)).at("chmod", to)?;
-        } else {
-            tracing::warn!(path = %from.display(), "not a file, directory or symlink: not copied");
-            return Ok(());
-        }
-        lchown(to, uid, gid)?;
-        // After the chown, which clears file capabilities.
-        if !ft.is_symlink() {
-            berth_sandbox::tree_copy::copy_xattrs(from, to).map_err(|e| BuildError::Work {
-                what: "copy extended attributes",
-                source: Box::new(e),
-            })?;
-        }
-        set_times(to, meta.atime(), meta.atime_nsec(), meta.mtime(), meta.mtime_nsec())?;
-        Ok(())
-    }
 }
 
 fn lchown(path: &Path, uid: u32, gid: u32) -> Result<(), BuildError> {
@@ -594,22 +624,6 @@ fn lchown(path: &Path, uid: u32, gid: u32) -> Result<(), BuildError> {
     )
     .at("chown", path)
     .map_err(Into::into)
-}
-
-fn set_times(path: &Path, atime: i64, atime_ns: i64, mtime: i64, mtime_ns: i64) -> Result<(), BuildError> {
-    let t = Timestamps {
-        last_access: Timespec {
-            tv_sec: atime,
-            tv_nsec: atime_ns as _,
-        },
-        last_modification: Timespec {
-            tv_sec: mtime,
-            tv_nsec: mtime_ns as _,
-        },
-    };
-    rustix::fs::utimensat(rustix::fs::CWD, path, &t, AtFlags::SYMLINK_NOFOLLOW)
-        .at("set the times of", path)
-        .map_err(Into::into)
 }
 
 /// A digest of everything a COPY/ADD of local files would take from its sources: names, types, modes, link
@@ -629,12 +643,7 @@ pub fn content_digest(
         SourceRoot::Context { ignore, .. } => Some(ignore),
         SourceRoot::Rootfs(_) => None,
     };
-    let owner = |_: &std::fs::Metadata| (0, 0);
-    let stager = Stager {
-        req,
-        owner: &owner,
-        ignore,
-    };
+    let stager = Hashing { req, ignore };
     for f in &found {
         h.update(format!("source {}\0{}\0", f.given, f.rel).as_bytes());
         stager.hash_entry(&f.path, &f.rel, "", &mut h, stat)?;

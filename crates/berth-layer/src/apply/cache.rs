@@ -120,9 +120,19 @@ impl LayerCache {
         if let Some(p) = self.get(diff_id) {
             return Ok(p);
         }
+        sync_dir_tree(dir)?;
+        self.adopt_synced(diff_id, dir)
+    }
+
+    /// [`Self::adopt`] for a directory whose file data the caller has flushed already ([`sync_tree`]; a build
+    /// flushes a step's upper directory while it writes the layer from it). Changes made to the tree after the
+    /// flush must be metadata only: the file system's journal commits them before the rename.
+    pub fn adopt_synced(&self, diff_id: &Digest, dir: &Path) -> io::Result<PathBuf> {
+        if let Some(p) = self.get(diff_id) {
+            return Ok(p);
+        }
         strip_overlay_bookkeeping(dir)?;
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        sync_dir_tree(dir)?;
         let dest = self.path_for(diff_id);
         match std::fs::rename(dir, &dest) {
             Ok(()) => Ok(dest),
@@ -184,6 +194,12 @@ impl Drop for Scratch {
             tracing::warn!(dir = %dir.display(), error = %e, "could not remove a failed extraction's temp directory");
         }
     }
+}
+
+/// Flushes the file data of a tree about to go into a [`LayerCache`] (syncfs on its file system), so that a crash
+/// after the rename cannot leave a complete-looking layer of empty files.
+pub fn sync_tree(dir: &Path) -> io::Result<()> {
+    sync_dir_tree(dir)
 }
 
 /// syncfs on the tree's file system, so a crash after the rename cannot leave a complete-looking empty layer.

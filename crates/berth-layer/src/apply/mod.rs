@@ -30,7 +30,7 @@ use berth_spec::media_type::Compression;
 use berth_spec::{Algorithm, Digest, Hasher};
 use rustix::fs::{Mode, OFlags};
 
-pub use cache::LayerCache;
+pub use cache::{LayerCache, sync_tree};
 use fsops::InRoot;
 pub use fsops::remove_dir_all_forcing;
 pub use overlay_cache::{CacheError, CacheHold, LayerRef, OverlayCache};

@@ -134,8 +134,11 @@ fn proc_path(dir: BorrowedFd<'_>, name: &CStr) -> CString {
 
 /// Copies the xattrs of `src_dir/name` to `dst_dir/name` without following a symlink there. Returns how many the
 /// destination refused.
-pub(super) fn copy_xattrs_at(src_dir: BorrowedFd<'_>, dst_dir: BorrowedFd<'_>, name: &CStr) -> Result<u64> {
-    let (src, dst) = (proc_path(src_dir, name), proc_path(dst_dir, name));
+pub(super) fn copy_xattrs_at(
+    (src_dir, name): (BorrowedFd<'_>, &CStr),
+    (dst_dir, dst_name): (BorrowedFd<'_>, &CStr),
+) -> Result<u64> {
+    let (src, dst) = (proc_path(src_dir, name), proc_path(dst_dir, dst_name));
     let names = list_xattrs(|buf| rustix::fs::llistxattr(&src, buf))?;
     let mut refused = 0;
     for xname in names

@@ -5,7 +5,7 @@ use std::path::Path;
 use berth_spec::whiteout::OVERLAY_OPAQUE_XATTR;
 use rustix::fs::{FileType, Mode};
 
-use super::{copy_tree, merge_overlay_layer};
+use super::{CopyRules, copy_dir_contents, copy_entry, copy_tree, merge_overlay_layer};
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
@@ -140,4 +140,88 @@ fn merge_applies_overlay_whiteouts() {
     assert!(dst.join("becomes-dir").is_dir());
     let mut v = [0u8; 4];
     assert!(rustix::fs::getxattr(dst.join("opaque").as_path(), OVERLAY_OPAQUE_XATTR, &mut v[..]).is_err());
+}
+
+/// A builder's rules: `skip*` names left out, everything owned by 0:0 at mode 0640 (directories 0750).
+struct Rules;
+
+impl CopyRules for Rules {
+    fn admit(&self, rel: &Path, _is_dir: bool) -> bool {
+        !rel.file_name().is_some_and(|n| n.to_string_lossy().starts_with("skip"))
+    }
+    fn owner(&self, _st: &rustix::fs::Stat) -> (u32, u32) {
+        (0, 0)
+    }
+    fn mode(&self, st: &rustix::fs::Stat) -> u32 {
+        if st.st_mode & 0o170000 == 0o040000 {
+            0o750
+        } else {
+            0o640
+        }
+    }
+    fn specials(&self) -> bool {
+        false
+    }
+}
+
+fn open(path: &Path) -> std::os::fd::OwnedFd {
+    rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+        Mode::empty(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn rules_decide_what_is_copied_and_how() {
+    use std::os::fd::AsFd;
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("ctx/app"), t.path().join("dst"));
+    fs::create_dir_all(src.join("sub/skipdir")).unwrap();
+    fs::create_dir(&dst).unwrap();
+    fs::set_permissions(&dst, fs::Permissions::from_mode(0o711)).unwrap();
+    fs::write(src.join("sub/keep"), b"kept").unwrap();
+    fs::write(src.join("sub/skip.txt"), b"left out").unwrap();
+    fs::write(src.join("sub/skipdir/inner"), b"left out").unwrap();
+    fs::write(src.join("top"), b"top").unwrap();
+    fs::set_permissions(src.join("top"), fs::Permissions::from_mode(0o755)).unwrap();
+    mknod(&src.join("sub/fifo"), FileType::Fifo, 0);
+    // What was in the destination stays unless replaced.
+    fs::write(dst.join("old"), b"old").unwrap();
+    fs::create_dir(dst.join("sub")).unwrap();
+    fs::write(dst.join("sub/keep"), b"replaced").unwrap();
+    fs::write(dst.join("sub/other"), b"merged").unwrap();
+
+    let stats = copy_dir_contents(open(&src).as_fd(), open(&dst).as_fd(), &src, Path::new("app"), &Rules).unwrap();
+    assert_eq!(stats.files, 2, "{stats:?}");
+    assert_eq!(fs::read(dst.join("sub/keep")).unwrap(), b"kept");
+    assert_eq!(fs::read(dst.join("sub/other")).unwrap(), b"merged");
+    assert_eq!(fs::read(dst.join("old")).unwrap(), b"old");
+    assert!(!dst.join("sub/skip.txt").exists() && !dst.join("sub/skipdir").exists());
+    assert!(!dst.join("sub/fifo").exists(), "FIFOs are not copied under these rules");
+    let meta = |p: &str| fs::symlink_metadata(dst.join(p)).unwrap();
+    assert_eq!(meta("top").mode() & 0o7777, 0o640);
+    assert_eq!(meta("sub").mode() & 0o7777, 0o750);
+    // The destination directory itself keeps its own mode.
+    assert_eq!(fs::metadata(&dst).unwrap().mode() & 0o7777, 0o711);
+    if is_root() {
+        assert_eq!((meta("top").uid(), meta("top").gid()), (0, 0));
+    }
+
+    // One entry under another name, replacing a directory in the way.
+    fs::create_dir_all(dst.join("renamed/x")).unwrap();
+    let parent = open(&src);
+    copy_entry(
+        parent.as_fd(),
+        c"top",
+        open(&dst).as_fd(),
+        c"renamed",
+        &src,
+        Path::new("app/top"),
+        &Rules,
+    )
+    .unwrap();
+    assert_eq!(fs::read(dst.join("renamed")).unwrap(), b"top");
+    assert_eq!(meta("renamed").mode() & 0o7777, 0o640);
 }

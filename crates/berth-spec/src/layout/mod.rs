@@ -591,6 +591,19 @@ impl LayoutWriter {
             return Ok(true);
         }
         from.verify_blob(digest, size)?;
+        self.link_blob(from, digest)
+    }
+
+    /// [`Self::link_blob_from`] for a blob this process has just written into `from` (hashed on its way in):
+    /// neither copy is read again. A blob already in this layout is kept.
+    pub fn link_fresh_blob_from(&self, from: &Layout, digest: &Digest) -> Result<bool> {
+        if self.layout.has_blob(digest) {
+            return Ok(true);
+        }
+        self.link_blob(from, digest)
+    }
+
+    fn link_blob(&self, from: &Layout, digest: &Digest) -> Result<bool> {
         let src = from.blob_path(digest);
         let tmp = lock::TempFile::new(&self.layout.root, "link")?;
         let staged = tmp.path.with_extension("link");
