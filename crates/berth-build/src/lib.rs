@@ -32,4 +32,4 @@ mod workspace;
 pub use base::PullPolicy;
 pub use build::{BuildOptions, BuildReport, NamedContext, build};
 pub use error::BuildError;
-pub use prune::{PruneReport, prune};
+pub use prune::{PruneReport, default_warn_size, oversize_warning, prune};

@@ -52,3 +52,27 @@ pub fn prune(work_dir: &Path, all: bool, dry_run: bool) -> Result<PruneReport, B
     }
     Ok(report)
 }
+
+/// The size over which a build warns about the cache when none is given: a tenth of the file system that holds
+/// it, and at least 5 GiB.
+pub fn default_warn_size(work_dir: &Path) -> u64 {
+    let fs_bytes = rustix::fs::statvfs(work_dir).map_or(0, |s| s.f_blocks.saturating_mul(s.f_frsize));
+    (fs_bytes / 10).max(5 << 30)
+}
+
+/// A warning when the step cache's layers exceed `limit` bytes (counting the layer blobs, a few files, not the
+/// extracted trees beside them, which are about as large again): the cache grows with every build that changes
+/// something, and only `berth-build prune` shrinks it.
+pub fn oversize_warning(work_dir: &Path, limit: u64) -> Option<String> {
+    let (bytes, steps) = StepCache::open(work_dir).ok()?.usage();
+    (bytes > limit).then(|| {
+        format!(
+            "the build cache in {} holds {:.1} GiB of layers from {steps} cached step(s), over the {:.1} GiB warning \
+             size (and about as much again as extracted layers); `berth-build prune` empties it, \
+             `berth-build prune --dry-run` shows its size, --cache-warn-size changes this limit",
+            work_dir.display(),
+            bytes as f64 / (1u64 << 30) as f64,
+            limit as f64 / (1u64 << 30) as f64,
+        )
+    })
+}

@@ -83,6 +83,33 @@ fn prune_empties_the_caches_and_dry_run_says_what_they_hold() {
 }
 
 #[test]
+fn a_build_warns_when_the_cache_outgrows_its_warning_size() {
+    let env = Env::new();
+    env.file("a.txt", "a\n").file("b.txt", "b\n");
+    env.file("Containerfile", FILE);
+    let ctx = env.path("ctx");
+    let ctx = ctx.to_str().unwrap();
+    let r = env.berth_build(&["build", "--cache-warn-size", "1b", ctx]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let warning = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("warning: the build cache"))
+        .unwrap_or_default();
+    assert!(
+        warning.contains("berth-build prune") && warning.contains("cached step(s)"),
+        "{r:?}"
+    );
+    // Under the default size (at least 5 GiB) nothing is said.
+    let r = env.berth_build(&["build", ctx]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("warning: the build cache"), "{r:?}");
+    let r = env.berth_build(&["build", "--cache-warn-size", "lots", ctx]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("--cache-warn-size lots"), "{r:?}");
+}
+
+#[test]
 fn an_unchanged_context_is_not_read_again() {
     let env = Env::new();
     env.file("a.txt", "a\n").file("b.txt", "b\n");

@@ -75,6 +75,10 @@ pub(crate) struct BuildArgs {
     /// Run every step, whatever the step cache holds (the results are still recorded for later builds).
     #[arg(long)]
     pub(crate) no_cache: bool,
+    /// Warn after the build when the step cache holds more than this (such as 20g; default: a tenth of its file
+    /// system, at least 5 GiB).
+    #[arg(long, env = "BERTH_BUILD_CACHE_WARN_SIZE", value_name = "SIZE")]
+    pub(crate) cache_warn_size: Option<String>,
     /// Keep intermediate layers (the default; accepted for buildah compatibility).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub(crate) layers: Option<bool>,
@@ -204,7 +208,14 @@ pub(crate) fn build(cli: &Cli, args: &BuildArgs) -> Result<()> {
         progress: progress.clone(),
         report,
     };
+    let warn_size = match &args.cache_warn_size {
+        Some(text) => berth_sandbox::options::parse_size("--cache-warn-size", text)?,
+        None => berth_build::default_warn_size(&opts.work_dir),
+    };
     let built = berth_build::build(&opts)?;
+    if let Some(w) = berth_build::oversize_warning(&opts.work_dir, warn_size) {
+        eprintln!("warning: {w}");
+    }
     berth_build::naming::name_image(&store_path, &built, &args.tags, &registry, progress)?;
     let id = built.image_id.to_string();
     if let Some(f) = &args.iidfile {
