@@ -15,8 +15,9 @@
 //!   "stage", "args": {NAME: VALUE}, "secrets": {ID: "content"}}` handed to the builder; `extra_platforms` makes
 //!   the built `latest` an index of the image and, per platform, a tiny image (one file) whose config names that
 //!   platform, and the copiers copy it with `--all`;
-//! - `unsupported`: builder -> why that builder cannot build the case (a feature its version lacks): its cells
-//!   are reported as "unsupported by the tool", neither pass nor fail.
+//! - `unsupported`: tool -> why that tool (by its matrix name) cannot take part in the case (a feature its version
+//!   lacks): its cells are reported as "unsupported by the tool", neither pass nor fail;
+//! - `proves`: one sentence saying what the case proves (for `docs/conformance-cases.md`).
 //!
 //! Documents a Berth tool wrote are also checked by Debian's `oci-image-tool validate` ([`validate`]).
 
@@ -36,6 +37,7 @@ use super::exec;
 
 const VALIDATE_TIMEOUT: Duration = Duration::from_secs(60);
 const KEYS: &[&str] = &[
+    "proves",
     "run",
     "config",
     "files",
@@ -87,11 +89,11 @@ pub fn load_all(dir: &Path) -> Result<Vec<Case>> {
     Ok(cases)
 }
 
-/// Why `builder` cannot build `case` (`unsupported.BUILDER`), if the case says so.
-pub fn unsupported(case: &Case, builder: &str) -> Option<String> {
+/// Why `tool` cannot take part in `case` (`unsupported.TOOL`, a feature its version lacks), if the case says so.
+pub fn unsupported(case: &Case, tool: &str) -> Option<String> {
     case.expected
         .get("unsupported")
-        .and_then(|u| u.get(builder))
+        .and_then(|u| u.get(tool))
         .and_then(Value::as_str)
         .map(str::to_owned)
 }
@@ -193,13 +195,46 @@ pub fn check_run(case: &Case, stdout: &str, code: Option<i32>) -> Result<(), Str
         problems.push(format!("exit code {code:?}, expected {want_code}"));
     }
     if stdout != want_out {
-        problems.push(format!("stdout {stdout:?}, expected {want_out:?}"));
+        problems.push(format!(
+            "stdout differs (- expected, + seen):\n{}",
+            line_diff(want_out, stdout)
+        ));
     }
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// A line diff of two texts: common leading and trailing lines as context (`  `), the middle as `- ` (expected)
+/// and `+ ` (seen) lines; a missing final newline is marked.
+pub fn line_diff(expected: &str, seen: &str) -> String {
+    let lines = |t: &str| -> Vec<String> {
+        let mut v: Vec<String> = t
+            .split_inclusive('\n')
+            .map(|l| l.trim_end_matches('\n').to_owned())
+            .collect();
+        if !t.is_empty() && !t.ends_with('\n') {
+            let last = v.pop().unwrap_or_default();
+            v.push(format!("{last}\\ (no newline at end)"));
+        }
+        v
+    };
+    let (a, b) = (lines(expected), lines(seen));
+    let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let tail = a[head..]
+        .iter()
+        .rev()
+        .zip(b[head..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let mut out = Vec::new();
+    out.extend(a[..head].iter().map(|l| format!("  {l}")));
+    out.extend(a[head..a.len() - tail].iter().map(|l| format!("- {l}")));
+    out.extend(b[head..b.len() - tail].iter().map(|l| format!("+ {l}")));
+    out.extend(a[a.len() - tail..].iter().map(|l| format!("  {l}")));
+    out.join("\n")
 }
 
 /// The paths of the `latest` image's manifest and config blobs in a layout.

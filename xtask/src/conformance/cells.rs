@@ -1,5 +1,8 @@
 //! The tools of the matrix and the shared stages of a cell: the base image, building a case into an OCI layout,
 //! copying it to the registry and back, and checking the pulled layout (config, files, validator).
+//!
+//! Every tool, built in or not, is driven through its adapter program (`conformance/adapters/README.md`): the
+//! harness has one path for all of them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -7,7 +10,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use berth_testkit::containerd::Containerd;
 use berth_testkit::tools::{Buildah, require};
 
 use super::cases::{self, Case};
@@ -15,23 +17,107 @@ use super::{Filter, checked};
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+/// An adapter's `setup` and `teardown` (a daemon to start, a base image to import).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
 
-macro_rules! tool_enum {
-    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($variant),+ }
-        impl $name {
-            pub const ALL: &[$name] = &[$($name::$variant),+];
-            pub fn name(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-    };
+/// The part a tool plays in a cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Builder,
+    Copier,
+    Runner,
 }
 
-tool_enum!(Builder { Buildah => "buildah", BerthBuild => "berth-build" });
-tool_enum!(Copier { Skopeo => "skopeo", BerthCopy => "berth-copy" });
-tool_enum!(Runner { Ctr => "ctr", Runc => "runc", Crun => "crun", BerthRun => "berth-run" });
+impl Role {
+    pub const ALL: &[Role] = &[Role::Builder, Role::Copier, Role::Runner];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Builder => "builder",
+            Role::Copier => "copier",
+            Role::Runner => "runner",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.iter().copied().find(|r| r.name() == text)
+    }
+}
+
+/// A tool of the matrix: a name (its column or row) and the adapter program that drives it
+/// (`conformance/adapters/README.md` has the contract).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tool {
+    pub role: Role,
+    pub name: String,
+    pub program: PathBuf,
+}
+
+impl Tool {
+    /// The adapter's command for `verb`, with the environment the contract promises.
+    pub fn cmd(&self, env: &Env<'_>, verb: &str) -> Command {
+        let mut c = Command::new(&self.program);
+        c.arg(verb)
+            .env("CONFORMANCE_REGISTRY", env.registry)
+            .env("CONFORMANCE_WORK", env.work);
+        if let Some(bin) = env.berth_bin {
+            c.env("CONFORMANCE_BERTH_BIN", bin);
+        }
+        if verb != "version" {
+            c.arg(env.state_dir(self));
+        }
+        c
+    }
+}
+
+/// The tools of a default run: the adapters in `conformance/adapters/` for buildah, berth-build and podman
+/// (builders), skopeo and berth-copy (copiers), ctr, runc, crun (where the host's cgroups allow it), berth-run
+/// and podman (runners).
+pub fn default_tools(root: &Path) -> Vec<Tool> {
+    let adapters = root.join("conformance/adapters");
+    let crun = crun_accepts_host();
+    let mut tools = Vec::new();
+    let mut add = |role, names: &[&str]| {
+        for name in names {
+            tools.push(Tool {
+                role,
+                name: (*name).to_owned(),
+                program: adapters.join(name),
+            });
+        }
+    };
+    add(Role::Builder, &["buildah", "berth-build", "podman"]);
+    add(Role::Copier, &["skopeo", "berth-copy"]);
+    add(Role::Runner, &["ctr", "runc"]);
+    if crun {
+        add(Role::Runner, &["crun"]);
+    }
+    add(Role::Runner, &["berth-run", "podman"]);
+    tools
+}
+
+/// `--tool ROLE=NAME:PROGRAM`: adds a tool (or replaces the one of that role and name). A relative PROGRAM is
+/// taken from the workspace root.
+pub fn add_tool(tools: &mut Vec<Tool>, spec: &str, root: &Path) -> Result<()> {
+    let usage = || format!("--tool {spec}: write ROLE=NAME:PROGRAM, ROLE one of builder, copier, runner");
+    let (role, rest) = spec.split_once('=').with_context(usage)?;
+    let role = Role::parse(role).with_context(usage)?;
+    let (name, program) = rest.split_once(':').with_context(usage)?;
+    if name.is_empty() || name.contains(['/', ' ']) {
+        bail!("--tool {spec}: NAME must be a plain word (it names the column and the tool's state directory)");
+    }
+    let program = root.join(program);
+    if !program.is_file() {
+        bail!("--tool {spec}: no adapter program at {}", program.display());
+    }
+    tools.retain(|t| !(t.role == role && t.name == name));
+    tools.push(Tool {
+        role,
+        name: name.to_owned(),
+        program,
+    });
+    Ok(())
+}
 
 /// Whether crun can run containers here: it refuses hybrid cgroup hosts (v1 controllers with a cgroup2 mount at
 /// /sys/fs/cgroup/unified), so their matrix has no crun column.
@@ -45,19 +131,35 @@ pub fn crun_accepts_host() -> bool {
     !hybrid
 }
 
-/// One cell: a case built, copied and run by one tool of each kind.
+/// The host's cgroup setup, for reports.
+#[allow(clippy::useless_conversion)]
+pub fn cgroup_mode() -> &'static str {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const CGROUP2_MAGIC: i64 = 0x6367_7270;
+    let fs_type = |p: &str| rustix::fs::statfs(p).ok().map(|s| i64::from(s.f_type));
+    match fs_type("/sys/fs/cgroup") {
+        Some(CGROUP2_MAGIC) => "cgroup v2 (unified)",
+        Some(TMPFS_MAGIC) if fs_type("/sys/fs/cgroup/unified") == Some(CGROUP2_MAGIC) => {
+            "hybrid (cgroup v1 controllers, cgroup2 at /sys/fs/cgroup/unified)"
+        }
+        Some(TMPFS_MAGIC) => "cgroup v1",
+        _ => "unknown",
+    }
+}
+
+/// One cell: a case built, copied and run by one tool of each role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cell {
-    pub builder: Builder,
-    pub copier: Copier,
-    pub runner: Runner,
+    pub builder: String,
+    pub copier: String,
+    pub runner: String,
     pub case: String,
 }
 
 impl Cell {
-    /// `builder/copier/runner` (the column of the table).
+    /// `builder/copier/runner`.
     pub fn column(&self) -> String {
-        format!("{}/{}/{}", self.builder.name(), self.copier.name(), self.runner.name())
+        format!("{}/{}/{}", self.builder, self.copier, self.runner)
     }
 
     /// `column case`, for messages.
@@ -65,30 +167,27 @@ impl Cell {
         format!("{} {}", self.column(), self.case)
     }
 
-    /// Why this cell cannot run yet, for a tool that lacks what it needs (none today).
-    pub fn not_implemented(&self) -> Option<String> {
-        None
+    pub fn tool(&self, role: Role) -> &str {
+        match role {
+            Role::Builder => &self.builder,
+            Role::Copier => &self.copier,
+            Role::Runner => &self.runner,
+        }
     }
 }
 
 /// Every cell of the matrix the filter selects, in table order.
-pub fn matrix(cases: &[Case], filter: &Filter) -> Vec<Cell> {
+pub fn matrix(tools: &[Tool], cases: &[Case], filter: &Filter) -> Vec<Cell> {
+    let of = |role| tools.iter().filter(move |t: &&Tool| t.role == role);
     let mut cells = Vec::new();
-    let crun = crun_accepts_host();
-    if !crun {
-        println!("crun: no cells — it refuses this host's hybrid cgroup v1/v2 setup");
-    }
-    for &builder in Builder::ALL {
-        for &copier in Copier::ALL {
-            for &runner in Runner::ALL {
-                if runner == Runner::Crun && !crun {
-                    continue;
-                }
+    for builder in of(Role::Builder) {
+        for copier in of(Role::Copier) {
+            for runner in of(Role::Runner) {
                 for case in cases {
                     let cell = Cell {
-                        builder,
-                        copier,
-                        runner,
+                        builder: builder.name.clone(),
+                        copier: copier.name.clone(),
+                        runner: runner.name.clone(),
                         case: case.name.clone(),
                     };
                     if filter.matches(&cell) {
@@ -101,29 +200,18 @@ pub fn matrix(cases: &[Case], filter: &Filter) -> Vec<Cell> {
     cells
 }
 
-/// Fails, naming the tool and its Debian package, when a tool the selected cells need is missing.
-pub fn require_tools(cells: &[&Cell]) -> Result<()> {
-    let mut needed = vec![
+/// Fails, naming the tool and its Debian package, when a tool the harness itself needs is missing (the base image,
+/// the registry, unpacking and validating what the copiers wrote). What an adapter needs is the adapter's business:
+/// if it is missing, that adapter's cells fail and say why.
+pub fn require_tools() -> Result<()> {
+    let needed = [
         ("buildah", "buildah"),
         ("docker-registry", "docker-registry"),
         ("umoci", "umoci"),
-        ("cp", "coreutils"),
-        // A copier, and for umoci the recompression of zstd images to gzip (runners::unpack).
         ("skopeo", "skopeo"),
+        ("oci-image-tool", "oci-image-tool"),
+        ("cp", "coreutils"),
     ];
-    let any = |f: &dyn Fn(&Cell) -> bool| cells.iter().any(|c| f(c));
-    if any(&|c| c.copier == Copier::BerthCopy) {
-        needed.push(("oci-image-tool", "oci-image-tool"));
-    }
-    if any(&|c| c.runner == Runner::Ctr) {
-        needed.extend([("containerd", "containerd"), ("ctr", "containerd"), ("tar", "tar")]);
-    }
-    if any(&|c| c.runner == Runner::Crun) {
-        needed.push(("crun", "crun"));
-    }
-    if any(&|c| c.runner == Runner::Runc) {
-        needed.push(("runc", "runc"));
-    }
     for (tool, package) in needed {
         require(tool).with_context(|| format!("`{tool}` is missing: install the Debian package `{package}`"))?;
     }
@@ -136,18 +224,27 @@ pub fn require_tools(cells: &[&Cell]) -> Result<()> {
     Ok(())
 }
 
-/// Builds berth-copy in release mode and returns the binary.
-pub fn build_release(root: &Path, package: &str) -> Result<PathBuf> {
-    println!("==> cargo build --release -p {package}");
+/// Builds the Berth tools in release mode and returns the directory of the binaries (for the Berth adapters).
+pub fn build_release(root: &Path) -> Result<PathBuf> {
+    println!("==> cargo build --release -p berth-build -p berth-copy -p berth-run");
     let status = Command::new(crate::cargo())
-        .args(["build", "--release", "-p", package])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "berth-build",
+            "-p",
+            "berth-copy",
+            "-p",
+            "berth-run",
+        ])
         .current_dir(root)
         .status()
         .context("cannot run cargo")?;
     if !status.success() {
-        bail!("cargo build --release -p {package} failed ({status})");
+        bail!("cargo build --release of the Berth tools failed ({status})");
     }
-    Ok(crate::fuzz::target_dir(root)?.join("release").join(package))
+    Ok(crate::fuzz::target_dir(root)?.join("release"))
 }
 
 /// What the stages share.
@@ -155,38 +252,89 @@ pub fn build_release(root: &Path, package: &str) -> Result<PathBuf> {
 pub struct Env<'a> {
     pub work: &'a Path,
     pub scratch: &'a Path,
-    pub buildah: &'a Buildah,
     pub registry: &'a str,
-    pub berth_copy: Option<&'a Path>,
-    pub berth_run: Option<&'a Path>,
-    pub berth_build: Option<&'a Path>,
-    pub containerd: Option<&'a Containerd>,
+    /// The Berth binaries, for the Berth adapters.
+    pub berth_bin: Option<&'a Path>,
+    /// The base image `localhost/busybox:latest` as an OCI layout, for the builders' `setup`.
+    pub base: &'a Path,
 }
 
 impl Env<'_> {
-    /// berth-build's store: an OCI layout holding the base image (pushed there by buildah).
-    pub fn berth_store(&self) -> PathBuf {
-        self.work.join("berth-build-store")
+    /// A tool's private state directory (kept across its calls in one run).
+    pub fn state_dir(&self, tool: &Tool) -> PathBuf {
+        self.work
+            .join("tools")
+            .join(format!("{}-{}", tool.role.name(), tool.name))
     }
 }
 
-/// Puts the base image `localhost/busybox:latest` into berth-build's store, with buildah (a peer writes it).
-pub fn seed_berth_store(env: &Env<'_>) -> Result<()> {
-    let dest = format!("oci:{}:localhost/busybox:latest", env.berth_store().display());
-    checked(
-        env.buildah
-            .cmd()?
-            .args(["push", "--quiet", "localhost/busybox:latest"])
-            .arg(dest),
-        STEP_TIMEOUT,
-        env.scratch,
-    )?;
-    Ok(())
+/// What an adapter call came to.
+#[derive(Debug)]
+pub enum Verdict {
+    Done(super::Ran),
+    /// The adapter said the tool cannot take part here (`conformance-not-run: REASON` on stderr, exit 125).
+    NotRun(String),
+    Failed(String),
 }
 
-/// `localhost/busybox:latest` in buildah's private storage: Debian's static busybox with every applet linked in
+/// The marker an adapter prints (on stderr, exiting with 125) when its tool cannot do the step here.
+pub const NOT_RUN: &str = "conformance-not-run:";
+
+/// Runs an adapter call with a timeout; a non-zero exit is `Failed` (with the command and its stderr) unless
+/// `any_code` (a runner's exit code is the container's).
+pub fn call(cmd: &mut Command, timeout: Duration, scratch: &Path, any_code: bool) -> Verdict {
+    let what = super::describe(cmd);
+    let ran = match super::exec(cmd, timeout, scratch) {
+        Ok(r) => r,
+        Err(e) => return Verdict::Failed(format!("`{what}`: {e:#}")),
+    };
+    if ran.timed_out {
+        return Verdict::Failed(format!("`{what}` timed out after {}s", timeout.as_secs()));
+    }
+    if ran.code == Some(125)
+        && let Some(reason) = ran.stderr.lines().find_map(|l| l.trim().strip_prefix(NOT_RUN))
+    {
+        return Verdict::NotRun(reason.trim().to_owned());
+    }
+    match ran.code {
+        Some(0) => Verdict::Done(ran),
+        Some(_) if any_code => Verdict::Done(ran),
+        code => Verdict::Failed(format!("`{what}` failed (exit {code:?}): {}", ran.tail())),
+    }
+}
+
+/// Runs a tool's `setup` (once, before its cells); `None` when it is ready.
+pub fn setup(env: &Env<'_>, tool: &Tool) -> Option<Verdict> {
+    let _ = fs::create_dir_all(env.state_dir(tool));
+    let mut cmd = tool.cmd(env, "setup");
+    cmd.arg(env.base);
+    match call(&mut cmd, SETUP_TIMEOUT, env.scratch, false) {
+        Verdict::Done(_) => None,
+        other => Some(other),
+    }
+}
+
+/// Runs a tool's `teardown`; failures are printed, not fatal.
+pub fn teardown(env: &Env<'_>, tool: &Tool) {
+    if let Verdict::Failed(e) | Verdict::NotRun(e) =
+        call(&mut tool.cmd(env, "teardown"), SETUP_TIMEOUT, env.scratch, false)
+    {
+        println!("warning: {} {} teardown: {e}", tool.role.name(), tool.name);
+    }
+}
+
+/// The tool's version as its adapter's `version` says (one line).
+pub fn version(env: &Env<'_>, tool: &Tool) -> String {
+    match call(&mut tool.cmd(env, "version"), STEP_TIMEOUT, env.scratch, false) {
+        Verdict::Done(r) => r.stdout.lines().next().unwrap_or_default().trim().to_owned(),
+        _ => "unknown".into(),
+    }
+}
+
+/// `localhost/busybox:latest`, made in buildah's private storage and pushed to the OCI layout `layout` (the base
+/// every builder's `setup` imports): Debian's static busybox with every applet linked in
 /// /bin, /etc/passwd and /etc/group with root and nobody, /root and /tmp.
-pub fn make_base_image(buildah: &Buildah, dir: &Path, scratch: &Path) -> Result<()> {
+pub fn make_base_image(buildah: &Buildah, dir: &Path, layout: &Path, scratch: &Path) -> Result<()> {
     let rootfs = dir.join("rootfs");
     for d in ["bin", "etc", "root", "tmp"] {
         fs::create_dir_all(rootfs.join(d))?;
@@ -243,6 +391,13 @@ pub fn make_base_image(buildah: &Buildah, dir: &Path, scratch: &Path) -> Result<
         "localhost/busybox:latest",
     ])?;
     b(&["rm", &container])?;
+    fs::create_dir_all(layout)?;
+    b(&[
+        "push",
+        "--quiet",
+        "localhost/busybox:latest",
+        &format!("oci:{}:localhost/busybox:latest", layout.display()),
+    ])?;
     Ok(())
 }
 
@@ -251,10 +406,12 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).with_context(|| format!("chmod {}", path.display()))
 }
 
-/// Builds `case` with `builder` into an OCI layout (the image named `latest`) and returns the layout's directory.
-pub fn build(env: &Env<'_>, builder: Builder, case: &Case) -> Result<PathBuf> {
+/// Builds `case` with `builder`'s adapter into an OCI layout (the image named `latest`) and returns the layout's
+/// directory; for a case with extra platforms, the harness then makes `latest` an index of the built image and one
+/// tiny image per platform.
+pub fn build(env: &Env<'_>, builder: &Tool, case: &Case) -> Result<Result<PathBuf, String>> {
     // The context: the case directory plus Debian's static busybox as `busybox`.
-    let context = env.work.join("contexts").join(builder.name()).join(&case.name);
+    let context = env.work.join("contexts").join(&builder.name).join(&case.name);
     fs::create_dir_all(context.parent().expect("has a parent"))?;
     checked(
         Command::new("cp").arg("-a").arg(&case.dir).arg(&context),
@@ -280,74 +437,28 @@ pub fn build(env: &Env<'_>, builder: Builder, case: &Case) -> Result<PathBuf> {
         )
         .with_context(|| format!("case {}: setting xattr {name} on {path}", case.name))?;
     }
-
-    if builder == Builder::BerthBuild {
-        return build_with_berth(env, case, &context);
-    }
-    let name = format!("localhost/conformance/{}", case.name);
-    let mut bud = env.buildah.cmd()?;
-    bud.args(["bud", "--isolation", "chroot", "--layers", "--format", "oci", "-f"])
-        .arg(context.join("Containerfile"));
-    for (k, v) in cases::build_annotations(case) {
-        bud.arg("--annotation").arg(format!("{k}={v}"));
-    }
-    build_options(&mut bud, env, case)?;
-    bud.args(["-t", &name]).arg(&context);
-    checked(&mut bud, BUILD_TIMEOUT, env.scratch)?;
-    let layout = env.work.join("built").join(builder.name()).join(&case.name);
+    let layout = env.work.join("built").join(&builder.name).join(&case.name);
     fs::create_dir_all(&layout)?;
-    let dest = format!("oci:{}:latest", layout.display());
-    let extra = cases::extra_platforms(case);
-    let mut push = env.buildah.cmd()?;
-    if extra.is_empty() {
-        push.args(["push", "--quiet"]);
-    } else {
-        let list = make_index(env, case, &name, &extra, &context)?;
-        push.args(["manifest", "push", "--all", "--quiet"]);
-        push.arg(list);
-    }
-    if let Some(format) = cases::build_compression(case) {
-        push.args(["--compression-format", format]);
-    }
-    if extra.is_empty() {
-        push.arg(&name);
-    }
-    checked(push.arg(&dest), STEP_TIMEOUT, env.scratch)?;
-    Ok(layout)
-}
-
-/// Builds `case` with berth-build straight into an OCI layout (`-t oci:LAYOUT:latest`); for a case with extra
-/// platforms, the harness then makes `latest` an index of the built image and one tiny image per platform.
-fn build_with_berth(env: &Env<'_>, case: &Case, context: &Path) -> Result<PathBuf> {
-    let bin = env.berth_build.context("berth-build was not built")?;
-    let layout = env.work.join("built").join(Builder::BerthBuild.name()).join(&case.name);
-    fs::create_dir_all(&layout)?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("--store")
-        .arg(env.berth_store())
-        .arg("--cache")
-        .arg(env.work.join("berth-build-cache"))
-        .args(["build", "-q", "-f"])
-        .arg(context.join("Containerfile"));
-    for (k, v) in cases::build_annotations(case) {
-        cmd.arg("--annotation").arg(format!("{k}={v}"));
-    }
-    if let Some(format) = cases::build_compression(case) {
-        cmd.args(["--compress", format, "--force-compression"]);
-    }
+    let mut cmd = builder.cmd(env, "build");
+    cmd.env("CONFORMANCE_ID", format!("{}-{}", builder.name, case.name))
+        .arg(&context)
+        .arg(context.join("Containerfile"))
+        .arg(format!("oci:{}:latest", layout.display()));
     build_options(&mut cmd, env, case)?;
-    cmd.arg("-t")
-        .arg(format!("oci:{}:latest", layout.display()))
-        .arg(context);
-    checked(&mut cmd, BUILD_TIMEOUT, env.scratch)?;
+    match call(&mut cmd, BUILD_TIMEOUT, env.scratch, false) {
+        Verdict::Done(_) => {}
+        Verdict::NotRun(why) => return Ok(Err(format!("{NOT_RUN} {why}"))),
+        Verdict::Failed(why) => return Ok(Err(why)),
+    }
     let extra = cases::extra_platforms(case);
     if !extra.is_empty() {
         index_with_platforms(&layout, case, &extra)?;
     }
-    Ok(layout)
+    Ok(Ok(layout))
 }
 
-/// The options both builders spell alike: `--target`, `--build-arg`, `--secret` (secrets written to files).
+/// The case's build options as the contract spells them: `--target`, `--build-arg K=V`, `--secret id=ID,src=FILE`
+/// (secrets written to files), `--annotation K=V`, `--compress gzip|zstd`.
 fn build_options(cmd: &mut Command, env: &Env<'_>, case: &Case) -> Result<()> {
     if let Some(target) = cases::build_target(case) {
         cmd.args(["--target", target]);
@@ -361,6 +472,12 @@ fn build_options(cmd: &mut Command, env: &Env<'_>, case: &Case) -> Result<()> {
         let file = dir.join(&id);
         fs::write(&file, content)?;
         cmd.arg("--secret").arg(format!("id={id},src={}", file.display()));
+    }
+    for (k, v) in cases::build_annotations(case) {
+        cmd.arg("--annotation").arg(format!("{k}={v}"));
+    }
+    if let Some(format) = cases::build_compression(case) {
+        cmd.args(["--compress", format]);
     }
     Ok(())
 }
@@ -414,35 +531,6 @@ fn index_with_platforms(layout: &Path, case: &Case, extra: &[String]) -> Result<
     Ok(())
 }
 
-/// A manifest list of the built image `name` and, per extra platform (`os/arch`), a one-file image whose config
-/// names that platform (buildah cannot run foreign binaries here, so nothing is built for it); returns its name.
-fn make_index(env: &Env<'_>, case: &Case, name: &str, extra: &[String], context: &Path) -> Result<String> {
-    let b = |args: &[&str]| -> Result<String> {
-        Ok(checked(env.buildah.cmd()?.args(args), STEP_TIMEOUT, env.scratch)?
-            .stdout
-            .trim()
-            .to_owned())
-    };
-    let list = format!("{name}-index");
-    b(&["manifest", "create", &list])?;
-    b(&["manifest", "add", &list, name])?;
-    for platform in extra {
-        let (os, arch) = platform
-            .split_once('/')
-            .with_context(|| format!("case {}: extra platform `{platform}` is not OS/ARCH", case.name))?;
-        let marker = context.join(format!("platform-{os}-{arch}"));
-        fs::write(&marker, format!("{platform}\n"))?;
-        let container = b(&["from", "scratch"])?;
-        b(&["copy", &container, &marker.to_string_lossy(), "/platform"])?;
-        b(&["config", "--os", os, "--arch", arch, &container])?;
-        let image = format!("{name}-{os}-{arch}");
-        b(&["commit", "--quiet", "--format", "oci", &container, &image])?;
-        b(&["rm", &container])?;
-        b(&["manifest", "add", &list, &image])?;
-    }
-    Ok(list)
-}
-
 /// The pulled image of one (builder, case, copier) and everything checked on it once for all runners.
 #[derive(Debug)]
 pub struct Stage {
@@ -453,8 +541,6 @@ pub struct Stage {
     pub pulled: PathBuf,
     /// Config, file, annotation and validator mismatches: reported by every runner cell.
     pub image_problems: Vec<String>,
-    /// `umoci unpack` of the pulled layout (terminal off), or why it failed.
-    pub bundle: Result<PathBuf, String>,
     /// A short unique name (`builder-case-copier`) for images and container ids.
     pub id: String,
 }
@@ -466,7 +552,6 @@ impl Stage {
             error: Some(reason),
             pulled: PathBuf::new(),
             image_problems: Vec::new(),
-            bundle: Err("no image".into()),
             id: String::new(),
         }
     }
@@ -477,74 +562,54 @@ impl Stage {
 }
 
 /// Copies the built layout to the registry and back with `copier`, then checks the pulled image.
-pub fn copy_and_check(env: &Env<'_>, builder: Builder, copier: Copier, case: &Case, built: &Path) -> Stage {
+pub fn copy_and_check(env: &Env<'_>, builder: &Tool, copier: &Tool, case: &Case, built: &Path) -> Stage {
     let started = Instant::now();
-    let id = format!("{}-{}-{}", builder.name(), case.name, copier.name());
+    let id = format!("{}-{}-{}", builder.name, case.name, copier.name);
     let pulled = env.work.join("pulled").join(&id);
     let remote = format!(
         "docker://{}/conformance/{}/{}:{}",
-        env.registry,
-        builder.name(),
-        case.name,
-        copier.name()
+        env.registry, builder.name, case.name, copier.name
     );
-    let copied = fs::create_dir_all(&pulled).map_err(anyhow::Error::from).and_then(|()| {
-        let all = cases::is_index(case);
-        copy(env, copier, all, &format!("oci:{}:latest", built.display()), &remote).context("push")?;
-        copy(env, copier, all, &remote, &format!("oci:{}:latest", pulled.display())).context("pull")
-    });
-    if let Err(e) = copied {
-        let mut stage = Stage::failed(format!("copy with {}: {e:#}", copier.name()));
+    let all = cases::is_index(case);
+    let copy = |src: &str, dest: &str| {
+        let mut cmd = copier.cmd(env, "copy");
+        cmd.env("CONFORMANCE_ID", &id);
+        if all {
+            cmd.arg("--all");
+        }
+        call(cmd.arg(src).arg(dest), STEP_TIMEOUT, env.scratch, false)
+    };
+    let _ = fs::create_dir_all(&pulled);
+    for (what, src, dest) in [
+        ("push", format!("oci:{}:latest", built.display()), remote.clone()),
+        ("pull", remote.clone(), format!("oci:{}:latest", pulled.display())),
+    ] {
+        let failed = match copy(&src, &dest) {
+            Verdict::Done(_) => continue,
+            Verdict::NotRun(why) => format!("{NOT_RUN} {why}"),
+            Verdict::Failed(why) => format!("copy ({what}) with {}: {why}", copier.name),
+        };
+        let mut stage = Stage::failed(failed);
         stage.seconds = started.elapsed().as_secs_f64();
         return stage;
     }
     let mut problems = cases::check_image(case, &pulled);
-    if copier == Copier::BerthCopy {
+    if copier.name.starts_with("berth-") {
         problems.extend(
             cases::validate(case, &pulled, env.scratch)
                 .err()
                 .map(|e| format!("oci-image-tool: {e:#}")),
         );
     }
-    let bundle = super::runners::unpack(env, &pulled, &id).map_err(|e| format!("umoci unpack: {e:#}"));
-    match &bundle {
+    match super::runners::unpack(env, &pulled, &id) {
         Ok(b) => problems.extend(cases::check_files(case, &b.join("rootfs"))),
-        Err(e) => problems.push(format!("files not checked: {e}")),
+        Err(e) => problems.push(format!("files not checked: umoci unpack: {e:#}")),
     }
     Stage {
         seconds: started.elapsed().as_secs_f64(),
         error: None,
         pulled,
         image_problems: problems,
-        bundle,
         id,
     }
-}
-
-/// `all`: copy the whole index (`--all`), not only the host's image.
-fn copy(env: &Env<'_>, copier: Copier, all: bool, src: &str, dest: &str) -> Result<()> {
-    let mut cmd = match copier {
-        Copier::Skopeo => {
-            let mut c = Command::new(require("skopeo")?);
-            c.args(["--insecure-policy", "copy", "--quiet"]);
-            if src.starts_with("docker://") {
-                c.arg("--src-tls-verify=false");
-            } else {
-                c.arg("--dest-tls-verify=false");
-            }
-            c
-        }
-        Copier::BerthCopy => {
-            let mut c = Command::new(env.berth_copy.context("berth-copy was not built")?);
-            c.env("BERTH_STORE", env.work.join("berth-store"))
-                .env("BERTH_CACHE", env.work.join("berth-cache"))
-                .args(["copy", "--quiet"]);
-            c
-        }
-    };
-    if all {
-        cmd.arg("--all");
-    }
-    checked(cmd.arg(src).arg(dest), STEP_TIMEOUT, env.scratch)?;
-    Ok(())
 }
