@@ -42,10 +42,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if only_packages {
         return Ok(());
     }
-    let checks: [(&str, Check); 4] = [
+    let checks: [(&str, Check); 5] = [
         ("fmt", fmt),
         ("clippy", clippy),
         ("test", test_suite),
+        ("conformance self-test", conformance_self_test),
         ("conformance", conformance),
     ];
     for (name, check) in checks {
@@ -66,9 +67,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
 }
 
-/// The interop matrix (`cargo xtask conformance`): every implemented builder x copier x runner cell.
+/// The interop matrix (`cargo xtask conformance`): every builder x copier x runner cell.
 fn conformance() -> anyhow::Result<()> {
     crate::conformance::run(&[])
+}
+
+/// The harness's own check: a deliberately broken adapter fails its own cells and no other.
+fn conformance_self_test() -> anyhow::Result<()> {
+    crate::conformance::run(&["--self-test".to_owned()])
 }
 
 /// Runs one step between a header and a footer with its wall time; an error is printed here and returned.

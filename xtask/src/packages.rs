@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 /// Every package the test suite and the benchmarks expect.
 pub const TEST_PACKAGES: &[&str] = &[
     "buildah",
+    "podman",
     "skopeo",
     "containerd",
     "runc",
