@@ -15,8 +15,9 @@
 //!   "stage", "args": {NAME: VALUE}, "secrets": {ID: "content"}}` handed to the builder; `extra_platforms` makes
 //!   the built `latest` an index of the image and, per platform, a tiny image (one file) whose config names that
 //!   platform, and the copiers copy it with `--all`;
-//! - `unsupported`: tool -> why that tool (by its matrix name) cannot take part in the case (a feature its version
-//!   lacks): its cells are reported as "unsupported by the tool", neither pass nor fail;
+//! - `unsupported`: tool -> why that tool cannot take part in the case (a feature its version lacks): a builder by
+//!   its name, any tool as `ROLE:NAME` (`runner:ctr`); its cells are reported as "unsupported by the tool",
+//!   neither pass nor fail;
 //! - `proves`: one sentence saying what the case proves (for `docs/conformance-cases.md`).
 //!
 //! Documents a Berth tool wrote are also checked by Debian's `oci-image-tool validate` ([`validate`]).

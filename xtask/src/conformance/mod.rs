@@ -188,10 +188,17 @@ fn run_cells(
 ) -> Result<(Vec<CellResult>, Vec<(Tool, String)>)> {
     let mut results: Vec<CellResult> = Vec::new();
     let case_of = |name: &str| cases.iter().find(|k| k.name == name).expect("cells name known cases");
-    // A case may say that a tool (by name) lacks a feature it needs.
+    // A case may say that a tool lacks a feature it needs: `NAME` (a builder) or `ROLE:NAME`.
     let unsupported = |c: &Cell| {
         Role::ALL.iter().find_map(|&role| {
-            cases::unsupported(case_of(&c.case), c.tool(role)).map(|why| (c.tool(role).to_owned(), why))
+            let name = c.tool(role);
+            let qualified = cases::unsupported(case_of(&c.case), &format!("{}:{name}", role.name()));
+            let plain = || {
+                (role == Role::Builder)
+                    .then(|| cases::unsupported(case_of(&c.case), name))
+                    .flatten()
+            };
+            qualified.or_else(plain).map(|why| (name.to_owned(), why))
         })
     };
     let mut live: Vec<&Cell> = Vec::new();
