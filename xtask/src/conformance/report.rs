@@ -510,3 +510,65 @@ pub fn cases_page(cases: &[Case]) -> String {
     }
     md
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(runner: &str) -> Cell {
+        Cell {
+            builder: "buildah".into(),
+            copier: "skopeo".into(),
+            runner: runner.into(),
+            case: "links".into(),
+        }
+    }
+
+    #[test]
+    fn failures_link_to_details_with_a_diff_and_json_follows_the_schema() {
+        let diff = format!(
+            "stdout differs (- expected, + seen):\n{}",
+            super::super::cases::line_diff("a\n", "b\n")
+        );
+        let report = Report {
+            date: "2026-12-05T00:00:00Z".into(),
+            kernel: "6.1".into(),
+            cgroup: "cgroup v2 (unified)".into(),
+            tools: Vec::new(),
+            cells: vec![
+                CellResult::new(cell("ctr"), Outcome::Pass, 1.0, Vec::new()),
+                CellResult::new(
+                    cell("mine"),
+                    Outcome::Fail,
+                    2.0,
+                    vec![diff, "config User: \"x\"".into()],
+                ),
+                CellResult::new(cell("other"), Outcome::NotRun, 0.0, vec!["other: no cgroup v2".into()]),
+            ],
+        };
+        let case = Case {
+            name: "links".into(),
+            dir: std::path::PathBuf::from("/nonexistent"),
+            expected: serde_json::Map::new(),
+        };
+        let md = report.markdown(std::slice::from_ref(&case));
+        assert!(
+            md.contains("| buildah × skopeo | pass | [**FAIL**](#failure-1) | not run |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("<a id=\"failure-1\"></a>\n### buildah / skopeo / mine on `links`"),
+            "{md}"
+        );
+        assert!(md.contains("```diff\n  - a\n  + b\n  ```"), "{md}");
+        assert!(md.contains("## Not run\n\n- other: no cgroup v2"), "{md}");
+        let json = report.json();
+        assert_eq!(json["schema"], SCHEMA);
+        assert_eq!(json["summary"]["fail"], 1);
+        assert_eq!(json["summary"]["not-run"], 1);
+        assert_eq!(json["cells"][1]["result"], "fail");
+        assert_eq!(json["cells"][1]["problems"][1], "config User: \"x\"");
+        let back = CellResult::from_json(&json["cells"][2]).unwrap();
+        assert_eq!((back.cell, back.outcome), (cell("other"), Outcome::NotRun));
+    }
+}
