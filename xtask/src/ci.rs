@@ -42,10 +42,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if only_packages {
         return Ok(());
     }
-    let checks: [(&str, Check); 5] = [
+    let checks: [(&str, Check); 6] = [
         ("fmt", fmt),
         ("clippy", clippy),
         ("test", test_suite),
+        ("demo", demo),
         ("conformance self-test", conformance_self_test),
         ("conformance", conformance),
     ];
@@ -70,6 +71,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 /// The interop matrix (`cargo xtask conformance`): every builder x copier x runner cell.
 fn conformance() -> anyhow::Result<()> {
     crate::conformance::run(&[])
+}
+
+/// The README's first command, as a new user runs it (the packages are installed already).
+fn demo() -> anyhow::Result<()> {
+    crate::demo::run(&["--no-install".to_owned()])
 }
 
 /// The harness's own check: a deliberately broken adapter fails its own cells and no other.

@@ -1,199 +1,186 @@
-//! `cargo xtask demo`: Berth's main job on the bundled example, as far as Berth goes today.
+//! `cargo xtask demo`: Berth's main job on the bundled example, end to end, then the same pipeline with each
+//! Berth tool swapped for its peer.
 //!
-//! The example in `examples/hello` is built by berth-build from its Containerfile into a fresh OCI image layout
-//! (without root or busybox-static, written through berth-spec's store instead), which is checked with `fsck`; berth-copy
-//! pushes it to a local registry and pulls it into a private store; berth-run runs it as a container and turns it
-//! into an OCI runtime bundle that runc runs; and the peers (skopeo, umoci) read the same layout. Steps whose tools are not installed yet are
-//! skipped with a note (`cargo xtask ci` installs them).
+//! It needs nothing before it: it installs the Debian packages it uses (the same package step as `cargo xtask ci`,
+//! limited to the demo's; `--no-install` skips it) and builds the tools. Then, with one private store under
+//! `target/demo` (as `BERTH_STORE`), berth-build builds `examples/hello` from its Containerfile, berth-copy pushes it
+//! to a local registry the demo starts (and stops), and berth-run runs it from there; buildah, skopeo and ctr do
+//! the same; then the two mix (buildah's image run by berth-run, Berth's image run by ctr), and the store is shown
+//! to be a plain OCI layout that skopeo and umoci read. Every step prints the command it ran.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result};
-use berth_spec::layout::Layout;
-use berth_spec::platform::Platform;
-use berth_testkit::image::{ImageSpec, TarBuilder, write_image};
-use serde_json::json;
+use anyhow::{Context, Result, bail};
 
-use crate::measure::which;
 use crate::workspace_root;
 
+/// What the demo uses: the C libraries the tools link, the base of the example, the registry, and the peers.
+pub const DEMO_PACKAGES: &[&str] = &[
+    "libseccomp-dev",
+    "libisal-dev",
+    "busybox-static",
+    "docker-registry",
+    "buildah",
+    "skopeo",
+    "containerd",
+    "runc",
+    "umoci",
+];
+
 pub fn run(args: &[String]) -> Result<()> {
-    if let Some(a) = args.first() {
-        anyhow::bail!("demo takes no arguments (got {a:?})");
+    let mut install = true;
+    for a in args {
+        match a.as_str() {
+            "--no-install" => install = false,
+            other => bail!("demo: unknown argument {other:?} (usage: cargo xtask demo [--no-install])"),
+        }
+    }
+    if !rustix::process::geteuid().is_root() {
+        bail!(
+            "the demo builds and runs containers, which needs root here: run `sudo -E cargo xtask demo` \
+             (Berth's rootless mode is for berth-copy; see docs/user-guide.md)"
+        );
     }
     let root = workspace_root();
-    let example = root.join("examples/hello/rootfs");
+    if install {
+        step("0. Install what the demo uses (apt-get)");
+        crate::packages::ensure_installed(DEMO_PACKAGES)?;
+    }
+    let bins = build_tools(&root)?;
     let out = root.join("target/demo");
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("removing the previous demo at {}", out.display()))?;
     }
-    let layout_dir = out.join("layout");
-
-    let busybox = Path::new(berth_testkit::busybox::BUSYBOX);
-    let bins = build_tools(&root)?;
-    let manifest_digest = if busybox.is_file() && rustix::process::geteuid().is_root() {
-        step("1. berth-build: build examples/hello from its Containerfile into an OCI image layout");
-        let context = out.join("context");
-        copy_dir(&root.join("examples/hello"), &context)?;
-        std::fs::copy(busybox, context.join("busybox"))?;
-        let dest = format!("oci:{}:hello:1", layout_dir.display());
-        let id = capture(
-            Command::new(bins.join("berth-build"))
-                .arg("--store")
-                .arg(out.join("build-store"))
-                .arg("--cache")
-                .arg(out.join("build-cache"))
-                .args(["build", "-q", "-t", &dest])
-                .arg(&context),
-        )?;
-        println!("   berth-build build -t {dest} {}", context.display());
-        println!("   image id: sha256:{}", id.trim());
-        let layout = Layout::open(&layout_dir)?;
-        berth_spec::Digest::from_oci(layout.resolve(Some("hello:1"))?.digest())?
-    } else {
-        step("1. Pack examples/hello into a layer and write an OCI image layout with berth-spec");
-        println!(
-            "   (berth-build needs root and busybox-static: building the image with berth-spec directly; \
-             `cargo xtask ci` installs busybox-static)"
-        );
-        let mut tar = TarBuilder::new();
-        add_tree(&mut tar, &example, "")?;
-        if busybox.is_file() {
-            tar.dir("bin", 0o755)
-                .file("bin/busybox", 0o755, &std::fs::read(busybox)?);
-            for applet in ["sh", "cat", "echo", "id", "pwd"] {
-                tar.symlink(&format!("bin/{applet}"), "busybox");
-            }
-        }
-        let spec = ImageSpec {
-            layers: vec![tar.finish()],
-            config: json!({
-                "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
-                "Entrypoint": ["/usr/local/bin/hello"],
-                "WorkingDir": "/etc",
-                "Labels": {"org.opencontainers.image.title": "berth hello example"},
-            }),
-            architecture: Platform::host().architecture,
-        };
-        let layout = Layout::create(&layout_dir)?;
-        let written = write_image(&layout, Some("hello:1"), &spec)?;
-        written.manifest_digest
-    };
-    let layout = Layout::open(&layout_dir)?;
-    println!("   layout:   {}", layout_dir.display());
-    println!("   image:    hello:1 -> {manifest_digest}");
-
-    step("2. Read it back: every digest verified, the layer decompressed and checked against its diffID");
-    let image = layout.load_image(Some("hello:1"), &Platform::host())?;
-    layout.verify_diff_ids(&image)?;
-    let report = layout.fsck()?;
-    println!(
-        "   fsck: {} blobs, {} bytes re-hashed, {} problem(s), {} dangling",
-        report.blobs_checked,
-        report.bytes_checked,
-        report.problems.len(),
-        report.dangling.len()
-    );
-    anyhow::ensure!(report.is_ok(), "fsck found problems: {:?}", report.problems);
-
-    let layout_ref = format!("{}:hello:1", layout_dir.display());
-    step("3. berth-copy: push to a local registry, pull into a private store");
+    let context = out.join("context");
+    copy_dir(&root.join("examples/hello"), &context)?;
+    std::fs::copy(berth_testkit::busybox::BUSYBOX, context.join("busybox"))?;
+    let ctx = context.display().to_string();
     let store = out.join("store");
-    let berth_copy = |args: &[&str]| -> Result<String> {
-        capture(
-            Command::new(bins.join("berth-copy"))
-                .arg("--store")
-                .arg(&store)
-                .args(args),
-        )
+    let berth = |tool: &str| {
+        let mut c = Command::new(bins.join(tool));
+        c.env("BERTH_STORE", &store)
+            .env("BERTH_BUILD_CACHE", out.join("build-cache"))
+            .env("BERTH_CACHE", out.join("cache"))
+            .env("BERTH_STATE", out.join("state"));
+        c
     };
-    if which("docker-registry") {
-        let reg = berth_testkit::registry::TestRegistry::anonymous()?;
-        let remote = format!("docker://{}/demo/hello:1", reg.host());
-        berth_copy(&["copy", "-q", &format!("oci:{layout_ref}"), &remote])?;
-        println!("   berth-copy copy oci:{layout_ref} {remote}");
-        berth_copy(&["copy", "-q", &remote, "hello:1"])?;
-        println!("   berth-copy copy {remote} hello:1   (the store: {})", store.display());
-        let v: serde_json::Value = serde_json::from_str(&berth_copy(&["inspect", &remote])?)?;
-        println!(
-            "   berth-copy inspect {remote}: Digest {} ({} layer)",
-            v["Digest"],
-            v["Layers"].as_array().map_or(0, Vec::len)
-        );
-    } else {
-        println!("   docker-registry is not installed: copying the layout straight into the store instead");
-        berth_copy(&["copy", "-q", &format!("oci:{layout_ref}"), "hello:1"])?;
-    }
+    println!(
+        "\nThe Berth tools share one store, an OCI image layout: here `export BERTH_STORE={}`",
+        store.display()
+    );
+    let registry = berth_testkit::registry::TestRegistry::anonymous().context("starting docker-registry")?;
+    let host = registry.host();
+    println!("A registry on {host} (docker-registry, started for the demo).");
 
-    step("4. berth-run: the stored image run as a container (libcontainer), then as a bundle run by runc");
-    let berth_run = |args: &[&str]| {
-        capture(
-            Command::new(bins.join("berth-run"))
-                .arg("--store")
-                .arg(&store)
-                .arg("--cache")
-                .arg(out.join("cache"))
-                .arg("--state")
-                .arg(out.join("state"))
-                .args(args),
-        )
-    };
-    if busybox.is_file() {
-        println!("   berth-run run --rm hello:1");
-        for line in berth_run(&["run", "--rm", "hello:1"])?.lines() {
-            println!("     | {line}");
-        }
-    } else {
-        println!("   busybox-static is not installed: not running it (`cargo xtask ci` installs it)");
-    }
-    let bundle_dir = out.join("bundle");
-    capture(
-        Command::new(bins.join("berth-run"))
-            .arg("--store")
-            .arg(&store)
-            .arg("--cache")
-            .arg(out.join("cache"))
-            .args(["bundle", "hello:1"])
-            .arg(&bundle_dir),
+    step("1. berth-build: build examples/hello from its Containerfile into the store");
+    shown(berth("berth-build").args(["build", "-q", "-t", "hello:1", &ctx]), "")?;
+
+    step("2. berth-copy: push it to the registry");
+    let berth_remote = format!("docker://{host}/demo/hello:1");
+    shown(berth("berth-copy").args(["copy", "-q", "hello:1", &berth_remote]), "")?;
+
+    step("3. berth-run: run it from the registry (pulled into the store first)");
+    shown(berth("berth-run").args(["run", "--rm", &berth_remote]), "")?;
+
+    step("4. The same with the peers: buildah bud, skopeo copy, ctr run");
+    let buildah = berth_testkit::tools::Buildah::new(&out.join("buildah"));
+    shown(
+        buildah.cmd()?.args([
+            "bud",
+            "--quiet",
+            "--isolation",
+            "chroot",
+            "--layers",
+            "--format",
+            "oci",
+            "-t",
+            "localhost/hello:1",
+            &ctx,
+        ]),
+        &format!("buildah bud --isolation chroot --format oci -t localhost/hello:1 {ctx}   (private storage)"),
     )?;
-    println!("   berth-run bundle hello:1 {}", bundle_dir.display());
-    if which("runc") && busybox.is_file() {
-        let id = format!("berth-demo-{}", std::process::id());
-        let result = capture(Command::new("runc").args(["run", "--bundle"]).arg(&bundle_dir).arg(&id));
-        let _ = Command::new("runc").args(["delete", "-f", &id]).output();
-        for line in result?.lines() {
-            println!("     | {line}");
-        }
-    } else {
-        println!("   runc or busybox-static is not installed: not running it (`cargo xtask ci` installs them)");
-    }
-
-    step("5. The layout is plain OCI: peers read it as they are");
-    if which("skopeo") {
-        let out = capture(Command::new("skopeo").args(["--insecure-policy", "inspect", &format!("oci:{layout_ref}")]))?;
-        let v: serde_json::Value = serde_json::from_str(&out)?;
-        println!("   skopeo inspect oci:{layout_ref}");
-        println!(
-            "     Digest: {}  (the same as was built: {})",
-            v["Digest"],
-            v["Digest"] == manifest_digest.to_string()
-        );
-    } else {
-        println!("   skopeo is not installed (`cargo xtask ci` installs it)");
-    }
-    if which("umoci") && busybox.is_file() {
-        let bundle = out.join("umoci-bundle");
-        capture(
-            Command::new("umoci")
-                .args(["unpack", "--image", &layout_ref])
-                .arg(&bundle),
+    let storage = format!(
+        "containers-storage:[vfs@{}+{}]localhost/hello:1",
+        out.join("buildah/root").display(),
+        out.join("buildah/runroot").display()
+    );
+    let peer_remote = format!("docker://{host}/peers/hello:1");
+    shown(
+        Command::new("skopeo").args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &storage,
+            &peer_remote,
+        ]),
+        "",
+    )?;
+    let containerd = berth_testkit::containerd::Containerd::start().context("starting a private containerd")?;
+    // Pulled over plain HTTP from the demo's registry, then run (the containerd is the demo's own).
+    let ctr_run = |reference: &str, id: &str| -> Result<()> {
+        shown(
+            containerd.ctr()?.args(["images", "pull", "--plain-http", reference]),
+            &format!("ctr images pull --plain-http {reference}   (its progress not shown)"),
         )?;
-        println!("   umoci unpack --image {layout_ref} {}", bundle.display());
-    } else {
-        println!("   umoci is not installed (`cargo xtask ci` installs it)");
-    }
+        shown(
+            containerd.ctr()?.args(["run", "--rm", reference, id]),
+            &format!("ctr run --rm {reference} {id}"),
+        )
+    };
+    ctr_run(&format!("{host}/peers/hello:1"), "berth-demo-peers")?;
+
+    step("5. Mixed: buildah's image run by berth-run, Berth's image run by ctr");
+    shown(berth("berth-run").args(["run", "--rm", &peer_remote]), "")?;
+    ctr_run(&format!("{host}/demo/hello:1"), "berth-demo-mixed")?;
+    drop(containerd);
+    buildah.cleanup();
+
+    step("6. The store is a plain OCI image layout: the peers read it as it is");
+    let layout_ref = format!("{}:hello:1", store.display());
+    shown(
+        Command::new("skopeo").args([
+            "--insecure-policy",
+            "inspect",
+            "--format",
+            "{{.Digest}}",
+            &format!("oci:{layout_ref}"),
+        ]),
+        "",
+    )?;
+    let bundle = out.join("umoci-bundle");
+    shown(
+        Command::new("umoci")
+            .args(["unpack", "--image", &layout_ref])
+            .arg(&bundle),
+        "",
+    )?;
     step("Done.");
+    Ok(())
+}
+
+/// Runs `cmd`, printing it (or `shown`, a readable spelling, when not empty) and its output; fails with its stderr.
+fn shown(cmd: &mut Command, spelling: &str) -> Result<()> {
+    let line = if spelling.is_empty() {
+        crate::conformance::describe(cmd)
+    } else {
+        spelling.to_owned()
+    };
+    println!("   $ {line}");
+    let out = cmd.output().with_context(|| format!("starting {line}"))?;
+    if !out.status.success() {
+        bail!(
+            "`{line}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    if !line.contains("(its progress not shown)") {
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            println!("     | {l}");
+        }
+    }
     Ok(())
 }
 
@@ -202,8 +189,8 @@ fn build_tools(root: &Path) -> Result<PathBuf> {
     let missing = crate::packages::missing(crate::packages::BUILD_PACKAGES)?;
     anyhow::ensure!(
         missing.is_empty(),
-        "berth-copy and berth-run link C libraries that are not installed: run `sudo apt-get install {}` \
-         (or `cargo xtask ci`, which installs everything the tests use)",
+        "the Berth tools link C libraries that are not installed: run `cargo xtask demo` without --no-install, \
+         or `sudo apt-get install {}`",
         missing.join(" ")
     );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -225,26 +212,14 @@ fn build_tools(root: &Path) -> Result<PathBuf> {
         status.success(),
         "building berth-build, berth-copy and berth-run failed"
     );
-    // Where cargo put them: CARGO_TARGET_DIR when set.
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    Ok(target.join("debug"))
+    // Where cargo put them (CARGO_TARGET_DIR or the configured target directory when set).
+    Ok(crate::fuzz::target_dir(root)?.join("debug"))
 }
 
 fn step(text: &str) {
     println!("\n== {text}");
 }
 
-fn capture(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Copies a directory tree (files and directories, modes kept).
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {
@@ -254,27 +229,6 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
             copy_dir(&src, &dst)?;
         } else {
             std::fs::copy(&src, &dst)?;
-        }
-    }
-    Ok(())
-}
-
-/// Adds a directory tree to the tar in sorted order, keeping modes.
-fn add_tree(tar: &mut TarBuilder, dir: &Path, prefix: &str) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
-    entries.sort();
-    for path in entries {
-        let name = format!("{prefix}{}", path.file_name().unwrap().to_string_lossy());
-        let meta = std::fs::symlink_metadata(&path)?;
-        let mode = meta.permissions().mode() & 0o7777;
-        if meta.is_dir() {
-            tar.dir(&name, mode);
-            add_tree(tar, &path, &format!("{name}/"))?;
-        } else if meta.is_file() {
-            tar.file(&name, mode, &std::fs::read(&path)?);
         }
     }
     Ok(())

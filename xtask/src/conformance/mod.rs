@@ -168,6 +168,9 @@ fn run_matrix(root: &Path, opts: &Options) -> Result<Report> {
     Ok(report)
 }
 
+/// Each tool used with the version its adapter reported.
+type Versions = Vec<(Tool, String)>;
+
 /// The tools of `role` that some cell uses, in the tools' order.
 fn used<'t>(tools: &'t [Tool], cells: &[Cell], role: Role) -> Vec<&'t Tool> {
     tools
@@ -185,7 +188,7 @@ fn run_cells(
     tools: &[Tool],
     cases: &[Case],
     cells: &[Cell],
-) -> Result<(Vec<CellResult>, Vec<(Tool, String)>)> {
+) -> Result<(Vec<CellResult>, Versions)> {
     let mut results: Vec<CellResult> = Vec::new();
     let case_of = |name: &str| cases.iter().find(|k| k.name == name).expect("cells name known cases");
     // A case may say that a tool lacks a feature it needs: `NAME` (a builder) or `ROLE:NAME`.
