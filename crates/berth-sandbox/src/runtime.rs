@@ -324,10 +324,169 @@ impl Runtime {
         }
     }
 
+    /// Creates container `id` from `bundle` without starting its program (runc's `create`): the process waits for
+    /// [`Self::start_created`]. Returns its process id; it is a child of the caller until the caller exits, and
+    /// then of the nearest subreaper (containerd's shim). On failure, whatever was created is deleted.
+    pub fn create(&self, id: &str, bundle: &Path, opts: CreateOptions) -> Result<i32, SandboxError> {
+        let built = self
+            .builder(
+                id,
+                Stdio {
+                    console_socket: opts.console_socket,
+                    ..Stdio::default()
+                },
+                CleanSignalsExecutor::default(),
+            )?
+            .with_preserved_fds(opts.preserve_fds)
+            .validate_id()
+            .map_err(|e| runtime_error(id, "create", e))?
+            .as_init(bundle)
+            .with_systemd(opts.systemd)
+            .with_detach(true)
+            .with_no_pivot(opts.no_pivot)
+            .build();
+        let container = match built {
+            Ok(c) => c,
+            Err(e) => {
+                let err = runtime_error(id, "create", e);
+                self.delete_quietly(id);
+                return Err(err);
+            }
+        };
+        let pid = container.pid().map(|p| p.as_raw()).ok_or_else(|| {
+            runtime_error(
+                id,
+                "create",
+                std::io::Error::other("libcontainer reported no process id"),
+            )
+        })?;
+        if own_network_namespace(bundle)
+            && let Err(e) = loopback_up(pid)
+        {
+            tracing::warn!(container = id, "could not bring the loopback interface up: {e}");
+        }
+        Ok(pid)
+    }
+
+    /// Starts the program of a container made by [`Self::create`].
+    pub fn start_created(&self, id: &str) -> Result<(), SandboxError> {
+        let mut c = self.load(id)?;
+        if !c.can_start() {
+            return Err(not_in_state(id, "start", &c));
+        }
+        c.start().map_err(|e| runtime_error(id, "start", e))
+    }
+
+    /// The container's state as the runtime spec's `state` operation gives it: `ociVersion`, `id`, `status`
+    /// (`creating`, `created`, `running`, `stopped`, `paused`), `pid` (while it has a process), `bundle`,
+    /// `annotations`, and `created` (RFC 3339).
+    pub fn state(&self, id: &str) -> Result<serde_json::Value, SandboxError> {
+        let c = self.load(id)?;
+        Ok(state_json(&c))
+    }
+
+    /// The states of every container under the state directory (see [`Self::state`]); unreadable ones are left out.
+    pub fn list(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return out;
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            if let Ok(c) = self.load(&name) {
+                out.push(state_json(&c));
+            }
+        }
+        out
+    }
+
+    /// The container's status (`created`, `running`, …), or `None` when it does not exist.
+    pub fn status(&self, id: &str) -> Option<String> {
+        if !self.exists(id) {
+            return None;
+        }
+        self.load(id).ok().map(|c| status_word(&c).to_owned())
+    }
+
+    /// Freezes every process of the container (its cgroup's freezer).
+    pub fn pause(&self, id: &str) -> Result<(), SandboxError> {
+        let mut c = self.load(id)?;
+        if !c.can_pause() {
+            return Err(not_in_state(id, "pause", &c));
+        }
+        c.pause().map_err(|e| runtime_error(id, "pause", e))
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&self, id: &str) -> Result<(), SandboxError> {
+        let mut c = self.load(id)?;
+        if !c.can_resume() {
+            return Err(not_in_state(id, "resume", &c));
+        }
+        c.resume().map_err(|e| runtime_error(id, "resume", e))
+    }
+
     fn delete_quietly(&self, id: &str) {
         if let Err(e) = self.delete(id, true) {
             tracing::warn!("{e}");
         }
+    }
+}
+
+/// runc's `create` flags.
+#[derive(Debug, Default)]
+pub struct CreateOptions {
+    /// A listening Unix socket that receives the terminal's master side (when `process.terminal` is true).
+    pub console_socket: Option<PathBuf>,
+    /// Do not pivot_root into the root filesystem (for a root on a ramdisk).
+    pub no_pivot: bool,
+    /// Extra file descriptors (3 onwards) the container's process inherits.
+    pub preserve_fds: i32,
+    /// Let systemd manage the cgroup (`--systemd-cgroup`).
+    pub systemd: bool,
+}
+
+fn status_word(c: &Container) -> &'static str {
+    use libcontainer::container::ContainerStatus as S;
+    match c.status() {
+        S::Creating => "creating",
+        S::Created => "created",
+        S::Running => "running",
+        S::Stopped => "stopped",
+        S::Paused => "paused",
+    }
+}
+
+fn state_json(c: &Container) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "id": c.id(),
+        "status": status_word(c),
+        "bundle": c.bundle(),
+    });
+    if status_word(c) != "stopped"
+        && let Some(pid) = c.pid()
+    {
+        v["pid"] = pid.as_raw().into();
+    }
+    if let Some(a) = &c.state.annotations {
+        v["annotations"] = serde_json::to_value(a).unwrap_or_default();
+    }
+    if let Some(t) = c.created() {
+        v["created"] = t.to_rfc3339().into();
+    }
+    v
+}
+
+fn not_in_state(id: &str, action: &'static str, c: &Container) -> SandboxError {
+    SandboxError::Runtime {
+        container: id.to_owned(),
+        action,
+        reason: format!("the container is {}", status_word(c)),
     }
 }
 

@@ -71,8 +71,8 @@ impl Tool {
 }
 
 /// The tools of a default run: the adapters in `conformance/adapters/` for buildah, berth-build and podman
-/// (builders), skopeo and berth-copy (copiers), ctr, runc, crun (where the host's cgroups allow it), berth-run
-/// and podman (runners).
+/// (builders), skopeo and berth-copy (copiers), ctr, runc, crun (where the host's cgroups allow it), berth-run,
+/// ctr with berth-runtime in runc's place, and podman (runners).
 pub fn default_tools(root: &Path) -> Vec<Tool> {
     let adapters = root.join("conformance/adapters");
     let crun = crun_accepts_host();
@@ -92,7 +92,7 @@ pub fn default_tools(root: &Path) -> Vec<Tool> {
     if crun {
         add(Role::Runner, &["crun"]);
     }
-    add(Role::Runner, &["berth-run", "podman"]);
+    add(Role::Runner, &["berth-run", "ctr-berth-runtime", "podman"]);
     tools
 }
 

@@ -225,7 +225,7 @@ fn run_cells(
             t.program.display()
         );
     }
-    let berth_bin = if involved.iter().any(|t| t.name.starts_with("berth-")) {
+    let berth_bin = if involved.iter().any(|t| t.name.contains("berth-")) {
         Some(cells::build_release(root)?)
     } else {
         None

@@ -293,6 +293,7 @@ impl Report {
             "berth-copy" => "bc".to_owned(),
             "berth-run" => "br".to_owned(),
             "podman" => "pod".to_owned(),
+            "ctr-berth-runtime" => "ctr+brt".to_owned(),
             other => other.chars().take(6).collect(),
         };
         let rows = self.case_names(cases);
@@ -311,7 +312,7 @@ impl Report {
             out.push('\n');
         }
         out += "\ncolumns are builder/copier/runner: bah=buildah bb=berth-build pod=podman sko=skopeo bc=berth-copy \
-                br=berth-run; n-r = not run, unsup = unsupported by the tool\n";
+                br=berth-run ctr+brt=ctr with berth-runtime; n-r = not run, unsup = unsupported by the tool\n";
         out += &self.summary();
         out.push('\n');
         for r in self.cells.iter().filter(|r| r.outcome == Outcome::Fail) {

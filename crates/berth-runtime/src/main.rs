@@ -1,0 +1,446 @@
+//! `berth-runtime`: Berth's sandbox behind runc's command line, so that containerd's `io.containerd.runc.v2` shim
+//! (and `ctr run --runc-binary`) drives it exactly as it drives runc.
+//!
+//! The shim passes `--root DIR --log FILE --log-format json` and calls `create`, `start`, `state`, `kill`,
+//! `delete`, `exec --detach`, `ps --format json`, `pause` and `resume`; `run`, `list` and `spec` complete the
+//! runtime-spec command line. What containerd relies on:
+//!
+//! - the pid file holds the process id's digits only, written to a temporary file and renamed into place;
+//! - `create` and `exec --detach` return with the process alive and re-parented to the shim (the caller is its
+//!   subreaper), its standard streams the ones the shim passed (fds 0–2) unless a console socket gets a terminal;
+//! - errors go to the log file as logrus JSON lines (`level`, `msg`, `time`): containerd shows the last error's
+//!   `msg`; they also go to stderr;
+//! - `kill` of a stopped container says "container not running", of a missing one "does not exist"; `kill --all`
+//!   of a stopped container succeeds; `delete` of a created container kills and deletes it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use berth_sandbox::runtime::{CreateOptions, Runtime, Stdio, wait_exit};
+use clap::{Parser, Subcommand};
+use liboci_cli::{Create, Delete, Exec, GlobalOpts, Kill, List, Pause, Ps, Resume, Run, Spec, Start, State};
+
+/// The OCI runtime command line (runc's), over Berth's sandbox.
+#[derive(Parser, Debug)]
+#[command(name = "berth-runtime", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalOpts,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Create(Create),
+    Start(Start),
+    State(State),
+    Kill(Kill),
+    Delete(Delete),
+    Run(Run),
+    Exec(Exec),
+    Ps(Ps),
+    List(List),
+    Pause(Pause),
+    Resume(Resume),
+    Spec(Spec),
+    /// Not supported: checkpoints need CRIU, which Berth does not drive.
+    Checkpoint(Unsupported),
+    /// Not supported: checkpoints need CRIU, which Berth does not drive.
+    Restore(Unsupported),
+    /// Not supported yet: resource updates of a running container.
+    Update(Unsupported),
+    /// Not supported yet: container events.
+    Events(Unsupported),
+}
+
+/// A command berth-runtime refuses (its arguments are accepted and ignored).
+#[derive(clap::Args, Debug)]
+struct Unsupported {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// runc's default state directory for root; berth-runtime keeps its own beside it.
+const DEFAULT_ROOT: &str = "/run/berth-runtime";
+
+fn main() {
+    let cli = Cli::parse();
+    let log = Log::new(&cli.global);
+    match run(&cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            log.error(&msg);
+            eprintln!("berth-runtime: {msg}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The `--log` file, in logrus's JSON (containerd reads the last `"level":"error"` line's `msg`) or text form.
+struct Log {
+    file: Option<PathBuf>,
+    json: bool,
+}
+
+impl Log {
+    fn new(g: &GlobalOpts) -> Log {
+        Log {
+            file: g.log.clone(),
+            json: g.log_format.as_deref() == Some("json"),
+        }
+    }
+
+    fn error(&self, msg: &str) {
+        let Some(path) = &self.file else { return };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let time = berth_spec::time::rfc3339(now);
+        let line = if self.json {
+            serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+        } else {
+            format!("time=\"{time}\" level=error msg={msg:?}")
+        };
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<i32> {
+    let root = cli.global.root.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+    let runtime = || Runtime::new(&root).map_err(anyhow::Error::from);
+    match &cli.command {
+        Command::Create(c) => {
+            let rt = runtime()?;
+            let pid = create(
+                &rt,
+                &c.container_id,
+                &c.bundle,
+                c.console_socket.clone(),
+                c.no_pivot,
+                c.preserve_fds,
+                cli,
+            )?;
+            if let Some(f) = &c.pid_file {
+                write_pid_file(f, pid)?;
+            }
+            Ok(0)
+        }
+        Command::Start(c) => {
+            runtime()?.start_created(&c.container_id)?;
+            Ok(0)
+        }
+        Command::State(c) => {
+            let rt = runtime()?;
+            exists(&rt, &c.container_id)?;
+            println!("{}", serde_json::to_string_pretty(&rt.state(&c.container_id)?)?);
+            Ok(0)
+        }
+        Command::Kill(c) => {
+            let rt = runtime()?;
+            let status = exists(&rt, &c.container_id)?;
+            let signal = parse_signal(&c.signal)?;
+            if status == "stopped" {
+                if c.all {
+                    return Ok(0);
+                }
+                bail!("container not running");
+            }
+            rt.kill(&c.container_id, signal, c.all)?;
+            Ok(0)
+        }
+        Command::Delete(c) => {
+            let rt = runtime()?;
+            match rt.status(&c.container_id).as_deref() {
+                None if c.force => Ok(0),
+                None => bail!("container {} does not exist", c.container_id),
+                // A created container is killed and deleted; a running one only with --force.
+                Some("running" | "paused") if !c.force => {
+                    bail!(
+                        "cannot delete container {}: it is running (stop it first, or use --force)",
+                        c.container_id
+                    )
+                }
+                Some(_) => {
+                    rt.delete(&c.container_id, true)?;
+                    Ok(0)
+                }
+            }
+        }
+        Command::Run(c) => {
+            let rt = runtime()?;
+            let pid = create(
+                &rt,
+                &c.container_id,
+                &c.bundle,
+                c.console_socket.clone(),
+                c.no_pivot,
+                c.preserve_fds,
+                cli,
+            )?;
+            if let Some(f) = &c.pid_file {
+                write_pid_file(f, pid)?;
+            }
+            if let Err(e) = rt.start_created(&c.container_id) {
+                let _ = rt.delete(&c.container_id, true);
+                return Err(e.into());
+            }
+            if c.detach {
+                return Ok(0);
+            }
+            let code = wait_exit(pid)?;
+            if !c.keep {
+                rt.delete(&c.container_id, true)?;
+            }
+            Ok(code)
+        }
+        Command::Exec(c) => exec(&runtime()?, c),
+        Command::Ps(c) => {
+            let rt = runtime()?;
+            exists(&rt, &c.container_id)?;
+            let pids = container_pids(&rt, &c.container_id)?;
+            if c.format == "json" {
+                println!("{}", serde_json::to_string(&pids)?);
+            } else {
+                println!("PID");
+                for p in pids {
+                    println!("{p}");
+                }
+            }
+            Ok(0)
+        }
+        Command::List(c) => {
+            let all = runtime()?.list();
+            if c.format == "json" {
+                println!("{}", serde_json::to_string(&all)?);
+            } else if c.quiet {
+                for s in &all {
+                    println!("{}", s["id"].as_str().unwrap_or_default());
+                }
+            } else {
+                println!("{:<24} {:<8} {:<10} {:<40}", "ID", "PID", "STATUS", "BUNDLE");
+                for s in &all {
+                    println!(
+                        "{:<24} {:<8} {:<10} {:<40}",
+                        s["id"].as_str().unwrap_or_default(),
+                        s["pid"].as_i64().unwrap_or(0),
+                        s["status"].as_str().unwrap_or_default(),
+                        s["bundle"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::Pause(c) => {
+            runtime()?.pause(&c.container_id)?;
+            Ok(0)
+        }
+        Command::Resume(c) => {
+            runtime()?.resume(&c.container_id)?;
+            Ok(0)
+        }
+        Command::Spec(c) => {
+            let dir = c.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
+            let path = dir.join("config.json");
+            if path.exists() {
+                bail!("{} exists already: remove it first", path.display());
+            }
+            let spec = if c.rootless {
+                oci_spec::runtime::Spec::rootless(
+                    rustix::process::getuid().as_raw(),
+                    rustix::process::getgid().as_raw(),
+                )
+            } else {
+                oci_spec::runtime::Spec::default()
+            };
+            let text = serde_json::to_string_pretty(&spec)?;
+            std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+            Ok(0)
+        }
+        Command::Checkpoint(_) | Command::Restore(_) => {
+            bail!("checkpoint and restore are not supported by berth-runtime (they need CRIU)")
+        }
+        Command::Update(_) => bail!("update is not supported by berth-runtime yet"),
+        Command::Events(_) => bail!("events is not supported by berth-runtime yet"),
+    }
+}
+
+/// Fails with runc's wording when the container does not exist; returns its status.
+fn exists(rt: &Runtime, id: &str) -> Result<String> {
+    rt.status(id).ok_or_else(|| anyhow!("container {id} does not exist"))
+}
+
+fn create(
+    rt: &Runtime,
+    id: &str,
+    bundle: &Path,
+    console_socket: Option<PathBuf>,
+    no_pivot: bool,
+    preserve_fds: i32,
+    cli: &Cli,
+) -> Result<i32> {
+    if rt.status(id).is_some() {
+        bail!("container {id} exists already");
+    }
+    let bundle = std::fs::canonicalize(bundle).with_context(|| format!("bundle {}", bundle.display()))?;
+    Ok(rt.create(
+        id,
+        &bundle,
+        CreateOptions {
+            console_socket,
+            no_pivot,
+            preserve_fds,
+            systemd: cli.global.systemd_cgroup,
+        },
+    )?)
+}
+
+/// `exec`: the process from `--process FILE` (the shim's way) or from the command line, in the running container.
+fn exec(rt: &Runtime, c: &Exec) -> Result<i32> {
+    let status = exists(rt, &c.container_id)?;
+    if status != "running" {
+        bail!("cannot exec in container {}: it is {status}", c.container_id);
+    }
+    let mut process: oci_spec::runtime::Process = match &c.process {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading the process file {}", path.display()))?;
+            serde_json::from_slice(&bytes).with_context(|| format!("parsing the process file {}", path.display()))?
+        }
+        None => {
+            if c.command.is_empty() {
+                bail!("exec needs --process FILE or a command");
+            }
+            let state = rt.state(&c.container_id)?;
+            let bundle = PathBuf::from(state["bundle"].as_str().unwrap_or_default());
+            let spec = oci_spec::runtime::Spec::load(bundle.join("config.json"))
+                .with_context(|| format!("reading {}", bundle.join("config.json").display()))?;
+            let mut p = spec.process().clone().unwrap_or_default();
+            p.set_args(Some(c.command.clone()));
+            p.set_terminal(Some(c.tty));
+            if let Some(cwd) = &c.cwd {
+                p.set_cwd(cwd.clone());
+            }
+            if !c.env.is_empty() {
+                let mut env = p.env().clone().unwrap_or_default();
+                env.extend(c.env.iter().map(|(k, v)| format!("{k}={v}")));
+                p.set_env(Some(env));
+            }
+            p
+        }
+    };
+    if c.no_new_privs {
+        process.set_no_new_privileges(Some(true));
+    }
+    let scratch = std::env::temp_dir();
+    let pid = rt.exec(
+        &c.container_id,
+        &process,
+        &scratch,
+        Stdio {
+            console_socket: c.console_socket.clone(),
+            ..Stdio::default()
+        },
+    )?;
+    if let Some(f) = &c.pid_file {
+        write_pid_file(f, pid)?;
+    }
+    if c.detach {
+        return Ok(0);
+    }
+    Ok(wait_exit(pid)?)
+}
+
+/// The process ids in the container's cgroup (empty when it has stopped).
+fn container_pids(rt: &Runtime, id: &str) -> Result<Vec<i32>> {
+    let state = rt.state(id)?;
+    let Some(pid) = state["pid"].as_i64() else {
+        return Ok(Vec::new());
+    };
+    let cgroups = match std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+        Ok(text) => text,
+        Err(_) => return Ok(Vec::new()),
+    };
+    // cgroup v2 ("0::/path"), else a v1 hierarchy every container joins (pids, else memory, else cpu).
+    let path = cgroups
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("0::")
+                .map(|p| PathBuf::from("/sys/fs/cgroup").join(p.trim_start_matches('/')))
+        })
+        .filter(|p| p.join("cgroup.procs").exists())
+        .or_else(|| {
+            ["pids", "memory", "cpu,cpuacct"].iter().find_map(|ctl| {
+                cgroups.lines().find_map(|l| {
+                    let mut parts = l.splitn(3, ':');
+                    let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
+                    (names == *ctl).then(|| {
+                        PathBuf::from("/sys/fs/cgroup")
+                            .join(ctl)
+                            .join(path.trim_start_matches('/'))
+                    })
+                })
+            })
+        })
+        .ok_or_else(|| anyhow!("cannot find the cgroup of container {id}"))?;
+    let procs = std::fs::read_to_string(path.join("cgroup.procs"))
+        .with_context(|| format!("reading {}", path.join("cgroup.procs").display()))?;
+    Ok(procs.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+/// The pid file: the digits only, written to a temporary file beside it and renamed into place.
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, pid.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing the pid file {}", path.display()))
+}
+
+/// A signal by number or name (`9`, `KILL`, `SIGKILL`).
+fn parse_signal(text: &str) -> Result<i32> {
+    if let Ok(n) = text.parse::<i32>() {
+        return Ok(n);
+    }
+    let name = text.trim_start_matches("SIG").to_ascii_uppercase();
+    let known = [
+        ("HUP", 1),
+        ("INT", 2),
+        ("QUIT", 3),
+        ("ILL", 4),
+        ("TRAP", 5),
+        ("ABRT", 6),
+        ("BUS", 7),
+        ("FPE", 8),
+        ("KILL", 9),
+        ("USR1", 10),
+        ("SEGV", 11),
+        ("USR2", 12),
+        ("PIPE", 13),
+        ("ALRM", 14),
+        ("TERM", 15),
+        ("CHLD", 17),
+        ("CONT", 18),
+        ("STOP", 19),
+        ("TSTP", 20),
+        ("TTIN", 21),
+        ("TTOU", 22),
+        ("WINCH", 28),
+    ];
+    known
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| anyhow!("unknown signal {text:?}: give a number or a name such as SIGTERM"))
+}

@@ -1,0 +1,281 @@
+//! berth-runtime driven as containerd drives runc (a private containerd, `ctr run --runc-binary`), and its
+//! runtime-spec command line on a bundle directly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use berth_spec::layout::Layout;
+use berth_testkit::containerd::Containerd;
+
+const BIN: &str = env!("CARGO_BIN_EXE_berth-runtime");
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A private containerd holding the busybox image as `localhost/bb:latest`.
+fn containerd_with_busybox(dir: &Path) -> Containerd {
+    let layout_dir = dir.join("layout");
+    let layout = Layout::create(&layout_dir).unwrap();
+    berth_testkit::busybox::write_image(&layout, "latest").unwrap();
+    let archive = dir.join("bb.tar");
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&layout_dir)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let containerd = Containerd::start().unwrap();
+    let out = containerd
+        .ctr()
+        .unwrap()
+        .args(["images", "import", "--base-name", "localhost/bb"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    containerd
+}
+
+fn ctr(c: &Containerd, args: &[&str]) -> Output {
+    c.ctr().unwrap().args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn containerd_runs_execs_pauses_and_kills_through_berth_runtime() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = containerd_with_busybox(dir.path());
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "--runc-binary", BIN];
+        all.extend(args);
+        ctr(&c, &all)
+    };
+
+    // Output and exit code pass through.
+    let out = run(&[
+        "--rm",
+        "localhost/bb:latest",
+        "r1",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "out\n");
+
+    // A detached container: exec (with its own exit code), ps, pause/resume, kill, delete.
+    let out = run(&["-d", "localhost/bb:latest", "r2", "sh", "-c", "sleep 600"]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), c.log());
+    let status = || {
+        let ls = text(&ctr(&c, &["task", "ls"]).stdout);
+        ls.lines()
+            .find(|l| l.starts_with("r2 "))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(status(), "RUNNING");
+    let out = ctr(
+        &c,
+        &[
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            "r2",
+            "sh",
+            "-c",
+            "echo from exec; exit 5",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "from exec\n");
+    let ps = text(&ctr(&c, &["task", "ps", "r2"]).stdout);
+    assert!(ps.lines().count() >= 2, "ps lists the container's processes:\n{ps}");
+    assert!(ctr(&c, &["task", "pause", "r2"]).status.success());
+    assert_eq!(status(), "PAUSED");
+    assert!(ctr(&c, &["task", "resume", "r2"]).status.success());
+    assert_eq!(status(), "RUNNING");
+    assert!(ctr(&c, &["task", "kill", "-s", "SIGKILL", "r2"]).status.success());
+    let waited = ctr(&c, &["task", "wait", "r2"]);
+    assert_eq!(text(&waited.stdout).trim(), "", "{}", text(&waited.stderr));
+    assert_eq!(status(), "STOPPED");
+    assert!(ctr(&c, &["task", "delete", "r2"]).status.success());
+    assert!(ctr(&c, &["containers", "delete", "r2"]).status.success());
+
+    // berth-runtime's own error reaches the user through containerd (from the --log file).
+    let out = run(&["--rm", "localhost/bb:latest", "r3", "/no/such/program"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("/no/such/program") && err.contains("container r3"),
+        "{err}"
+    );
+}
+
+/// A bundle: busybox's root filesystem and a config running `args`.
+fn bundle(dir: &Path, args: &[&str]) -> PathBuf {
+    let b = dir.join("bundle");
+    std::fs::create_dir_all(b.join("rootfs")).unwrap();
+    let tar = dir.join("rootfs.tar");
+    std::fs::write(&tar, berth_testkit::busybox::rootfs_tar().unwrap()).unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(b.join("rootfs"))
+            .arg("-xf")
+            .arg(&tar)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = Command::new(BIN).args(["spec", "--bundle"]).arg(&b).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let path = b.join("config.json");
+    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["process"]["args"] = serde_json::json!(args);
+    spec["process"]["terminal"] = false.into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    b
+}
+
+#[test]
+fn the_command_line_follows_the_runtime_spec_lifecycle() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let b = bundle(dir.path(), &["sleep", "600"]);
+    let log = dir.path().join("log.json");
+    // Output through files, not pipes: a created container keeps the streams it inherited open, as under the shim.
+    let n = std::cell::Cell::new(0);
+    let rt = |args: &[&str]| {
+        n.set(n.get() + 1);
+        let (out, err) = (
+            dir.path().join(format!("{}.out", n.get())),
+            dir.path().join(format!("{}.err", n.get())),
+        );
+        let status = Command::new(BIN)
+            .arg("--root")
+            .arg(&root)
+            .arg("--log")
+            .arg(&log)
+            .args(["--log-format", "json"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: std::fs::read(&out).unwrap(),
+            stderr: std::fs::read(&err).unwrap(),
+        }
+    };
+    let state = |id: &str| -> serde_json::Value {
+        let out = rt(&["state", id]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            out.stderr.is_empty(),
+            "state prints nothing on stderr: {}",
+            text(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let pid_file = dir.path().join("init.pid");
+    let b_s = b.to_str().unwrap();
+    let out = rt(&[
+        "create",
+        "--bundle",
+        b_s,
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "c1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pid_text = std::fs::read_to_string(&pid_file).unwrap();
+    assert!(
+        pid_text.bytes().all(|b| b.is_ascii_digit()),
+        "digits only: {pid_text:?}"
+    );
+    let s = state("c1");
+    assert_eq!(s["status"], "created");
+    assert_eq!(s["id"], "c1");
+    assert_eq!(s["pid"].as_i64().unwrap().to_string(), pid_text);
+    assert_eq!(
+        Path::new(s["bundle"].as_str().unwrap()),
+        std::fs::canonicalize(&b).unwrap()
+    );
+    assert!(s["ociVersion"].is_string());
+
+    assert!(rt(&["start", "c1"]).status.success());
+    assert_eq!(state("c1")["status"], "running");
+    let list = rt(&["list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list[0]["id"], "c1");
+    let ps = rt(&["ps", "--format", "json", "c1"]);
+    let pids: Vec<i64> = serde_json::from_slice(&ps.stdout).unwrap();
+    assert!(pids.contains(&pid_text.parse().unwrap()), "{pids:?}");
+    assert!(ps.stderr.is_empty());
+
+    assert!(rt(&["kill", "c1", "KILL"]).status.success());
+    for _ in 0..100 {
+        if state("c1")["status"] == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(state("c1")["status"], "stopped");
+    // A stopped container: kill says so, kill --all succeeds, delete removes it.
+    let out = rt(&["kill", "c1", "TERM"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("container not running"),
+        "{}",
+        text(&out.stderr)
+    );
+    let last = std::fs::read_to_string(&log).unwrap();
+    let line: serde_json::Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert_eq!(line["msg"], "container not running");
+    assert!(line["time"].is_string());
+    assert!(rt(&["kill", "--all", "c1", "KILL"]).status.success());
+    assert!(rt(&["delete", "c1"]).status.success());
+    let out = rt(&["state", "c1"]);
+    assert!(text(&out.stderr).contains("does not exist"), "{}", text(&out.stderr));
+    let out = rt(&["kill", "c1", "KILL"]);
+    assert!(text(&out.stderr).contains("does not exist"), "{}", text(&out.stderr));
+
+    // `delete` of a created container kills and deletes it.
+    assert!(rt(&["create", "--bundle", b_s, "c2"]).status.success());
+    assert_eq!(state("c2")["status"], "created");
+    assert!(rt(&["delete", "c2"]).status.success());
+    assert!(text(&rt(&["state", "c2"]).stderr).contains("does not exist"));
+
+    // `run` waits and gives the program's exit code; checkpoints are refused plainly.
+    let b2 = bundle(&dir.path().join("two"), &["sh", "-c", "exit 3"]);
+    assert_eq!(
+        rt(&["run", "--bundle", b2.to_str().unwrap(), "c3"]).status.code(),
+        Some(3)
+    );
+    assert!(
+        text(&rt(&["state", "c3"]).stderr).contains("does not exist"),
+        "run removes the container"
+    );
+    let out = rt(&["checkpoint", "c3"]);
+    assert!(text(&out.stderr).contains("not supported"), "{}", text(&out.stderr));
+}
