@@ -226,7 +226,7 @@ pub fn require_tools() -> Result<()> {
 
 /// Builds the Berth tools in release mode and returns the directory of the binaries (for the Berth adapters).
 pub fn build_release(root: &Path) -> Result<PathBuf> {
-    println!("==> cargo build --release -p berth-build -p berth-copy -p berth-run");
+    println!("==> cargo build --release -p berth-build -p berth-copy -p berth-run -p berth-runtime");
     let status = Command::new(crate::cargo())
         .args([
             "build",
@@ -237,6 +237,8 @@ pub fn build_release(root: &Path) -> Result<PathBuf> {
             "berth-copy",
             "-p",
             "berth-run",
+            "-p",
+            "berth-runtime",
         ])
         .current_dir(root)
         .status()
