@@ -114,6 +114,20 @@ fn containerd_runs_execs_pauses_and_kills_through_berth_runtime() {
     assert!(ctr(&c, &["task", "delete", "r2"]).status.success());
     assert!(ctr(&c, &["containers", "delete", "r2"]).status.success());
 
+    // A terminal: the shim's console socket gets the pty (ctr run -t, under script(1) for a terminal of its own).
+    let line = format!(
+        "ctr --address {} run -t --runc-binary {BIN} --rm localhost/bb:latest r4 sh -c 'tty; echo in-tty; exit 4'",
+        c.socket().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let seen = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{seen}\n{}", text(&out.stderr));
+    assert!(seen.contains("/dev/pts/") && seen.contains("in-tty"), "{seen}");
+
     // berth-runtime's own error reaches the user through containerd (from the --log file).
     let out = run(&["--rm", "localhost/bb:latest", "r3", "/no/such/program"]);
     assert!(!out.status.success());
