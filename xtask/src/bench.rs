@@ -43,6 +43,12 @@ const BENCHES: &[Bench] = &[
         run: run_bench,
     },
     Bench {
+        name: "runtime",
+        about: "berth-runtime vs runc: create+start+delete of /bin/true, and ctr run --rm with each, with an \
+                unshare+chroot floor",
+        run: runtime_bench,
+    },
+    Bench {
         name: "build",
         about: "berth-build vs buildah bud --layers: COPY-heavy, RUN-heavy multi-stage, no-op and one-file rebuilds",
         run: build_bench,
@@ -73,6 +79,14 @@ fn run_bench(options: &Options) -> anyhow::Result<()> {
         "bench run: --only applies to the copy benchmark"
     );
     crate::bench_run::run(options.json)
+}
+
+fn runtime_bench(options: &Options) -> anyhow::Result<()> {
+    ensure!(
+        options.only.is_none(),
+        "bench runtime: --only applies to the copy benchmark"
+    );
+    crate::bench_runtime::run(options.json)
 }
 
 fn build_bench(options: &Options) -> anyhow::Result<()> {

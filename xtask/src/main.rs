@@ -14,6 +14,7 @@ mod bench_build;
 mod bench_copy;
 mod bench_layer;
 mod bench_run;
+mod bench_runtime;
 mod ci;
 mod conformance;
 mod demo;
