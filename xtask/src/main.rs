@@ -32,7 +32,7 @@ commands:
   demo                run Berth's main job on a bundled example
   ci [--no-install]   install the Debian packages the tests use (unless --no-install), then
                       cargo fmt --check, cargo clippy -D warnings and the whole test suite
-  bench [NAME]        side-by-side benchmarks; NAME is one of: floors (default), copy, run, layer, build
+  bench [NAME]        side-by-side benchmarks; NAME is one of: floors (default), copy, run, runtime, layer, build
                       options: --json (JSON on stdout, table on stderr), --mib N (input size)
   conformance         the interop matrix (builder x copier x runner over conformance/cases);
                       options: --only KEY=VALUE[,…] (keys: builder, copier, runner, case), --keep
