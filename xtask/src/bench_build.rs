@@ -69,16 +69,6 @@ fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
-fn build_berth_build(root: &Path) -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "berth-build"])
-        .current_dir(root)
-        .status()?;
-    ensure!(status.success(), "building berth-build failed");
-    Ok(crate::fuzz::target_dir(root)?.join("release/berth-build"))
-}
-
 pub fn run(json: bool) -> Result<()> {
     ensure!(
         rustix::process::geteuid().is_root(),
@@ -94,7 +84,7 @@ pub fn run(json: bool) -> Result<()> {
     let bench = root.join("target/bench");
     std::fs::create_dir_all(&bench)?;
     let minbase = crate::bench_layer::ensure_rootfs(&bench)?;
-    let tool = build_berth_build(&root)?;
+    let tool = crate::cargo_build(&root, true, &["berth-build"])?.join("berth-build");
     // Lowercase paths: buildah names images pulled from a layout after the layout's path.
     let work = PathBuf::from(format!("/tmp/berth-bench-build-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
@@ -231,34 +221,23 @@ fn run_in(json: bool, tool: &Path, minbase: &Path, bench: &Path, work: &Path) ->
     let changed = copy_ctx.join("data/small/d00/f000");
     let original = std::fs::read(&changed)?;
     // Each run changes the file again (new bytes), so every run of each tool misses its cache at that step.
-    let mut version = 0;
-    let mut change = || -> Result<()> {
-        version += 1;
-        std::fs::write(&changed, format!("one small file changed, version {version}\n"))?;
-        Ok(())
+    let version = std::cell::Cell::new(0);
+    let change = || -> Result<()> {
+        version.set(version.get() + 1);
+        std::fs::write(&changed, format!("one small file changed, version {}\n", version.get()))?;
+        settle()
     };
-    let d = (|| -> Result<Vec<Duration>> {
-        let mut times = [Vec::new(), Vec::new()];
-        for round in 0..3 {
+    let (mut berth_d, mut buildah_d) = (
+        || -> Result<Duration> {
             change()?;
-            for k in 0..2 {
-                settle()?;
-                let which = (round + k) % 2;
-                times[which].push(if which == 0 {
-                    sh(berth("copy-cache").args(["build", "-q", "-t", "copy:3"]).arg(ctx))?
-                } else {
-                    bud(&["-t", "copy:3"])?
-                });
-            }
-        }
-        Ok(times
-            .into_iter()
-            .map(|mut t| {
-                t.sort();
-                t[t.len() / 2]
-            })
-            .collect())
-    })();
+            sh(berth("copy-cache").args(["build", "-q", "-t", "copy:3"]).arg(ctx))
+        },
+        || -> Result<Duration> {
+            change()?;
+            bud(&["-t", "copy:3"])
+        },
+    );
+    let d = median_each(&mut [&mut berth_d, &mut buildah_d], 3);
     std::fs::write(&changed, original)?;
     let d = d?;
 

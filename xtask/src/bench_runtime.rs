@@ -78,13 +78,7 @@ pub fn run(json: bool) -> Result<()> {
         );
     }
     let root = workspace_root();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "berth-runtime"])
-        .current_dir(&root)
-        .status()?;
-    ensure!(status.success(), "building berth-runtime failed");
-    let berth = crate::fuzz::target_dir(&root)?.join("release/berth-runtime");
+    let berth = crate::cargo_build(&root, true, &["berth-runtime"])?.join("berth-runtime");
     let runc = PathBuf::from("runc");
     let work = tempfile::Builder::new()
         .prefix("berth-bench-runtime-")

@@ -193,27 +193,7 @@ fn build_tools(root: &Path) -> Result<PathBuf> {
          or `sudo apt-get install {}`",
         missing.join(" ")
     );
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "berth-build",
-            "-p",
-            "berth-copy",
-            "-p",
-            "berth-run",
-        ])
-        .current_dir(root)
-        .status()
-        .context("running cargo build")?;
-    anyhow::ensure!(
-        status.success(),
-        "building berth-build, berth-copy and berth-run failed"
-    );
-    // Where cargo put them (CARGO_TARGET_DIR or the configured target directory when set).
-    Ok(crate::fuzz::target_dir(root)?.join("debug"))
+    crate::cargo_build(root, false, &["berth-build", "berth-copy", "berth-run"])
 }
 
 fn step(text: &str) {

@@ -86,6 +86,22 @@ fn cargo() -> std::ffi::OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
+/// Builds `packages` (`release` or debug, quietly) and returns the directory of their binaries, where cargo put
+/// them (`CARGO_TARGET_DIR` or a configured target directory included).
+fn cargo_build(root: &std::path::Path, release: bool, packages: &[&str]) -> anyhow::Result<std::path::PathBuf> {
+    let mut cmd = std::process::Command::new(cargo());
+    cmd.args(["build", "--quiet"]).current_dir(root);
+    if release {
+        cmd.arg("--release");
+    }
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    let status = anyhow::Context::context(cmd.status(), "cannot run cargo")?;
+    anyhow::ensure!(status.success(), "building {} failed ({status})", packages.join(", "));
+    Ok(fuzz::target_dir(root)?.join(if release { "release" } else { "debug" }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

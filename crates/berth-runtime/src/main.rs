@@ -116,18 +116,8 @@ fn run(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Command::Create(c) => {
             let rt = runtime()?;
-            let pid = create(
-                &rt,
-                &c.container_id,
-                &c.bundle,
-                c.console_socket.clone(),
-                c.no_pivot,
-                c.preserve_fds,
-                cli,
-            )?;
-            if let Some(f) = &c.pid_file {
-                write_pid_file(f, pid)?;
-            }
+            let opts = (&c.bundle, c.console_socket.clone(), c.no_pivot, c.preserve_fds);
+            create(&rt, &c.container_id, opts, c.pid_file.as_deref(), cli)?;
             Ok(0)
         }
         Command::Start(c) => {
@@ -173,18 +163,8 @@ fn run(cli: &Cli) -> Result<i32> {
         }
         Command::Run(c) => {
             let rt = runtime()?;
-            let pid = create(
-                &rt,
-                &c.container_id,
-                &c.bundle,
-                c.console_socket.clone(),
-                c.no_pivot,
-                c.preserve_fds,
-                cli,
-            )?;
-            if let Some(f) = &c.pid_file {
-                write_pid_file(f, pid)?;
-            }
+            let opts = (&c.bundle, c.console_socket.clone(), c.no_pivot, c.preserve_fds);
+            let pid = create(&rt, &c.container_id, opts, c.pid_file.as_deref(), cli)?;
             if let Err(e) = rt.start_created(&c.container_id) {
                 let _ = rt.delete(&c.container_id, true);
                 return Err(e.into());
@@ -274,20 +254,20 @@ fn exists(rt: &Runtime, id: &str) -> Result<String> {
     rt.status(id).ok_or_else(|| anyhow!("container {id} does not exist"))
 }
 
+/// `create`, and the first half of `run`: the flags they share are (bundle, console socket, no-pivot, preserved
+/// fds). Writes the pid file when one is asked for; returns the pid.
 fn create(
     rt: &Runtime,
     id: &str,
-    bundle: &Path,
-    console_socket: Option<PathBuf>,
-    no_pivot: bool,
-    preserve_fds: i32,
+    (bundle, console_socket, no_pivot, preserve_fds): (&PathBuf, Option<PathBuf>, bool, i32),
+    pid_file: Option<&Path>,
     cli: &Cli,
 ) -> Result<i32> {
     if rt.status(id).is_some() {
         bail!("container {id} exists already");
     }
     let bundle = std::fs::canonicalize(bundle).with_context(|| format!("bundle {}", bundle.display()))?;
-    Ok(rt.create(
+    let pid = rt.create(
         id,
         &bundle,
         CreateOptions {
@@ -296,7 +276,11 @@ fn create(
             preserve_fds,
             systemd: cli.global.systemd_cgroup,
         },
-    )?)
+    )?;
+    if let Some(f) = pid_file {
+        write_pid_file(f, pid)?;
+    }
+    Ok(pid)
 }
 
 /// `exec`: the process from `--process FILE` (the shim's way) or from the command line, in the running container.

@@ -227,26 +227,7 @@ pub fn require_tools() -> Result<()> {
 /// Builds the Berth tools in release mode and returns the directory of the binaries (for the Berth adapters).
 pub fn build_release(root: &Path) -> Result<PathBuf> {
     println!("==> cargo build --release -p berth-build -p berth-copy -p berth-run -p berth-runtime");
-    let status = Command::new(crate::cargo())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "berth-build",
-            "-p",
-            "berth-copy",
-            "-p",
-            "berth-run",
-            "-p",
-            "berth-runtime",
-        ])
-        .current_dir(root)
-        .status()
-        .context("cannot run cargo")?;
-    if !status.success() {
-        bail!("cargo build --release of the Berth tools failed ({status})");
-    }
-    Ok(crate::fuzz::target_dir(root)?.join("release"))
+    crate::cargo_build(root, true, &["berth-build", "berth-copy", "berth-run", "berth-runtime"])
 }
 
 /// What the stages share.
