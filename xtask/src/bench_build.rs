@@ -7,8 +7,9 @@
 //! - (c) the COPY build again with nothing changed (warm caches);
 //! - (d) the COPY build again with one small file of the 300 MB context changed.
 //!
-//! Floors: for (a) `tar c` of the tree piped to `igzip -3` (berth-build's compressor), for (c) `find` stat-ing
-//! every file of the context. The peak resident memory of berth-build during (a) is reported too.
+//! Floors: for (a) `tar c` of the tree piped to `igzip -3` (berth-build's compressor) into a new file each run,
+//! kept until the bench ends as a store keeps its blobs (overwriting one file would reuse the page-cache pages the
+//! last run freed, which a build writing a new blob cannot), for (c) `find` stat-ing every file of the context. The peak resident memory of berth-build during (a) is reported too.
 //!
 //! Both tools get their own private storage, each with the base image unpacked before the timed runs (buildah
 //! pulled it; berth-build ran a step on it); berth-build runs as a release build. (a), (c) and (d) are the median of
@@ -172,7 +173,9 @@ fn run_in(json: bool, tool: &Path, minbase: &Path, bench: &Path, work: &Path) ->
     let stat_cache = work.join("copy-cache/context-stat.json");
     let mut peak = 0u64;
     let mut n = 0;
-    let floor_out = work.join("floor.tar.gz");
+    let floor_dir = work.join("floor");
+    std::fs::create_dir_all(&floor_dir)?;
+    let mut floor_n = 0;
     let (mut berth_a, mut buildah_a, mut floor_a) = (
         || -> Result<Duration> {
             settle()?;
@@ -194,14 +197,15 @@ fn run_in(json: bool, tool: &Path, minbase: &Path, bench: &Path, work: &Path) ->
         },
         || -> Result<Duration> {
             settle()?;
+            floor_n += 1;
             sh(Command::new("sh").arg("-c").arg(format!(
-                "tar -C '{ctx}' -c data | igzip -3 -c > '{}'",
-                floor_out.display()
+                "tar -C '{ctx}' -c data | igzip -3 -c > '{}/{floor_n}.tar.gz'",
+                floor_dir.display()
             )))
         },
     );
     let a = median_each(&mut [&mut berth_a, &mut buildah_a, &mut floor_a], 3)?;
-    let _ = std::fs::remove_file(&floor_out);
+    let _ = std::fs::remove_dir_all(&floor_dir);
     let (mut berth_c, mut buildah_c, mut floor_c) = (
         || -> Result<Duration> {
             settle()?;

@@ -167,11 +167,13 @@ impl ImageState {
         self.layer_dirs = None;
     }
 
-    /// Adds a layer made by this build.
-    pub fn push_layer(&mut self, layer: Layer, dir: PathBuf) {
+    /// Adds a layer made by this build, with its directory in the layer cache when it has one there (else the
+    /// next mount extracts it from the blob).
+    pub fn push_layer(&mut self, layer: Layer, dir: Option<PathBuf>) {
         self.layers.push(layer);
-        if let Some(dirs) = &mut self.layer_dirs {
-            dirs.push(dir);
+        match (dir, &mut self.layer_dirs) {
+            (Some(dir), Some(dirs)) => dirs.push(dir),
+            _ => self.layer_dirs = None,
         }
     }
 

@@ -36,3 +36,4 @@ pub mod compress;
 pub mod create;
 pub mod tar_walk;
 pub mod whiteout;
+pub mod writer_thread;

@@ -89,6 +89,12 @@ pub trait CopyRules {
     fn specials(&self) -> bool {
         true
     }
+    /// Whether a regular file's data is left out of the copy, which then is an empty file (with the owner, mode and
+    /// times it would have had) whose content the caller takes from `src` later. Given the open source, the new
+    /// copy and the source's stat.
+    fn defer_data(&self, _src: BorrowedFd<'_>, _copy: BorrowedFd<'_>, _st: &Stat) -> bool {
+        false
+    }
 }
 
 /// The default [`CopyRules`]: everything, as it is.
@@ -395,9 +401,11 @@ impl<'r> Copier<'r> {
         )
         .at("create", self.err(rel))?;
         let size = u64::try_from(st.st_size).unwrap_or(0);
-        let (reflink, copy_range) = (&mut self.reflink, &mut self.copy_range);
-        self.stats.bytes +=
-            fsops::copy_data(&from, &to, size, reflink, copy_range).at("copy data to", self.err(rel))?;
+        if !self.rules.defer_data(from.as_fd(), to.as_fd(), st) {
+            let (reflink, copy_range) = (&mut self.reflink, &mut self.copy_range);
+            self.stats.bytes +=
+                fsops::copy_data(&from, &to, size, reflink, copy_range).at("copy data to", self.err(rel))?;
+        }
         self.stats.files += 1;
         self.metadata_fd(from.as_fd(), to.as_fd(), st, rel)?;
         if let Some(id) = id {

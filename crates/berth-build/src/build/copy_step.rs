@@ -150,6 +150,7 @@ impl Builder<'_> {
             heredocs: heredocs.clone(),
             parents,
             extract_archives: keyword == Keyword::Add,
+            defer: None,
         };
         let step_err = |e: BuildError| BuildError::Step {
             file: file.clone(),
@@ -172,6 +173,12 @@ impl Builder<'_> {
             };
             Some(make_key(&input))
         };
+        // The stage's last step that mounts its root, copying from the context: no later step reads the copied
+        // files, so their data is not written into the step's root; the layer reads it from the context.
+        // (ADD is left out: the archives it extracts write their data into the step's root.)
+        let defer = ctx.last_mount && source_state.is_none() && keyword == Keyword::Copy;
+        self.upper_in_memory = defer;
+        let deferred = std::sync::Mutex::new(Vec::new());
         let body = |b: &mut Self, _: &ImageState, root: &StepRoot| -> Result<(), BuildError> {
             let ids = match &chown {
                 None => None,
@@ -228,10 +235,14 @@ impl Builder<'_> {
                 heredocs: heredocs.clone(),
                 extract_archives: keyword == Keyword::Add && !urls,
                 parents,
+                defer: defer.then_some(&deferred),
             };
             let scratch = root.dir().join("scratch");
             crate::steps::copy::copy(&req, &root.rootfs(), &scratch)?;
             drop(from_mount);
+            for d in std::mem::take(&mut *deferred.lock().expect("not poisoned")) {
+                root.defer(&d.copy, d.ino, d.source)?;
+            }
             Ok(())
         };
         if speculative {

@@ -138,6 +138,8 @@ struct Builder<'a> {
     done: HashMap<usize, ImageState>,
     step: usize,
     steps: usize,
+    /// The next layer step's upper directory goes in memory (see [`StepRoot::mount_with`]).
+    upper_in_memory: bool,
 }
 
 /// Builds the image and writes it (unnamed) into the store. The caller names it.
@@ -181,6 +183,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         done: HashMap::new(),
         step: 0,
         steps,
+        upper_in_memory: false,
     };
     b.global_args()?;
     for i in needed {
@@ -375,6 +378,7 @@ impl Builder<'_> {
             args: Args::default(),
             pending_workdir: Vec::new(),
             cmd_set: false,
+            last_mount: false,
         };
         // ONBUILD triggers of the base run first, then are dropped from the new image.
         let triggers: Vec<String> = state
@@ -394,9 +398,19 @@ impl Builder<'_> {
                 }
             }
         }
-        for inst in &stage.instructions {
+        // After the last instruction that mounts the stage's root, no step of this stage reads the files a step
+        // writes: a COPY there may write its layer straight from its sources.
+        let last_mount = stage.instructions.iter().rposition(|i| {
+            matches!(
+                i.keyword,
+                Keyword::Run | Keyword::Copy | Keyword::Add | Keyword::Workdir
+            )
+        });
+        for (n, inst) in stage.instructions.iter().enumerate() {
+            ctx.last_mount = Some(n) == last_mount && !self.opts.squash;
             self.instruction(&mut state, &mut ctx, inst, index)?;
         }
+        ctx.last_mount = false;
         if !ctx.pending_workdir.is_empty() {
             let key = crate::stepcache::next_key(&state.key, &["WORKDIR (created)"]);
             self.layer_step(
@@ -627,6 +641,7 @@ impl Builder<'_> {
             StepKey::Known(k) => (k, None),
             StepKey::Later(k) => (None, Some(k)),
         };
+        let in_memory = std::mem::take(&mut self.upper_in_memory);
         if let Some(k) = &key
             && !self.opts.no_cache
             && let Some(layer) = self.step_cache.get(k)
@@ -655,23 +670,24 @@ impl Builder<'_> {
             .join("steps")
             .join(format!("{}-{n}", std::process::id()));
         let started = std::time::Instant::now();
-        let root = StepRoot::mount(state, &self.cache, &dir)?;
-        tracing::debug!(elapsed = ?started.elapsed(), "step root mounted");
+        let root = StepRoot::mount_with(state, &self.cache, &dir, in_memory)?;
+        tracing::debug!(elapsed = ?started.elapsed(), in_memory, "step root mounted");
         for (dir, user) in std::mem::take(&mut ctx.pending_workdir) {
             make_workdir(&dir, &user, &root.rootfs())?;
         }
         f(self, state, &root)?;
         tracing::debug!(elapsed = ?started.elapsed(), "step done");
-        let key = match later {
-            Some(k) => Some(k()?),
-            None => key,
-        };
         if created_by == WORKDIR_ONLY && root.unchanged() {
             // The working directory was there already: no layer.
             return Ok(());
         }
         let (layer, layer_dir) = root.commit(&self.store, &self.cache, &self.create)?;
         tracing::debug!(elapsed = ?started.elapsed(), "layer committed");
+        // A key computed meanwhile (the step's inputs hashed while it ran) is needed only now, to record the step.
+        let key = match later {
+            Some(k) => Some(k()?),
+            None => key,
+        };
         if let Some(k) = &key {
             if let Err(e) = self.step_cache.put(k, &layer) {
                 tracing::warn!("the step is not cached: {}", berth_spec::error_chain(&e));
@@ -700,6 +716,8 @@ struct StageCtx {
     /// WORKDIRs to create in the next step that writes a layer: (directory, user at the time).
     pending_workdir: Vec<(String, String)>,
     cmd_set: bool,
+    /// The instruction being run is the stage's last that mounts its root filesystem.
+    last_mount: bool,
 }
 
 #[cfg(test)]

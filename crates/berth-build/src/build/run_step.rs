@@ -133,6 +133,7 @@ impl Builder<'_> {
                             heredocs: Vec::new(),
                             parents: false,
                             extract_archives: false,
+                            defer: None,
                         };
                         crate::steps::copy::content_digest(&req, &mut self.stat_cache)
                             .map(|d| d.to_string())

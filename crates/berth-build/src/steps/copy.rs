@@ -7,7 +7,7 @@
 //! their owners); `--chmod` sets the mode of everything copied. Sources are resolved inside their root (a symlink
 //! or `..` never leads out of the context), and symlinks inside a copied directory are copied as symlinks.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -59,6 +59,20 @@ pub struct CopyRequest<'a> {
     /// `ADD`: local tar archives (plain, gzip or zstd, recognised by their content) are extracted into the
     /// destination directory instead of copied.
     pub extract_archives: bool,
+    /// When given, regular files from the build context are copied as empty placeholders and listed here: their
+    /// content is read from the context when the layer is written (see [`Deferred`]).
+    pub defer: Option<&'a std::sync::Mutex<Vec<Deferred>>>,
+}
+
+/// A file copied as an empty placeholder.
+#[derive(Debug, Clone)]
+pub struct Deferred {
+    /// The placeholder, by its path under the step's root filesystem as mounted.
+    pub copy: PathBuf,
+    /// The placeholder's inode number as the mount shows it.
+    pub ino: u64,
+    /// The file it stands for.
+    pub source: berth_layer::create::Elsewhere,
 }
 
 /// Why a COPY cannot be done.
@@ -440,6 +454,35 @@ impl tree_copy::CopyRules for Rules<'_, '_> {
 
     fn specials(&self) -> bool {
         false
+    }
+
+    fn defer_data(&self, src: BorrowedFd<'_>, copy: BorrowedFd<'_>, _st: &rustix::fs::Stat) -> bool {
+        let (Some(list), SourceRoot::Context { .. }) = (self.req.defer, self.req.from) else {
+            return false;
+        };
+        let path = |fd: BorrowedFd<'_>| {
+            std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                .ok()
+                .filter(|p| p.is_absolute())
+        };
+        let (Some(source), Some(copy_path), Ok(s), Ok(c)) =
+            (path(src), path(copy), rustix::fs::fstat(src), rustix::fs::fstat(copy))
+        else {
+            return false;
+        };
+        list.lock().expect("not poisoned").push(Deferred {
+            copy: copy_path,
+            ino: c.st_ino,
+            source: berth_layer::create::Elsewhere {
+                path: source,
+                dev: s.st_dev,
+                ino: s.st_ino,
+                size: u64::try_from(s.st_size).unwrap_or(0),
+                mtime: s.st_mtime,
+                mtime_nsec: s.st_mtime_nsec as i64,
+            },
+        });
+        true
     }
 }
 

@@ -193,3 +193,80 @@ fn reproducible_images_across_directories_and_times() {
     let third = two.store.resolve(Some("repro:2")).unwrap().digest().to_string();
     assert_eq!(first, third, "only the file times changed: the same image");
 }
+
+/// A stage's last COPY writes its layer straight from the context (its files are never written into the step's
+/// root): the layer must be byte for byte the one the ordinary path writes, later stages and later builds that
+/// mount it must see its files, and a context file changed under it must fail the build, not go in half-read.
+#[test]
+fn a_last_copy_writes_the_same_layer_straight_from_the_context() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let big: String = (0..200_000).map(|i| format!("{i}\n")).collect();
+    env.file("tree/big.txt", &big).file("tree/sub/small", "small\n");
+    std::fs::hard_link(env.path("ctx/tree/big.txt"), env.path("ctx/tree/sub/big-link")).unwrap();
+    std::os::unix::fs::symlink("../big.txt", env.path("ctx/tree/sub/sym")).unwrap();
+    let layers = |name: &str| -> Vec<String> {
+        let (m, _) = env.image(name);
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let ts = ["--timestamp", "1700000000"];
+
+    // The COPY is the last step: written from the context (the debug log says so).
+    env.file("Containerfile", "FROM busybox:1\nCOPY tree /tree\n");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth-build"))
+        .args(["build", "--timestamp", "1700000000", "-t", "last:1"])
+        .arg(env.path("ctx"))
+        .env("BERTH_STORE", env.store.root())
+        .env("BERTH_BUILD_CACHE", env.path("cache"))
+        .env("RUST_LOG", "berth_build=debug")
+        .output()
+        .unwrap();
+    let r = crate::ran(out);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("layer blob written from the copy's sources"),
+        "{}",
+        r.stderr
+    );
+    // The same COPY followed by a RUN (so written through the step's root, as every other step): same layer bytes.
+    env.build_ok(
+        "FROM busybox:1\nCOPY tree /tree\nRUN cat /tree/sub/sym > /via-run\n",
+        &[&ts[..], &["--no-cache", "-t", "through:1"]].concat(),
+    );
+    let (last, through) = (layers("last:1"), layers("through:1"));
+    assert_eq!(last.len() + 1, through.len());
+    assert_eq!(last[..], through[..last.len()], "the COPY layer is the same either way");
+    let rootfs = env.unpack("last:1", "last");
+    assert_eq!(std::fs::read_to_string(rootfs.join("tree/big.txt")).unwrap(), big);
+    assert_eq!(std::fs::read_to_string(rootfs.join("tree/sub/sym")).unwrap(), big);
+    let (a, b) = (
+        std::fs::metadata(rootfs.join("tree/big.txt")).unwrap(),
+        std::fs::metadata(rootfs.join("tree/sub/big-link")).unwrap(),
+    );
+    assert_eq!(a.ino(), b.ino(), "the hardlink stays one file");
+
+    // A later build that hits the cached COPY and runs a step on it mounts the layer (extracted from its blob).
+    env.build_ok(
+        "FROM busybox:1\nCOPY tree /tree\nRUN wc -c < /tree/sub/big-link > /size\n",
+        &[&ts[..], &["-t", "later:1"]].concat(),
+    );
+    let rootfs = env.unpack("later:1", "later");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("size")).unwrap().trim(),
+        big.len().to_string()
+    );
+
+    // Another stage copies from a stage whose last step was such a COPY.
+    env.build_ok(
+        "FROM busybox:1 AS a\nCOPY tree /tree\nFROM busybox:1\nCOPY --from=a /tree/sub /from-a\n",
+        &["--no-cache", "-t", "stages:1"],
+    );
+    let rootfs = env.unpack("stages:1", "stages");
+    assert_eq!(std::fs::read_to_string(rootfs.join("from-a/big-link")).unwrap(), big);
+    assert_eq!(std::fs::read_to_string(rootfs.join("from-a/small")).unwrap(), "small\n");
+}

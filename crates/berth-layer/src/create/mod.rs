@@ -134,9 +134,17 @@ pub enum CreateError {
 
 /// Where entries come from.
 enum Source<'a> {
-    Whole { root: &'a Path },
-    Diff { lower: &'a Path, upper: &'a Path },
-    Overlay { upper: &'a Path },
+    Whole {
+        root: &'a Path,
+    },
+    Diff {
+        lower: &'a Path,
+        upper: &'a Path,
+    },
+    Overlay {
+        upper: &'a Path,
+        elsewhere: Option<&'a ContentElsewhere>,
+    },
 }
 
 /// Creates a layer holding every entry below `root` (not `root` itself).
@@ -164,7 +172,77 @@ pub fn create_from_overlay_upper(
     out: impl Write,
     opts: &CreateOptions,
 ) -> Result<LayerDigests, CreateError> {
-    create(Source::Overlay { upper }, out, opts)
+    create(Source::Overlay { upper, elsewhere: None }, out, opts)
+}
+
+/// [`create_from_overlay_upper`] for an upper directory whose regular files listed in `elsewhere` are empty
+/// placeholders: their content is read from the files they were copied from (which must not have changed since:
+/// same inode, size and mtime, else [`CreateError::ChangedWhileReading`]). A copy into an overlay can so become a
+/// layer without its data being written twice.
+pub fn create_from_overlay_upper_elsewhere(
+    upper: &Path,
+    elsewhere: &ContentElsewhere,
+    out: impl Write,
+    opts: &CreateOptions,
+) -> Result<LayerDigests, CreateError> {
+    create(
+        Source::Overlay {
+            upper,
+            elsewhere: Some(elsewhere),
+        },
+        out,
+        opts,
+    )
+}
+
+/// Placeholder files of an overlay upper directory (by device and inode, as the upper directory shows them) and
+/// the files holding their content.
+#[derive(Debug, Clone, Default)]
+pub struct ContentElsewhere {
+    files: std::collections::HashMap<(u64, u64), Elsewhere>,
+}
+
+/// Where a placeholder's content is: a file, and what it was when it was copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Elsewhere {
+    /// The file's path.
+    pub path: PathBuf,
+    /// Its device when it was copied.
+    pub dev: u64,
+    /// Its inode when it was copied.
+    pub ino: u64,
+    /// Its size when it was copied.
+    pub size: u64,
+    /// Its mtime (seconds) when it was copied.
+    pub mtime: i64,
+    /// Its mtime's nanoseconds when it was copied.
+    pub mtime_nsec: i64,
+}
+
+impl ContentElsewhere {
+    /// Records that the empty file at `placeholder` stands for `source`.
+    pub fn insert(&mut self, placeholder: &Path, source: Elsewhere) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(placeholder)?;
+        if !meta.is_file() || meta.len() != 0 {
+            return Err(io::Error::other(format!(
+                "{} is not an empty placeholder file",
+                placeholder.display()
+            )));
+        }
+        self.files.insert((meta.dev(), meta.ino()), source);
+        Ok(())
+    }
+
+    /// How many placeholders there are.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
 }
 
 /// Writes the uncompressed tar stream of every entry below `root` (what [`create_from_dir`] compresses).
@@ -208,7 +286,7 @@ fn write_tar<W: Write>(source: &Source<'_>, out: W, opts: &CreateOptions) -> Res
     let (lower, upper, children) = match *source {
         Source::Whole { root } => (root, root, Children::Whole),
         Source::Diff { lower, upper } => (lower, upper, Children::Diff),
-        Source::Overlay { upper } => (upper, upper, Children::Overlay),
+        Source::Overlay { upper, .. } => (upper, upper, Children::Overlay),
     };
     // The roots are the caller's choice and may go through symlinks; nothing below them is followed.
     let (lower, upper) = (&canonical(lower)?, &canonical(upper)?);
@@ -216,7 +294,15 @@ fn write_tar<W: Write>(source: &Source<'_>, out: W, opts: &CreateOptions) -> Res
     if children == Children::Diff {
         read_dir_node(lower)?;
     }
-    let mut tar = TarWriter::new(BufWriter::with_capacity(256 * 1024, out), opts.source_date_epoch);
+    let elsewhere = match *source {
+        Source::Overlay { elsewhere, .. } => elsewhere,
+        _ => None,
+    };
+    let mut tar = TarWriter::new(
+        BufWriter::with_capacity(256 * 1024, out),
+        opts.source_date_epoch,
+        elsewhere,
+    );
     let mut stack = vec![Frame {
         rel: Vec::new(),
         items: diff::items(children, lower, upper, &root)?.into_iter(),
@@ -277,7 +363,7 @@ fn write_tar<W: Write>(source: &Source<'_>, out: W, opts: &CreateOptions) -> Res
 }
 
 /// Writes the headers of the unchanged directories above the entry about to be written.
-fn write_pending<W: Write>(stack: &mut [Frame], tar: &mut TarWriter<W>) -> Result<(), CreateError> {
+fn write_pending<W: Write>(stack: &mut [Frame], tar: &mut TarWriter<'_, W>) -> Result<(), CreateError> {
     for frame in stack.iter_mut() {
         if let Some(node) = frame.pending.take() {
             tar.directory(&frame.rel, &node)?;

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header};
 
-use super::CreateError;
 use super::walk::{Kind, Node, Xattr};
+use super::{ContentElsewhere, CreateError, Elsewhere};
 
 const BLOCK: usize = 512;
 /// Largest value of an 8-byte octal field (uid, gid).
@@ -39,7 +39,7 @@ struct Spec<'a> {
 }
 
 /// Writes a deterministic tar stream.
-pub(crate) struct TarWriter<W: Write> {
+pub(crate) struct TarWriter<'e, W: Write> {
     out: W,
     source_date_epoch: Option<i64>,
     /// (dev, ino) of multiply-linked files already written, and the tar path they were written at.
@@ -47,11 +47,14 @@ pub(crate) struct TarWriter<W: Write> {
     buf: Vec<u8>,
     sockets_skipped: u64,
     first_socket: Option<PathBuf>,
+    /// Placeholder files whose content is read from elsewhere.
+    elsewhere: Option<&'e ContentElsewhere>,
 }
 
-impl<W: Write> TarWriter<W> {
-    pub(crate) fn new(out: W, source_date_epoch: Option<i64>) -> Self {
+impl<'e, W: Write> TarWriter<'e, W> {
+    pub(crate) fn new(out: W, source_date_epoch: Option<i64>, elsewhere: Option<&'e ContentElsewhere>) -> Self {
         TarWriter {
+            elsewhere,
             out,
             source_date_epoch,
             links: HashMap::new(),
@@ -128,6 +131,12 @@ impl<W: Write> TarWriter<W> {
         let mut spec = self.spec(rel, EntryType::Regular, node);
         match node.kind {
             Kind::File => {
+                if let Some(source) = self.elsewhere.and_then(|e| e.files.get(&(node.dev, node.ino))) {
+                    let (file, size) = open_elsewhere(source, abs, node)?;
+                    spec.size = size;
+                    self.header(&spec).map_err(write_err(rel))?;
+                    return self.body(file, &source.path, size, rel);
+                }
                 let file = open_regular(abs, node)?;
                 spec.size = node.size;
                 self.header(&spec).map_err(write_err(rel))?;
@@ -293,6 +302,41 @@ fn write_err(rel: &[u8]) -> impl FnOnce(io::Error) -> CreateError + '_ {
 
 /// Opens `abs` for reading without following a symlink or blocking on a FIFO swapped in, and checks it is still
 /// the regular file `node` describes.
+/// Opens the file holding the content of placeholder `abs`, which must still be the file that was copied (same
+/// inode, size and mtime) while the placeholder must still be empty.
+fn open_elsewhere(source: &Elsewhere, abs: &Path, node: &Node) -> Result<(File, u64), CreateError> {
+    if node.size != 0 {
+        return Err(CreateError::ChangedWhileReading {
+            path: abs.to_owned(),
+            detail: "the placeholder of a copied file was written to".into(),
+        });
+    }
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
+    let read_err = |e| CreateError::Read {
+        path: source.path.clone(),
+        source: e,
+    };
+    let file = File::options()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(&source.path)
+        .map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    let same = meta.is_file()
+        && meta.dev() == source.dev
+        && meta.ino() == source.ino
+        && meta.len() == source.size
+        && meta.mtime() == source.mtime
+        && meta.mtime_nsec() == source.mtime_nsec;
+    if !same {
+        return Err(CreateError::ChangedWhileReading {
+            path: source.path.clone(),
+            detail: "it changed after it was copied".into(),
+        });
+    }
+    Ok((file, source.size))
+}
+
 fn open_regular(abs: &Path, node: &Node) -> Result<File, CreateError> {
     let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
     let file = File::options()
@@ -413,7 +457,7 @@ mod tests {
             std::fs::write(&file, before).unwrap();
             let node = crate::create::walk::read_node(&file).unwrap();
             std::fs::write(&file, after).unwrap();
-            let mut tar = TarWriter::new(Vec::new(), None);
+            let mut tar = TarWriter::new(Vec::new(), None, None);
             let err = tar.non_directory(b"log", &node, &file).unwrap_err();
             match &err {
                 CreateError::ChangedWhileReading { path, detail } => {

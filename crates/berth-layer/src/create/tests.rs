@@ -517,3 +517,60 @@ fn create_refuses_bad_input() {
     let err = create_from_dir(dir.path(), Vec::new(), &opts).unwrap_err();
     assert!(matches!(err, CreateError::InvalidLevel { level: 42, .. }), "{err}");
 }
+
+fn elsewhere_of(path: &Path) -> Elsewhere {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    Elsewhere {
+        path: path.to_owned(),
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.len(),
+        mtime: m.mtime(),
+        mtime_nsec: m.mtime_nsec(),
+    }
+}
+
+#[test]
+fn placeholders_take_their_content_from_where_it_was_copied_from() {
+    let src = tempfile::tempdir().unwrap();
+    let upper = tempfile::tempdir().unwrap();
+    let content: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    write(&src.path().join("data"), &content, 0o644);
+    write(&upper.path().join("data"), b"", 0o640);
+    std::fs::hard_link(upper.path().join("data"), upper.path().join("alias")).unwrap();
+    write(&upper.path().join("own"), b"its own bytes", 0o600);
+    let mut map = ContentElsewhere::default();
+    map.insert(&upper.path().join("data"), elsewhere_of(&src.path().join("data")))
+        .unwrap();
+    let mut out = Vec::new();
+    create_from_overlay_upper_elsewhere(upper.path(), &map, &mut out, &plain()).unwrap();
+    let seen = read_tar(&out);
+    assert_eq!(paths(&seen), ["alias", "data", "own"]);
+    // The first name carries the content (with the placeholder's mode), the second links to it.
+    assert_eq!(find(&seen, "alias").data, content);
+    assert_eq!(find(&seen, "alias").mode, 0o640);
+    assert_eq!(find(&seen, "data").ty, EntryType::Link);
+    assert_eq!(find(&seen, "own").data, b"its own bytes");
+
+    // Only empty files can stand for others.
+    assert!(
+        map.insert(&upper.path().join("own"), elsewhere_of(&src.path().join("data")))
+            .is_err()
+    );
+
+    // The source changed after the copy (same size, new bytes and mtime): refused, not half old.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write(&src.path().join("data"), &vec![7u8; content.len()], 0o644);
+    let err = create_from_overlay_upper_elsewhere(upper.path(), &map, &mut Vec::new(), &plain()).unwrap_err();
+    assert!(matches!(err, CreateError::ChangedWhileReading { .. }), "{err}");
+    assert!(err.to_string().contains("changed after it was copied"), "{err}");
+
+    // The placeholder was written to: refused too.
+    let mut map = ContentElsewhere::default();
+    map.insert(&upper.path().join("data"), elsewhere_of(&src.path().join("data")))
+        .unwrap();
+    std::fs::write(upper.path().join("data"), b"x").unwrap();
+    let err = create_from_overlay_upper_elsewhere(upper.path(), &map, &mut Vec::new(), &plain()).unwrap_err();
+    assert!(err.to_string().contains("placeholder"), "{err}");
+}
