@@ -15,10 +15,11 @@ use anyhow::{Context, Result, bail};
 
 use crate::workspace_root;
 
-/// What the demo uses: the C libraries the tools link, the base of the example, the registry, and the peers.
+/// What the demo uses: what building the tools needs (see `packages::BUILD_PACKAGES`), the base of the example, the registry, and the peers.
 pub const DEMO_PACKAGES: &[&str] = &[
     "libseccomp-dev",
-    "libisal-dev",
+    "nasm",
+    "make",
     "busybox-static",
     "docker-registry",
     "buildah",

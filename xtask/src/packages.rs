@@ -20,7 +20,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "busybox-static",
     "oci-image-tool",
     "libseccomp-dev",
-    "libisal-dev",
+    "nasm",
+    "make",
     "isal",
     "pigz",
     "zstd",
@@ -31,8 +32,10 @@ pub const TEST_PACKAGES: &[&str] = &[
     "libcap2-bin",
 ];
 
-/// The C libraries the Berth crates link: berth-run needs libseccomp, the crates that write gzip layers ISA-L.
-pub const BUILD_PACKAGES: &[&str] = &["libseccomp-dev", "libisal-dev"];
+/// What building the Berth crates needs besides Rust: libseccomp's static library (berth-run's seccomp filters), and
+/// `make` and `nasm` to build ISA-L from its vendored source (the crates that write gzip layers). Both are linked
+/// statically: the binaries need nothing of these at run time.
+pub const BUILD_PACKAGES: &[&str] = &["libseccomp-dev", "nasm", "make"];
 
 /// The packages of `packages` that are not installed.
 pub fn missing<'a>(packages: &[&'a str]) -> anyhow::Result<Vec<&'a str>> {

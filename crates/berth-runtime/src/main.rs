@@ -3,7 +3,8 @@
 //!
 //! The shim passes `--root DIR --log FILE --log-format json` and calls `create`, `start`, `state`, `kill`,
 //! `delete`, `exec --detach`, `ps --format json`, `pause` and `resume`; `run`, `list` and `spec` complete the
-//! runtime-spec command line. What containerd relies on:
+//! runtime-spec command line, `update` changes a container's resource limits and `features` says what the runtime
+//! supports (containerd 2 asks). What containerd relies on:
 //!
 //! - the pid file holds the process id's digits only, written to a temporary file and renamed into place;
 //! - `create` and `exec --detach` return with the process alive and re-parented to the shim (the caller is its
@@ -19,7 +20,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use berth_sandbox::runtime::{CreateOptions, Runtime, Stdio, wait_exit};
 use clap::{Parser, Subcommand};
-use liboci_cli::{Create, Delete, Exec, GlobalOpts, Kill, List, Pause, Ps, Resume, Run, Spec, Start, State};
+use liboci_cli::{
+    Create, Delete, Exec, Features, GlobalOpts, Kill, List, Pause, Ps, Resume, Run, Spec, Start, State, Update,
+};
 
 /// The OCI runtime command line (runc's), over Berth's sandbox.
 #[derive(Parser, Debug)]
@@ -49,8 +52,8 @@ enum Command {
     Checkpoint(Unsupported),
     /// Not supported: checkpoints need CRIU, which Berth does not drive.
     Restore(Unsupported),
-    /// Not supported yet: resource updates of a running container.
-    Update(Unsupported),
+    Update(Update),
+    Features(Features),
     /// Not supported yet: container events.
     Events(Unsupported),
 }
@@ -244,9 +247,76 @@ fn run(cli: &Cli) -> Result<i32> {
         Command::Checkpoint(_) | Command::Restore(_) => {
             bail!("checkpoint and restore are not supported by berth-runtime (they need CRIU)")
         }
-        Command::Update(_) => bail!("update is not supported by berth-runtime yet"),
+        Command::Update(c) => {
+            let rt = runtime()?;
+            exists(&rt, &c.container_id)?;
+            rt.update(&c.container_id, &update_resources(c)?)?;
+            Ok(0)
+        }
+        Command::Features(_) => {
+            println!("{}", serde_json::to_string_pretty(&berth_sandbox::runtime::features())?);
+            Ok(0)
+        }
         Command::Events(_) => bail!("events is not supported by berth-runtime yet"),
     }
+}
+
+/// The resources `update` sets: the `--resources` document (a file, or `-` for stdin), else the flags.
+fn update_resources(c: &Update) -> Result<oci_spec::runtime::LinuxResources> {
+    use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+    if let Some(path) = &c.resources {
+        let (bytes, from) = if path.as_os_str() == "-" {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("reading the resources from stdin")?;
+            (b, "stdin".to_owned())
+        } else {
+            let b = std::fs::read(path).with_context(|| format!("reading the resources file {}", path.display()))?;
+            (b, path.display().to_string())
+        };
+        return serde_json::from_slice(&bytes).with_context(|| {
+            format!("{from}: not a runtime-spec linux.resources document (JSON with memory, cpu, pids, blockIO, …)")
+        });
+    }
+    if c.l3_cache_schema.is_some() || c.mem_bw_schema.is_some() {
+        bail!("Intel RDT (--l3-cache-schema, --mem-bw-schema) is not supported by berth-runtime");
+    }
+    let mut r = LinuxResources::default();
+    if c.memory.is_some() || c.memory_reservation.is_some() || c.memory_swap.is_some() {
+        let mut m = LinuxMemory::default();
+        m.set_limit(c.memory.map(|v| v as i64));
+        m.set_reservation(c.memory_reservation.map(|v| v as i64));
+        m.set_swap(c.memory_swap);
+        r.set_memory(Some(m));
+    }
+    let cpu_given = c.cpu_period.is_some()
+        || c.cpu_quota.is_some()
+        || c.cpu_rt_period.is_some()
+        || c.cpu_rt_runtime.is_some()
+        || c.cpu_share.is_some()
+        || c.cpuset_cpus.is_some()
+        || c.cpuset_mems.is_some();
+    if cpu_given {
+        let mut cpu = LinuxCpu::default();
+        cpu.set_period(c.cpu_period);
+        cpu.set_quota(c.cpu_quota.map(|v| v as i64));
+        cpu.set_realtime_period(c.cpu_rt_period);
+        cpu.set_realtime_runtime(c.cpu_rt_runtime.map(|v| v as i64));
+        cpu.set_shares(c.cpu_share);
+        cpu.set_cpus(c.cpuset_cpus.clone());
+        cpu.set_mems(c.cpuset_mems.clone());
+        r.set_cpu(Some(cpu));
+    }
+    if let Some(limit) = c.pids_limit {
+        let mut p = LinuxPids::default();
+        p.set_limit(limit);
+        r.set_pids(Some(p));
+    }
+    if let Some(w) = c.blkio_weight {
+        let mut b = LinuxBlockIo::default();
+        b.set_weight(Some(u16::try_from(w).context("--blkio-weight must be 10..1000")?));
+        r.set_block_io(Some(b));
+    }
+    Ok(r)
 }
 
 /// Fails with runc's wording when the container does not exist; returns its status.

@@ -293,3 +293,202 @@ fn the_command_line_follows_the_runtime_spec_lifecycle() {
     let out = rt(&["checkpoint", "c3"]);
     assert!(text(&out.stderr).contains("not supported"), "{}", text(&out.stderr));
 }
+
+/// What one runtime did at each step of a lifecycle script: (step, exit code, status afterwards, a fact).
+type Seen = Vec<(String, Option<i32>, String, String)>;
+
+/// The pids limit of a process's cgroup (v1 `pids` hierarchy, else the v2 unified one).
+fn pids_max(pid: i64) -> String {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, names, path) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let base = match names {
+            "pids" => "/sys/fs/cgroup/pids",
+            "" if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() => "/sys/fs/cgroup",
+            _ => continue,
+        };
+        let file = Path::new(base).join(path.trim_start_matches('/')).join("pids.max");
+        if let Ok(v) = std::fs::read_to_string(file) {
+            return v.trim().to_owned();
+        }
+    }
+    "no pids cgroup".into()
+}
+
+/// Runs one lifecycle script with `bin` (runc or berth-runtime) on a bundle of its own and records what it saw.
+fn lifecycle(bin: &str, dir: &Path) -> Seen {
+    let root = dir.join("state");
+    let b = bundle(dir, &["sleep", "600"]);
+    let b_s = b.to_str().unwrap().to_owned();
+    let exit3 = bundle(&dir.join("exit3"), &["sh", "-c", "exit 3"]);
+    let n = std::cell::Cell::new(0);
+    let rt = |args: &[&str], stdin: &[u8]| -> Output {
+        n.set(n.get() + 1);
+        let (out, err, inp) = (
+            dir.join(format!("{}.out", n.get())),
+            dir.join(format!("{}.err", n.get())),
+            dir.join(format!("{}.in", n.get())),
+        );
+        std::fs::write(&inp, stdin).unwrap();
+        let status = Command::new(bin)
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .stdin(std::fs::File::open(&inp).unwrap())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: std::fs::read(&out).unwrap(),
+            stderr: std::fs::read(&err).unwrap(),
+        }
+    };
+    let state = |id: &str| -> serde_json::Value {
+        let out = rt(&["state", id], b"");
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let seen = std::cell::RefCell::new(Seen::new());
+    let step = |name: &str, args: &[&str], stdin: &[u8], id: &str| {
+        let out = rt(args, stdin);
+        let s = state(id);
+        // The fields the runtime spec requires of `state`, with their types.
+        let mut fact = String::new();
+        if !s.is_null() {
+            let required = s["ociVersion"].is_string()
+                && s["id"] == id
+                && s["status"].is_string()
+                && s["bundle"].as_str().map(Path::new) == Some(std::fs::canonicalize(&b).unwrap().as_path());
+            fact = format!("required fields: {required}");
+            if matches!(s["status"].as_str(), Some("created" | "running" | "paused")) {
+                fact.push_str(&format!(", pid > 0: {}", s["pid"].as_i64().is_some_and(|p| p > 0)));
+            }
+        }
+        let status = s["status"].as_str().unwrap_or("(none)").to_owned();
+        seen.borrow_mut()
+            .push((name.to_owned(), out.status.code(), status, fact));
+        (out, s)
+    };
+    step("create", &["create", "--bundle", &b_s, "c"], b"", "c");
+    step("create again", &["create", "--bundle", &b_s, "c"], b"", "c");
+    step("start", &["start", "c"], b"", "c");
+    step("start again", &["start", "c"], b"", "c");
+    step("pause", &["pause", "c"], b"", "c");
+    step("pause again", &["pause", "c"], b"", "c");
+    step("resume", &["resume", "c"], b"", "c");
+    let (_, s) = step(
+        "update --resources -",
+        &["update", "--resources", "-", "c"],
+        br#"{"pids": {"limit": 42}}"#,
+        "c",
+    );
+    let pid = s["pid"].as_i64().unwrap_or(0);
+    let fact = |name: &str, value: String| seen.borrow_mut().push((name.into(), None, value, String::new()));
+    fact("pids.max after update", pids_max(pid));
+    step("update --pids-limit", &["update", "--pids-limit", "64", "c"], b"", "c");
+    fact("pids.max after --pids-limit", pids_max(pid));
+    step("delete running", &["delete", "c"], b"", "c");
+    step("kill KILL", &["kill", "c", "KILL"], b"", "c");
+    for _ in 0..100 {
+        if state("c")["status"] == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    step("kill stopped", &["kill", "c", "TERM"], b"", "c");
+    step("kill --all stopped", &["kill", "--all", "c", "KILL"], b"", "c");
+    step("start stopped", &["start", "c"], b"", "c");
+    step("delete", &["delete", "c"], b"", "c");
+    step("delete missing", &["delete", "c"], b"", "c");
+    step("delete --force missing", &["delete", "--force", "c"], b"", "c");
+    step("kill missing", &["kill", "c", "KILL"], b"", "c");
+    step("create for delete", &["create", "--bundle", &b_s, "d"], b"", "d");
+    step("delete created", &["delete", "d"], b"", "d");
+    step(
+        "run exit 3",
+        &["run", "--bundle", exit3.to_str().unwrap(), "e"],
+        b"",
+        "e",
+    );
+    seen.into_inner()
+}
+
+/// The same lifecycle script through runc and berth-runtime, on identical bundles: the same exit codes (0 or
+/// not, and a program's own), the same statuses after each step, the same required state fields, and the same
+/// resource limits applied by `update`.
+#[test]
+fn berth_runtime_and_runc_agree_on_the_lifecycle() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let runc = lifecycle("runc", &dir.path().join("runc"));
+    let berth = lifecycle(BIN, &dir.path().join("berth"));
+    // Exit codes: success and failure agree; a program's code is compared exactly.
+    let norm = |s: &Seen| -> Seen {
+        s.iter()
+            .map(|(step, code, status, fact)| {
+                let code = match (step.as_str(), code) {
+                    ("run exit 3", c) => *c,
+                    (_, Some(0)) => Some(0),
+                    (_, None) => None,
+                    (_, Some(_)) => Some(1),
+                };
+                (step.clone(), code, status.clone(), fact.clone())
+            })
+            .collect()
+    };
+    let (runc, berth) = (norm(&runc), norm(&berth));
+    for (r, b) in runc.iter().zip(&berth) {
+        assert_eq!(
+            r, b,
+            "runc (left) and berth-runtime (right) differ\nrunc: {runc:#?}\nberth: {berth:#?}"
+        );
+    }
+    assert_eq!(runc.len(), berth.len());
+    assert!(
+        runc.iter()
+            .any(|(s, _, v, _)| s == "pids.max after update" && v == "42"),
+        "{runc:#?}"
+    );
+}
+
+/// `features` prints the runtime-spec features document, covering at least what runc's says where both speak of
+/// the same thing.
+#[test]
+fn features_describes_the_runtime() {
+    let ours: serde_json::Value =
+        serde_json::from_slice(&Command::new(BIN).arg("features").output().unwrap().stdout).unwrap();
+    assert_eq!(ours["ociVersionMin"], "1.0.0");
+    assert!(ours["ociVersionMax"].as_str().unwrap().starts_with("1."));
+    let namespaces: Vec<&str> = ours["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for ns in ["mount", "pid", "network", "ipc", "uts", "user", "cgroup"] {
+        assert!(namespaces.contains(&ns), "{ns} missing from {namespaces:?}");
+    }
+    assert_eq!(ours["linux"]["seccomp"]["enabled"], true);
+    assert!(ours["mountOptions"].as_array().unwrap().iter().any(|o| o == "rbind"));
+    let runc = Command::new("runc").arg("features").output();
+    if let Ok(out) = runc
+        && out.status.success()
+    {
+        let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Every namespace runc supports, berth-runtime supports (it adds `time`, which runc 1.1 lacks).
+        for ns in theirs["linux"]["namespaces"].as_array().unwrap() {
+            assert!(
+                namespaces.contains(&ns.as_str().unwrap()),
+                "{ns} is runc's, not berth-runtime's"
+            );
+        }
+        for key in ["ociVersionMin", "hooks", "mountOptions", "linux"] {
+            assert!(!theirs[key].is_null() && !ours[key].is_null(), "{key}");
+        }
+    }
+}
