@@ -7,6 +7,7 @@
 //! - `ci`    — installs the Debian packages the tests use, then fmt, clippy and the whole test suite ([`ci`]).
 //! - `bench` — side-by-side benchmarks against peers measured in the same run ([`bench`]).
 //! - `conformance` — the interop matrix of builders x copiers x runners over `conformance/cases` ([`conformance`]).
+//! - `dist`  — the release archive, checked on a bare minbase root ([`dist`]); `docs` — the CLI reference pages.
 //! - `fuzz`  — coverage-guided fuzzing of berth-fuzz's targets with libFuzzer, on stable ([`fuzz`]).
 
 mod bench;
@@ -18,6 +19,7 @@ mod bench_runtime;
 mod ci;
 mod conformance;
 mod demo;
+mod dist;
 mod fuzz;
 mod measure;
 mod packages;
@@ -36,6 +38,9 @@ commands:
                       options: --json (JSON on stdout, table on stderr), --mib N (input size)
   conformance         the interop matrix (builder x copier x runner over conformance/cases);
                       options: --only KEY=VALUE[,…] (keys: builder, copier, runner, case), --keep
+  dist [--check]      release archive target/dist/berth-VERSION-x86_64-linux.tar.gz (binaries, man pages,
+                      completions); --check uses it inside a debootstrap minbase root with nothing installed
+  docs                rewrite docs/cli/TOOL.md from each tool's command line
   fuzz [TARGET...]    fuzz the berth-fuzz targets (all by default) with libFuzzer; saves findings
                       under <target-dir>/fuzz-findings/TARGET/ and fails if there are any;
                       options: --time SECS (per target, default 60), --keep-going
@@ -50,6 +55,8 @@ fn main() -> ExitCode {
     };
     let result = match command.as_str() {
         "demo" => demo::run(rest),
+        "dist" => dist::run(rest),
+        "docs" => dist::write_docs(rest),
         "ci" => ci::run(rest),
         "bench" => bench::run(rest),
         "conformance" => conformance::run(rest),

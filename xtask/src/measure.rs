@@ -137,33 +137,48 @@ pub struct Measured {
 
 /// Prints the rows as a table (stdout, or stderr with `json`) and, with `json`, as JSON on stdout.
 pub fn report(bench: &str, rows: &[Measured], bytes: u64, note: &str, json: bool) {
+    // Sub-second workloads (container starts) in milliseconds, the rest in seconds.
+    let all = rows
+        .iter()
+        .flat_map(|r| [Some(r.berth), r.peer.map(|p| p.1), r.floor.map(|f| f.1)])
+        .flatten();
+    let ms = all.clone().count() > 0 && all.clone().all(|d| d < Duration::from_secs(1));
+    let (unit, scale, places) = if ms { ("ms", 1000.0, 1) } else { ("s", 1.0, 2) };
+    let show = |d: Duration| format!("{:.places$}", d.as_secs_f64() * scale);
     let mut table = String::new();
     table.push_str(&format!(
         "{:<20} {:>9} {:>14} {:>9} {:>8} {:>12} {:>9} {:>8}  target\n",
-        "workload", "berth s", "peer", "peer s", "÷peer", "floor", "floor s", "÷floor"
+        "workload",
+        format!("berth {unit}"),
+        "peer",
+        format!("peer {unit}"),
+        "÷peer",
+        "floor",
+        format!("floor {unit}"),
+        "÷floor"
     ));
     let mut out = Vec::new();
     for r in rows {
         let b = r.berth.as_secs_f64();
         let (pn, ps, pr) = match r.peer {
-            Some((n, d)) => (
-                n,
-                format!("{:.2}", d.as_secs_f64()),
-                format!("{:.2}x", b / d.as_secs_f64()),
-            ),
+            Some((n, d)) => (n, show(d), format!("{:.2}x", b / d.as_secs_f64())),
             None => ("-", "-".into(), "-".into()),
         };
         let (fname, fs, fr) = match r.floor {
-            Some((n, d)) => (
-                n,
-                format!("{:.2}", d.as_secs_f64()),
-                format!("{:.2}x", b / d.as_secs_f64()),
-            ),
+            Some((n, d)) => (n, show(d), format!("{:.2}x", b / d.as_secs_f64())),
             None => ("-", "-".into(), "-".into()),
         };
         table.push_str(&format!(
-            "{:<20} {:>9.2} {:>14} {:>9} {:>8} {:>12} {:>9} {:>8}  {}\n",
-            r.what, b, pn, ps, pr, fname, fs, fr, r.target
+            "{:<20} {:>9} {:>14} {:>9} {:>8} {:>12} {:>9} {:>8}  {}\n",
+            r.what,
+            show(r.berth),
+            pn,
+            ps,
+            pr,
+            fname,
+            fs,
+            fr,
+            r.target
         ));
         out.push(format!(
             r#"{{"workload":"{}","berth_s":{b:.4},"peer":{},"peer_s":{},"floor":{},"floor_s":{}}}"#,
@@ -176,8 +191,9 @@ pub fn report(bench: &str, rows: &[Measured], bytes: u64, note: &str, json: bool
         ));
     }
     table.push_str(&format!(
-        "(times are wall seconds, best of {RUNS} unless a row says otherwise; ratios are Berth's time over the \
-         other's: below 1 is faster; {note})\n"
+        "(times are wall {}, best of {RUNS} unless a row says otherwise; ratios are Berth's time over the \
+         other's: below 1 is faster; {note})\n",
+        if ms { "milliseconds" } else { "seconds" }
     ));
     if json {
         eprint!("{table}");

@@ -5,6 +5,7 @@
 //! - [`logging::init`] sets up `tracing` on stderr from `-v` counts and `RUST_LOG`.
 //! - [`errors::render`] prints an error and its causes on one line.
 //! - [`args`] holds the flags every tool spells alike (clap), so the tools speak with one voice.
+//! - [`docs`]: shell completions, man pages and the Markdown reference, made from each tool's clap definitions.
 //!
 //! Libraries never depend on this crate: only binaries do.
 //!
@@ -14,6 +15,7 @@
 //! ```
 
 pub mod args;
+pub mod docs;
 pub mod errors;
 pub mod logging;
 pub mod progress;

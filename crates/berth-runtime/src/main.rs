@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use berth_sandbox::runtime::{CreateOptions, Runtime, Stdio, wait_exit};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use liboci_cli::{
     Create, Delete, Exec, Features, GlobalOpts, Kill, List, Pause, Ps, Resume, Run, Spec, Start, State, Update,
 };
@@ -56,6 +56,12 @@ enum Command {
     Features(Features),
     /// Not supported yet: container events.
     Events(Unsupported),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = berth_cli::docs::completions_examples("berth-runtime"))]
+    Completions(berth_cli::docs::CompletionsArgs),
+    /// Write man pages or the Markdown reference (for packagers and the docs).
+    #[command(hide = true)]
+    GenerateDocs(berth_cli::docs::GenerateDocsArgs),
 }
 
 /// A command berth-runtime refuses (its arguments are accepted and ignored).
@@ -70,6 +76,16 @@ const DEFAULT_ROOT: &str = "/run/berth-runtime";
 
 fn main() {
     let cli = Cli::parse();
+    // What starts or enters a container runs from a sealed copy of this binary (CVE-2019-5736): a container's
+    // processes are this program until they execute theirs.
+    if matches!(cli.command, Command::Create(_) | Command::Run(_) | Command::Exec(_))
+        && let Err(e) = berth_sandbox::sealed_exe::ensure_sealed("berth-runtime")
+    {
+        let msg = format!("cannot re-execute from a sealed copy of berth-runtime: {e}");
+        Log::new(&cli.global).error(&msg);
+        eprintln!("berth-runtime: {msg}");
+        std::process::exit(1);
+    }
     let log = Log::new(&cli.global);
     match run(&cli) {
         Ok(code) => std::process::exit(code),
@@ -258,6 +274,14 @@ fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Events(_) => bail!("events is not supported by berth-runtime yet"),
+        Command::Completions(a) => {
+            berth_cli::docs::completions(Cli::command(), a)?;
+            Ok(0)
+        }
+        Command::GenerateDocs(a) => {
+            berth_cli::docs::generate(Cli::command(), a)?;
+            Ok(0)
+        }
     }
 }
 

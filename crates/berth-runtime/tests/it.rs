@@ -226,6 +226,17 @@ fn the_command_line_follows_the_runtime_spec_lifecycle() {
         pid_text.bytes().all(|b| b.is_ascii_digit()),
         "digits only: {pid_text:?}"
     );
+    // The container's first process is berth-runtime until it executes the program: a sealed copy, never the file
+    // on disk (CVE-2019-5736).
+    let init_exe = format!("/proc/{}/exe", pid_text.trim());
+    let link = std::fs::read_link(&init_exe).unwrap();
+    assert_ne!(
+        std::fs::canonicalize(BIN).unwrap(),
+        link,
+        "the container's process runs the host's binary"
+    );
+    let write = std::fs::OpenOptions::new().append(true).open(&init_exe);
+    assert!(write.is_err(), "{} is writable", link.display());
     let s = state("c1");
     assert_eq!(s["status"], "created");
     assert_eq!(s["id"], "c1");
@@ -490,5 +501,14 @@ fn features_describes_the_runtime() {
         for key in ["ociVersionMin", "hooks", "mountOptions", "linux"] {
             assert!(!theirs[key].is_null() && !ours[key].is_null(), "{key}");
         }
+    }
+}
+
+/// docs/cli/berth-runtime.md is the reference the command line gives (regenerate it with `cargo xtask docs`).
+#[test]
+fn the_cli_reference_is_current() {
+    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli/berth-runtime.md");
+    if let Err(e) = berth_cli::docs::check_reference(std::path::Path::new(env!("CARGO_BIN_EXE_berth-runtime")), &doc) {
+        panic!("{e}");
     }
 }

@@ -120,3 +120,12 @@ pub fn meta(p: &Path) -> (u32, u32, u32) {
     let m = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     (m.mode() & 0o7777, m.uid(), m.gid())
 }
+
+/// docs/cli/berth-build.md is the reference the command line gives (regenerate it with `cargo xtask docs`).
+#[test]
+fn the_cli_reference_is_current() {
+    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli/berth-build.md");
+    if let Err(e) = berth_cli::docs::check_reference(std::path::Path::new(env!("CARGO_BIN_EXE_berth-build")), &doc) {
+        panic!("{e}");
+    }
+}

@@ -329,3 +329,12 @@ pub fn logged(registry_log: &str, method: &str, path_part: &str) -> usize {
         .filter(|l| l.contains(&format!("\"{method} /v2/")) && l.contains(path_part))
         .count()
 }
+
+/// docs/cli/berth-copy.md is the reference the command line gives (regenerate it with `cargo xtask docs`).
+#[test]
+fn the_cli_reference_is_current() {
+    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli/berth-copy.md");
+    if let Err(e) = berth_cli::docs::check_reference(std::path::Path::new(env!("CARGO_BIN_EXE_berth-copy")), &doc) {
+        panic!("{e}");
+    }
+}

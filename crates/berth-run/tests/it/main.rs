@@ -13,3 +13,12 @@ mod run_cache;
 mod run_mounts;
 mod security;
 mod support;
+
+/// docs/cli/berth-run.md is the reference the command line gives (regenerate it with `cargo xtask docs`).
+#[test]
+fn the_cli_reference_is_current() {
+    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli/berth-run.md");
+    if let Err(e) = berth_cli::docs::check_reference(std::path::Path::new(env!("CARGO_BIN_EXE_berth-run")), &doc) {
+        panic!("{e}");
+    }
+}

@@ -177,8 +177,8 @@ fn sha256_of(path: &str) -> String {
 }
 
 /// 40 (runc CVE-2019-5736): every berth-run process that owns or enters a container (the foreground `run`, a
-/// detached container's monitor, `exec`) runs from a sealed in-memory copy, so nothing reached through
-/// `/proc/PID/exe` can be written and the binary on disk is untouched.
+/// detached container's monitor, `exec`) runs from a sealed copy (a read-only overlay's file, or a sealed memfd),
+/// so nothing reached through `/proc/PID/exe` can be written, now or later, and the binary on disk is untouched.
 #[test]
 fn hostile_40_processes_that_own_or_enter_containers_run_from_a_sealed_copy() {
     let env = Env::new();
@@ -218,25 +218,62 @@ fn hostile_40_processes_that_own_or_enter_containers_run_from_a_sealed_copy() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     let monitor = record["monitor_pid"].as_u64().unwrap() as u32;
+    let mut held = Vec::new();
     for (what, pid) in [("run", foreground.id()), ("monitor", monitor), ("exec", exec.id())] {
         let (link, write) = exe_of(pid);
-        assert!(link.starts_with("/memfd:berth-run"), "{what}: runs from {link}");
         let e = write.expect_err(&format!("{what}: writing through /proc/{pid}/exe succeeded"));
-        // EPERM from the seal, or ETXTBSY while it runs; the seals keep it unwritable once it has exited.
-        assert!(
-            matches!(e.raw_os_error(), Some(libc::EPERM | libc::ETXTBSY)),
-            "{what}: {e}"
-        );
         let exe = std::fs::File::open(format!("/proc/{pid}/exe")).unwrap();
-        let seals = rustix::fs::fcntl_get_seals(&exe).unwrap();
-        assert!(
-            seals.contains(rustix::fs::SealFlags::WRITE | rustix::fs::SealFlags::SEAL),
-            "{what}: {seals:?}"
-        );
+        // Either a sealed memfd (EPERM from the seals, or ETXTBSY while it runs) or a file of a read-only overlay
+        // that is not the host's (EROFS).
+        if link.starts_with("/memfd:berth-run") {
+            assert!(
+                matches!(e.raw_os_error(), Some(libc::EPERM | libc::ETXTBSY)),
+                "{what}: {e}"
+            );
+            let seals = rustix::fs::fcntl_get_seals(&exe).unwrap();
+            assert!(
+                seals.contains(rustix::fs::SealFlags::WRITE | rustix::fs::SealFlags::SEAL),
+                "{what}: {seals:?}"
+            );
+        } else {
+            assert!(
+                matches!(e.raw_os_error(), Some(libc::EROFS | libc::ETXTBSY)),
+                "{what}: {e}"
+            );
+            let fs = rustix::fs::fstatfs(&exe).unwrap();
+            assert_eq!(
+                fs.f_type as i64, 0x794c_7630,
+                "{what} runs from {link}: neither a memfd nor an overlay"
+            );
+            let vfs = rustix::fs::fstatvfs(&exe).unwrap();
+            assert!(
+                vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY),
+                "{what}: the overlay is writable"
+            );
+            use std::os::unix::fs::MetadataExt;
+            let host = std::fs::metadata(binary).unwrap();
+            let seen = exe.metadata().unwrap();
+            assert!(
+                (seen.dev(), seen.ino()) != (host.dev(), host.ino()),
+                "{what}: the overlay's file is the host's inode"
+            );
+        }
+        // A descriptor kept past the process's end: still no way to write (reopened through /proc/self/fd).
+        held.push((what, exe));
     }
     env.berth_ok(&["rm", "-f", "bg", "fg"]);
     let _ = foreground.wait();
     let _ = exec.wait();
+    for (what, exe) in &held {
+        use std::os::fd::AsRawFd;
+        let reopened = std::fs::OpenOptions::new()
+            .append(true)
+            .open(format!("/proc/self/fd/{}", exe.as_raw_fd()));
+        assert!(
+            reopened.is_err(),
+            "{what}: the binary became writable once the process ended"
+        );
+    }
     assert_eq!(sha256_of(binary), before, "the binary on disk is unchanged");
 }
 

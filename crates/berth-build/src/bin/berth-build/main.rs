@@ -6,7 +6,7 @@ mod commands;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +37,12 @@ pub(crate) enum Command {
     Build(Box<commands::build::BuildArgs>),
     /// Empty the builder's caches (step cache and extracted layers; --all: RUN cache mounts too).
     Prune(commands::prune::PruneArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = berth_cli::docs::completions_examples("berth-build"))]
+    Completions(berth_cli::docs::CompletionsArgs),
+    /// Write man pages or the Markdown reference (for packagers and the docs).
+    #[command(hide = true)]
+    GenerateDocs(berth_cli::docs::GenerateDocsArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +64,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Build(args) => commands::build::build(&cli, args),
         Command::Prune(args) => commands::prune::prune(&cli, args),
+        Command::Completions(a) => berth_cli::docs::completions(Cli::command(), a),
+        Command::GenerateDocs(a) => berth_cli::docs::generate(Cli::command(), a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

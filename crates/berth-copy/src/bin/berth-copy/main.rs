@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +43,12 @@ pub(crate) enum Command {
     Fsck(commands::LayoutArgs),
     /// Delete blobs of a layout no image refers to.
     Gc(commands::LayoutArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = berth_cli::docs::completions_examples("berth-copy"))]
+    Completions(berth_cli::docs::CompletionsArgs),
+    /// Write man pages or the Markdown reference (for packagers and the docs).
+    #[command(hide = true)]
+    GenerateDocs(berth_cli::docs::GenerateDocsArgs),
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -55,6 +61,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Sync(a) => commands::sync::sync(store, a).await,
         Command::Fsck(a) => commands::fsck::fsck(store, a),
         Command::Gc(a) => commands::gc::gc(store, a),
+        Command::Completions(a) => berth_cli::docs::completions(Cli::command(), &a),
+        Command::GenerateDocs(a) => berth_cli::docs::generate(Cli::command(), &a),
     }
 }
 

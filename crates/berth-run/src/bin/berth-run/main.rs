@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use berth_run::state::StateDir;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "berth-run", version, about = "Run OCI images as containers")]
@@ -62,6 +62,12 @@ pub(crate) enum Command {
     Bundle(commands::bundle::BundleArgs),
     #[command(name = "__monitor", hide = true)]
     Monitor { id: String },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = berth_cli::docs::completions_examples("berth-run"))]
+    Completions(berth_cli::docs::CompletionsArgs),
+    /// Write man pages or the Markdown reference (for packagers and the docs).
+    #[command(hide = true)]
+    GenerateDocs(berth_cli::docs::GenerateDocsArgs),
 }
 
 impl Cli {
@@ -119,6 +125,21 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(125);
     }
+    // What only prints about the tool needs no privileges, containers or state.
+    let docs = match &cli.command {
+        Command::Completions(a) => Some(berth_cli::docs::completions(Cli::command(), a)),
+        Command::GenerateDocs(a) => Some(berth_cli::docs::generate(Cli::command(), a)),
+        _ => None,
+    };
+    if let Some(done) = docs {
+        return match done {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth-run: {}", berth_cli::errors::render(&e));
+                ExitCode::from(125)
+            }
+        };
+    }
     report::init_logging(cli.verbose);
     match rootless::rootless_entry(&cli) {
         Ok(None) => {}
@@ -142,6 +163,7 @@ fn main() -> ExitCode {
         Command::Gc(args) => commands::gc::gc(&cli, args),
         Command::Bundle(args) => commands::bundle::bundle(&cli, args),
         Command::Monitor { id } => commands::monitor::monitor(&cli, id),
+        Command::Completions(_) | Command::GenerateDocs(_) => unreachable!("handled above"),
     };
     match result {
         Ok(code) => ExitCode::from(code),
