@@ -4,7 +4,8 @@
 //! 1. packages — install the Debian packages the tests use, if missing (skipped by `--no-install`);
 //! 2. fmt      — `cargo fmt --all -- --check`;
 //! 3. clippy   — `cargo clippy --workspace --all-targets -- -D warnings`;
-//! 4. test     — `cargo test --workspace --no-fail-fast`, streamed live and captured, then summarized.
+//! 4. test     — `cargo test --workspace --no-fail-fast`, streamed live and captured, then summarized;
+//! 5. demo, the conformance self-test and matrix, and dist (the release archive, used on a bare minbase root).
 //!
 //! A failing fmt or clippy step does not stop the tests from running: one CI run reports everything.
 
@@ -42,13 +43,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if only_packages {
         return Ok(());
     }
-    let checks: [(&str, Check); 6] = [
+    let checks: [(&str, Check); 7] = [
         ("fmt", fmt),
         ("clippy", clippy),
         ("test", test_suite),
         ("demo", demo),
         ("conformance self-test", conformance_self_test),
         ("conformance", conformance),
+        ("dist", dist),
     ];
     for (name, check) in checks {
         if step(name, check).is_err() {
@@ -71,6 +73,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 /// The interop matrix (`cargo xtask conformance`): every builder x copier x runner cell.
 fn conformance() -> anyhow::Result<()> {
     crate::conformance::run(&[])
+}
+
+/// The release archive, used on a bare debootstrap minbase root (`cargo xtask dist --check`).
+fn dist() -> anyhow::Result<()> {
+    crate::dist::run(&["--check".to_owned()])
 }
 
 /// The README's first command, as a new user runs it (the packages are installed already).

@@ -4,7 +4,8 @@
 //!
 //! Before packing, every binary's dynamic dependencies are checked against the C library's own. `--check` then
 //! proves the archive works on a machine with nothing installed: it unpacks it into a copy of a `debootstrap
-//! --variant=minbase` root filesystem (with any libseccomp and libisal removed from it) and, chrooted there, runs
+//! --variant=minbase` root filesystem (with any libseccomp and libisal removed from it) and, with that as the root
+//! of a private mount namespace, runs
 //! each tool's `--version`, a real copy with berth-copy, a build with berth-build, a container with berth-run and
 //! one with berth-runtime.
 
@@ -132,7 +133,8 @@ fn version(bin: &Path) -> Result<String> {
         .with_context(|| format!("{} --version said {text:?}", bin.display()))
 }
 
-/// Unpacks `archive` into a copy of the minbase root filesystem and uses every tool there, chrooted.
+/// Unpacks `archive` into a copy of the minbase root filesystem and uses every tool there, as the root of a
+/// private mount namespace.
 pub fn check_on_minbase(archive: &Path) -> Result<()> {
     ensure!(
         rustix::process::geteuid().is_root(),
@@ -177,6 +179,7 @@ pub fn check_on_minbase(archive: &Path) -> Result<()> {
         r#"set -eu
 export PATH=/opt/{dir}/bin:/usr/sbin:/usr/bin:/sbin:/bin
 for t in berth-build berth-copy berth-run berth-runtime; do $t --version; done
+ldconfig
 if ldconfig -p | grep -E 'libseccomp|libisal'; then echo 'the root still has libseccomp or libisal' >&2; exit 1; fi
 berth-copy copy oci:/srv/images:busybox:1 oci:/srv/store:busybox:1
 berth-build --store /srv/store --cache /var/tmp/build-cache build -q -t hello:1 /srv/ctx
@@ -188,9 +191,12 @@ berth-runtime --root /var/tmp/rt run --bundle /srv/bundle hello-rt > /srv/out-ru
     );
     std::fs::write(rootfs.join("srv/check.sh"), script)?;
     let r = rootfs.display().to_string();
+    // The root becomes the namespace's root by pivot_root, not chroot: a container runtime pivots too, and cannot
+    // from inside a chroot.
     let outer = format!(
-        "set -e; mount --rbind /proc '{r}/proc'; mount --rbind /sys '{r}/sys'; mount --rbind /dev '{r}/dev'; \
-         mount -t tmpfs tmpfs '{r}/run'; exec chroot '{r}' /bin/sh /srv/check.sh"
+        "set -e; mount --bind '{r}' '{r}'; mount --rbind /proc '{r}/proc'; mount --rbind /sys '{r}/sys'; \
+         mount --rbind /dev '{r}/dev'; mount -t tmpfs tmpfs '{r}/run'; mkdir -p '{r}/.oldroot'; cd '{r}'; \
+         pivot_root . .oldroot; exec /bin/sh -c 'umount -l /.oldroot && rmdir /.oldroot && exec /bin/sh /srv/check.sh'"
     );
     let status = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "--fork", "sh", "-c"])

@@ -30,6 +30,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "util-linux",
     "curl",
     "libcap2-bin",
+    "debootstrap",
+    "binutils",
 ];
 
 /// What building the Berth crates needs besides Rust: libseccomp's static library (berth-run's seccomp filters), and

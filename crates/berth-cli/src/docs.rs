@@ -187,7 +187,8 @@ pub fn completions_examples(tool: &str) -> String {
     )
 }
 
-/// For a test: whether `doc` (a tool's `docs/cli/TOOL.md`) is what `bin generate-docs --markdown` prints now.
+/// For a test: whether `doc` (a tool's `docs/cli/TOOL.md`) is what `bin generate-docs --markdown` prints now, and
+/// every verb's help has examples.
 /// With `BERTH_UPDATE_DOCS=1` in the environment the file is rewritten instead (`cargo xtask docs` does that).
 pub fn check_reference(bin: &Path, doc: &Path) -> Result<(), String> {
     let out = std::process::Command::new(bin)
@@ -202,6 +203,17 @@ pub fn check_reference(bin: &Path, doc: &Path) -> Result<(), String> {
         ));
     }
     let now = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Every verb's help ends with examples.
+    let bare: Vec<&str> = now
+        .split("\n## ")
+        .skip(1)
+        .filter(|section| !section.starts_with("Verbs"))
+        .filter(|section| !section.contains("Examples:"))
+        .filter_map(|section| section.lines().next())
+        .collect();
+    if !bare.is_empty() {
+        return Err(format!("no examples in the help of: {}", bare.join(", ")));
+    }
     if std::env::var_os("BERTH_UPDATE_DOCS").is_some() {
         return std::fs::write(doc, &now).map_err(|e| format!("writing {}: {e}", doc.display()));
     }

@@ -36,23 +36,45 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    #[command(
+        after_help = "Examples:\n  berth-runtime create --bundle /run/bundles/app --pid-file /run/app.pid app\n  berth-runtime create --bundle ./bundle --console-socket /tmp/console.sock app"
+    )]
     Create(Create),
+    #[command(after_help = "Examples:\n  berth-runtime start app")]
     Start(Start),
+    #[command(after_help = "Examples:\n  berth-runtime state app")]
     State(State),
+    #[command(after_help = "Examples:\n  berth-runtime kill app TERM\n  berth-runtime kill --all app KILL")]
     Kill(Kill),
+    #[command(after_help = "Examples:\n  berth-runtime delete app\n  berth-runtime delete --force app")]
     Delete(Delete),
+    #[command(
+        after_help = "Examples:\n  berth-runtime run --bundle ./bundle app\n  ctr run --runc-binary $(command -v berth-runtime) --rm docker.io/library/alpine:latest demo true"
+    )]
     Run(Run),
+    #[command(
+        after_help = "Examples:\n  berth-runtime exec app cat /etc/hostname\n  berth-runtime exec --process process.json --detach --pid-file exec.pid app"
+    )]
     Exec(Exec),
+    #[command(after_help = "Examples:\n  berth-runtime ps --format json app")]
     Ps(Ps),
+    #[command(after_help = "Examples:\n  berth-runtime list\n  berth-runtime list --format json")]
     List(List),
+    #[command(after_help = "Examples:\n  berth-runtime pause app")]
     Pause(Pause),
+    #[command(after_help = "Examples:\n  berth-runtime resume app")]
     Resume(Resume),
+    #[command(after_help = "Examples:\n  berth-runtime spec --bundle ./bundle\n  berth-runtime spec --rootless")]
     Spec(Spec),
     /// Not supported: checkpoints need CRIU, which Berth does not drive.
     Checkpoint(Unsupported),
     /// Not supported: checkpoints need CRIU, which Berth does not drive.
     Restore(Unsupported),
+    #[command(
+        after_help = "Examples:\n  echo '{\"pids\": {\"limit\": 100}}' | berth-runtime update --resources - app\n  berth-runtime update --memory 536870912 app"
+    )]
     Update(Update),
+    #[command(after_help = "Examples:\n  berth-runtime features")]
     Features(Features),
     /// Not supported yet: container events.
     Events(Unsupported),

@@ -34,8 +34,12 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Build an image from a Containerfile (or Dockerfile) and a context directory.
     #[command(visible_alias = "bud")]
+    #[command(
+        after_help = "Examples:\n  berth-build build -t app:1 .\n  berth-build build -f Containerfile.prod --build-arg VERSION=2 -t app:2 .\n  berth-build build --timestamp 0 -t oci:./out:app:1 .   (reproducible: same digest in any clone)\n  berth-build build --target test --secret id=token,src=$HOME/.token .\n  berth-build build -t docker://localhost:5000/app:1 --tls-verify=false ."
+    )]
     Build(Box<commands::build::BuildArgs>),
     /// Empty the builder's caches (step cache and extracted layers; --all: RUN cache mounts too).
+    #[command(after_help = "Examples:\n  berth-build prune --dry-run\n  berth-build prune --all")]
     Prune(commands::prune::PruneArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = berth_cli::docs::completions_examples("berth-build"))]

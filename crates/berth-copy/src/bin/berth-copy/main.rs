@@ -30,18 +30,35 @@ pub(crate) struct Cli {
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Copy an image (or index) from SRC to DEST.
+    #[command(
+        after_help = "Examples:\n  berth-copy copy oci:./layout:app:1 docker://localhost:5000/app:1\n  berth-copy copy --all docker://localhost:5000/app:1 oci-archive:app.tar\n  berth-copy copy --dest-compress-format zstd app:1 docker://localhost:5000/app:1-zstd\n  berth-copy copy --tls-verify=false docker://localhost:5000/app:1 app:1"
+    )]
     Copy(commands::copy::CopyArgs),
     /// Show an image's manifest summary, raw manifest or config.
+    #[command(
+        after_help = "Examples:\n  berth-copy inspect docker://localhost:5000/app:1\n  berth-copy inspect --raw oci:./layout:app:1\n  berth-copy inspect --config app:1"
+    )]
     Inspect(commands::inspect::InspectArgs),
     /// List the tags of a repository (or the names in a layout).
+    #[command(
+        after_help = "Examples:\n  berth-copy list-tags docker://localhost:5000/app\n  berth-copy list-tags oci:./layout"
+    )]
     ListTags(commands::list_tags::ListTagsArgs),
     /// Delete an image from a registry or a layout.
+    #[command(
+        after_help = "Examples:\n  berth-copy delete docker://localhost:5000/app:old\n  berth-copy delete oci:./layout:app:1"
+    )]
     Delete(commands::delete::DeleteArgs),
     /// Copy all tags of a repository, all images of a layout, or a YAML list.
+    #[command(
+        after_help = "Examples:\n  berth-copy sync docker://localhost:5000/app oci:./mirror\n  berth-copy sync --src-type yaml images.yaml docker://localhost:5001/mirror"
+    )]
     Sync(commands::sync::SyncArgs),
     /// Re-hash every blob of a layout and report missing, corrupt and dangling content.
+    #[command(after_help = "Examples:\n  berth-copy fsck\n  berth-copy fsck --format json oci:./layout")]
     Fsck(commands::LayoutArgs),
     /// Delete blobs of a layout no image refers to.
+    #[command(after_help = "Examples:\n  berth-copy gc\n  berth-copy gc oci:./layout")]
     Gc(commands::LayoutArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = berth_cli::docs::completions_examples("berth-copy"))]

@@ -37,28 +37,46 @@ pub(crate) struct Cli {
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Run a command in a new container.
+    #[command(
+        after_help = "Examples:\n  berth-run run --rm app:1\n  berth-run run --rm -it docker://localhost:5000/app:1 sh\n  berth-run run -d --name web -v /srv/www:/www:ro app:1\n  berth-run run --rm --net none --read-only -m 256m app:1 ./batch-job\n  berth-run run --rm --bundle ./bundle   (a bundle from `berth-run bundle` or any OCI bundle)"
+    )]
     Run(commands::run::RunArgs),
     /// Pull an image from a registry into the store.
+    #[command(
+        after_help = "Examples:\n  berth-run pull docker://localhost:5000/app:1\n  berth-run pull --tls-verify=false localhost:5000/app:1"
+    )]
     Pull(commands::pull::PullCmdArgs),
     /// List containers.
+    #[command(after_help = "Examples:\n  berth-run ps\n  berth-run ps -a --format json")]
     Ps(commands::ps::PsArgs),
     /// Show the output of a detached container.
+    #[command(after_help = "Examples:\n  berth-run logs web\n  berth-run logs -f --tail 20 web")]
     Logs(commands::logs::LogsArgs),
     /// Send a signal to running containers.
+    #[command(after_help = "Examples:\n  berth-run kill web\n  berth-run kill -s HUP web")]
     Kill(commands::kill::KillArgs),
     /// Stop running containers (their stop signal, then SIGKILL).
+    #[command(after_help = "Examples:\n  berth-run stop web\n  berth-run stop -t 2 web db")]
     Stop(commands::stop::StopArgs),
     /// Remove containers.
+    #[command(after_help = "Examples:\n  berth-run rm web\n  berth-run rm -f web")]
     Rm(commands::rm::RmArgs),
     /// Run a command in a running container.
+    #[command(after_help = "Examples:\n  berth-run exec web cat /etc/os-release\n  berth-run exec -it web sh")]
     Exec(commands::exec::ExecArgs),
     /// Wait for containers to exit and print their exit codes.
+    #[command(after_help = "Examples:\n  berth-run wait web")]
     Wait(commands::ContainersArgs),
     /// Show a container's state and configuration as JSON.
+    #[command(after_help = "Examples:\n  berth-run inspect web")]
     Inspect(commands::ContainersArgs),
     /// Remove cached layers no container and no image in the store uses.
+    #[command(after_help = "Examples:\n  berth-run gc")]
     Gc(commands::gc::GcArgs),
     /// Write an OCI runtime bundle (DIR/config.json and DIR/rootfs) for runc or crun.
+    #[command(
+        after_help = "Examples:\n  berth-run bundle app:1 ./bundle && runc run --bundle ./bundle app\n  berth-run bundle --user 1000 docker://localhost:5000/app:1 ./bundle sh -c 'id'"
+    )]
     Bundle(commands::bundle::BundleArgs),
     #[command(name = "__monitor", hide = true)]
     Monitor { id: String },

@@ -16,7 +16,9 @@ use super::{Auth, endpoints, image};
 
 #[derive(Args)]
 pub(crate) struct CopyArgs {
+    /// The image to copy: docker://HOST/REPO:TAG, oci:PATH[:REF], oci-archive:PATH[:REF], docker-archive:PATH[:REF], dir:PATH or a store name.
     pub(crate) src: String,
+    /// Where to copy it, in the same spellings.
     pub(crate) dest: String,
     /// Copy the whole index (every platform).
     #[arg(short = 'a', long, visible_alias = "multi-arch", conflicts_with = "platforms")]

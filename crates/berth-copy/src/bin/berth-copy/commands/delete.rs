@@ -10,6 +10,7 @@ use super::{Auth, image, one_endpoint};
 
 #[derive(Args)]
 pub(crate) struct DeleteArgs {
+    /// The image to delete: docker://HOST/REPO:TAG (or @DIGEST), oci:PATH:REF or a store name.
     pub(crate) image: String,
     #[command(flatten)]
     pub(crate) auth: Auth,

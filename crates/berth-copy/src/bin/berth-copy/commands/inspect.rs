@@ -12,6 +12,7 @@ use super::{Auth, image, one_endpoint};
 
 #[derive(Args)]
 pub(crate) struct InspectArgs {
+    /// The image: docker://HOST/REPO:TAG, oci:PATH[:REF], oci-archive:PATH[:REF], docker-archive:PATH[:REF], dir:PATH or a store name.
     pub(crate) image: String,
     /// Print the manifest (or index) exactly as stored.
     #[arg(long)]

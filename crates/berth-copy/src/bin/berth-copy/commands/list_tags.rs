@@ -11,6 +11,7 @@ use super::{Auth, image, one_endpoint};
 
 #[derive(Args)]
 pub(crate) struct ListTagsArgs {
+    /// The repository: docker://HOST/REPO, or oci:PATH for the names in a layout.
     pub(crate) image: String,
     #[command(flatten)]
     pub(crate) auth: Auth,
