@@ -66,9 +66,11 @@ enum Command {
     Resume(Resume),
     #[command(after_help = "Examples:\n  berth-runtime spec --bundle ./bundle\n  berth-runtime spec --rootless")]
     Spec(Spec),
-    /// Not supported: checkpoints need CRIU, which Berth does not drive.
+    /// Not supported: checkpoints need CRIU, which Berth does not drive (accepted, refused with an error).
+    #[command(hide = true)]
     Checkpoint(Unsupported),
-    /// Not supported: checkpoints need CRIU, which Berth does not drive.
+    /// Not supported: checkpoints need CRIU, which Berth does not drive (accepted, refused with an error).
+    #[command(hide = true)]
     Restore(Unsupported),
     #[command(
         after_help = "Examples:\n  echo '{\"pids\": {\"limit\": 100}}' | berth-runtime update --resources - app\n  berth-runtime update --memory 536870912 app"
@@ -76,7 +78,8 @@ enum Command {
     Update(Update),
     #[command(after_help = "Examples:\n  berth-runtime features")]
     Features(Features),
-    /// Not supported yet: container events.
+    /// Not supported yet: container events (accepted, refused with an error).
+    #[command(hide = true)]
     Events(Unsupported),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = berth_cli::docs::completions_examples("berth-runtime"))]
