@@ -22,6 +22,11 @@ use crate::token::{self, Token};
 pub(crate) struct Scope(Vec<String>);
 
 impl Scope {
+    /// No repository: what `GET /v2/` needs (a token for the registry as a whole).
+    pub(crate) fn registry() -> Self {
+        Scope(Vec::new())
+    }
+
     /// Read access to `repo`.
     pub(crate) fn pull(repo: &str) -> Self {
         Scope(vec![format!("repository:{repo}:pull")])

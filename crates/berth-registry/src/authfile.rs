@@ -279,3 +279,152 @@ fn normalize(key: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The auth file `login` writes and `logout` edits, as podman and skopeo choose it: `explicit` (`--authfile`),
+/// else `$REGISTRY_AUTH_FILE`, else `$XDG_RUNTIME_DIR/containers/auth.json`, else
+/// `/run/containers/UID/auth.json`.
+pub fn login_authfile(explicit: Option<&Path>) -> PathBuf {
+    let env = AuthEnv::from_process();
+    if let Some(p) = explicit.map(Path::to_path_buf).or(env.registry_auth_file) {
+        return p;
+    }
+    match env.xdg_runtime_dir {
+        Some(dir) => dir.join("containers/auth.json"),
+        None => {
+            use std::os::unix::fs::MetadataExt;
+            let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+            PathBuf::from(format!("/run/containers/{uid}/auth.json"))
+        }
+    }
+}
+
+/// The key of `host` in an auth file's `auths` (Docker Hub under `docker.io`, as podman writes it).
+fn auths_key(host: &str) -> String {
+    if DOCKER_HUB_ALIASES.contains(&host) {
+        "docker.io".to_owned()
+    } else {
+        host.to_owned()
+    }
+}
+
+fn read_authfile(file: &Path) -> Result<serde_json::Map<String, serde_json::Value>, RegistryError> {
+    let bad = |reason: String| RegistryError::Authfile {
+        path: file.to_owned(),
+        reason,
+    };
+    match std::fs::metadata(file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(serde_json::Map::new()),
+        Err(e) => return Err(bad(e.to_string())),
+        Ok(m) if m.len() > MAX_AUTHFILE_SIZE => return Err(bad(format!("larger than {MAX_AUTHFILE_SIZE} bytes"))),
+        Ok(_) => {}
+    }
+    let bytes = std::fs::read(file).map_err(|e| bad(e.to_string()))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice(&bytes) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err(bad("not a JSON object".into())),
+        Err(e) => Err(bad(format!("not JSON: {e}"))),
+    }
+}
+
+/// Writes `doc` to `file` (mode 0600, its directory created 0700) through a temporary file and a rename, so a
+/// crash leaves the old file or the new one.
+fn write_authfile(file: &Path, doc: &serde_json::Map<String, serde_json::Value>) -> Result<(), RegistryError> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let bad = |reason: String| RegistryError::Authfile {
+        path: file.to_owned(),
+        reason,
+    };
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| bad(format!("creating {}: {e}", dir.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        file.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let text = serde_json::to_vec_pretty(doc).expect("JSON values serialize");
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&text)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, file)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(bad(e.to_string()));
+    }
+    Ok(())
+}
+
+/// Records `user`'s credentials for `host` in `file` (the `auths` entry podman and skopeo write: base64 of
+/// `user:password`), keeping everything else the file holds.
+pub fn store_credentials(file: &Path, host: &str, user: &str, password: &str) -> Result<(), RegistryError> {
+    use base64::Engine;
+    let mut doc = read_authfile(file)?;
+    let auths = doc
+        .entry("auths")
+        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    if !auths.is_object() {
+        *auths = serde_json::Value::Object(serde_json::Map::new());
+    }
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    auths
+        .as_object_mut()
+        .expect("an object")
+        .insert(auths_key(host), serde_json::json!({ "auth": token }));
+    write_authfile(file, &doc)
+}
+
+/// Removes the credentials of `host` (every host's with `None`) from `file`. Returns whether there were any.
+pub fn remove_credentials(file: &Path, host: Option<&str>) -> Result<bool, RegistryError> {
+    let mut doc = read_authfile(file)?;
+    let Some(auths) = doc.get_mut("auths").and_then(serde_json::Value::as_object_mut) else {
+        return Ok(false);
+    };
+    let removed = match host {
+        None => {
+            let any = !auths.is_empty();
+            auths.clear();
+            any
+        }
+        Some(h) => {
+            let key = auths_key(h);
+            // Also the spellings readers accept: https://HOST, HOST/…
+            let keys: Vec<String> = auths
+                .keys()
+                .filter(|k| {
+                    let bare = k.trim_start_matches("https://").trim_start_matches("http://");
+                    let bare = bare.split('/').next().unwrap_or(bare);
+                    bare == key || (key == "docker.io" && DOCKER_HUB_ALIASES.contains(&bare))
+                })
+                .cloned()
+                .collect();
+            for k in &keys {
+                auths.remove(k);
+            }
+            !keys.is_empty()
+        }
+    };
+    if removed {
+        write_authfile(file, &doc)?;
+    }
+    Ok(removed)
+}

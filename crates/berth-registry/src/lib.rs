@@ -57,7 +57,7 @@ mod token;
 mod upload;
 mod upload_feed;
 
-pub use authfile::lookup_credentials;
+pub use authfile::{login_authfile, lookup_credentials, remove_credentials, store_credentials};
 pub use blobs::DigestCheck;
 pub use client::Registry;
 pub use credentials::Credentials;

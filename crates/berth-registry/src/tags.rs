@@ -107,6 +107,19 @@ pub(crate) fn next_link(header: &str) -> Option<String> {
     None
 }
 
+impl Registry {
+    /// `GET /v2/` with this client's credentials, as `login` checks them: the registry must answer 200 once
+    /// authenticated (with a registry-wide token where it uses bearer tokens). A refusal is the error.
+    pub async fn check_login(&self) -> Result<(), RegistryError> {
+        let inner = &self.inner;
+        let target = inner.target("", Subject::ApiCheck);
+        let url = inner.url("v2/").await?;
+        let req = Request::new(Method::GET, url);
+        inner.send_expect(&req, &Scope::registry(), &target, &[200]).await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

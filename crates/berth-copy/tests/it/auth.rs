@@ -224,3 +224,74 @@ fn token_auth_push_and_pull() {
     ]);
     assert!(err.contains("401"), "{err}");
 }
+
+/// `login` checks the password with the registry before writing anything, stores it where skopeo and podman look
+/// (`$XDG_RUNTIME_DIR/containers/auth.json`, mode 0600), so later commands need no flags and skopeo reads it too;
+/// `logout` removes it. Basic and bearer-token registries alike.
+#[test]
+fn login_stores_checked_credentials_and_logout_removes_them() {
+    use std::io::Write;
+    let env = Env::new();
+    let img = busybox_layout(&env, "a", "bb:1");
+    let file = env.home().join("containers/auth.json");
+    let login = |host: &str, password: &str| {
+        let mut child = env
+            .cmd(&["login", "-u", USER, "--password-stdin", host])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    for (kind, reg) in [
+        ("basic", TestRegistry::basic(USER, PASSWORD).unwrap()),
+        ("token", TestRegistry::token(USER, PASSWORD).unwrap()),
+    ] {
+        let host = reg.host().to_owned();
+        let remote = format!("docker://{host}/private/busybox:1");
+        // A wrong password: refused by the registry, nothing written.
+        let _ = std::fs::remove_file(&file);
+        let out = login(&host, "wrong");
+        assert!(!out.status.success(), "{kind}: a wrong password logged in");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&host) && err.contains("401"), "{kind}: {err}");
+        assert!(!file.exists(), "{kind}: a failed login wrote {}", file.display());
+
+        let out = login(&host, PASSWORD);
+        assert!(out.status.success(), "{kind}: {}", String::from_utf8_lossy(&out.stderr));
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{kind}");
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(
+            doc["auths"][&host]["auth"],
+            base64(format!("{USER}:{PASSWORD}").as_bytes()),
+            "{kind}"
+        );
+        // No credential flags from now on; skopeo reads the same file.
+        env.ok(&["copy", "-q", &env.oci("a", Some("bb:1")), &remote]);
+        let inspected = env.ok(&["inspect", &remote]);
+        assert!(inspected.contains(&img.manifest_digest.to_string()), "{kind}");
+        let skopeo = std::process::Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+            .arg(&file)
+            .arg(&remote)
+            .output()
+            .unwrap();
+        assert!(
+            skopeo.status.success(),
+            "{kind}: skopeo: {}",
+            String::from_utf8_lossy(&skopeo.stderr)
+        );
+
+        env.ok(&["logout", &host]);
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert!(doc["auths"].get(&host).is_none(), "{kind}: {doc}");
+        let err = env.fails(&["inspect", &remote]);
+        assert!(err.contains("401"), "{kind}: {err}");
+        let err = env.fails(&["logout", &host]);
+        assert!(err.contains("not logged in"), "{kind}: {err}");
+    }
+    env.ok(&["logout", "--all"]);
+}

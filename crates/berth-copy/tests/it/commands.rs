@@ -188,3 +188,41 @@ fn sync_a_repository_a_layout_and_a_yaml_list() {
     ]);
     assert!(err.contains("sync.yaml"), "{err}");
 }
+
+/// `images` lists what a layout (or the store) holds: each name with its manifest digest (as the layout records
+/// it), its config's creation time and its size, sorted by name; as a table, or as JSON.
+#[test]
+fn images_lists_the_store_and_layouts() {
+    let env = Env::new();
+    let img = busybox_layout(&env, "a", "bb:1");
+    env.ok(&[
+        "copy",
+        "-q",
+        &env.oci("a", Some("bb:1")),
+        &env.oci("a", Some("again:2")),
+    ]);
+    env.ok(&["copy", "-q", &env.oci("a", Some("bb:1")), "stored:1"]);
+    let rows: Value = serde_json::from_str(&env.ok(&["images", "--format", "json", &env.oci("a", None)])).unwrap();
+    let names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["again:2", "bb:1"], "{rows}");
+    for r in rows.as_array().unwrap() {
+        let name = r["name"].as_str().unwrap();
+        assert_eq!(r["digest"], layout_digest(&env.path("a"), Some(name)));
+        assert_eq!(r["digest"], img.manifest_digest.to_string());
+        assert!(r["size"].as_u64().unwrap() > 1000, "{r}");
+        assert!(r["created"].is_string(), "{r}");
+    }
+    // The store, as a table.
+    let table = env.ok(&["images"]);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.contains("stored:1"), "{table}");
+    assert!(
+        table.contains(&img.manifest_digest.to_string()["sha256:".len()..][..12]),
+        "{table}"
+    );
+}

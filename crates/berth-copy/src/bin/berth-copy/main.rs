@@ -60,6 +60,17 @@ pub(crate) enum Command {
     /// Delete blobs of a layout no image refers to.
     #[command(after_help = "Examples:\n  berth-copy gc\n  berth-copy gc oci:./layout")]
     Gc(commands::LayoutArgs),
+    /// List the images a layout holds (by default the store): names, digests, creation times and sizes.
+    #[command(after_help = "Examples:\n  berth-copy images\n  berth-copy images --format json oci:./layout")]
+    Images(commands::images::ImagesArgs),
+    /// Log in to a registry: check the credentials and store them in the auth file every tool reads.
+    #[command(
+        after_help = "Examples:\n  echo \"$PASSWORD\" | berth-copy login -u me --password-stdin registry.example.com\n  berth-copy login --authfile ./auth.json -u ci --password-stdin localhost:5000 < token.txt"
+    )]
+    Login(commands::login::LoginArgs),
+    /// Remove stored credentials of a registry (or all of them).
+    #[command(after_help = "Examples:\n  berth-copy logout registry.example.com\n  berth-copy logout --all")]
+    Logout(commands::login::LogoutArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = berth_cli::docs::completions_examples("berth-copy"))]
     Completions(berth_cli::docs::CompletionsArgs),
@@ -78,6 +89,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Sync(a) => commands::sync::sync(store, a).await,
         Command::Fsck(a) => commands::fsck::fsck(store, a),
         Command::Gc(a) => commands::gc::gc(store, a),
+        Command::Images(a) => commands::images::images(store, a),
+        Command::Login(a) => commands::login::login(a).await,
+        Command::Logout(a) => commands::login::logout(a),
         Command::Completions(a) => berth_cli::docs::completions(Cli::command(), &a),
         Command::GenerateDocs(a) => berth_cli::docs::generate(Cli::command(), &a),
     }

@@ -5,8 +5,10 @@ pub(crate) mod copy;
 pub(crate) mod delete;
 pub(crate) mod fsck;
 pub(crate) mod gc;
+pub(crate) mod images;
 pub(crate) mod inspect;
 pub(crate) mod list_tags;
+pub(crate) mod login;
 pub(crate) mod sync;
 
 use std::path::PathBuf;
