@@ -23,6 +23,7 @@ mod dist;
 mod fuzz;
 mod measure;
 mod packages;
+mod publish;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

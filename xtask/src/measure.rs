@@ -135,7 +135,8 @@ pub struct Measured {
     pub target: &'static str,
 }
 
-/// Prints the rows as a table (stdout, or stderr with `json`) and, with `json`, as JSON on stdout.
+/// Prints the rows as a table (stdout, or stderr with `json`) and, with `json`, as JSON on stdout; writes them into
+/// docs/benchmarks.md with a chart ([`crate::publish`]).
 pub fn report(bench: &str, rows: &[Measured], bytes: u64, note: &str, json: bool) {
     // Sub-second workloads (container starts) in milliseconds, the rest in seconds.
     let all = rows
@@ -195,6 +196,9 @@ pub fn report(bench: &str, rows: &[Measured], bytes: u64, note: &str, json: bool
          other's: below 1 is faster; {note})\n",
         if ms { "milliseconds" } else { "seconds" }
     ));
+    if let Err(e) = crate::publish::publish(&crate::workspace_root(), bench, rows, note) {
+        eprintln!("warning: docs/benchmarks.md not written: {e:#}");
+    }
     if json {
         eprint!("{table}");
         println!(

@@ -164,6 +164,44 @@ fn bundle(dir: &Path, args: &[&str]) -> PathBuf {
     b
 }
 
+/// Runs a runtime's commands with their streams in files, not pipes: a created container keeps the streams it
+/// inherited open, as under the shim, so a pipe would never end.
+struct Calls {
+    dir: PathBuf,
+    n: std::cell::Cell<u32>,
+}
+
+impl Calls {
+    fn new(dir: &Path) -> Calls {
+        Calls {
+            dir: dir.to_owned(),
+            n: std::cell::Cell::new(0),
+        }
+    }
+
+    /// `bin --root ROOT ARGS…` with `stdin` as its input.
+    fn run(&self, bin: &str, root: &Path, args: &[&str], stdin: &[u8]) -> Output {
+        self.n.set(self.n.get() + 1);
+        let file = |ext: &str| self.dir.join(format!("{}.{ext}", self.n.get()));
+        let (out, err, inp) = (file("out"), file("err"), file("in"));
+        std::fs::write(&inp, stdin).unwrap();
+        let status = Command::new(bin)
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .stdin(std::fs::File::open(&inp).unwrap())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: std::fs::read(&out).unwrap(),
+            stderr: std::fs::read(&err).unwrap(),
+        }
+    }
+}
+
 #[test]
 fn the_command_line_follows_the_runtime_spec_lifecycle() {
     if !is_root() {
@@ -174,31 +212,11 @@ fn the_command_line_follows_the_runtime_spec_lifecycle() {
     let root = dir.path().join("state");
     let b = bundle(dir.path(), &["sleep", "600"]);
     let log = dir.path().join("log.json");
-    // Output through files, not pipes: a created container keeps the streams it inherited open, as under the shim.
-    let n = std::cell::Cell::new(0);
+    let calls = Calls::new(dir.path());
     let rt = |args: &[&str]| {
-        n.set(n.get() + 1);
-        let (out, err) = (
-            dir.path().join(format!("{}.out", n.get())),
-            dir.path().join(format!("{}.err", n.get())),
-        );
-        let status = Command::new(BIN)
-            .arg("--root")
-            .arg(&root)
-            .arg("--log")
-            .arg(&log)
-            .args(["--log-format", "json"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .status()
-            .unwrap();
-        Output {
-            status,
-            stdout: std::fs::read(&out).unwrap(),
-            stderr: std::fs::read(&err).unwrap(),
-        }
+        let mut all = vec!["--log", log.to_str().unwrap(), "--log-format", "json"];
+        all.extend(args);
+        calls.run(BIN, &root, &all, b"")
     };
     let state = |id: &str| -> serde_json::Value {
         let out = rt(&["state", id]);
@@ -333,30 +351,8 @@ fn lifecycle(bin: &str, dir: &Path) -> Seen {
     let b = bundle(dir, &["sleep", "600"]);
     let b_s = b.to_str().unwrap().to_owned();
     let exit3 = bundle(&dir.join("exit3"), &["sh", "-c", "exit 3"]);
-    let n = std::cell::Cell::new(0);
-    let rt = |args: &[&str], stdin: &[u8]| -> Output {
-        n.set(n.get() + 1);
-        let (out, err, inp) = (
-            dir.join(format!("{}.out", n.get())),
-            dir.join(format!("{}.err", n.get())),
-            dir.join(format!("{}.in", n.get())),
-        );
-        std::fs::write(&inp, stdin).unwrap();
-        let status = Command::new(bin)
-            .arg("--root")
-            .arg(&root)
-            .args(args)
-            .stdin(std::fs::File::open(&inp).unwrap())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .status()
-            .unwrap();
-        Output {
-            status,
-            stdout: std::fs::read(&out).unwrap(),
-            stderr: std::fs::read(&err).unwrap(),
-        }
-    };
+    let calls = Calls::new(dir);
+    let rt = |args: &[&str], stdin: &[u8]| calls.run(bin, &root, args, stdin);
     let state = |id: &str| -> serde_json::Value {
         let out = rt(&["state", id], b"");
         serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)

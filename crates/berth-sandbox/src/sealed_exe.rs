@@ -157,6 +157,34 @@ mod tests {
         );
     }
 
+    /// The overlay copy of this very test binary: the same bytes, a read-only overlay's file (not the host's
+    /// inode), and no way to write it, also reopened through /proc/self/fd.
+    #[test]
+    fn the_read_only_overlay_copy_is_the_binary_and_refuses_writes() {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let fd = match read_only_overlay_copy() {
+            Ok(fd) => fd,
+            Err(e) => {
+                eprintln!("note: no overlay copy here ({e}): the memfd fallback is what runs");
+                return;
+            }
+        };
+        let copy = std::fs::File::from(fd);
+        let host = std::fs::read(SELF_EXE).unwrap();
+        let mut bytes = Vec::new();
+        (&copy).read_to_end(&mut bytes).unwrap();
+        assert!(bytes == host, "the copy has other bytes");
+        assert_eq!(rustix::fs::fstatfs(&copy).unwrap().f_type, OVERLAYFS_MAGIC);
+        let (ours, theirs) = (std::fs::metadata(SELF_EXE).unwrap(), copy.metadata().unwrap());
+        assert_ne!((ours.dev(), ours.ino()), (theirs.dev(), theirs.ino()));
+        let e = std::fs::OpenOptions::new()
+            .append(true)
+            .open(format!("/proc/self/fd/{}", copy.as_raw_fd()))
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(rustix::io::Errno::ROFS.raw_os_error()), "{e}");
+    }
+
     #[test]
     fn this_test_binary_is_not_sealed() {
         assert!(!is_sealed());
