@@ -56,7 +56,7 @@ pub fn section(bench: &str, rows: &[Measured], note: &str, date: &str, machine: 
         let b = r.berth.as_secs_f64();
         let (peer, pr) = r.peer.map_or(("–".to_owned(), "–".to_owned()), |(n, d)| {
             (
-                format!("{n}: {}", secs(d, ms)),
+                format!("{}: {}", n.replace('|', "\\|"), secs(d, ms)),
                 format!("**{:.2}x**", b / d.as_secs_f64()),
             )
         });
