@@ -5,6 +5,7 @@
 //! - [`logging::init`] sets up `tracing` on stderr from `-v` counts and `RUST_LOG`.
 //! - [`errors::render`] prints an error and its causes on one line.
 //! - [`args`] holds the flags every tool spells alike (clap), so the tools speak with one voice.
+//! - [`memory::reuse_large_buffers`]: allocator thresholds for the tools that stream large data.
 //! - [`docs`]: shell completions, man pages and the Markdown reference, made from each tool's clap definitions.
 //!
 //! Libraries never depend on this crate: only binaries do.
@@ -18,4 +19,5 @@ pub mod args;
 pub mod docs;
 pub mod errors;
 pub mod logging;
+pub mod memory;
 pub mod progress;

@@ -50,6 +50,7 @@ pub(crate) enum Command {
 }
 
 fn main() -> ExitCode {
+    berth_cli::memory::reuse_large_buffers();
     let cli = Cli::parse();
     // RUN steps run untrusted code in containers cloned from this process: run from a sealed copy of the binary
     // (CVE-2019-5736), as berth-run does.

@@ -98,6 +98,7 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    berth_cli::memory::reuse_large_buffers();
     let cli = Cli::parse();
     // --quiet silences the warnings about retries too; errors still show.
     let quiet =
