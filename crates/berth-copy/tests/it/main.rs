@@ -15,6 +15,7 @@ mod interrupt;
 mod multiarch;
 mod roundtrip;
 mod skopeo;
+mod snapshots;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
