@@ -234,3 +234,42 @@ pub fn write_docs(args: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// One voice: the tools that reach registries spell the shared ideas alike (skopeo's, buildah's and podman's
+    /// spelling), as their generated references (docs/cli, checked against the binaries by each tool's tests) show.
+    #[test]
+    fn the_tools_spell_shared_options_alike() {
+        let root = crate::workspace_root();
+        let read = |tool: &str| std::fs::read_to_string(root.join(format!("docs/cli/{tool}.md"))).unwrap();
+        for tool in ["berth-build", "berth-copy", "berth-run"] {
+            let doc = read(tool);
+            for flag in [
+                "--store",
+                "--tls-verify",
+                "--authfile",
+                "--creds",
+                "--retry-times",
+                "--platform",
+                "--verbose",
+            ] {
+                assert!(
+                    doc.contains(&format!("`{flag} "))
+                        || doc.contains(&format!(", {flag}"))
+                        || doc.contains(&format!("`{flag}`")),
+                    "{tool} has no {flag}"
+                );
+            }
+            // -q is --quiet wherever there is one.
+            for line in doc.lines().filter(|l| l.starts_with("- `-q")) {
+                assert!(line.starts_with("- `-q, --quiet`"), "{tool}: {line}");
+            }
+            // Machine-readable output is --format json (never --json).
+            assert!(!doc.contains("`--json"), "{tool} spells JSON output --json");
+        }
+        for tool in ["berth-copy", "berth-run", "berth-runtime"] {
+            assert!(read(tool).contains("--format"), "{tool} has no --format");
+        }
+    }
+}
