@@ -178,6 +178,11 @@ impl StepRoot {
         create: &CreateOptions,
     ) -> Result<(Layer, Option<PathBuf>), BuildError> {
         self.unmount()?;
+        // The layout's blob writer hashes the compressed stream: the layer writer need not hash it too.
+        let create = &CreateOptions {
+            hash_output: false,
+            ..create.clone()
+        };
         let upper = self.upper.clone();
         crate::hardlinks::relink_copied_up(&upper, &self.lowers)?;
         let started = std::time::Instant::now();

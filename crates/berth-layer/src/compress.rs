@@ -155,6 +155,18 @@ impl<W: Write> LayerWriter<W> {
         })
     }
 
+    /// Does not hash the compressed stream: for an output that hashes what it is given itself (a layout's blob
+    /// writer), so that the bytes are not hashed twice. [`LayerDigests::digest`] is then the digest of nothing.
+    pub fn without_output_digest(mut self) -> Self {
+        let counted = match &mut self.backend {
+            Backend::Plain(c) => c,
+            Backend::Gzip(g) => &mut g.out,
+            Backend::Zstd(z) => z.get_mut(),
+        };
+        counted.hash = false;
+        self
+    }
+
     /// Ends the compressed stream and returns the digests.
     pub fn finish(self) -> io::Result<LayerDigests> {
         self.finish_into_inner().map(|(digests, _)| digests)
@@ -211,6 +223,8 @@ impl<W: Write> Write for LayerWriter<W> {
 struct Counted<W> {
     inner: W,
     hasher: Hasher,
+    /// Whether `hasher` is fed (see [`LayerWriter::without_output_digest`]).
+    hash: bool,
     count: u64,
 }
 
@@ -219,6 +233,7 @@ impl<W: Write> Counted<W> {
         Counted {
             inner,
             hasher: Hasher::new(Algorithm::Sha256),
+            hash: true,
             count: 0,
         }
     }
@@ -227,7 +242,9 @@ impl<W: Write> Counted<W> {
 impl<W: Write> Write for Counted<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if self.hash {
+            self.hasher.update(&buf[..n]);
+        }
         self.count += n as u64;
         Ok(n)
     }

@@ -48,6 +48,10 @@ pub struct CreateOptions {
     pub source_date_epoch: Option<i64>,
     /// Compression threads; 0 = one per core. The output does not depend on it.
     pub threads: usize,
+    /// Hash the compressed stream (the layer's digest). `false` when the output hashes what it is given itself (a
+    /// layout's blob writer does): the returned [`LayerDigests::digest`] is then the digest of nothing and must not
+    /// be used — the blob writer's is the layer's.
+    pub hash_output: bool,
 }
 
 impl Default for CreateOptions {
@@ -57,6 +61,7 @@ impl Default for CreateOptions {
             level: None,
             source_date_epoch: None,
             threads: 0,
+            hash_output: true,
         }
     }
 }
@@ -268,6 +273,11 @@ fn create<W: Write>(source: Source<'_>, out: W, opts: &CreateOptions) -> Result<
         LayerWriter::new(out, compression, opts.level, opts.threads)
     }
     .map_err(finish_err)?;
+    let layer = if opts.hash_output {
+        layer
+    } else {
+        layer.without_output_digest()
+    };
     write_tar(&source, layer, opts)?.finish().map_err(finish_err)
 }
 

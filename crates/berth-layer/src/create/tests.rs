@@ -574,3 +574,29 @@ fn placeholders_take_their_content_from_where_it_was_copied_from() {
     let err = create_from_overlay_upper_elsewhere(upper.path(), &map, &mut Vec::new(), &plain()).unwrap_err();
     assert!(err.to_string().contains("placeholder"), "{err}");
 }
+
+#[test]
+fn an_output_that_hashes_itself_gets_the_same_bytes() {
+    let root = tempfile::tempdir().unwrap();
+    populate(root.path());
+    for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+        let opts = CreateOptions {
+            compression,
+            ..CreateOptions::default()
+        };
+        let (mut hashed, mut plain) = (Vec::new(), Vec::new());
+        let a = create_from_dir(root.path(), &mut hashed, &opts).unwrap();
+        let b = create_from_dir(
+            root.path(),
+            &mut plain,
+            &CreateOptions {
+                hash_output: false,
+                ..opts.clone()
+            },
+        )
+        .unwrap();
+        assert!(hashed == plain, "{compression}: the bytes differ");
+        assert_eq!((a.size, &a.diff_id), (b.size, &b.diff_id), "{compression}");
+        assert_eq!(Digest::sha256(&plain), a.digest, "{compression}");
+    }
+}
