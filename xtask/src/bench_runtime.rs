@@ -120,26 +120,26 @@ pub fn run(json: bool) -> Result<()> {
     // berth-run: the image in a store of its own, its layers cached by a first run.
     let store = berth_spec::layout::Layout::create(w.join("store"))?;
     berth_testkit::busybox::write_image(&store, "busybox:1")?;
-    let run_cmd = |name: &str| {
+    // berth-run with its own store, layer cache and state.
+    let berth_run_cmd = || {
         let mut c = Command::new(&berth_run);
         c.arg("--store")
             .arg(store.root())
             .arg("--cache")
-            .arg(w.join("run-cache"))
-            .arg("--state")
-            .arg(w.join("run-state"))
-            .args(["run", "--rm", "--name", name, "busybox:1", "/bin/true"]);
+            .arg(w.join("run-cache"));
+        c.arg("--state").arg(w.join("run-state"));
+        c
+    };
+    let run_cmd = |name: &str| {
+        let mut c = berth_run_cmd();
+        c.args(["run", "--rm", "--name", name, "busybox:1", "/bin/true"]);
         c
     };
     sh(&mut run_cmd("warm"))?;
     // runc runs the bundle berth-run would run (same mounts, capabilities and seccomp profile), written by
     // `berth-run bundle`, so both start the same container.
     let run_bundle = w.join("run-bundle");
-    sh(Command::new(&berth_run)
-        .arg("--store")
-        .arg(store.root())
-        .arg("--cache")
-        .arg(w.join("run-cache"))
+    sh(berth_run_cmd()
         .args(["bundle", "busybox:1"])
         .arg(&run_bundle)
         .arg("/bin/true"))?;

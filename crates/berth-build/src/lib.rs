@@ -21,6 +21,7 @@ mod hardlinks;
 mod image;
 pub mod inputs;
 pub mod naming;
+pub mod options;
 pub mod pattern;
 mod prune;
 mod statcache;

@@ -8,8 +8,6 @@ mod rootless;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
-use berth_run::state::StateDir;
 use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -88,36 +86,8 @@ pub(crate) enum Command {
     GenerateDocs(berth_cli::docs::GenerateDocsArgs),
 }
 
-impl Cli {
-    pub(crate) fn store(&self) -> Result<PathBuf> {
-        match &self.store {
-            Some(path) => Ok(path.clone()),
-            None => Ok(berth_spec::store::trusted_default_store_path()?),
-        }
-    }
-
-    pub(crate) fn cache(&self) -> PathBuf {
-        self.cache.clone().unwrap_or_else(berth_run::layers::default_cache_path)
-    }
-
-    pub(crate) fn state(&self) -> Result<StateDir> {
-        let root = self.state.clone().unwrap_or_else(berth_run::state::default_state_path);
-        Ok(StateDir::open(&root)?)
-    }
-}
-
-/// Restores SIGPIPE's default action. Rust programs start with SIGPIPE ignored, and an ignored signal stays
-/// ignored across `exec`: containers would inherit it (`yes | head` would then never end by SIGPIPE).
-#[allow(unsafe_code)]
-fn default_sigpipe() {
-    // SAFETY: called first thing in main, before any thread exists; SIG_DFL needs no handler to stay valid.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
 fn main() -> ExitCode {
-    default_sigpipe();
+    report::default_sigpipe();
     // Usage errors exit 125, as podman's (and as berth-run's other own failures); help and version exit 0.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -150,13 +120,7 @@ fn main() -> ExitCode {
         _ => None,
     };
     if let Some(done) = docs {
-        return match done {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("berth-run: {}", berth_cli::errors::render(&e));
-                ExitCode::from(125)
-            }
-        };
+        return report::finish(done.map(|()| 0), true);
     }
     report::init_logging(cli.verbose);
     match rootless::rootless_entry(&cli) {
@@ -183,19 +147,10 @@ fn main() -> ExitCode {
         Command::Monitor { id } => commands::monitor::monitor(&cli, id),
         Command::Completions(_) | Command::GenerateDocs(_) => unreachable!("handled above"),
     };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("berth-run: {}", berth_cli::errors::render(&e));
-            if berth_cli::errors::registry_error(&e).is_some_and(|r| r.status() == Some(429)) {
-                eprintln!("berth-run: hint: wait, or raise --retry-times");
-            }
-            ExitCode::from(report::exit_code(
-                &e,
-                matches!(cli.command, Command::Run(_) | Command::Exec(_) | Command::Pull(_)),
-            ))
-        }
-    }
+    report::finish(
+        result,
+        matches!(cli.command, Command::Run(_) | Command::Exec(_) | Command::Pull(_)),
+    )
 }
 
 #[cfg(test)]

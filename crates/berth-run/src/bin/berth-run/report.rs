@@ -33,3 +33,27 @@ pub(crate) fn exit_code(e: &anyhow::Error, run_like: bool) -> u8 {
         _ => 1,
     }
 }
+
+/// Restores SIGPIPE's default action. Rust programs start with SIGPIPE ignored, and an ignored signal stays
+/// ignored across `exec`: containers would inherit it (`yes | head` would then never end by SIGPIPE).
+#[allow(unsafe_code)]
+pub(crate) fn default_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL needs no handler to stay valid.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// The exit status of a verb's outcome: its code, or the error printed (with a hint for 429) and its exit code.
+pub(crate) fn finish(result: anyhow::Result<u8>, run_like: bool) -> std::process::ExitCode {
+    match result {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("berth-run: {}", berth_cli::errors::render(&e));
+            if berth_cli::errors::registry_error(&e).is_some_and(|r| r.status() == Some(429)) {
+                eprintln!("berth-run: hint: wait, or raise --retry-times");
+            }
+            std::process::ExitCode::from(exit_code(&e, run_like))
+        }
+    }
+}

@@ -5,9 +5,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use berth_build::{BuildOptions, PullPolicy};
-use berth_sandbox::NetMode;
-use berth_spec::media_type::Compression;
-use berth_spec::platform::Platform;
 use berth_transfer::{Progress, Silent};
 use clap::Args;
 
@@ -103,50 +100,11 @@ pub(crate) fn build(cli: &Cli, args: &BuildArgs) -> Result<()> {
     let (file_name, text, file_path) = berth_build::inputs::containerfile(&args.context, args.file.as_deref())?;
     let containerfile = berth_build::containerfile::parse(&file_name, &text)?;
     let ignore = berth_build::inputs::ignore_rules(&args.context, args.ignorefile.as_deref(), file_path.as_deref())?;
-    let platform = match &args.platform {
-        None => Platform::host(),
-        Some(p) => {
-            let wanted = Platform::parse(p).with_context(|| format!("--platform {p}"))?;
-            if !wanted.matches(&Platform::host()) {
-                bail!(
-                    "--platform {p}: berth-build builds for this host's platform ({}) only",
-                    Platform::host()
-                );
-            }
-            Platform::host()
-        }
-    };
-    let network = match args.network.as_str() {
-        "host" | "default" => NetMode::Host,
-        "none" => NetMode::None,
-        other => bail!("--network {other}: use host or none"),
-    };
-    let compression = match args.compress.as_str() {
-        "gzip" => Compression::Gzip,
-        "zstd" => Compression::Zstd,
-        other => bail!("--compress {other}: use gzip or zstd"),
-    };
-    let format = match args.format.as_str() {
-        "oci" => berth_spec::media_type::Format::Oci,
-        "docker" => {
-            if compression == Compression::Zstd {
-                bail!("--format docker --compress zstd: Docker schema 2 has no zstd layers; use gzip or --format oci");
-            }
-            berth_spec::media_type::Format::DockerV2S2
-        }
-        other => bail!("--format {other}: use oci or docker"),
-    };
+    let platform = berth_build::options::platform(args.platform.as_deref())?;
+    let network = berth_build::options::network(&args.network)?;
+    let (compression, format) = berth_build::options::output(&args.compress, &args.format)?;
     let pull: PullPolicy = args.pull.parse().map_err(|e| anyhow::anyhow!("--pull {e}"))?;
-    let timestamp = match args.timestamp {
-        Some(t) => Some(t),
-        None => match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) if !v.is_empty() => Some(
-                v.parse()
-                    .with_context(|| format!("SOURCE_DATE_EPOCH={v}: not a number"))?,
-            ),
-            _ => None,
-        },
-    };
+    let timestamp = berth_build::options::timestamp(args.timestamp)?;
     let store_path = match &cli.store {
         Some(p) => p.clone(),
         None => berth_spec::store::trusted_default_store_path()?,
@@ -164,17 +122,8 @@ pub(crate) fn build(cli: &Cli, args: &BuildArgs) -> Result<()> {
             eprintln!("{line}");
         }
     });
-    let pairs = |list: &[String], flag: &str| -> Result<Vec<(String, String)>> {
-        list.iter()
-            .map(|l| {
-                l.split_once('=')
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .ok_or_else(|| anyhow::anyhow!("--{flag} {l}: write NAME=VALUE"))
-            })
-            .collect()
-    };
-    let labels = pairs(&args.labels, "label")?;
-    let annotations = pairs(&args.annotations, "annotation")?;
+    let labels = berth_build::options::name_values(&args.labels, "label")?;
+    let annotations = berth_build::options::name_values(&args.annotations, "annotation")?;
     let opts = BuildOptions {
         containerfile,
         context: args.context.clone(),

@@ -14,7 +14,7 @@ pub(crate) mod run;
 pub(crate) mod stop;
 pub(crate) mod wait;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -125,5 +125,23 @@ pub(crate) fn each(
         None => Ok(0),
         Some(first) if count == 1 => Err(first.into()),
         Some(first) => Err(anyhow::Error::from(first).context(format!("{count} containers failed; the first"))),
+    }
+}
+
+impl Cli {
+    pub(crate) fn store(&self) -> Result<PathBuf> {
+        match &self.store {
+            Some(path) => Ok(path.clone()),
+            None => Ok(berth_spec::store::trusted_default_store_path()?),
+        }
+    }
+
+    pub(crate) fn cache(&self) -> PathBuf {
+        self.cache.clone().unwrap_or_else(berth_run::layers::default_cache_path)
+    }
+
+    pub(crate) fn state(&self) -> Result<StateDir> {
+        let root = self.state.clone().unwrap_or_else(berth_run::state::default_state_path);
+        Ok(StateDir::open(&root)?)
     }
 }
