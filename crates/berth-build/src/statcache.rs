@@ -31,6 +31,9 @@ struct Entry {
     recorded: i128,
     /// `blake3:HEX`.
     digest: String,
+    /// Recorded in this build from a file read elsewhere ([`StatCache::record`]): a later lookup is counted as
+    /// the read it was, not as a reuse.
+    read_elsewhere: bool,
 }
 
 /// The prefix of this cache's digests.
@@ -50,6 +53,8 @@ pub struct StatCache {
     pub hashed: usize,
     /// Files whose digest came from the cache.
     pub reused: usize,
+    /// The read buffer, kept between files: a zeroed 1 MiB per file cost more than hashing a small file.
+    buf: Vec<u8>,
 }
 
 impl StatCache {
@@ -61,6 +66,7 @@ impl StatCache {
             dirty: false,
             hashed: 0,
             reused: 0,
+            buf: Vec::new(),
         };
         std::mem::replace(self, empty)
     }
@@ -82,6 +88,7 @@ impl StatCache {
                         dev: v["dev"].as_u64()?,
                         recorded: field("recorded")?,
                         digest: v["digest"].as_str().filter(|d| d.starts_with(ALGORITHM))?.to_owned(),
+                        read_elsewhere: false,
                     })
                 })();
                 if let Some(e) = entry {
@@ -95,6 +102,7 @@ impl StatCache {
             dirty: false,
             hashed: 0,
             reused: 0,
+            buf: Vec::new(),
         }
     }
 
@@ -112,21 +120,39 @@ impl StatCache {
             // Changed within RACY_NS of being recorded: the times cannot tell a later change apart.
             && e.recorded > mtime.max(ctime) + RACY_NS
         {
-            self.reused += 1;
+            if !e.read_elsewhere {
+                self.reused += 1;
+            }
             return Ok(e.digest.clone());
         }
+        // A file read elsewhere in this build and read again (changed since, or too recently changed to trust
+        // its times) is one file read, not two.
+        let read_elsewhere = self.entries.get(&key).is_some_and(|e| e.read_elsewhere);
         let mut h = blake3::Hasher::new();
         let mut file = std::fs::File::open(path)?;
-        let mut buf = vec![0u8; 1 << 20];
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; 1 << 20];
+        }
+        let buf = &mut self.buf;
         loop {
-            let n = file.read(&mut buf)?;
+            let n = file.read(buf)?;
             if n == 0 {
                 break;
             }
             h.update(&buf[..n]);
         }
         let digest = format!("{ALGORITHM}{}", h.finalize().to_hex());
-        self.hashed += 1;
+        if !read_elsewhere {
+            self.hashed += 1;
+        }
+        self.insert(path, meta, digest.clone(), read_elsewhere);
+        Ok(digest)
+    }
+
+    fn insert(&mut self, path: &Path, meta: &std::fs::Metadata, digest: String, read_elsewhere: bool) {
+        let key = path.display().to_string();
+        let mtime = ns(meta.mtime(), meta.mtime_nsec());
+        let ctime = ns(meta.ctime(), meta.ctime_nsec());
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
@@ -139,11 +165,24 @@ impl StatCache {
                 ino: meta.ino(),
                 dev: meta.dev(),
                 recorded: now,
-                digest: digest.clone(),
+                digest,
+                read_elsewhere,
             },
         );
         self.dirty = true;
-        Ok(digest)
+    }
+
+    /// The digest last recorded for `path`, if any.
+    pub fn known(&self, path: &Path) -> Option<&str> {
+        self.entries.get(&path.display().to_string()).map(|e| e.digest.as_str())
+    }
+
+    /// Records the digest of a file hashed elsewhere (BLAKE3 of its content when it had metadata `meta`), as if
+    /// [`digest`](Self::digest) had read it.
+    pub fn record(&mut self, path: &Path, meta: &std::fs::Metadata, blake3: &[u8; 32]) {
+        let digest = format!("{ALGORITHM}{}", blake3::Hash::from_bytes(*blake3).to_hex());
+        self.insert(path, meta, digest, true);
+        self.hashed += 1;
     }
 
     /// Writes the cache back (atomically) if it changed.

@@ -22,6 +22,17 @@ use berth_spec::io_context::IoContext;
 use crate::error::BuildError;
 use crate::image::{ImageState, Layer};
 
+/// A step's layer, as [`StepRoot::commit`] wrote it.
+#[derive(Debug)]
+pub struct Committed {
+    /// The layer.
+    pub layer: Layer,
+    /// Its extracted directory in the layer cache, when it went there.
+    pub dir: Option<PathBuf>,
+    /// The sources whose content the layer read from elsewhere, hashed (with [`StepRoot::hash_deferred_sources`]).
+    pub sources: Vec<berth_layer::create::SourceDigest>,
+}
+
 /// A mounted step root. Dropping it unmounts and removes its directories; [`StepRoot::commit`] turns its
 /// changes into a layer first.
 #[derive(Debug)]
@@ -169,6 +180,13 @@ impl StepRoot {
         Ok(())
     }
 
+    /// Hashes the content of the deferred placeholders' sources (BLAKE3) while the layer reads it: the commit
+    /// then returns their digests (see [`Committed::sources`]), so that the context is not read a second time for
+    /// the step's key.
+    pub fn hash_deferred_sources(&self) {
+        self.deferred.borrow_mut().hash_sources();
+    }
+
     /// Unmounts, writes the upper directory as a layer blob into `out`, extracts it into the cache (the next
     /// steps mount it), and returns the layer and its directory.
     pub fn commit(
@@ -176,7 +194,7 @@ impl StepRoot {
         out: &Layout,
         cache: &OverlayCache,
         create: &CreateOptions,
-    ) -> Result<(Layer, Option<PathBuf>), BuildError> {
+    ) -> Result<Committed, BuildError> {
         self.unmount()?;
         // The layout's blob writer hashes the compressed stream: the layer writer need not hash it too.
         let create = &CreateOptions {
@@ -196,7 +214,11 @@ impl StepRoot {
                 placeholders = deferred.len(),
                 "layer blob written from the copy's sources"
             );
-            return Ok((layer, None));
+            return Ok(Committed {
+                layer,
+                dir: None,
+                sources: deferred.source_digests(),
+            });
         }
         // The upper directory's data is flushed to disk (for the layer cache) while the layer is written from it.
         let (written, flushed) = std::thread::scope(|scope| {
@@ -213,7 +235,11 @@ impl StepRoot {
             .cache()
             .adopt_synced(&layer.diff_id, &upper)
             .at("move the step's layer into the cache", &upper)?;
-        Ok((layer, Some(dir)))
+        Ok(Committed {
+            layer,
+            dir: Some(dir),
+            sources: Vec::new(),
+        })
     }
 
     /// Writes the whole merged root filesystem as one layer into `out` (`--squash`), then unmounts.

@@ -179,7 +179,12 @@ impl Builder<'_> {
         let defer = ctx.last_mount && source_state.is_none() && keyword == Keyword::Copy;
         self.upper_in_memory = defer;
         let deferred = std::sync::Mutex::new(Vec::new());
+        // A key that is needed only after the step, of files the layer reads anyway: hashed as the layer reads them.
+        let hash_in_layer = speculative && defer;
         let body = |b: &mut Self, _: &ImageState, root: &StepRoot| -> Result<(), BuildError> {
+            if hash_in_layer {
+                root.hash_deferred_sources();
+            }
             let ids = match &chown {
                 None => None,
                 Some(spec) => Some(resolve_chown(spec, &root.rootfs())?),
@@ -245,6 +250,42 @@ impl Builder<'_> {
             }
             Ok(())
         };
+        let hash_failed = |e: BuildError| BuildError::Work {
+            what: "hash the copy's sources",
+            source: berth_spec::error_chain(&e).into(),
+        };
+        if hash_in_layer {
+            // The sources the layer read are in the stat cache once it is written; the key's walk of the context
+            // then reads only what the layer did not (heredocs are hashed as they are).
+            let stat_cache = std::cell::RefCell::new(self.stat_cache.take());
+            let key = StepKey::Later(Box::new(|sources| {
+                let mut stat_cache = stat_cache.borrow_mut();
+                for s in &sources {
+                    stat_cache.record(&s.path, &s.meta, &s.blake3);
+                }
+                let d = crate::steps::copy::content_digest(&hash_req, &mut stat_cache).map_err(hash_failed)?;
+                // The key must describe the bytes the layer holds: a source that changed between the layer's read
+                // and the key's walk would cache the layer under the wrong content.
+                for s in &sources {
+                    let recorded = blake3::Hash::from_bytes(s.blake3).to_hex();
+                    if stat_cache.known(&s.path).is_some_and(|k| !k.ends_with(recorded.as_str())) {
+                        return Err(BuildError::Work {
+                            what: "record the step",
+                            source: format!(
+                                "{}: changed while the step was running; build again once nothing modifies the context",
+                                s.path.display()
+                            )
+                            .into(),
+                        });
+                    }
+                }
+                tracing::debug!(read_by_the_layer = sources.len(), "key from the sources the layer read");
+                Ok(make_key(&d.to_string()))
+            }));
+            let result = self.layer_step(state, ctx, &created_by, key, body);
+            self.stat_cache = stat_cache.into_inner();
+            return result.map_err(step_err);
+        }
         if speculative {
             let mut stat_cache = self.stat_cache.take();
             let (digest, stat_cache, result) = std::thread::scope(|scope| {
@@ -259,7 +300,7 @@ impl Builder<'_> {
                         *hashed.borrow_mut() = Some(h.join().expect("hashing does not panic"));
                     }
                 };
-                let key = StepKey::Later(Box::new(|| {
+                let key = StepKey::Later(Box::new(|_| {
                     join();
                     match hashed.borrow().as_ref().expect("joined") {
                         (Ok(d), _) => Ok(make_key(&d.to_string())),

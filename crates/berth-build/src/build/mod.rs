@@ -681,11 +681,16 @@ impl Builder<'_> {
             // The working directory was there already: no layer.
             return Ok(());
         }
-        let (layer, layer_dir) = root.commit(&self.store, &self.cache, &self.create)?;
+        let crate::workspace::Committed {
+            layer,
+            dir: layer_dir,
+            sources,
+        } = root.commit(&self.store, &self.cache, &self.create)?;
         tracing::debug!(elapsed = ?started.elapsed(), "layer committed");
-        // A key computed meanwhile (the step's inputs hashed while it ran) is needed only now, to record the step.
+        // A key computed meanwhile, or from what the layer read (the step's inputs), is needed only now, to record
+        // the step.
         let key = match later {
-            Some(k) => Some(k()?),
+            Some(k) => Some(k(sources)?),
             None => key,
         };
         if let Some(k) = &key {
@@ -704,11 +709,16 @@ impl Builder<'_> {
 }
 
 /// A layer step's cache key: known before the step (looked up first), or known only once it ran (a step that
-/// cannot be in the cache, whose inputs are hashed meanwhile; recorded after).
+/// cannot be in the cache, whose inputs are hashed meanwhile or while the layer reads them; recorded after). The
+/// later key is given the digests of the sources the layer read.
 pub(super) enum StepKey<'a> {
     Known(Option<String>),
-    Later(Box<dyn FnOnce() -> Result<String, BuildError> + 'a>),
+    Later(LaterKey<'a>),
 }
+
+/// A key computed once the step ran, from the sources its layer read (and hashed) and anything else it needs.
+pub(super) type LaterKey<'a> =
+    Box<dyn FnOnce(Vec<berth_layer::create::SourceDigest>) -> Result<String, BuildError> + 'a>;
 
 /// Per-stage state beside the image.
 struct StageCtx {

@@ -270,3 +270,70 @@ fn a_last_copy_writes_the_same_layer_straight_from_the_context() {
     assert_eq!(std::fs::read_to_string(rootfs.join("from-a/big-link")).unwrap(), big);
     assert_eq!(std::fs::read_to_string(rootfs.join("from-a/small")).unwrap(), "small\n");
 }
+
+/// A stage's last COPY that cannot be in the cache hashes its sources for the step's key as the layer reads them
+/// (each file read once): that key is the one a later build computes from scratch, and changes are still seen.
+#[test]
+fn a_key_hashed_while_the_layer_reads_the_sources_is_the_key_a_rebuild_computes() {
+    let env = Env::new();
+    let big: String = (0..100_000).map(|i| format!("{i}\n")).collect();
+    env.file("tree/big.txt", &big)
+        .file("tree/sub/small", "small\n")
+        .file("tree/sub/other", "other\n");
+    // Past the stat cache's racy window, so that the entries the first build records are trusted.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    env.file("Containerfile", "FROM busybox:1\nCOPY tree /tree\n");
+    let ctx = env.path("ctx");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["-v", "build", "--timestamp", "1700000000"];
+        args.extend(extra);
+        args.push(ctx.to_str().unwrap());
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth-build"))
+            .args(&args)
+            .env("BERTH_STORE", env.store.root())
+            .env("BERTH_BUILD_CACHE", env.path("cache"))
+            .env("RUST_LOG", "berth_build=debug")
+            .output()
+            .unwrap();
+        let r = crate::ran(out);
+        assert_eq!(r.code, 0, "{r:?}");
+        r
+    };
+    let first = run(&[]);
+    assert!(first.stderr.contains("layer blob written from the copy's sources"), "{}", first.stderr);
+    assert!(
+        first.stderr.contains("key from the sources the layer read read_by_the_layer=3"),
+        "{}",
+        first.stderr
+    );
+    assert!(
+        first.stderr.contains("context files: 3 read and hashed, 0 known unchanged"),
+        "each file is read once: {}",
+        first.stderr
+    );
+    // From scratch (no stat cache): every file hashed again by the ordinary walk gives the same key.
+    std::fs::remove_file(env.path("cache/context-stat.json")).unwrap();
+    let again = run(&[]);
+    assert!(again.stderr.contains("--> Using cache"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("context files: 3 read and hashed, 0 known unchanged"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(first.stdout.trim(), again.stdout.trim(), "the same image");
+    // With the entries the first build recorded, nothing is read.
+    let third = run(&[]);
+    assert!(third.stderr.contains("--> Using cache"), "{}", third.stderr);
+    assert!(
+        third.stderr.contains("context files: 0 read and hashed, 3 known unchanged"),
+        "{}",
+        third.stderr
+    );
+    // A changed file (same size) misses, and the image holds the new bytes.
+    env.file("tree/sub/small", "SMALL\n");
+    let changed = run(&["-t", "changed:1"]);
+    assert!(!changed.stderr.contains("--> Using cache"), "{}", changed.stderr);
+    let rootfs = env.unpack("changed:1", "changed");
+    assert_eq!(std::fs::read_to_string(rootfs.join("tree/sub/small")).unwrap(), "SMALL\n");
+    assert_eq!(std::fs::read_to_string(rootfs.join("tree/big.txt")).unwrap(), big);
+}

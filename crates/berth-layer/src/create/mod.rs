@@ -202,9 +202,23 @@ pub fn create_from_overlay_upper_elsewhere(
 
 /// Placeholder files of an overlay upper directory (by device and inode, as the upper directory shows them) and
 /// the files holding their content.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ContentElsewhere {
     files: std::collections::HashMap<(u64, u64), Elsewhere>,
+    /// Whether each source's content is hashed (BLAKE3) as it is read: see [`ContentElsewhere::hash_sources`].
+    hash: bool,
+    digests: std::sync::Mutex<Vec<SourceDigest>>,
+}
+
+/// A source file read for a placeholder, with the BLAKE3 digest of the bytes that went into the layer.
+#[derive(Debug, Clone)]
+pub struct SourceDigest {
+    /// The source's path (as given in [`Elsewhere::path`]).
+    pub path: PathBuf,
+    /// Its metadata when it was opened for reading.
+    pub meta: std::fs::Metadata,
+    /// BLAKE3 of its content.
+    pub blake3: [u8; 32],
 }
 
 /// Where a placeholder's content is: a file, and what it was when it was copied.
@@ -247,6 +261,23 @@ impl ContentElsewhere {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
+    }
+
+    /// Also hash every source's content with BLAKE3 while it is read into the layer ([`Self::source_digests`]
+    /// then has them): a caller that needs both the layer and digests of its sources reads each file once.
+    pub fn hash_sources(&mut self) {
+        self.hash = true;
+    }
+
+    /// The sources read and hashed so far (with [`Self::hash_sources`]), in the order they were read.
+    pub fn source_digests(&self) -> Vec<SourceDigest> {
+        self.digests.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, digest: SourceDigest) {
+        if let Ok(mut d) = self.digests.lock() {
+            d.push(digest);
+        }
     }
 }
 

@@ -131,16 +131,28 @@ impl<'e, W: Write> TarWriter<'e, W> {
         let mut spec = self.spec(rel, EntryType::Regular, node);
         match node.kind {
             Kind::File => {
-                if let Some(source) = self.elsewhere.and_then(|e| e.files.get(&(node.dev, node.ino))) {
-                    let (file, size) = open_elsewhere(source, abs, node)?;
-                    spec.size = size;
+                if let Some(elsewhere) = self.elsewhere
+                    && let Some(source) = elsewhere.files.get(&(node.dev, node.ino))
+                {
+                    let (file, meta) = open_elsewhere(source, abs, node)?;
+                    spec.size = source.size;
                     self.header(&spec).map_err(write_err(rel))?;
-                    return self.body(file, &source.path, size, rel);
+                    if !elsewhere.hash {
+                        return self.body(file, &source.path, source.size, rel, None);
+                    }
+                    let mut hasher = blake3::Hasher::new();
+                    self.body(file, &source.path, source.size, rel, Some(&mut hasher))?;
+                    elsewhere.record(super::SourceDigest {
+                        path: source.path.clone(),
+                        meta,
+                        blake3: *hasher.finalize().as_bytes(),
+                    });
+                    return Ok(());
                 }
                 let file = open_regular(abs, node)?;
                 spec.size = node.size;
                 self.header(&spec).map_err(write_err(rel))?;
-                return self.body(file, abs, node.size, rel);
+                return self.body(file, abs, node.size, rel, None);
             }
             Kind::Symlink => {
                 spec.ty = EntryType::Symlink;
@@ -174,8 +186,16 @@ impl<'e, W: Write> TarWriter<'e, W> {
         Ok(self.out)
     }
 
-    /// Streams `size` bytes of `file` and the padding; the file must be exactly `size` bytes long.
-    fn body(&mut self, mut file: File, abs: &Path, size: u64, rel: &[u8]) -> Result<(), CreateError> {
+    /// Streams `size` bytes of `file` and the padding; the file must be exactly `size` bytes long. `hasher` is also
+    /// given the bytes.
+    fn body(
+        &mut self,
+        mut file: File,
+        abs: &Path,
+        size: u64,
+        rel: &[u8],
+        mut hasher: Option<&mut blake3::Hasher>,
+    ) -> Result<(), CreateError> {
         if self.buf.is_empty() {
             self.buf = vec![0u8; READ_BUFFER];
         }
@@ -192,6 +212,9 @@ impl<'e, W: Write> TarWriter<'e, W> {
             })?;
             if n == 0 {
                 return Err(changed(format!("it was {size} bytes but ended after {}", size - left)));
+            }
+            if let Some(h) = hasher.as_mut() {
+                h.update(&self.buf[..n]);
             }
             self.out.write_all(&self.buf[..n]).map_err(write_err(rel))?;
             left -= n as u64;
@@ -304,7 +327,7 @@ fn write_err(rel: &[u8]) -> impl FnOnce(io::Error) -> CreateError + '_ {
 /// the regular file `node` describes.
 /// Opens the file holding the content of placeholder `abs`, which must still be the file that was copied (same
 /// inode, size and mtime) while the placeholder must still be empty.
-fn open_elsewhere(source: &Elsewhere, abs: &Path, node: &Node) -> Result<(File, u64), CreateError> {
+fn open_elsewhere(source: &Elsewhere, abs: &Path, node: &Node) -> Result<(File, std::fs::Metadata), CreateError> {
     if node.size != 0 {
         return Err(CreateError::ChangedWhileReading {
             path: abs.to_owned(),
@@ -334,7 +357,7 @@ fn open_elsewhere(source: &Elsewhere, abs: &Path, node: &Node) -> Result<(File, 
             detail: "it changed after it was copied".into(),
         });
     }
-    Ok((file, source.size))
+    Ok((file, meta))
 }
 
 fn open_regular(abs: &Path, node: &Node) -> Result<File, CreateError> {

@@ -552,6 +552,18 @@ fn placeholders_take_their_content_from_where_it_was_copied_from() {
     assert_eq!(find(&seen, "alias").mode, 0o640);
     assert_eq!(find(&seen, "data").ty, EntryType::Link);
     assert_eq!(find(&seen, "own").data, b"its own bytes");
+    assert!(map.source_digests().is_empty(), "nothing hashed unless asked");
+
+    // Asked to, the layer hashes each source as it reads it (once, for the one placeholder with two names).
+    map.hash_sources();
+    let mut again = Vec::new();
+    create_from_overlay_upper_elsewhere(upper.path(), &map, &mut again, &plain()).unwrap();
+    assert!(again == out, "hashing does not change the layer");
+    let digests = map.source_digests();
+    assert_eq!(digests.len(), 1);
+    assert_eq!(digests[0].path, src.path().join("data"));
+    assert_eq!(digests[0].blake3, *blake3::hash(&content).as_bytes());
+    assert_eq!(digests[0].meta.len(), content.len() as u64);
 
     // Only empty files can stand for others.
     assert!(
