@@ -36,6 +36,13 @@ pub const MAX_IGNORE_FILE: u64 = 4 << 20;
 /// Reads `rel` inside the context: symlinks and `..` resolve in the context, so a Containerfile or ignore file that
 /// is a symlink cannot make the build read a file outside it (buildah CVE-2022-4122). `None` when absent.
 pub fn read_in_context(context: &Path, rel: &str, limit: u64) -> Result<Option<String>> {
+    if !context.is_dir() {
+        let what = if context.exists() { "is not a directory" } else { "does not exist" };
+        return Err(input(format!(
+            "{}: the build context {what}; give the directory holding the Containerfile and the files it copies",
+            context.display()
+        )));
+    }
     let root = berth_sandbox::rootfs::RootFs::open(context, "the build context")
         .ctx(|| format!("{}: cannot open the build context", context.display()))?;
     let Some(bytes) = root

@@ -82,3 +82,51 @@ pub fn name_image(
     }
     Ok(())
 }
+
+/// The candidate `word` is most likely a typo of (at most two edits away, and fewer than half its letters), for a
+/// "did you mean" hint.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|&(d, c)| d > 0 && d <= 2 && d * 2 < c.len().max(word.len()))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Edit distance over bytes (the names compared are ASCII), a swap of two neighbours counting as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod suggestion_tests {
+    use super::closest;
+
+    #[test]
+    fn typos_get_the_name_they_are_closest_to() {
+        let names = ["FROM", "COPY", "ENTRYPOINT", "RUN", "ADD"];
+        assert_eq!(closest("FORM", &names), Some("FROM"));
+        assert_eq!(closest("COYP", &names), Some("COPY"));
+        assert_eq!(closest("ENTRYPONT", &names), Some("ENTRYPOINT"));
+        assert_eq!(closest("XYZZY", &names), None, "nothing close");
+        assert_eq!(closest("FROM", &names), None, "no hint for a name that is right");
+        assert_eq!(closest("RM", &names), None, "short words need to be closer than half their letters");
+    }
+}

@@ -43,10 +43,30 @@ impl Builder<'_> {
                     checksum = Some(Digest::parse(&v).map_err(|e| self.err(inst.pos, format!("--checksum={v}: {e}")))?);
                 }
                 "exclude" => excludes.push(self.expand(inst, &v, vars)?),
-                other => {
+                // Docker's, not Berth's (yet).
+                "keep-git-dir" | "unpack" if inst.keyword == Keyword::Add => {
                     return Err(self.err(
                         inst.pos,
-                        format!("{} --{other} is not supported yet by berth-build", inst.keyword),
+                        format!("ADD --{} is not supported by berth-build", f.name),
+                    ));
+                }
+                other => {
+                    let known: &[&str] = if inst.keyword == Keyword::Add {
+                        &["from", "chown", "chmod", "link", "parents", "exclude", "checksum"]
+                    } else {
+                        &["from", "chown", "chmod", "link", "parents", "exclude"]
+                    };
+                    let hint = crate::naming::closest(other, known)
+                        .map(|k| format!("did you mean --{k}? "))
+                        .unwrap_or_default();
+                    let list: Vec<String> = known.iter().map(|k| format!("--{k}")).collect();
+                    return Err(self.err(
+                        inst.pos,
+                        format!(
+                            "{} has no flag --{other}; {hint}it takes {}",
+                            inst.keyword,
+                            list.join(", ")
+                        ),
                     ));
                 }
             }

@@ -283,7 +283,27 @@ impl Builder<'_> {
                 .get(&j)
                 .cloned()
                 .ok_or_else(|| self.err(pos, format!("stage {name} was not built"))),
-            None => self.resolver.resolve(name),
+            // Not a stage: an image (Docker's rule), which may be a misspelt stage.
+            None => self.resolver.resolve(name).map_err(|e| {
+                let stages: Vec<&str> = self.file().stages[..stage]
+                    .iter()
+                    .filter_map(|s| s.name.as_deref())
+                    .collect();
+                if stages.is_empty() {
+                    return self.err(pos, format!("--from={name}: no earlier stage, and no such image: {}", berth_spec::error_chain(&e)));
+                }
+                let hint = crate::naming::closest(&name.to_ascii_lowercase(), &stages)
+                    .map(|s| format!("did you mean {s}? "))
+                    .unwrap_or_default();
+                self.err(
+                    pos,
+                    format!(
+                        "--from={name}: no earlier stage has that name ({hint}stages: {}), and as an image: {}",
+                        stages.join(", "),
+                        berth_spec::error_chain(&e)
+                    ),
+                )
+            }),
         }
     }
 

@@ -43,8 +43,17 @@ impl Builder<'_> {
                     let text = self.expand(inst, f.value.as_deref().unwrap_or_default(), &vars)?;
                     mount_specs.push(MountSpec::parse(&text).map_err(|m| self.err(inst.pos, m))?);
                 }
+                "security" | "device" => {
+                    return Err(self.err(inst.pos, format!("RUN --{} is not supported by berth-build", f.name)));
+                }
                 other => {
-                    return Err(self.err(inst.pos, format!("RUN --{other} is not supported by berth-build")));
+                    let hint = crate::naming::closest(other, &["mount", "network"])
+                        .map(|k| format!("did you mean --{k}? "))
+                        .unwrap_or_default();
+                    return Err(self.err(
+                        inst.pos,
+                        format!("RUN has no flag --{other}; {hint}it takes --mount and --network"),
+                    ));
                 }
             }
         }

@@ -44,6 +44,28 @@ pub enum Keyword {
 }
 
 impl Keyword {
+    /// Every instruction's name.
+    pub const NAMES: &[&str] = &[
+        "FROM",
+        "ARG",
+        "ENV",
+        "LABEL",
+        "RUN",
+        "COPY",
+        "ADD",
+        "WORKDIR",
+        "USER",
+        "CMD",
+        "ENTRYPOINT",
+        "EXPOSE",
+        "VOLUME",
+        "STOPSIGNAL",
+        "SHELL",
+        "HEALTHCHECK",
+        "ONBUILD",
+        "MAINTAINER",
+    ];
+
     /// The keyword of `word`, in any case.
     pub fn parse(word: &str) -> Option<Keyword> {
         Some(match word.to_ascii_uppercase().as_str() {
@@ -290,7 +312,12 @@ fn instruction(line: &lines::Logical) -> Result<Instruction, (Pos, String)> {
         line: line.line,
         col: indent + 1,
     };
-    let keyword = Keyword::parse(word).ok_or_else(|| (pos, format!("unknown instruction {word:?}")))?;
+    let keyword = Keyword::parse(word).ok_or_else(|| {
+        let hint = crate::naming::closest(&word.to_ascii_uppercase(), Keyword::NAMES)
+            .map(|k| format!("; did you mean {k}?"))
+            .unwrap_or_default();
+        (pos, format!("unknown instruction {word:?}{hint}"))
+    })?;
     let mut rest = trimmed[word_end..].trim_start();
     let mut flags = Vec::new();
     if keyword != Keyword::Onbuild {

@@ -8,6 +8,7 @@ mod options;
 mod outputs;
 mod peers;
 mod rules;
+mod snapshots;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

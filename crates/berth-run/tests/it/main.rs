@@ -12,6 +12,7 @@ mod run_basic;
 mod run_cache;
 mod run_mounts;
 mod security;
+mod snapshots;
 mod support;
 
 /// docs/cli/berth-run.md is the reference the command line gives (regenerate it with `cargo xtask docs`).
