@@ -117,6 +117,28 @@ impl Progress for Bars {
     }
 }
 
+/// Layer extraction (unpacking into a layer cache) shown through a [`Progress`] display: a bar per layer on a
+/// terminal, a line when each starts and ends otherwise.
+pub struct Unpacking(pub std::sync::Arc<dyn Progress>);
+
+impl std::fmt::Debug for Unpacking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Unpacking")
+    }
+}
+
+impl berth_layer::apply::ExtractProgress for Unpacking {
+    fn start(&self, layer: &berth_layer::apply::LayerRef) {
+        self.0.start(&layer.digest, layer.size, "Unpacking");
+    }
+    fn advance(&self, layer: &berth_layer::apply::LayerRef, bytes: u64) {
+        self.0.advance(&layer.digest, bytes);
+    }
+    fn done(&self, layer: &berth_layer::apply::LayerRef) {
+        self.0.done(&layer.digest, Outcome::Copied);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,8 @@ pub struct BundleRequest<'a> {
     pub platform: &'a Platform,
     /// The container's options.
     pub options: &'a SpecOptions,
+    /// Told about each layer extracted into the cache (`&()` for nothing).
+    pub progress: &'a dyn berth_layer::apply::ExtractProgress,
 }
 
 /// What [`create_bundle`] made.
@@ -80,7 +82,7 @@ fn fill_bundle(request: &BundleRequest<'_>, dir: &Path) -> Result<BundleReport, 
     // Held until the layers are copied: no record names them, so only this keeps `berth-run gc` from emptying a
     // layer in the middle of the copy.
     let hold = store.hold()?;
-    let layers = crate::layers::ensure_image(&store, &opened)?;
+    let layers = crate::layers::ensure_image(&store, &opened, request.progress)?;
 
     let rootfs = dir.join("rootfs");
     std::fs::create_dir(&rootfs).at("create", &rootfs)?;

@@ -31,6 +31,8 @@ pub struct CreateRequest<'a> {
     pub name: Option<&'a str>,
     /// `--rm`.
     pub auto_remove: bool,
+    /// Told about each layer extracted into the cache (`&()` for nothing).
+    pub progress: &'a dyn berth_layer::apply::ExtractProgress,
 }
 
 /// Creates a container: its directory, root filesystem (mounted), runtime spec and record (status `created`).
@@ -50,7 +52,7 @@ pub fn create_container(state: &StateDir, request: &CreateRequest<'_>) -> Result
     )?;
     // Keeps `berth-run gc` from removing the layers between extraction and the record naming them.
     let hold = store.hold()?;
-    let layers = crate::layers::ensure_image(&store, &opened)?;
+    let layers = crate::layers::ensure_image(&store, &opened, request.progress)?;
     let config = opened.image.config.parsed();
     let diff_ids: Vec<String> = config.rootfs().diff_ids().iter().take(layers.len()).cloned().collect();
     let image_stop_signal = config.config().as_ref().and_then(|c| c.stop_signal().clone());

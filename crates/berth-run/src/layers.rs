@@ -51,9 +51,14 @@ pub fn layer_refs(opened: &OpenedImage) -> Result<Vec<LayerRef>, RunError> {
 }
 
 /// Makes sure every layer of the image is extracted and returns their directories, bottom layer first.
-pub fn ensure_image(cache: &OverlayCache, opened: &OpenedImage) -> Result<Vec<PathBuf>, RunError> {
+/// `progress` is told about each layer extracted.
+pub fn ensure_image(
+    cache: &OverlayCache,
+    opened: &OpenedImage,
+    progress: &dyn berth_layer::apply::ExtractProgress,
+) -> Result<Vec<PathBuf>, RunError> {
     let refs = layer_refs(opened)?;
-    cache.ensure_layers(&opened.layout, &refs).map_err(|e| match e {
+    cache.ensure_layers_reporting(&opened.layout, &refs, progress).map_err(|e| match e {
         CacheError::Layer { diff_id, source } => RunError::Layer {
             image: opened.label.clone(),
             diff_id,

@@ -30,6 +30,7 @@
 //!         cache: &default_cache_path(),
 //!         platform: &Platform::host(),
 //!         options: &options,
+//!         progress: &(),
 //!     },
 //!     std::path::Path::new("/tmp/busybox-bundle"),
 //! )?;

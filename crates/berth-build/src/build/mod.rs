@@ -147,7 +147,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     let file = &opts.containerfile;
     let store = Layout::create(&opts.store)?;
     berth_spec::private_dir::ensure_private_dir(&opts.work_dir)?;
-    let cache = OverlayCache::open(&opts.work_dir, false)?;
+    let mut cache = OverlayCache::open(&opts.work_dir, false)?;
+    // A base image's layers are unpacked when a step first mounts them: shown like pulls.
+    cache.report_extraction(std::sync::Arc::new(berth_cli::progress::Unpacking(opts.progress.clone())));
     let runtime = Runtime::new(&opts.work_dir.join("runtime")).map_err(|e| BuildError::Work {
         what: "open the container state directory",
         source: Box::new(e),

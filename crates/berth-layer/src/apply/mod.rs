@@ -33,7 +33,7 @@ use rustix::fs::{Mode, OFlags};
 pub use cache::{LayerCache, sync_tree};
 use fsops::InRoot;
 pub use fsops::remove_dir_all_forcing;
-pub use overlay_cache::{CacheError, CacheHold, LayerRef, OverlayCache};
+pub use overlay_cache::{CacheError, CacheHold, ExtractProgress, LayerRef, OverlayCache};
 
 use crate::tar_walk::{TarWalker, WalkError};
 

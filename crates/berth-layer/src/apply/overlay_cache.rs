@@ -65,6 +65,8 @@ pub struct OverlayCache {
     cache: LayerCache,
     dir: PathBuf,
     user_xattr: bool,
+    /// Told about each layer [`ensure_layers`](Self::ensure_layers) extracts.
+    progress: Option<std::sync::Arc<dyn ExtractProgress + Send>>,
 }
 
 /// A shared (using layers) or exclusive (collecting garbage) hold on the cache; released on drop.
@@ -82,7 +84,12 @@ impl OverlayCache {
         let dir = root.join(if user_xattr { "overlay-userxattr" } else { "overlay" });
         berth_spec::private_dir::ensure_private_dir(&dir)?;
         let cache = LayerCache::new(&dir).at("open the layer cache", &dir)?;
-        Ok(OverlayCache { cache, dir, user_xattr })
+        Ok(OverlayCache {
+            cache,
+            dir,
+            user_xattr,
+            progress: None,
+        })
     }
 
     /// Whether layers here carry `user.overlay.*` rather than `trusted.overlay.*` xattrs.
@@ -144,6 +151,25 @@ impl OverlayCache {
     /// Makes sure every layer is extracted (checking each blob's digest and each layer's diffID while extracting)
     /// and returns their directories, bottom layer first. Cached layers are not read again.
     pub fn ensure_layers(&self, layout: &Layout, layers: &[LayerRef]) -> Result<Vec<PathBuf>, CacheError> {
+        match &self.progress {
+            Some(p) => self.ensure_layers_reporting(layout, layers, &**p),
+            None => self.ensure_layers_reporting(layout, layers, &()),
+        }
+    }
+
+    /// Tells `progress` about each layer [`ensure_layers`](Self::ensure_layers) extracts from now on.
+    pub fn report_extraction(&mut self, progress: std::sync::Arc<dyn ExtractProgress + Send>) {
+        self.progress = Some(progress);
+    }
+
+    /// [`ensure_layers`](Self::ensure_layers), telling `progress` about each layer it extracts (not about those
+    /// already cached).
+    pub fn ensure_layers_reporting(
+        &self,
+        layout: &Layout,
+        layers: &[LayerRef],
+        progress: &dyn ExtractProgress,
+    ) -> Result<Vec<PathBuf>, CacheError> {
         let mut dirs = Vec::new();
         for layer in layers {
             let Some(compression) = media_type::layer_compression(&layer.media_type) else {
@@ -159,7 +185,18 @@ impl OverlayCache {
                 compression: Some(compression),
                 ..ApplyOptions::default()
             };
-            let open = || layout.open_blob(&layer.digest, layer.size).map_err(io::Error::other);
+            let started = std::cell::Cell::new(false);
+            // Called only when the layer is not cached: its extraction starts.
+            let open = || {
+                let blob = layout.open_blob(&layer.digest, layer.size).map_err(io::Error::other)?;
+                progress.start(layer);
+                started.set(true);
+                Ok(Reporting {
+                    inner: blob,
+                    layer,
+                    progress,
+                })
+            };
             let dir = self
                 .cache
                 .ensure(&layer.diff_id, open, &opts)
@@ -167,8 +204,59 @@ impl OverlayCache {
                     diff_id: layer.diff_id.clone(),
                     source: Box::new(source),
                 })?;
+            if started.get() {
+                progress.done(layer);
+            }
             dirs.push(dir);
         }
         Ok(dirs)
+    }
+}
+
+/// What extracting layers reports, for a progress display. Every method does nothing unless implemented.
+pub trait ExtractProgress: Sync {
+    /// `layer` is not cached: its blob is being read and extracted.
+    fn start(&self, layer: &LayerRef) {
+        let _ = layer;
+    }
+    /// `bytes` more of the layer's blob (compressed, as stored) were read.
+    fn advance(&self, layer: &LayerRef, bytes: u64) {
+        let _ = (layer, bytes);
+    }
+    /// The layer is extracted and in the cache.
+    fn done(&self, layer: &LayerRef) {
+        let _ = layer;
+    }
+}
+
+/// No progress shown.
+impl ExtractProgress for () {}
+
+impl std::fmt::Debug for dyn ExtractProgress + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExtractProgress")
+    }
+}
+
+impl std::fmt::Debug for dyn ExtractProgress + Send + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExtractProgress")
+    }
+}
+
+/// A blob reader that tells the progress display how far it got.
+struct Reporting<'a, R> {
+    inner: R,
+    layer: &'a LayerRef,
+    progress: &'a dyn ExtractProgress,
+}
+
+impl<R: io::Read> io::Read for Reporting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.progress.advance(self.layer, n as u64);
+        }
+        Ok(n)
     }
 }

@@ -59,7 +59,7 @@ fn overlay_mount_and_bundle_copy_agree() {
     let reference = ImageRef::parse(&image).unwrap();
     let opened = open_image(&reference, env.layout.root(), &env.path("scratch"), &Platform::host()).unwrap();
     let layers =
-        berth_run::layers::ensure_image(&berth_run::layers::open_cache(&env.cache()).unwrap(), &opened).unwrap();
+        berth_run::layers::ensure_image(&berth_run::layers::open_cache(&env.cache()).unwrap(), &opened, &()).unwrap();
     assert_eq!(layers.len(), 2);
 
     let (upper, work, target) = (env.path("upper"), env.path("work"), env.path("merged"));

@@ -30,6 +30,14 @@ fn json_outputs_table_and_key_errors_are_pinned() {
     let image = env.busybox();
     let ran = env.berth_out(&["run", "--name", "done", image, "sh", "-c", "echo out; exit 3"]);
     assert_eq!(ran.code, 3, "{ran:?}");
+    // Progress on stderr: the first use of the image unpacks its layer (plain lines without a terminal).
+    assert!(ran.stderr.contains("Unpacking blob sha256:"), "{ran:?}");
+    assert_eq!(ran.stdout, "out\n");
+    let quiet = env.berth_out(&["run", "--rm", "-q", image, "true"]);
+    assert_eq!((quiet.code, quiet.stderr.as_str()), (0, ""), "cached, and -q: nothing on stderr");
+    let bundle = env.berth_out(&["bundle", image, env.path("b").to_str().unwrap(), "true"]);
+    assert_eq!(bundle.code, 0, "{bundle:?}");
+    assert!(bundle.stderr.contains("Writing bundle"), "{bundle:?}");
     let ps_json = env.berth_ok(&["ps", "-a", "--format", "json"]);
     let ps_table = env.berth_ok(&["ps", "-a"]);
     let inspect = env.berth_ok(&["inspect", "done"]);

@@ -33,6 +33,8 @@ pub(crate) fn bundle(cli: &Cli, args: &BundleArgs) -> Outcome {
     let options = args.flags.to_spec_options(&args.command)?;
     let (store, cache) = (cli.store()?, cli.cache());
     let image = args.pull.resolve(&store, ImageRef::parse(&args.image)?, &platform)?;
+    let progress = args.pull.registry.progress();
+    progress.message(&format!("Writing bundle {}", args.dir.display()));
     let report = create_bundle(
         &BundleRequest {
             image: &image,
@@ -40,6 +42,7 @@ pub(crate) fn bundle(cli: &Cli, args: &BundleArgs) -> Outcome {
             cache: &cache,
             platform: &platform,
             options: &options,
+            progress: &berth_cli::progress::Unpacking(progress),
         },
         &args.dir,
     )?;

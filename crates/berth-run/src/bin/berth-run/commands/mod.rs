@@ -53,7 +53,7 @@ pub(crate) struct PullArgs {
 pub(crate) struct RegistryArgs {
     #[command(flatten)]
     pub(crate) flags: berth_cli::args::RegistryFlags,
-    /// No pull progress on stderr.
+    /// No pull or unpacking progress on stderr.
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,
 }
@@ -75,6 +75,15 @@ impl PullArgs {
 }
 
 impl RegistryArgs {
+    /// Progress on stderr (pulls, unpacking), or none with `--quiet`.
+    pub(crate) fn progress(&self) -> Arc<dyn Progress> {
+        if self.quiet {
+            Arc::new(Silent)
+        } else {
+            Arc::new(berth_cli::progress::Bars::new(false))
+        }
+    }
+
     pub(crate) fn request<'a>(
         &self,
         reference: &'a DockerReference,
@@ -82,11 +91,7 @@ impl RegistryArgs {
         platform: &'a Platform,
         policy: PullPolicy,
     ) -> Result<PullRequest<'a>> {
-        let progress: Arc<dyn Progress> = if self.quiet {
-            Arc::new(Silent)
-        } else {
-            Arc::new(berth_cli::progress::Bars::new(false))
-        };
+        let progress = self.progress();
         Ok(PullRequest {
             reference,
             store,

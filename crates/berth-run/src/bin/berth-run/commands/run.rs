@@ -62,6 +62,7 @@ pub(crate) fn run(cli: &Cli, args: &RunArgs) -> Outcome {
             let options = args.flags.to_spec_options(&args.command)?;
             let (store, cache) = (cli.store()?, cli.cache());
             let image = args.pull.resolve(&store, ImageRef::parse(image)?, &platform)?;
+            let progress = args.pull.registry.progress();
             create_container(
                 &state,
                 &CreateRequest {
@@ -72,6 +73,7 @@ pub(crate) fn run(cli: &Cli, args: &RunArgs) -> Outcome {
                     options: &options,
                     name: args.name.as_deref(),
                     auto_remove: args.rm,
+                    progress: &berth_cli::progress::Unpacking(progress),
                 },
             )?
         }
