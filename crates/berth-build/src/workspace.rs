@@ -329,6 +329,40 @@ impl Drop for StepRoot {
     }
 }
 
+/// Whether the build that made `made_at` (a step or container directory named after its pid) is still running:
+/// process `pid` exists, is not a zombie (a killed build its parent has not reaped yet), and started before the
+/// directory was made (else the pid was given to another process since).
+pub fn build_alive(pid: i32, made_at: &Path) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The fields after the parenthesised command name (which may itself hold spaces and parentheses): the state
+    // is the first, the start time (clock ticks after boot) the 20th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    if matches!(fields.first(), None | Some(&("Z" | "X" | "x"))) {
+        return false;
+    }
+    let started = fields.get(19).and_then(|t| t.parse::<u64>().ok());
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    });
+    let made = std::fs::symlink_metadata(made_at).ok().and_then(|m| {
+        use std::os::unix::fs::MetadataExt;
+        u64::try_from(m.mtime()).ok()
+    });
+    // The kernel's USER_HZ, which /proc reports times in, is 100 on every Linux architecture Berth runs on.
+    match (started, boot, made) {
+        (Some(ticks), Some(boot), Some(made)) => boot + ticks / 100 <= made + 1,
+        // Cannot tell: treat it as running, so nothing in use is removed.
+        _ => true,
+    }
+}
+
 /// Removes the step directories of builds that are gone (killed, or interrupted before they could clean up):
 /// their overlay mounts are unmounted first. A step directory is named `PID-N` after the build that made it.
 pub fn clean_stale_steps(steps: &Path) {
@@ -338,8 +372,7 @@ pub fn clean_stale_steps(steps: &Path) {
         let Some(pid) = name.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
             continue;
         };
-        let alive = rustix::process::Pid::from_raw(pid).is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
-        if alive {
+        if build_alive(pid, &e.path()) {
             continue;
         }
         let dir = e.path();

@@ -314,7 +314,12 @@ impl Runtime {
             return Ok(());
         }
         match self.load(id) {
-            Ok(mut c) => c.delete(force).map_err(|e| runtime_error(id, "delete", e)),
+            Ok(mut c) => {
+                if force {
+                    kill_cgroup(id, &c);
+                }
+                c.delete(force).map_err(|e| runtime_error(id, "delete", e))
+            }
             Err(e) => {
                 // Half-created state (no state.json): nothing runs from it.
                 tracing::debug!("{e}; removing the state directory");
@@ -461,6 +466,38 @@ impl Runtime {
         if let Err(e) = self.delete(id, true) {
             tracing::warn!("{e}");
         }
+    }
+}
+
+/// SIGKILLs every process in container `id`'s cgroup and waits (up to 2 s) for it to empty. libcontainer kills only
+/// a container it believes to be running, and a container whose creator was killed can look stopped while its
+/// processes run on; and removing a cgroup right after the kill fails while they are still exiting.
+fn kill_cgroup(id: &str, c: &Container) {
+    use libcgroups::common::{CgroupConfig, CgroupManager, create_cgroup_manager};
+    let Ok(config) = c.spec() else { return };
+    let Ok(manager) = create_cgroup_manager(CgroupConfig {
+        cgroup_path: config.cgroup_path,
+        systemd_cgroup: c.systemd(),
+        container_name: id.to_owned(),
+    }) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    // No cgroup (already removed, or never made): nothing runs in it.
+    while let Ok(pids) = manager.get_all_pids() {
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid.as_raw()) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            tracing::warn!(container = id, "processes of the container are still exiting");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 

@@ -246,8 +246,7 @@ fn clean_stale_containers(runtime: &Runtime) {
         else {
             continue;
         };
-        let alive = rustix::process::Pid::from_raw(pid).is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
-        if !alive && let Err(e) = runtime.delete(&id, true) {
+        if !crate::workspace::build_alive(pid, &e.path()) && let Err(e) = runtime.delete(&id, true) {
             tracing::warn!(container = %id, "could not delete a container of an interrupted build: {e}");
         }
     }

@@ -128,13 +128,15 @@ fn hostile_36_syntax() {
     );
 }
 
-/// A build killed in the middle of a RUN leaves mounts and scratch behind; the next build removes them.
+/// A build killed in the middle of a RUN leaves mounts, scratch and the RUN's container behind; the next build
+/// removes them: the container's processes are killed and its cgroup is removed.
 #[test]
 fn a_killed_build_is_cleaned_up_by_the_next() {
     let env = Env::new();
+    let marker = format!("marker-{}-{}", std::process::id(), env.path("").display().to_string().len());
     env.file(
         "Containerfile",
-        "FROM busybox:1\nRUN echo running-now > /dev/stderr && sleep 30\n",
+        &format!("FROM busybox:1\nRUN echo running-now > /dev/stderr && sleep 30 && echo {marker}\n"),
     );
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth-build"))
         .args(["build", env.path("ctx").to_str().unwrap()])
@@ -151,8 +153,34 @@ fn a_killed_build_is_cleaned_up_by_the_next() {
     while std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0 && line.trim() != "running-now" {
         line.clear();
     }
+    let builder = child.id();
+    // Not reaped yet: a zombie is not a running build (nor is another program given its pid later).
     child.kill().unwrap();
-    child.wait().unwrap();
+    // Processes whose command line holds the marker: the RUN's shell.
+    let running = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+            })
+            .count()
+    };
+    // Cgroup directories of the build's containers (`berth-build-PID-N`), in any hierarchy.
+    let cgroups = || {
+        let needle = format!("berth-build-{builder}-");
+        let mut dirs = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
+        dirs.extend(std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten().map(|e| e.path()));
+        dirs.iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flat_map(|r| r.flatten())
+            .filter(|e| e.file_name().to_string_lossy().contains(&needle))
+            .count()
+    };
+    assert!(running() > 0, "the killed build's RUN outlived it");
+    assert!(cgroups() > 0, "its container has a cgroup");
     let steps = env.path("cache/steps");
     let mounted = || {
         std::fs::read_to_string("/proc/self/mountinfo")
@@ -167,4 +195,7 @@ fn a_killed_build_is_cleaned_up_by_the_next() {
     assert_eq!(std::fs::read_dir(&steps).unwrap().count(), 0, "and removed them");
     let containers = std::fs::read_dir(env.path("cache/runtime")).unwrap().count();
     assert_eq!(containers, 0, "and deleted the orphaned RUN container");
+    assert_eq!(running(), 0, "whose processes were killed");
+    assert_eq!(cgroups(), 0, "and whose cgroup was removed");
+    child.wait().unwrap();
 }
