@@ -112,6 +112,9 @@ fn main() {
         std::process::exit(1);
     }
     let log = Log::new(&cli.global);
+    if matches!(cli.command, Command::Create(_) | Command::Run(_)) {
+        berth_sandbox::runtime::warm_cgroup_attach();
+    }
     match run(&cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -123,6 +123,9 @@ fn main() -> ExitCode {
         return report::finish(done.map(|()| 0), true);
     }
     report::init_logging(cli.verbose);
+    if matches!(cli.command, Command::Run(_)) {
+        berth_sandbox::runtime::warm_cgroup_attach();
+    }
     match rootless::rootless_entry(&cli) {
         Ok(None) => {}
         Ok(Some(code)) => return ExitCode::from(u8::try_from(code).unwrap_or(255)),
