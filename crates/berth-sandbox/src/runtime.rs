@@ -743,3 +743,26 @@ const CAPABILITIES: [&str; 41] = [
     "CAP_BPF",
     "CAP_CHECKPOINT_RESTORE",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The warm-up writes this process's pid into the `cgroup.procs` of a cgroup it is in, which leaves every
+    /// membership as it was.
+    #[test]
+    fn the_cgroup_warm_up_moves_nothing() {
+        let before = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let procs = own_cgroup_procs().expect("a cgroup.procs file for this process");
+        let listed = std::fs::read_to_string(&procs).unwrap();
+        assert!(
+            listed.lines().any(|l| l == std::process::id().to_string()),
+            "{} lists this process",
+            procs.display()
+        );
+        std::fs::write(&procs, std::process::id().to_string()).unwrap();
+        warm_cgroup_attach();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(std::fs::read_to_string("/proc/self/cgroup").unwrap(), before);
+    }
+}
