@@ -37,7 +37,11 @@ pub const MAX_IGNORE_FILE: u64 = 4 << 20;
 /// is a symlink cannot make the build read a file outside it (buildah CVE-2022-4122). `None` when absent.
 pub fn read_in_context(context: &Path, rel: &str, limit: u64) -> Result<Option<String>> {
     if !context.is_dir() {
-        let what = if context.exists() { "is not a directory" } else { "does not exist" };
+        let what = if context.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
         return Err(input(format!(
             "{}: the build context {what}; give the directory holding the Containerfile and the files it copies",
             context.display()

@@ -127,6 +127,10 @@ mod suggestion_tests {
         assert_eq!(closest("ENTRYPONT", &names), Some("ENTRYPOINT"));
         assert_eq!(closest("XYZZY", &names), None, "nothing close");
         assert_eq!(closest("FROM", &names), None, "no hint for a name that is right");
-        assert_eq!(closest("RM", &names), None, "short words need to be closer than half their letters");
+        assert_eq!(
+            closest("RM", &names),
+            None,
+            "short words need to be closer than half their letters"
+        );
     }
 }

@@ -58,17 +58,19 @@ pub fn ensure_image(
     progress: &dyn berth_layer::apply::ExtractProgress,
 ) -> Result<Vec<PathBuf>, RunError> {
     let refs = layer_refs(opened)?;
-    cache.ensure_layers_reporting(&opened.layout, &refs, progress).map_err(|e| match e {
-        CacheError::Layer { diff_id, source } => RunError::Layer {
-            image: opened.label.clone(),
-            diff_id,
-            source,
-        },
-        CacheError::UnsupportedLayer { digest, media_type } => RunError::UnsupportedLayer {
-            image: opened.label.clone(),
-            digest,
-            media_type,
-        },
-        other => other.into(),
-    })
+    cache
+        .ensure_layers_reporting(&opened.layout, &refs, progress)
+        .map_err(|e| match e {
+            CacheError::Layer { diff_id, source } => RunError::Layer {
+                image: opened.label.clone(),
+                diff_id,
+                source,
+            },
+            CacheError::UnsupportedLayer { digest, media_type } => RunError::UnsupportedLayer {
+                image: opened.label.clone(),
+                digest,
+                media_type,
+            },
+            other => other.into(),
+        })
 }

@@ -512,14 +512,12 @@ pub fn warm_cgroup_attach() {
     if !rustix::process::geteuid().is_root() {
         return;
     }
-    let spawned = std::thread::Builder::new()
-        .name("cgroup-warm".into())
-        .spawn(|| {
-            let Some(procs) = own_cgroup_procs() else { return };
-            if let Err(e) = std::fs::write(&procs, std::process::id().to_string()) {
-                tracing::debug!(file = %procs.display(), "cgroup warm-up: {e}");
-            }
-        });
+    let spawned = std::thread::Builder::new().name("cgroup-warm".into()).spawn(|| {
+        let Some(procs) = own_cgroup_procs() else { return };
+        if let Err(e) = std::fs::write(&procs, std::process::id().to_string()) {
+            tracing::debug!(file = %procs.display(), "cgroup warm-up: {e}");
+        }
+    });
     if let Err(e) = spawned {
         tracing::debug!("cgroup warm-up: {e}");
     }

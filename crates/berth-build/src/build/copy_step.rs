@@ -45,10 +45,7 @@ impl Builder<'_> {
                 "exclude" => excludes.push(self.expand(inst, &v, vars)?),
                 // Docker's, not Berth's (yet).
                 "keep-git-dir" | "unpack" if inst.keyword == Keyword::Add => {
-                    return Err(self.err(
-                        inst.pos,
-                        format!("ADD --{} is not supported by berth-build", f.name),
-                    ));
+                    return Err(self.err(inst.pos, format!("ADD --{} is not supported by berth-build", f.name)));
                 }
                 other => {
                     let known: &[&str] = if inst.keyword == Keyword::Add {
@@ -288,7 +285,10 @@ impl Builder<'_> {
                 // and the key's walk would cache the layer under the wrong content.
                 for s in &sources {
                     let recorded = blake3::Hash::from_bytes(s.blake3).to_hex();
-                    if stat_cache.known(&s.path).is_some_and(|k| !k.ends_with(recorded.as_str())) {
+                    if stat_cache
+                        .known(&s.path)
+                        .is_some_and(|k| !k.ends_with(recorded.as_str()))
+                    {
                         return Err(BuildError::Work {
                             what: "record the step",
                             source: format!(

@@ -149,7 +149,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     berth_spec::private_dir::ensure_private_dir(&opts.work_dir)?;
     let mut cache = OverlayCache::open(&opts.work_dir, false)?;
     // A base image's layers are unpacked when a step first mounts them: shown like pulls.
-    cache.report_extraction(std::sync::Arc::new(berth_cli::progress::Unpacking(opts.progress.clone())));
+    cache.report_extraction(std::sync::Arc::new(berth_cli::progress::Unpacking(
+        opts.progress.clone(),
+    )));
     let runtime = Runtime::new(&opts.work_dir.join("runtime")).map_err(|e| BuildError::Work {
         what: "open the container state directory",
         source: Box::new(e),
@@ -246,7 +248,9 @@ fn clean_stale_containers(runtime: &Runtime) {
         else {
             continue;
         };
-        if !crate::workspace::build_alive(pid, &e.path()) && let Err(e) = runtime.delete(&id, true) {
+        if !crate::workspace::build_alive(pid, &e.path())
+            && let Err(e) = runtime.delete(&id, true)
+        {
             tracing::warn!(container = %id, "could not delete a container of an interrupted build: {e}");
         }
     }
@@ -291,7 +295,13 @@ impl Builder<'_> {
                     .filter_map(|s| s.name.as_deref())
                     .collect();
                 if stages.is_empty() {
-                    return self.err(pos, format!("--from={name}: no earlier stage, and no such image: {}", berth_spec::error_chain(&e)));
+                    return self.err(
+                        pos,
+                        format!(
+                            "--from={name}: no earlier stage, and no such image: {}",
+                            berth_spec::error_chain(&e)
+                        ),
+                    );
                 }
                 let hint = crate::naming::closest(&name.to_ascii_lowercase(), &stages)
                     .map(|s| format!("did you mean {s}? "))

@@ -300,14 +300,22 @@ fn a_key_hashed_while_the_layer_reads_the_sources_is_the_key_a_rebuild_computes(
         r
     };
     let first = run(&[]);
-    assert!(first.stderr.contains("layer blob written from the copy's sources"), "{}", first.stderr);
     assert!(
-        first.stderr.contains("key from the sources the layer read read_by_the_layer=3"),
+        first.stderr.contains("layer blob written from the copy's sources"),
         "{}",
         first.stderr
     );
     assert!(
-        first.stderr.contains("context files: 3 read and hashed, 0 known unchanged"),
+        first
+            .stderr
+            .contains("key from the sources the layer read read_by_the_layer=3"),
+        "{}",
+        first.stderr
+    );
+    assert!(
+        first
+            .stderr
+            .contains("context files: 3 read and hashed, 0 known unchanged"),
         "each file is read once: {}",
         first.stderr
     );
@@ -316,7 +324,9 @@ fn a_key_hashed_while_the_layer_reads_the_sources_is_the_key_a_rebuild_computes(
     let again = run(&[]);
     assert!(again.stderr.contains("--> Using cache"), "{}", again.stderr);
     assert!(
-        again.stderr.contains("context files: 3 read and hashed, 0 known unchanged"),
+        again
+            .stderr
+            .contains("context files: 3 read and hashed, 0 known unchanged"),
         "{}",
         again.stderr
     );
@@ -325,7 +335,9 @@ fn a_key_hashed_while_the_layer_reads_the_sources_is_the_key_a_rebuild_computes(
     let third = run(&[]);
     assert!(third.stderr.contains("--> Using cache"), "{}", third.stderr);
     assert!(
-        third.stderr.contains("context files: 0 read and hashed, 3 known unchanged"),
+        third
+            .stderr
+            .contains("context files: 0 read and hashed, 3 known unchanged"),
         "{}",
         third.stderr
     );
@@ -334,6 +346,9 @@ fn a_key_hashed_while_the_layer_reads_the_sources_is_the_key_a_rebuild_computes(
     let changed = run(&["-t", "changed:1"]);
     assert!(!changed.stderr.contains("--> Using cache"), "{}", changed.stderr);
     let rootfs = env.unpack("changed:1", "changed");
-    assert_eq!(std::fs::read_to_string(rootfs.join("tree/sub/small")).unwrap(), "SMALL\n");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("tree/sub/small")).unwrap(),
+        "SMALL\n"
+    );
     assert_eq!(std::fs::read_to_string(rootfs.join("tree/big.txt")).unwrap(), big);
 }

@@ -133,7 +133,11 @@ fn hostile_36_syntax() {
 #[test]
 fn a_killed_build_is_cleaned_up_by_the_next() {
     let env = Env::new();
-    let marker = format!("marker-{}-{}", std::process::id(), env.path("").display().to_string().len());
+    let marker = format!(
+        "marker-{}-{}",
+        std::process::id(),
+        env.path("").display().to_string().len()
+    );
     env.file(
         "Containerfile",
         &format!("FROM busybox:1\nRUN echo running-now > /dev/stderr && sleep 30 && echo {marker}\n"),
@@ -163,8 +167,7 @@ fn a_killed_build_is_cleaned_up_by_the_next() {
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
             .filter(|e| {
-                std::fs::read(e.path().join("cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
             })
             .count()
     };

@@ -59,8 +59,16 @@ fn progress_prune_and_key_errors_are_pinned() {
         failing("error-missing-source", "FROM busybox:1\nCOPY missing.txt /x\n", &[]),
         failing("error-run-fails", "FROM busybox:1\nRUN echo failing >&2; exit 7\n", &[]),
         failing("error-unknown-flag", "FROM busybox:1\nCOPY --frm=x a /b\n", &[]),
-        failing("error-unknown-stage", "FROM busybox:1 AS build\nFROM busybox:1\nCOPY --from=biuld /a /b\n", &["--pull", "never"]),
-        failing("error-run-flag", "FROM busybox:1\nRUN --mout=type=cache,target=/c true\n", &[]),
+        failing(
+            "error-unknown-stage",
+            "FROM busybox:1 AS build\nFROM busybox:1\nCOPY --from=biuld /a /b\n",
+            &["--pull", "never"],
+        ),
+        failing(
+            "error-run-flag",
+            "FROM busybox:1\nRUN --mout=type=cache,target=/c true\n",
+            &[],
+        ),
         failing("error-bad-build-arg", "FROM busybox:1\n", &["--build-arg", "=x"]),
         failing("error-bad-platform", "FROM busybox:1\n", &["--platform", "linux//"]),
     ];

@@ -34,7 +34,11 @@ fn json_outputs_table_and_key_errors_are_pinned() {
     assert!(ran.stderr.contains("Unpacking blob sha256:"), "{ran:?}");
     assert_eq!(ran.stdout, "out\n");
     let quiet = env.berth_out(&["run", "--rm", "-q", image, "true"]);
-    assert_eq!((quiet.code, quiet.stderr.as_str()), (0, ""), "cached, and -q: nothing on stderr");
+    assert_eq!(
+        (quiet.code, quiet.stderr.as_str()),
+        (0, ""),
+        "cached, and -q: nothing on stderr"
+    );
     let bundle = env.berth_out(&["bundle", image, env.path("b").to_str().unwrap(), "true"]);
     assert_eq!(bundle.code, 0, "{bundle:?}");
     assert!(bundle.stderr.contains("Writing bundle"), "{bundle:?}");
@@ -43,11 +47,18 @@ fn json_outputs_table_and_key_errors_are_pinned() {
     let inspect = env.berth_ok(&["inspect", "done"]);
     // Independent checks of what the snapshots mask: one container, its full id, exited with 3.
     let list: Value = serde_json::from_str(&ps_json).unwrap();
-    let id = list[0]["Id"].as_str().or(list[0]["id"].as_str()).unwrap_or_default().to_owned();
+    let id = list[0]["Id"]
+        .as_str()
+        .or(list[0]["id"].as_str())
+        .unwrap_or_default()
+        .to_owned();
     let quiet = env.berth_ok(&["ps", "-a", "-q", "--no-trunc"]);
     assert_eq!(quiet.trim(), id, "{ps_json}");
     assert_eq!(id.len(), 64, "{ps_json}");
-    assert!(ps_table.contains(&id[..12]) && ps_table.contains("Exited (3)"), "{ps_table}");
+    assert!(
+        ps_table.contains(&id[..12]) && ps_table.contains("Exited (3)"),
+        "{ps_table}"
+    );
     let inspected: Value = serde_json::from_str(&inspect).unwrap();
     assert!(inspect.contains(&id), "{inspect}");
     assert!(inspected.is_array() || inspected.is_object(), "{inspect}");
@@ -55,9 +66,18 @@ fn json_outputs_table_and_key_errors_are_pinned() {
     let errors = [
         ("error-unknown-image", env.berth_out(&["run", "--rm", "nope:1", "true"])),
         ("error-unknown-container", env.berth_out(&["inspect", "nope"])),
-        ("error-bad-volume", env.berth_out(&["run", "--rm", "-v", "relative:/x", image, "true"])),
-        ("error-unknown-user", env.berth_out(&["run", "--rm", "--user", "nosuchuser", image, "true"])),
-        ("error-name-in-use", env.berth_out(&["run", "--name", "done", image, "true"])),
+        (
+            "error-bad-volume",
+            env.berth_out(&["run", "--rm", "-v", "relative:/x", image, "true"]),
+        ),
+        (
+            "error-unknown-user",
+            env.berth_out(&["run", "--rm", "--user", "nosuchuser", image, "true"]),
+        ),
+        (
+            "error-name-in-use",
+            env.berth_out(&["run", "--name", "done", image, "true"]),
+        ),
         ("error-kill-stopped", env.berth_out(&["kill", "done"])),
         ("error-rm-missing", env.berth_out(&["rm", "nope"])),
     ];
@@ -70,7 +90,13 @@ fn json_outputs_table_and_key_errors_are_pinned() {
         // Columns are padded to their widest value, which masking changes: pinned as cells.
         let cells: Vec<String> = ps_table
             .lines()
-            .map(|l| l.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>().join(" | "))
+            .map(|l| {
+                l.split("  ")
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            })
             .collect();
         insta::assert_snapshot!("ps-table", cells.join("\n"));
         insta::assert_snapshot!("inspect", inspect);
