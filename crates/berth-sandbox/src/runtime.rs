@@ -315,15 +315,19 @@ impl Runtime {
         }
         match self.load(id) {
             Ok(mut c) => {
-                if force {
-                    kill_cgroup(id, &c);
+                if force && let Ok(config) = c.spec() {
+                    kill_cgroup(id, config.cgroup_path, c.systemd(), false);
                 }
                 c.delete(force).map_err(|e| runtime_error(id, "delete", e))
             }
             Err(e) => {
-                // Half-created state (no state.json): nothing runs from it.
+                // Half-written state (no or a truncated state.json, its writer killed): its processes may still run
+                // in the cgroup its configuration names.
                 tracing::debug!("{e}; removing the state directory");
                 let dir = self.root.join(id);
+                if let Ok(config) = libcontainer::config::YoukiConfig::load(&dir) {
+                    kill_cgroup(id, config.cgroup_path, false, true);
+                }
                 std::fs::remove_dir_all(&dir).at("remove", dir).map_err(Into::into)
             }
         }
@@ -472,16 +476,24 @@ impl Runtime {
 /// SIGKILLs every process in container `id`'s cgroup and waits (up to 2 s) for it to empty. libcontainer kills only
 /// a container it believes to be running, and a container whose creator was killed can look stopped while its
 /// processes run on; and removing a cgroup right after the kill fails while they are still exiting.
-fn kill_cgroup(id: &str, c: &Container) {
+/// With `remove`, the emptied cgroup is removed too (for a container libcontainer cannot delete).
+fn kill_cgroup(id: &str, cgroup_path: PathBuf, systemd: bool, remove: bool) {
     use libcgroups::common::{CgroupConfig, CgroupManager, create_cgroup_manager};
-    let Ok(config) = c.spec() else { return };
     let Ok(manager) = create_cgroup_manager(CgroupConfig {
-        cgroup_path: config.cgroup_path,
-        systemd_cgroup: c.systemd(),
+        cgroup_path,
+        systemd_cgroup: systemd,
         container_name: id.to_owned(),
     }) else {
         return;
     };
+    kill_all_in(id, &manager);
+    if remove && let Err(e) = manager.remove() {
+        tracing::warn!(container = id, "could not remove the container's cgroup: {e}");
+    }
+}
+
+fn kill_all_in(id: &str, manager: &libcgroups::common::AnyCgroupManager) {
+    use libcgroups::common::CgroupManager;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     // No cgroup (already removed, or never made): nothing runs in it.
     while let Ok(pids) = manager.get_all_pids() {

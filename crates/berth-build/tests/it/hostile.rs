@@ -160,6 +160,18 @@ fn a_killed_build_is_cleaned_up_by_the_next() {
     let builder = child.id();
     // Not reaped yet: a zombie is not a running build (nor is another program given its pid later).
     child.kill().unwrap();
+    // SIGKILL takes effect asynchronously: until the process is a zombie it is still (ending) a running build.
+    let zombie = || {
+        std::fs::read_to_string(format!("/proc/{builder}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !zombie() {
+        assert!(std::time::Instant::now() < deadline, "the killed builder did not end");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     // Processes whose command line holds the marker: the RUN's shell.
     let running = || {
         std::fs::read_dir("/proc")
