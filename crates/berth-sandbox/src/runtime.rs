@@ -64,17 +64,19 @@ impl Executor for CleanSignalsExecutor {
     }
 }
 
-/// Whether the bundle's spec gives the container a new network namespace (not the host's, not a path).
-fn own_network_namespace(bundle: &Path) -> bool {
-    oci_spec::runtime::Spec::load(bundle.join("config.json")).is_ok_and(|spec| {
-        spec.linux()
-            .as_ref()
-            .and_then(|l| l.namespaces().as_ref())
-            .is_some_and(|list| {
-                list.iter()
-                    .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network && n.path().is_none())
-            })
-    })
+/// The bundle's spec, if it can be read (libcontainer reads it again, and reports what is wrong with it).
+fn bundle_spec(bundle: &Path) -> Option<oci_spec::runtime::Spec> {
+    oci_spec::runtime::Spec::load(bundle.join("config.json")).ok()
+}
+
+/// Whether the spec gives the container a new network namespace (not the host's, not a path).
+fn own_network_namespace(spec: Option<&oci_spec::runtime::Spec>) -> bool {
+    spec.and_then(|s| s.linux().as_ref())
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|list| {
+            list.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network && n.path().is_none())
+        })
 }
 
 /// Sets `lo` up in the network namespace of process `pid`, from a thread that enters it (and then ends).
@@ -168,6 +170,17 @@ impl Runtime {
         &self.root
     }
 
+    /// Readies the compiled program of `spec`'s seccomp profile (from the cache in the state directory, or compiled
+    /// now), so that the container's process loads it instead of compiling the profile
+    /// ([`crate::seccomp::precompiled`]).
+    fn prepare_seccomp(&self, spec: Option<&oci_spec::runtime::Spec>) {
+        if let Some(seccomp) = spec.and_then(|s| s.linux().as_ref()).and_then(|l| l.seccomp().as_ref()) {
+            let how =
+                crate::seccomp::precompiled::prepare(seccomp, &self.root.join(crate::seccomp::precompiled::CACHE_DIR));
+            tracing::debug!(?how, "seccomp filter readied");
+        }
+    }
+
     fn builder(
         &self,
         id: &str,
@@ -201,6 +214,8 @@ impl Runtime {
         stdio: Stdio,
         before_start: &mut dyn FnMut() -> Result<(), String>,
     ) -> Result<i32, SandboxError> {
+        let spec = bundle_spec(bundle);
+        self.prepare_seccomp(spec.as_ref());
         let built = self
             .builder(id, stdio, CleanSignalsExecutor::default())?
             .as_init(bundle)
@@ -217,7 +232,7 @@ impl Runtime {
         };
         // A network namespace of its own starts with `lo` down; runc and Docker bring it up, and programs that talk
         // to themselves on 127.0.0.1 need it.
-        if own_network_namespace(bundle)
+        if own_network_namespace(spec.as_ref())
             && let Some(pid) = container.pid()
             && let Err(e) = loopback_up(pid.as_raw())
         {
@@ -264,6 +279,7 @@ impl Runtime {
         let bundle = self.load(id)?.bundle().clone();
         let config = bundle.join("config.json");
         let spec = oci_spec::runtime::Spec::load(&config).map_err(|e| runtime_error(id, "read the spec of", e))?;
+        self.prepare_seccomp(Some(&spec));
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         let mut process = process.clone();
         let admin = process
@@ -337,6 +353,8 @@ impl Runtime {
     /// [`Self::start_created`]. Returns its process id; it is a child of the caller until the caller exits, and
     /// then of the nearest subreaper (containerd's shim). On failure, whatever was created is deleted.
     pub fn create(&self, id: &str, bundle: &Path, opts: CreateOptions) -> Result<i32, SandboxError> {
+        let spec = bundle_spec(bundle);
+        self.prepare_seccomp(spec.as_ref());
         let built = self
             .builder(
                 id,
@@ -369,7 +387,7 @@ impl Runtime {
                 std::io::Error::other("libcontainer reported no process id"),
             )
         })?;
-        if own_network_namespace(bundle)
+        if own_network_namespace(spec.as_ref())
             && let Err(e) = loopback_up(pid)
         {
             tracing::warn!(container = id, "could not bring the loopback interface up: {e}");

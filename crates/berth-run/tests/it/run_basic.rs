@@ -370,6 +370,55 @@ fn seccomp_profile_from_a_file() {
     assert!(err.contains("/nonexistent.json"), "{err}");
 }
 
+/// The seccomp filter is compiled once per profile and kept in the state directory; later containers load the
+/// stored program. Each run's filter is checked by what it does (mkdir refused with the profile's errno), and a
+/// damaged stored program is compiled again rather than loaded.
+#[test]
+fn seccomp_filters_are_compiled_once_and_loaded_from_the_cache() {
+    let env = Env::new();
+    let profile = env.path("profile.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let run = || {
+        let mut cmd = env.berth(&[
+            "run",
+            "--rm",
+            "--security-opt",
+            &opt,
+            env.busybox(),
+            "sh",
+            "-c",
+            "mkdir /tmp/d",
+        ]);
+        cmd.env("RUST_LOG", "berth_sandbox::runtime=debug,libcontainer::seccomp=debug");
+        let out = cmd.output().unwrap();
+        assert_ne!(out.status.code(), Some(0), "mkdir must be refused");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(stderr.contains("Permission denied"), "{stderr}");
+        assert!(
+            stderr.contains("loaded the precompiled seccomp filter"),
+            "the container loads the stored program: {stderr}"
+        );
+        stderr
+    };
+    assert!(run().contains("how=Compiled"), "first use compiles");
+    assert!(run().contains("how=Cached"), "then the stored program is used");
+    let cache = env.path("state").join("runtime").join("seccomp@cache");
+    let stored: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    // One instruction's byte flipped (it could turn the refusal into an allow): not loaded, compiled again.
+    let mut bytes = std::fs::read(&stored[0]).unwrap();
+    bytes[20] ^= 0x10;
+    std::fs::write(&stored[0], &bytes).unwrap();
+    assert!(run().contains("how=Compiled"), "a damaged program is compiled again");
+    assert!(run().contains("how=Cached"));
+}
+
 #[test]
 fn privileged_containers() {
     let env = Env::new();

@@ -215,5 +215,6 @@ pub fn evaluate(profile: &Profile, target: &Target) -> LinuxSeccomp {
     out
 }
 
+pub mod precompiled;
 #[cfg(test)]
 mod tests;

@@ -48,6 +48,11 @@ pub enum SeccompError {
     SetCtlNnp {
         source: libseccomp::error::SeccompError,
     },
+    // Berth patch: the errors of compiling ahead of time and of loading a precompiled program.
+    #[error("failed to export the seccomp filter as BPF")]
+    ExportBpf { source: std::io::Error },
+    #[error("failed to load the precompiled seccomp filter")]
+    LoadPrecompiled { source: std::io::Error },
 }
 
 type Result<T> = std::result::Result<T, SeccompError>;
@@ -149,7 +154,52 @@ fn check_seccomp(seccomp: &LinuxSeccomp) -> Result<()> {
 #[tracing::instrument(level = "trace", skip(seccomp))]
 pub fn initialize_seccomp(seccomp: &LinuxSeccomp) -> Result<Option<io::RawFd>> {
     check_seccomp(seccomp)?;
+    // Berth patch: a program compiled ahead of time for this very profile is loaded as it is.
+    if precompiled::load_if_set_for(seccomp)? {
+        return Ok(None);
+    }
+    let ctx = build_filter(seccomp)?;
 
+    // In order to use the SECCOMP_SET_MODE_FILTER operation, either the calling
+    // thread must have the CAP_SYS_ADMIN capability in its user namespace, or
+    // the thread must already have the no_new_privs bit set.
+    // Ref: https://man7.org/linux/man-pages/man2/seccomp.2.html
+    ctx.load()
+        .map_err(|err| SeccompError::LoadContext { source: err })?;
+
+    let fd = if is_notify(seccomp) {
+        Some(
+            ctx.get_notify_fd()
+                .map_err(|err| SeccompError::GetNotifyId { source: err })?,
+        )
+    } else {
+        None
+    };
+
+    Ok(fd)
+}
+
+/// Berth patch: the classic BPF program `initialize_seccomp` would load for `seccomp` (as libseccomp's
+/// `seccomp_export_bpf` writes it: `struct sock_filter`s in the machine's byte order), or `None` when the profile
+/// cannot be loaded from a program alone (it has filter flags, or uses `SCMP_ACT_NOTIFY`).
+pub fn compile_seccomp(seccomp: &LinuxSeccomp) -> Result<Option<Vec<u8>>> {
+    check_seccomp(seccomp)?;
+    if !precompiled::eligible(seccomp) {
+        return Ok(None);
+    }
+    let ctx = build_filter(seccomp)?;
+    precompiled::export(&ctx).map(Some)
+}
+
+/// Berth patch: from now on, `initialize_seccomp` given a profile equal to `seccomp` loads `program` (from
+/// `compile_seccomp` for that profile) instead of compiling it. A process cloned from this one (a container's init
+/// process) inherits the setting. Ignored for a profile `compile_seccomp` would refuse.
+pub fn set_precompiled(seccomp: LinuxSeccomp, program: Vec<u8>) {
+    precompiled::set(seccomp, program);
+}
+
+/// Berth patch: a filter context holding `seccomp`'s architectures and rules, not loaded.
+fn build_filter(seccomp: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     tracing::trace!(default_action = ?seccomp.default_action(), errno = ?seccomp.default_errno_ret(), "initializing seccomp");
     let default_action = translate_action(seccomp.default_action(), seccomp.default_errno_ret())?;
     let mut ctx =
@@ -297,23 +347,7 @@ pub fn initialize_seccomp(seccomp: &LinuxSeccomp) -> Result<Option<io::RawFd>> {
         }
     }
 
-    // In order to use the SECCOMP_SET_MODE_FILTER operation, either the calling
-    // thread must have the CAP_SYS_ADMIN capability in its user namespace, or
-    // the thread must already have the no_new_privs bit set.
-    // Ref: https://man7.org/linux/man-pages/man2/seccomp.2.html
-    ctx.load()
-        .map_err(|err| SeccompError::LoadContext { source: err })?;
-
-    let fd = if is_notify(seccomp) {
-        Some(
-            ctx.get_notify_fd()
-                .map_err(|err| SeccompError::GetNotifyId { source: err })?,
-        )
-    } else {
-        None
-    };
-
-    Ok(fd)
+    Ok(ctx)
 }
 
 pub fn is_notify(seccomp: &LinuxSeccomp) -> bool {
@@ -322,6 +356,105 @@ pub fn is_notify(seccomp: &LinuxSeccomp) -> bool {
         .iter()
         .flatten()
         .any(|syscall| syscall.action() == LinuxSeccompAction::ScmpActNotify)
+}
+
+/// Berth patch: programs compiled ahead of time, and loading them.
+mod precompiled {
+    use std::io::{self, Read, Seek};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::sync::atomic::{AtomicPtr, Ordering};
+
+    use libseccomp::ScmpFilterContext;
+    use oci_spec::runtime::LinuxSeccomp;
+
+    use super::{Result, SeccompError, is_notify};
+
+    /// The profile and its program, as set last. Read by processes cloned from this one, so no lock (a child
+    /// cloned while another thread held it would wait forever); each setting is leaked when replaced, as a reader
+    /// may still hold it.
+    static PRECOMPILED: AtomicPtr<(LinuxSeccomp, Vec<libc::sock_filter>)> =
+        AtomicPtr::new(std::ptr::null_mut());
+
+    /// Profiles whose whole effect is the program: no filter flags (TSYNC, LOG, SPEC_ALLOW, WAIT_KILLABLE_RECV
+    /// change how it is loaded), no listener to hand over.
+    pub(super) fn eligible(seccomp: &LinuxSeccomp) -> bool {
+        seccomp.flags().as_ref().is_none_or(|flags| flags.is_empty()) && !is_notify(seccomp)
+    }
+
+    pub(super) fn set(seccomp: LinuxSeccomp, program: Vec<u8>) {
+        let size = std::mem::size_of::<libc::sock_filter>();
+        if !eligible(&seccomp)
+            || program.is_empty()
+            || program.len() % size != 0
+            || program.len() / size > usize::from(u16::MAX)
+        {
+            return;
+        }
+        let filters = program
+            .chunks_exact(size)
+            .map(|b| libc::sock_filter {
+                code: u16::from_ne_bytes([b[0], b[1]]),
+                jt: b[2],
+                jf: b[3],
+                k: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+            })
+            .collect();
+        let new = Box::into_raw(Box::new((seccomp, filters)));
+        PRECOMPILED.store(new, Ordering::Release);
+    }
+
+    /// Loads the precompiled program if it was compiled from `seccomp`; false if there is none for it.
+    pub(super) fn load_if_set_for(seccomp: &LinuxSeccomp) -> Result<bool> {
+        let current = PRECOMPILED.load(Ordering::Acquire);
+        if current.is_null() {
+            return Ok(false);
+        }
+        // SAFETY: set only from Box::into_raw and never freed.
+        let (profile, filters) = unsafe { &*current };
+        if profile != seccomp || !eligible(seccomp) {
+            return Ok(false);
+        }
+        let program = libc::sock_fprog {
+            len: filters.len() as u16,
+            filter: filters.as_ptr() as *mut libc::sock_filter,
+        };
+        // As libseccomp loads such a profile's filter: seccomp(2), no flags (no_new_privs is libcontainer's
+        // business, set before this when the spec asks for it).
+        // SAFETY: `program` points to `len` initialized filters that outlive the call, which only reads them.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0 as libc::c_uint,
+                &program as *const libc::sock_fprog,
+            )
+        };
+        if rc != 0 {
+            return Err(SeccompError::LoadPrecompiled {
+                source: io::Error::last_os_error(),
+            });
+        }
+        tracing::debug!(instructions = filters.len(), "loaded the precompiled seccomp filter");
+        Ok(true)
+    }
+
+    /// The context's program, through a memfd (libseccomp 2.5 exports only to a file descriptor).
+    pub(super) fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>> {
+        let failed = |source| SeccompError::ExportBpf { source };
+        // SAFETY: a constant NUL-terminated name; the result is checked before use.
+        let fd = unsafe { libc::memfd_create(c"seccomp-bpf".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(failed(io::Error::last_os_error()));
+        }
+        // SAFETY: a new descriptor that nothing else owns.
+        let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        ctx.export_bpf(&file)
+            .map_err(|e| failed(io::Error::other(e)))?;
+        file.rewind().map_err(failed)?;
+        let mut program = Vec::new();
+        file.read_to_end(&mut program).map_err(failed)?;
+        Ok(program)
+    }
 }
 
 #[cfg(test)]
