@@ -128,7 +128,7 @@ fn fill(
 ) -> Result<ContainerRecord, RunError> {
     let dir = &record.bundle;
     let rootfs = dir.join("rootfs");
-    let kind = mount_rootfs(layers, dir)?;
+    let kind = mount_rootfs(layers, dir, record.auto_remove)?;
     let spec = prepare_container(&ContainerSetup {
         image_name: &opened.label,
         image: opened.image.config.parsed(),
@@ -195,9 +195,9 @@ pub fn cgroups_path(id: &str) -> PathBuf {
     PathBuf::from(format!("/berth/{id}"))
 }
 
-/// Mounts the overlay of `layers` at `dir/rootfs` (upper and work directories beside it); where overlayfs is not
-/// available, copies the layers there instead.
-pub fn mount_rootfs(layers: &[PathBuf], dir: &Path) -> Result<RootfsKind, RunError> {
+/// Mounts the overlay of `layers` at `dir/rootfs` (upper and work directories beside it; `throwaway`: a `--rm`
+/// container's, deleted after one run); where overlayfs is not available, copies the layers there instead.
+pub fn mount_rootfs(layers: &[PathBuf], dir: &Path, throwaway: bool) -> Result<RootfsKind, RunError> {
     let rootfs = dir.join("rootfs");
     if layers.is_empty() {
         std::fs::create_dir_all(&rootfs).at("create", &rootfs)?;
@@ -209,6 +209,7 @@ pub fn mount_rootfs(layers: &[PathBuf], dir: &Path) -> Result<RootfsKind, RunErr
         &dir.join("work"),
         &rootfs,
         crate::rootless::is_rootless(),
+        throwaway,
     ) {
         // The mount stays until the container is cleaned up; the record says how to undo it.
         Ok(_mounted) => Ok(RootfsKind::Overlay),

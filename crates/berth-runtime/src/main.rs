@@ -101,6 +101,11 @@ const DEFAULT_ROOT: &str = "/run/berth-runtime";
 
 fn main() {
     let cli = Cli::parse();
+    // First, so that it overlaps everything else (the re-execution below included); once, not again in the
+    // sealed copy.
+    if matches!(cli.command, Command::Create(_) | Command::Run(_)) && !berth_sandbox::sealed_exe::is_sealed() {
+        berth_sandbox::runtime::warm_cgroup_attach();
+    }
     // What starts or enters a container runs from a sealed copy of this binary (CVE-2019-5736): a container's
     // processes are this program until they execute theirs.
     if matches!(cli.command, Command::Create(_) | Command::Run(_) | Command::Exec(_))
@@ -112,9 +117,6 @@ fn main() {
         std::process::exit(1);
     }
     let log = Log::new(&cli.global);
-    if matches!(cli.command, Command::Create(_) | Command::Run(_)) {
-        berth_sandbox::runtime::warm_cgroup_attach();
-    }
     match run(&cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -531,25 +531,52 @@ fn kill_all_in(id: &str, manager: &libcgroups::common::AnyCgroupManager) {
     }
 }
 
-/// Starts, on a thread of its own, a move of this process into the cgroup it is already in: call it first thing
-/// in a command that will create a container, before the rest of its preparation.
+/// Starts, in the background, the wait that the container's first cgroup join would otherwise pay.
 ///
 /// Joining a container's cgroups waits, on its first write to a `cgroup.procs`, for an RCU grace period (the
-/// kernel's cgroup attach lock; 10–20 ms on a small VM), after which further writes are cheap for a while. This
-/// no-op move starts that wait while the image and the root filesystem are being prepared, so that the
-/// container's joins find it over. Without root, or without a cgroup file to write, it does nothing.
+/// kernel's cgroup attach lock; 5–15 ms on a small VM), after which further writes are cheap for a while. This
+/// starts that wait at once, in a detached process that moves itself into the cgroup it is already in (writing
+/// `0` to its `cgroup.procs`), so that by the time the container joins its cgroups the wait is over. A process,
+/// not a thread, so that it survives the re-execution from a sealed copy that follows at start-up
+/// ([`crate::sealed_exe`]): call it first thing. The process is a grandchild that this one does not wait for (its
+/// parent exits at once and is reaped here). Without root, or without a cgroup file to write, it does nothing.
 pub fn warm_cgroup_attach() {
+    use std::os::unix::ffi::OsStrExt;
     if !rustix::process::geteuid().is_root() {
         return;
     }
-    let spawned = std::thread::Builder::new().name("cgroup-warm".into()).spawn(|| {
-        let Some(procs) = own_cgroup_procs() else { return };
-        if let Err(e) = std::fs::write(&procs, std::process::id().to_string()) {
-            tracing::debug!(file = %procs.display(), "cgroup warm-up: {e}");
+    let Some(procs) = own_cgroup_procs() else { return };
+    let Ok(path) = std::ffi::CString::new(procs.as_os_str().as_bytes()) else {
+        return;
+    };
+    detached_write_zero(&path);
+}
+
+#[allow(unsafe_code)]
+fn detached_write_zero(path: &std::ffi::CStr) {
+    // SAFETY: both children make only async-signal-safe calls (fork, open, write, close, _exit) on memory prepared
+    // before the fork, so forking a process that may have other threads is sound; the parent reaps the first child,
+    // which exits at once.
+    unsafe {
+        let child = libc::fork();
+        if child == 0 {
+            if libc::fork() == 0 {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd >= 0 {
+                    libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                }
+            }
+            libc::_exit(0);
         }
-    });
-    if let Err(e) = spawned {
-        tracing::debug!("cgroup warm-up: {e}");
+        if child > 0 {
+            let mut status = 0;
+            while libc::waitpid(child, &mut status, 0) < 0
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+            {}
+        } else {
+            tracing::debug!("cgroup warm-up: {}", std::io::Error::last_os_error());
+        }
     }
 }
 

@@ -63,7 +63,7 @@ fn overlay_mount_and_bundle_copy_agree() {
     assert_eq!(layers.len(), 2);
 
     let (upper, work, target) = (env.path("upper"), env.path("work"), env.path("merged"));
-    let mount = prepare_rootfs_overlay(&layers, &upper, &work, &target, false).unwrap();
+    let mount = prepare_rootfs_overlay(&layers, &upper, &work, &target, false, false).unwrap();
     let guard = Mounted(target.clone());
     assert!(target.join("bin/sh").exists());
     assert!(!target.join("bin/rm").exists(), "the whiteout hides /bin/rm");
@@ -166,4 +166,26 @@ fn every_local_transport() {
     assert!(err.contains("--pull=never"), "{err}");
     let err = env.bundle_err(&[], &format!("oci:{store}:nope"), &[]);
     assert!(err.contains("nope"), "{err}");
+}
+
+/// A `--rm` container's root overlay is `volatile` (its upper directory is deleted after one run, so it is never
+/// synced); a container kept after it stops is not.
+#[test]
+fn only_throwaway_containers_get_a_volatile_overlay() {
+    let env = Env::new();
+    let root_options = |mountinfo: &str| -> String {
+        mountinfo
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some("/"))
+            .unwrap_or_else(|| panic!("no / in {mountinfo}"))
+            .to_owned()
+    };
+    let once = env.berth_ok(&["run", "--rm", env.busybox(), "cat", "/proc/self/mountinfo"]);
+    let line = root_options(&once);
+    assert!(line.contains(" overlay ") && line.contains("volatile"), "{line}");
+
+    let kept = env.berth_ok(&["run", "--name", "kept", env.busybox(), "cat", "/proc/self/mountinfo"]);
+    let line = root_options(&kept);
+    assert!(line.contains(" overlay ") && !line.contains("volatile"), "{line}");
+    env.berth_ok(&["rm", "kept"]);
 }

@@ -97,6 +97,11 @@ fn main() -> ExitCode {
             return ExitCode::from(if usage { 125 } else { 0 });
         }
     };
+    // First, so that it overlaps everything else (the re-execution below included); once, not again in the
+    // sealed copy.
+    if matches!(cli.command, Command::Run(_)) && !berth_sandbox::sealed_exe::is_sealed() {
+        berth_sandbox::runtime::warm_cgroup_attach();
+    }
     // Whatever starts or enters a container runs from a sealed copy of this binary (CVE-2019-5736).
     if matches!(
         cli.command,
@@ -123,9 +128,6 @@ fn main() -> ExitCode {
         return report::finish(done.map(|()| 0), true);
     }
     report::init_logging(cli.verbose);
-    if matches!(cli.command, Command::Run(_)) {
-        berth_sandbox::runtime::warm_cgroup_attach();
-    }
     match rootless::rootless_entry(&cli) {
         Ok(None) => {}
         Ok(Some(code)) => return ExitCode::from(u8::try_from(code).unwrap_or(255)),
