@@ -287,7 +287,7 @@ mod tests {
                 mount_legacy(&layers, &upper, &work, &target, false, &[]).unwrap();
                 OverlayMount { target: target.clone() }
             } else {
-                prepare_rootfs_overlay(&layers, &upper, &work, &target, false).unwrap()
+                prepare_rootfs_overlay(&layers, &upper, &work, &target, false, true).unwrap()
             };
             let content = std::fs::read_to_string(target.join("f"));
             let both = target.join("top").exists() && target.join("bottom").exists();
@@ -300,6 +300,7 @@ mod tests {
             &t.path().join("u"),
             &t.path().join("w"),
             &t.path().join("m"),
+            false,
             false,
         );
         assert!(err.unwrap_err().to_string().contains("no layers"));
