@@ -234,6 +234,44 @@ impl StateDir {
         self.root.join("containers").join(id)
     }
 
+    /// Where removed containers' directories wait to be deleted ([`Self::discard`]).
+    pub fn trash_dir(&self) -> PathBuf {
+        self.root.join("trash")
+    }
+
+    /// Moves `dir` (a container's directory, its record already removed) into the trash with one rename, so that
+    /// it is gone from the state at once; [`Self::sweep_trash`] deletes it. False when it could not be moved
+    /// (the caller then deletes it itself).
+    pub fn discard(&self, dir: &Path) -> bool {
+        let trash = self.trash_dir();
+        let Some(name) = dir.file_name() else { return false };
+        if std::fs::create_dir_all(&trash).is_err() {
+            return false;
+        }
+        match std::fs::rename(dir, trash.join(name)) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!("moving {} to the trash: {e}", dir.display());
+                false
+            }
+        }
+    }
+
+    /// Deletes everything in the trash. Safe to run in several processes at once.
+    pub fn sweep_trash(&self) {
+        let Ok(entries) = std::fs::read_dir(self.trash_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            match berth_layer::apply::remove_dir_all_forcing(entry.path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!("could not delete {}: {e}", entry.path().display())
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Takes the names lock (blocking).
     pub fn lock_names(&self) -> Result<NamesLock, RunError> {
         let path = self.root.join("names.lock");

@@ -135,9 +135,38 @@ pub fn remove_container(state: &StateDir, runtime: &Runtime, record: &ContainerR
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at("remove", json).map_err(Into::into),
         _ => {}
     }
+    // The directory (the container's writable layer, of any size) is deleted after this returns, by a process of its
+    // own, when it can be moved to the trash; it is no longer part of the state either way.
+    // As root only: a rootless berth-run's files need its user namespace to be deleted.
+    if !crate::rootless::is_rootless() && state.discard(&dir) {
+        sweep_in_background(state, std::ffi::OsStr::new(&record.id));
+        return Ok(());
+    }
     match berth_layer::apply::remove_dir_all_forcing(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at("remove", dir).map_err(Into::into),
         _ => Ok(()),
+    }
+}
+
+/// Deletes the container directory `name` from the state's trash with `rm -rf`, without waiting for it (it
+/// outlives this process; anything it leaves is swept by `berth-run gc`). If it cannot start, the trash is
+/// emptied here.
+fn sweep_in_background(state: &StateDir, name: &std::ffi::OsStr) {
+    use std::os::unix::process::CommandExt;
+    let spawned = std::process::Command::new("rm")
+        .arg("-rf")
+        .arg("--one-file-system")
+        .arg("--")
+        .arg(state.trash_dir().join(name))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        // Out of the terminal's process group: a Ctrl-C meant for the next command does not stop it midway.
+        .process_group(0)
+        .spawn();
+    if let Err(e) = spawned {
+        tracing::debug!("could not start the trash sweeper ({e}); sweeping here");
+        state.sweep_trash();
     }
 }
 

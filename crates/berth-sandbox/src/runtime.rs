@@ -331,10 +331,27 @@ impl Runtime {
         }
         match self.load(id) {
             Ok(mut c) => {
-                if force && let Ok(config) = c.spec() {
+                let stopped = c.status() == libcontainer::container::ContainerStatus::Stopped;
+                if force
+                    && !stopped
+                    && let Ok(config) = c.spec()
+                {
                     kill_cgroup(id, config.cgroup_path, c.systemd(), false);
                 }
-                c.delete(force).map_err(|e| runtime_error(id, "delete", e))
+                // For a stopped container, libcontainer kills whatever is left in its cgroup and removes the cgroup,
+                // retrying for a tenth of a second. Processes slower to go than that (the cgroup stays busy) are
+                // killed and waited for here, and the deletion tried again.
+                match c.delete(force) {
+                    Err(e) if force && stopped => {
+                        tracing::debug!(container = id, "{e}; killing what is left in its cgroup");
+                        if let Ok(config) = c.spec() {
+                            kill_cgroup(id, config.cgroup_path, c.systemd(), false);
+                        }
+                        let mut again = self.load(id)?;
+                        again.delete(force).map_err(|e| runtime_error(id, "delete", e))
+                    }
+                    done => done.map_err(|e| runtime_error(id, "delete", e)),
+                }
             }
             Err(e) => {
                 // Half-written state (no or a truncated state.json, its writer killed): its processes may still run

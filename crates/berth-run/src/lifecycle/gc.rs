@@ -21,6 +21,8 @@ pub struct GcReport {
 
 /// Removes cached layers no container uses and (unless `all`) no image in the store at `store` references.
 pub fn collect_garbage(state: &StateDir, cache: &Path, store: &Path, all: bool) -> Result<GcReport, RunError> {
+    // Removed containers' directories a background sweep did not finish (the machine stopped, say).
+    state.sweep_trash();
     let layers = crate::layers::open_cache(cache)?;
     let (removed, kept) = layers.collect_garbage(|| {
         let mut keep: HashSet<String> = HashSet::new();

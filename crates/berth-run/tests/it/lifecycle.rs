@@ -66,6 +66,35 @@ fn foreground_exit_codes_and_streams() {
     assert_eq!(std::fs::read_dir(state.join("containers")).unwrap().count(), 0);
 }
 
+/// A `--rm` container's directory leaves the state as the command returns (moved to the trash), and is deleted
+/// in the background soon after; `gc` deletes whatever a background deletion left behind.
+#[test]
+fn removed_containers_are_deleted_in_the_background_and_gc_sweeps_the_rest() {
+    let env = Env::new();
+    let state = env.path("state");
+    let ran = env.run_berth(
+        &[],
+        env.busybox(),
+        &["sh", "-c", "dd if=/dev/zero of=/big bs=1M count=8 2>/dev/null"],
+    );
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(std::fs::read_dir(state.join("containers")).unwrap().count(), 0);
+    let trash = state.join("trash");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_dir(&trash).is_ok_and(|mut d| d.next().is_some()) {
+        assert!(Instant::now() < deadline, "the trash was not emptied");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // What a deletion cut short leaves: gc finishes it, directories that deny access included.
+    let left = trash.join("0123abcd");
+    std::fs::create_dir_all(left.join("upper/locked/deep")).unwrap();
+    std::fs::write(left.join("upper/locked/deep/file"), b"x").unwrap();
+    let locked = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o000);
+    std::fs::set_permissions(left.join("upper/locked"), locked).unwrap();
+    env.berth_ok(&["gc"]);
+    assert!(!left.exists(), "gc swept the trash");
+}
+
 #[test]
 fn stdin_is_passed_only_with_interactive() {
     let env = Env::new();

@@ -78,6 +78,9 @@ pub(crate) enum Command {
     Bundle(commands::bundle::BundleArgs),
     #[command(name = "__monitor", hide = true)]
     Monitor { id: String },
+    /// Deletes removed containers' directories from the state's trash (started in the background by `rm`).
+    #[command(name = "__sweep", hide = true)]
+    Sweep,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = berth_cli::docs::completions_examples("berth-run"))]
     Completions(berth_cli::docs::CompletionsArgs),
@@ -150,6 +153,10 @@ fn main() -> ExitCode {
         Command::Gc(args) => commands::gc::gc(&cli, args),
         Command::Bundle(args) => commands::bundle::bundle(&cli, args),
         Command::Monitor { id } => commands::monitor::monitor(&cli, id),
+        Command::Sweep => cli.state().map(|state| {
+            state.sweep_trash();
+            0
+        }),
         Command::Completions(_) | Command::GenerateDocs(_) => unreachable!("handled above"),
     };
     report::finish(

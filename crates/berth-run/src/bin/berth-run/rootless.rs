@@ -29,7 +29,12 @@ pub(crate) fn rootless_entry(cli: &Cli) -> Result<Option<i32>> {
     ];
     let join = |name: &str| -> Result<Enter> { Ok(enter_for(&cli.state()?, name)?) };
     let how = match &cli.command {
-        Command::Ps(_) | Command::Logs(_) | Command::Wait(_) | Command::Inspect(_) | Command::Monitor { .. } => {
+        Command::Ps(_)
+        | Command::Logs(_)
+        | Command::Wait(_)
+        | Command::Inspect(_)
+        | Command::Monitor { .. }
+        | Command::Sweep => {
             return Ok(None);
         }
         Command::Exec(args) => join(&args.container)?,
