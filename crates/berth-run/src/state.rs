@@ -226,7 +226,7 @@ impl StateDir {
 
     /// libcontainer's state, under `runtime/`.
     pub fn runtime(&self) -> Result<Runtime, RunError> {
-        Ok(Runtime::new(&self.root.join("runtime"))?)
+        Ok(Runtime::new(&self.root.join("runtime"))?.with_seccomp_cache(self.root.join("seccomp")))
     }
 
     /// The directory of container `id`.

@@ -116,6 +116,10 @@ fn main() {
         eprintln!("berth-runtime: {msg}");
         std::process::exit(1);
     }
+    // Like runc, nothing on stderr but errors; `RUST_LOG` turns on tracing's logs there (for debugging).
+    if std::env::var_os("RUST_LOG").is_some() {
+        berth_cli::logging::init(berth_cli::logging::Level::default());
+    }
     let log = Log::new(&cli.global);
     match run(&cli) {
         Ok(code) => std::process::exit(code),
@@ -159,9 +163,30 @@ impl Log {
     }
 }
 
+/// Where compiled seccomp filters are kept (so that a container loads its filter instead of compiling its
+/// profile): `$BERTH_RUNTIME_SECCOMP_CACHE`; else for root `/var/cache/berth-runtime/seccomp`, for other users
+/// `$XDG_CACHE_HOME/berth-runtime/seccomp` (`~/.cache/...`). Not under `--root`, which holds containers only.
+fn seccomp_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BERTH_RUNTIME_SECCOMP_CACHE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let base = if rustix::process::geteuid().is_root() {
+        PathBuf::from("/var/cache")
+    } else if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        PathBuf::from(xdg)
+    } else {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache")
+    };
+    base.join("berth-runtime").join("seccomp")
+}
+
 fn run(cli: &Cli) -> Result<i32> {
     let root = cli.global.root.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
-    let runtime = || Runtime::new(&root).map_err(anyhow::Error::from);
+    let runtime = || {
+        Runtime::new(&root)
+            .map(|r| r.with_seccomp_cache(seccomp_cache_dir()))
+            .map_err(anyhow::Error::from)
+    };
     match &cli.command {
         Command::Create(c) => {
             let rt = runtime()?;

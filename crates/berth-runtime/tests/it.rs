@@ -465,6 +465,55 @@ fn berth_runtime_and_runc_agree_on_the_lifecycle() {
 
 /// `features` prints the runtime-spec features document, covering at least what runc's says where both speak of
 /// the same thing.
+/// A bundle's seccomp profile is compiled once into the seccomp cache (never under `--root`, which after `delete`
+/// is empty again), and later containers load the stored filter, which does what the profile says.
+#[test]
+fn seccomp_filters_are_kept_outside_the_state_directory() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let b = bundle(dir.path(), &["sh", "-c", "mkdir /tmp/made"]);
+    let path = b.join("config.json");
+    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["linux"]["seccomp"] = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+    });
+    std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    let (root, cache) = (dir.path().join("root"), dir.path().join("seccomp-cache"));
+    for (i, how) in ["Compiled", "Cached"].into_iter().enumerate() {
+        let out = Command::new(BIN)
+            .env("BERTH_RUNTIME_SECCOMP_CACHE", &cache)
+            .env("RUST_LOG", "berth_sandbox::runtime=debug,libcontainer::seccomp=debug")
+            .arg("--root")
+            .arg(&root)
+            .args(["run", "--bundle"])
+            .arg(&b)
+            .arg(format!("sc{i}"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "mkdir is refused: {err}");
+        assert!(err.contains("Permission denied"), "{err}");
+        assert!(err.contains(&format!("how={how}")), "{how}: {err}");
+        assert!(err.contains("loaded the precompiled seccomp filter"), "{err}");
+        let stored = std::fs::read_dir(&cache).unwrap().count();
+        assert_eq!(stored, 1, "one program for the one profile");
+        let left: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "--root holds nothing once the container is deleted: {left:?}"
+        );
+    }
+}
+
 #[test]
 fn features_describes_the_runtime() {
     let ours: serde_json::Value =

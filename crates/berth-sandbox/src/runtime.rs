@@ -35,6 +35,8 @@ pub struct Stdio {
 #[derive(Debug, Clone)]
 pub struct Runtime {
     root: PathBuf,
+    /// Where compiled seccomp filters are kept ([`crate::seccomp::precompiled`]); none: libcontainer compiles each.
+    seccomp_cache: Option<PathBuf>,
 }
 
 /// libcontainer's default executor, after giving every signal its default action and unblocking them all.
@@ -162,7 +164,10 @@ impl Runtime {
     pub fn new(root: &Path) -> Result<Runtime, SandboxError> {
         std::fs::create_dir_all(root).at("create", root)?;
         let root = std::fs::canonicalize(root).at("resolve", root)?;
-        Ok(Runtime { root })
+        Ok(Runtime {
+            root,
+            seccomp_cache: None,
+        })
     }
 
     /// The state directory.
@@ -170,13 +175,21 @@ impl Runtime {
         &self.root
     }
 
-    /// Readies the compiled program of `spec`'s seccomp profile (from the cache in the state directory, or compiled
-    /// now), so that the container's process loads it instead of compiling the profile
-    /// ([`crate::seccomp::precompiled`]).
+    /// Keeps compiled seccomp filters in `dir` (created when first needed), so that containers load them instead
+    /// of compiling their profile ([`crate::seccomp::precompiled`]). Not inside the state directory, which holds
+    /// containers only.
+    pub fn with_seccomp_cache(mut self, dir: PathBuf) -> Runtime {
+        self.seccomp_cache = Some(dir);
+        self
+    }
+
+    /// Readies the compiled program of `spec`'s seccomp profile (from the seccomp cache, or compiled now), so that
+    /// the container's process loads it instead of compiling the profile ([`crate::seccomp::precompiled`]).
     fn prepare_seccomp(&self, spec: Option<&oci_spec::runtime::Spec>) {
-        if let Some(seccomp) = spec.and_then(|s| s.linux().as_ref()).and_then(|l| l.seccomp().as_ref()) {
-            let how =
-                crate::seccomp::precompiled::prepare(seccomp, &self.root.join(crate::seccomp::precompiled::CACHE_DIR));
+        if let Some(seccomp) = spec.and_then(|s| s.linux().as_ref()).and_then(|l| l.seccomp().as_ref())
+            && let Some(dir) = &self.seccomp_cache
+        {
+            let how = crate::seccomp::precompiled::prepare(seccomp, dir);
             tracing::debug!(?how, "seccomp filter readied");
         }
     }

@@ -154,10 +154,12 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     cache.report_extraction(std::sync::Arc::new(berth_cli::progress::Unpacking(
         opts.progress.clone(),
     )));
-    let runtime = Runtime::new(&opts.work_dir.join("runtime")).map_err(|e| BuildError::Work {
-        what: "open the container state directory",
-        source: Box::new(e),
-    })?;
+    let runtime = Runtime::new(&opts.work_dir.join("runtime"))
+        .map_err(|e| BuildError::Work {
+            what: "open the container state directory",
+            source: Box::new(e),
+        })?
+        .with_seccomp_cache(opts.work_dir.join("seccomp"));
     let hold = cache.hold()?;
     clean_stale_containers(&runtime);
     crate::workspace::clean_stale_steps(&opts.work_dir.join("steps"));

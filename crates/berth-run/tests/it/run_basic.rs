@@ -370,7 +370,7 @@ fn seccomp_profile_from_a_file() {
     assert!(err.contains("/nonexistent.json"), "{err}");
 }
 
-/// The seccomp filter is compiled once per profile and kept in the state directory; later containers load the
+/// The seccomp filter is compiled once per profile and kept beside the containers' state; later containers load the
 /// stored program. Each run's filter is checked by what it does (mkdir refused with the profile's errno), and a
 /// damaged stored program is compiled again rather than loaded.
 #[test]
@@ -408,7 +408,7 @@ fn seccomp_filters_are_compiled_once_and_loaded_from_the_cache() {
     };
     assert!(run().contains("how=Compiled"), "first use compiles");
     assert!(run().contains("how=Cached"), "then the stored program is used");
-    let cache = env.path("state").join("runtime").join("seccomp@cache");
+    let cache = env.path("state").join("seccomp");
     let stored: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.path()).collect();
     assert_eq!(stored.len(), 1, "{stored:?}");
     // One instruction's byte flipped (it could turn the refusal into an allow): not loaded, compiled again.

@@ -20,10 +20,6 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::LinuxSeccomp;
 use sha2::{Digest, Sha256};
 
-/// The cache's directory name inside a runtime's state directory: `@` is not allowed in a container id, so no
-/// container's directory can have it.
-pub const CACHE_DIR: &str = "seccomp@cache";
-
 /// Programs kept at most; the least recently written go first.
 const MAX_ENTRIES: usize = 64;
 
