@@ -57,9 +57,22 @@ fn upper_files(upper: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Whether each lower layer (by index) has each directory (relative), as a directory: asked once per directory
+/// rather than once per file below it.
+type DirsSeen = HashMap<(usize, PathBuf), bool>;
+
 /// The topmost lower layer (of `lowers`, bottom first) holding `rel` as a regular file with other names.
-fn lower_origin<'a>(lowers: &'a [PathBuf], rel: &Path) -> Option<(&'a Path, std::fs::Metadata)> {
-    for layer in lowers.iter().rev() {
+fn lower_origin<'a>(lowers: &'a [PathBuf], rel: &Path, dirs: &mut DirsSeen) -> Option<(&'a Path, std::fs::Metadata)> {
+    for (i, layer) in lowers.iter().enumerate().rev() {
+        // A layer without `rel`'s directory has nothing at `rel` (a COPY's new tree is absent from every lower).
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let has = *dirs
+                .entry((i, parent.to_owned()))
+                .or_insert_with(|| std::fs::symlink_metadata(layer.join(parent)).is_ok_and(|m| m.is_dir()));
+            if !has {
+                continue;
+            }
+        }
         match std::fs::symlink_metadata(layer.join(rel)) {
             Ok(m) if m.is_file() && m.nlink() > 1 => return Some((layer, m)),
             // Anything else at that name (a whiteout device, a directory, a single file) ends the search.
@@ -132,8 +145,9 @@ fn copy_up_parents(upper: &Path, lowers: &[PathBuf], rel: &Path) -> Result<(), B
 pub fn relink_copied_up(upper: &Path, lowers: &[PathBuf]) -> Result<usize, BuildError> {
     let mut indexes: HashMap<PathBuf, HashMap<u64, Vec<PathBuf>>> = HashMap::new();
     let mut linked = 0;
+    let mut dirs = DirsSeen::new();
     for rel in upper_files(upper) {
-        let Some((layer, meta)) = lower_origin(lowers, &rel) else {
+        let Some((layer, meta)) = lower_origin(lowers, &rel, &mut dirs) else {
             continue;
         };
         let index = indexes.entry(layer.to_owned()).or_insert_with(|| alias_index(layer));
