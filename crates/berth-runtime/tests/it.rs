@@ -463,8 +463,6 @@ fn berth_runtime_and_runc_agree_on_the_lifecycle() {
     );
 }
 
-/// `features` prints the runtime-spec features document, covering at least what runc's says where both speak of
-/// the same thing.
 /// A bundle's seccomp profile is compiled once into the seccomp cache (never under `--root`, which after `delete`
 /// is empty again), and later containers load the stored filter, which does what the profile says.
 #[test]
@@ -514,6 +512,8 @@ fn seccomp_filters_are_kept_outside_the_state_directory() {
     }
 }
 
+/// `features` prints the runtime-spec features document, covering at least what runc's says where both speak of
+/// the same thing.
 #[test]
 fn features_describes_the_runtime() {
     let ours: serde_json::Value =
