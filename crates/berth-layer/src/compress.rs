@@ -174,9 +174,16 @@ impl<W: Write> LayerWriter<W> {
 
     /// Ends the compressed stream and returns the digests and the output writer.
     pub fn finish_into_inner(self) -> io::Result<(LayerDigests, W)> {
+        let mut diff_id = self.diff_id;
         let mut counted = match self.backend {
             Backend::Plain(c) => c,
-            Backend::Gzip(g) => g.finish()?,
+            Backend::Gzip(g) => {
+                let (out, hashed) = g.finish()?;
+                if let Some(h) = hashed {
+                    diff_id = h;
+                }
+                out
+            }
             Backend::Zstd(z) => z.finish()?,
         };
         counted.inner.flush()?;
@@ -188,7 +195,7 @@ impl<W: Write> LayerWriter<W> {
         let digests = LayerDigests {
             digest: counted.hasher.finish(),
             size: counted.count,
-            diff_id: self.diff_id.finish(),
+            diff_id: diff_id.finish(),
             uncompressed_size: self.uncompressed_size,
             compression: self.compression,
             media_type,
@@ -199,12 +206,14 @@ impl<W: Write> LayerWriter<W> {
 
 impl<W: Write> Write for LayerWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = match &mut self.backend {
-            Backend::Plain(w) => w.write(buf)?,
-            Backend::Gzip(w) => w.write(buf)?,
-            Backend::Zstd(w) => w.write(buf)?,
+        let (n, hashed) = match &mut self.backend {
+            Backend::Plain(w) => (w.write(buf)?, false),
+            Backend::Gzip(w) => (w.write(buf)?, w.hashes_input()),
+            Backend::Zstd(w) => (w.write(buf)?, false),
         };
-        self.diff_id.update(&buf[..n]);
+        if !hashed {
+            self.diff_id.update(&buf[..n]);
+        }
         self.uncompressed_size += n as u64;
         Ok(n)
     }
@@ -255,7 +264,7 @@ impl<W: Write> Write for Counted<W> {
 
 /// One block for a worker.
 struct Job {
-    data: Vec<u8>,
+    data: Arc<Vec<u8>>,
     dict: Vec<u8>,
     last: bool,
     reply: Sender<io::Result<Deflated>>,
@@ -312,6 +321,10 @@ enum Engine {
 }
 
 struct Pool {
+    /// The blocks, in stream order, to the thread hashing the uncompressed stream (the diffID): that hash then
+    /// runs beside the producer instead of on its thread.
+    to_hasher: Option<SyncSender<Arc<Vec<u8>>>>,
+    hasher: Option<JoinHandle<Hasher>>,
     jobs: Option<SyncSender<Job>>,
     workers: Vec<JoinHandle<()>>,
     /// Replies for blocks sent and not yet written, in stream order.
@@ -321,6 +334,7 @@ struct Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        self.to_hasher = None;
         self.jobs = None;
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -346,7 +360,19 @@ impl<W: Write> ParallelGzip<W> {
                         .spawn(move || gzip_worker(&rx, level))
                 })
                 .collect::<io::Result<Vec<_>>>()?;
+            let (to_hasher, blocks) = mpsc::sync_channel::<Arc<Vec<u8>>>(max_pending);
+            let hasher = thread::Builder::new()
+                .name("berth-diffid".into())
+                .spawn(move || {
+                    let mut h = Hasher::new(Algorithm::Sha256);
+                    for block in blocks {
+                        h.update(&block);
+                    }
+                    h
+                })?;
             Engine::Pool(Pool {
+                to_hasher: Some(to_hasher),
+                hasher: Some(hasher),
                 jobs: Some(tx),
                 workers,
                 pending: VecDeque::new(),
@@ -363,6 +389,11 @@ impl<W: Write> ParallelGzip<W> {
         })
     }
 
+    /// Whether this stream hashes what it is given (the diffID) itself, on a thread of its own.
+    fn hashes_input(&self) -> bool {
+        matches!(&self.engine, Engine::Pool(p) if p.to_hasher.is_some())
+    }
+
     /// Hands the current block to the compressor; `last` ends the deflate stream.
     fn dispatch(&mut self, last: bool) -> io::Result<()> {
         let data = std::mem::replace(&mut self.block, Vec::with_capacity(if last { 0 } else { GZIP_BLOCK }));
@@ -375,6 +406,14 @@ impl<W: Write> ParallelGzip<W> {
                 self.out.write_all(&done.bytes)
             }
             Engine::Pool(pool) => {
+                let data = Arc::new(data);
+                let hashed = pool
+                    .to_hasher
+                    .as_ref()
+                    .is_some_and(|tx| tx.send(Arc::clone(&data)).is_ok());
+                if !hashed {
+                    return Err(worker_gone());
+                }
                 let (reply, rx) = mpsc::channel();
                 let job = Job {
                     data,
@@ -399,16 +438,26 @@ impl<W: Write> ParallelGzip<W> {
         }
     }
 
-    /// Writes the last block and the trailer (CRC-32 and length mod 2^32) and returns the output.
-    fn finish(mut self) -> io::Result<W> {
+    /// Writes the last block and the trailer (CRC-32 and length mod 2^32) and returns the output, and the hash of
+    /// the uncompressed stream when this stream made it ([`Self::hashes_input`]).
+    fn finish(mut self) -> io::Result<(W, Option<Hasher>)> {
         self.dispatch(true)?;
         let crc = std::mem::take(&mut self.crc);
         let isize = crc.total_len() as u32;
         self.out.write_all(&crc.finalize().to_le_bytes())?;
         self.out.write_all(&isize.to_le_bytes())?;
         self.out.flush()?;
+        let hashed = match &mut self.engine {
+            Engine::Inline => None,
+            Engine::Pool(pool) => {
+                // Closing the channel ends the hasher's loop.
+                pool.to_hasher = None;
+                let thread = pool.hasher.take().ok_or_else(worker_gone)?;
+                Some(thread.join().map_err(|_| worker_gone())?)
+            }
+        };
         drop(self.engine);
-        Ok(self.out)
+        Ok((self.out, hashed))
     }
 }
 
