@@ -361,15 +361,13 @@ impl<W: Write> ParallelGzip<W> {
                 })
                 .collect::<io::Result<Vec<_>>>()?;
             let (to_hasher, blocks) = mpsc::sync_channel::<Arc<Vec<u8>>>(max_pending);
-            let hasher = thread::Builder::new()
-                .name("berth-diffid".into())
-                .spawn(move || {
-                    let mut h = Hasher::new(Algorithm::Sha256);
-                    for block in blocks {
-                        h.update(&block);
-                    }
-                    h
-                })?;
+            let hasher = thread::Builder::new().name("berth-diffid".into()).spawn(move || {
+                let mut h = Hasher::new(Algorithm::Sha256);
+                for block in blocks {
+                    h.update(&block);
+                }
+                h
+            })?;
             Engine::Pool(Pool {
                 to_hasher: Some(to_hasher),
                 hasher: Some(hasher),

@@ -139,7 +139,7 @@ pub fn remove_container(state: &StateDir, runtime: &Runtime, record: &ContainerR
     // own, when it can be moved to the trash; it is no longer part of the state either way.
     // As root only: a rootless berth-run's files need its user namespace to be deleted.
     if !crate::rootless::is_rootless() && state.discard(&dir) {
-        sweep_in_background(state, std::ffi::OsStr::new(&record.id));
+        sweep_in_background(state);
         return Ok(());
     }
     match berth_layer::apply::remove_dir_all_forcing(&dir) {
@@ -148,16 +148,17 @@ pub fn remove_container(state: &StateDir, runtime: &Runtime, record: &ContainerR
     }
 }
 
-/// Deletes the container directory `name` from the state's trash with `rm -rf`, without waiting for it (it
-/// outlives this process; anything it leaves is swept by `berth-run gc`). If it cannot start, the trash is
-/// emptied here.
-fn sweep_in_background(state: &StateDir, name: &std::ffi::OsStr) {
+/// Starts `berth-run __sweep`, which deletes what the state's trash holds, without waiting for it (it outlives
+/// this process; anything it leaves is swept by the next one, or by `berth-run gc`). If it cannot start, the trash
+/// is emptied here.
+fn sweep_in_background(state: &StateDir) {
     use std::os::unix::process::CommandExt;
-    let spawned = std::process::Command::new("rm")
-        .arg("-rf")
-        .arg("--one-file-system")
-        .arg("--")
-        .arg(state.trash_dir().join(name))
+    let spawned = std::process::Command::new(berth_sandbox::sealed_exe::SELF_EXE)
+        .arg0("berth-run")
+        .arg("--state")
+        .arg(state.root())
+        .arg("__sweep")
+        .env_remove("RUST_LOG")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -356,12 +356,15 @@ impl Runtime {
                 // killed and waited for here, and the deletion tried again.
                 match c.delete(force) {
                     Err(e) if force && stopped => {
-                        tracing::debug!(container = id, "{e}; killing what is left in its cgroup");
-                        if let Ok(config) = c.spec() {
-                            kill_cgroup(id, config.cgroup_path, c.systemd(), false);
+                        let Ok(config) = c.spec() else {
+                            return Err(runtime_error(id, "delete", e));
+                        };
+                        // Only when the cgroup is what failed: something still runs in it.
+                        let busy = kill_cgroup_if_busy(id, config.cgroup_path, c.systemd());
+                        match self.load(id) {
+                            Ok(mut again) if busy => again.delete(force).map_err(|e| runtime_error(id, "delete", e)),
+                            _ => Err(runtime_error(id, "delete", e)),
                         }
-                        let mut again = self.load(id)?;
-                        again.delete(force).map_err(|e| runtime_error(id, "delete", e))
                     }
                     done => done.map_err(|e| runtime_error(id, "delete", e)),
                 }
@@ -540,6 +543,24 @@ fn kill_cgroup(id: &str, cgroup_path: PathBuf, systemd: bool, remove: bool) {
     }
 }
 
+/// [`kill_cgroup`] when the container's cgroup still has processes; says whether it had.
+fn kill_cgroup_if_busy(id: &str, cgroup_path: PathBuf, systemd: bool) -> bool {
+    use libcgroups::common::{CgroupConfig, CgroupManager, create_cgroup_manager};
+    let Ok(manager) = create_cgroup_manager(CgroupConfig {
+        cgroup_path,
+        systemd_cgroup: systemd,
+        container_name: id.to_owned(),
+    }) else {
+        return false;
+    };
+    if !manager.get_all_pids().is_ok_and(|p| !p.is_empty()) {
+        return false;
+    }
+    tracing::debug!(container = id, "killing what is left in its cgroup");
+    kill_all_in(id, &manager);
+    true
+}
+
 fn kill_all_in(id: &str, manager: &libcgroups::common::AnyCgroupManager) {
     use libcgroups::common::CgroupManager;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
@@ -584,13 +605,16 @@ pub fn warm_cgroup_attach() {
 
 #[allow(unsafe_code)]
 fn detached_write_zero(path: &std::ffi::CStr) {
-    // SAFETY: both children make only async-signal-safe calls (fork, open, write, close, _exit) on memory prepared
-    // before the fork, so forking a process that may have other threads is sound; the parent reaps the first child,
+    // SAFETY: both children make only async-signal-safe calls (fork, close_range, open, write, close, _exit) on
+    // memory prepared before the fork, so forking a process that may have other threads is sound; the parent reaps the first child,
     // which exits at once.
     unsafe {
         let child = libc::fork();
         if child == 0 {
             if libc::fork() == 0 {
+                // Nothing inherited stays open while it waits (a caller reading this process's output until the
+                // end, or holding a lock through a descriptor, must not wait for it).
+                libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
                 let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
                 if fd >= 0 {
                     libc::write(fd, b"0".as_ptr().cast(), 1);

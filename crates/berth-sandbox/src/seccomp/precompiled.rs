@@ -47,7 +47,9 @@ pub fn prepare(seccomp: &LinuxSeccomp, dir: &Path) -> Prepared {
         return Prepared::Failed;
     };
     let path = dir.join(format!("{}.bpf", hex::encode(key)));
-    if let Some(program) = read(&path, &key) {
+    // The checksum finds damage, not forgery: only a directory no one else can write to is used.
+    let trusted = private_dir(dir);
+    if trusted && let Some(program) = read(&path, &key) {
         libcontainer::seccomp::set_precompiled(seccomp.clone(), program);
         return Prepared::Cached;
     }
@@ -62,7 +64,12 @@ pub fn prepare(seccomp: &LinuxSeccomp, dir: &Path) -> Prepared {
             return Prepared::Failed;
         }
     };
-    if let Err(e) = store(dir, &path, &key, &program) {
+    if !trusted {
+        tracing::debug!(
+            "{}: not a directory of this user's that only it can write to; the filter is not kept",
+            dir.display()
+        );
+    } else if let Err(e) = store(dir, &path, &key, &program) {
         tracing::debug!("could not keep the compiled seccomp filter in {}: {e}", dir.display());
     }
     libcontainer::seccomp::set_precompiled(seccomp.clone(), program);
@@ -76,6 +83,9 @@ fn key(seccomp: &LinuxSeccomp) -> Option<[u8; 32]> {
     let api = libseccomp::get_api();
     let mut h = Sha256::new();
     h.update(b"berth seccomp bpf 1\0");
+    // What made the program: the translation of profiles (Berth's libcontainer) and this crate's release.
+    h.update(libcontainer::seccomp::PRECOMPILED_FORMAT);
+    h.update(concat!("\0berth-sandbox ", env!("CARGO_PKG_VERSION"), "\0"));
     h.update(format!(
         "libseccomp {}.{}.{} api {api} arch {}\0",
         version.major,
@@ -94,10 +104,36 @@ fn checksum(key: &[u8; 32], program: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The program stored at `path` for `key`, if there is one whose checksum holds.
+/// Creates `dir` (mode 0700) if missing, and says whether it is a real directory (not a symlink) of this user's
+/// that no one else may write to.
+fn private_dir(dir: &Path) -> bool {
+    use std::os::unix::fs::DirBuilderExt;
+    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && owned_and_private(&m))
+}
+
+fn owned_and_private(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    m.uid() == rustix::process::geteuid().as_raw() && m.mode() & 0o022 == 0
+}
+
+/// The program stored at `path` for `key`, if there is one whose checksum holds, in a file of this user's that no
+/// one else may write to.
 fn read(path: &Path, key: &[u8; 32]) -> Option<Vec<u8>> {
     use std::io::Read;
-    let file = std::fs::File::open(path).ok()?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    if !file.metadata().is_ok_and(|m| m.is_file() && owned_and_private(&m)) {
+        tracing::debug!(
+            "{}: not a file of this user's that only it can write to",
+            path.display()
+        );
+        return None;
+    }
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).ok()?;
     if bytes.len() as u64 > MAX_FILE_BYTES || bytes.len() < 32 + 8 {
@@ -115,6 +151,7 @@ fn read(path: &Path, key: &[u8; 32]) -> Option<Vec<u8>> {
 /// Writes the program and its checksum to a temporary file in `dir` and renames it to `path`; then trims the
 /// cache to [`MAX_ENTRIES`].
 fn store(dir: &Path, path: &Path, key: &[u8; 32], program: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir)?;
     let tmp: PathBuf = dir.join(format!(
         ".{}.{}.tmp",
@@ -124,7 +161,11 @@ fn store(dir: &Path, path: &Path, key: &[u8; 32], program: &[u8]) -> std::io::Re
             .map_or(0, |d| d.as_nanos())
     ));
     let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(program)?;
         f.write_all(&checksum(key, program))?;
         f.sync_data()?;
@@ -138,16 +179,34 @@ fn store(dir: &Path, path: &Path, key: &[u8; 32], program: &[u8]) -> std::io::Re
     Ok(())
 }
 
-/// Removes the oldest programs beyond [`MAX_ENTRIES`].
+/// Whether `name` is a stored program's: 64 hex digits and `.bpf`.
+fn is_program_name(name: &str) -> bool {
+    name.strip_suffix(".bpf")
+        .is_some_and(|k| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Removes the oldest programs beyond [`MAX_ENTRIES`], and temporary files a killed writer left (an hour old).
 fn trim(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".bpf"))
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(modified) = e.metadata().ok().and_then(|m| m.modified().ok()) else {
+            continue;
+        };
+        if is_program_name(&name) {
+            files.push((modified, e.path()));
+        } else if name.starts_with('.')
+            && name.ends_with(".tmp")
+            && modified
+                .elapsed()
+                .is_ok_and(|age| age > std::time::Duration::from_secs(3600))
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
     if files.len() <= MAX_ENTRIES {
         return;
     }
@@ -229,12 +288,39 @@ mod tests {
     }
 
     #[test]
+    fn a_cache_others_can_write_to_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("c");
+        let filter = default_filter();
+        assert_eq!(prepare(&filter, &cache), Prepared::Compiled);
+        let mode = std::fs::metadata(&cache).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "made private");
+        // A program file others may write to (planted, say) is not read.
+        let stored = std::fs::read_dir(&cache).unwrap().flatten().next().unwrap().path();
+        std::fs::set_permissions(&stored, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(prepare(&filter, &cache), Prepared::Compiled, "rewritten, not trusted");
+        // Nor is anything in a directory others may write to; nothing is stored there either.
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(prepare(&filter, &cache), Prepared::Compiled);
+        assert_eq!(prepare(&filter, &cache), Prepared::Compiled);
+        // Through a symlink to a private directory: not used either.
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&cache, &link).unwrap();
+        assert_eq!(prepare(&filter, &link), Prepared::Compiled);
+    }
+
+    #[test]
     fn the_cache_keeps_a_bounded_number_of_programs() {
         let dir = tempfile::tempdir().unwrap();
         for i in 0..MAX_ENTRIES + 3 {
             std::fs::write(dir.path().join(format!("{i:064x}.bpf")), b"x").unwrap();
         }
+        // Not the cache's: left alone.
+        std::fs::write(dir.path().join("notes.bpf"), b"x").unwrap();
         trim(dir.path());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), MAX_ENTRIES);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), MAX_ENTRIES + 1);
+        assert!(dir.path().join("notes.bpf").exists());
     }
 }

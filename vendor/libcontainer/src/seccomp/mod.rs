@@ -191,6 +191,10 @@ pub fn compile_seccomp(seccomp: &LinuxSeccomp) -> Result<Option<Vec<u8>>> {
     precompiled::export(&ctx).map(Some)
 }
 
+/// Berth patch: the version of the programs `compile_seccomp` makes: changed whenever the translation of profiles
+/// into filters changes, so that programs kept by an older build are not loaded.
+pub const PRECOMPILED_FORMAT: &str = "libcontainer 0.7.0 seccomp, berth patch 1";
+
 /// Berth patch: from now on, `initialize_seccomp` given a profile equal to `seccomp` loads `program` (from
 /// `compile_seccomp` for that profile) instead of compiling it. A process cloned from this one (a container's init
 /// process) inherits the setting. Ignored for a profile `compile_seccomp` would refuse.
@@ -399,6 +403,11 @@ mod precompiled {
                 k: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
             })
             .collect();
+        let current = PRECOMPILED.load(Ordering::Acquire);
+        // SAFETY: set only from Box::into_raw and never freed.
+        if !current.is_null() && unsafe { &(*current).0 } == &seccomp {
+            return;
+        }
         let new = Box::into_raw(Box::new((seccomp, filters)));
         PRECOMPILED.store(new, Ordering::Release);
     }
