@@ -164,30 +164,18 @@ impl Log {
 }
 
 /// Where compiled seccomp filters are kept (so that a container loads its filter instead of compiling its
-/// profile): `$BERTH_RUNTIME_SECCOMP_CACHE`; else for root `/var/cache/berth-runtime/seccomp`, for other users
-/// `$XDG_CACHE_HOME/berth-runtime/seccomp` (else `~/.cache/...`); none without a home. Not under `--root`, which
-/// holds containers only. The cache is used only if the directory is this user's and no one else can write to it.
-fn seccomp_cache_dir() -> Option<PathBuf> {
-    let set = |name: &str| std::env::var_os(name).filter(|d| !d.is_empty()).map(PathBuf::from);
-    if let Some(dir) = set("BERTH_RUNTIME_SECCOMP_CACHE") {
-        return Some(dir);
-    }
-    let base = if rustix::process::geteuid().is_root() {
-        PathBuf::from("/var/cache")
-    } else {
-        set("XDG_CACHE_HOME").or_else(|| set("HOME").map(|h| h.join(".cache")))?
-    };
-    Some(base.join("berth-runtime").join("seccomp"))
+/// profile): `seccomp/` in Berth's cache (`$BERTH_CACHE`, else `/var/cache/berth` for root, …: `berth_spec::dirs`).
+/// Not under `--root`, which holds containers only. The cache is used only if the directory is this user's and no
+/// one else can write to it.
+fn seccomp_cache_dir() -> PathBuf {
+    berth_spec::dirs::default_path(berth_spec::dirs::Place::Cache).join("seccomp")
 }
 
 fn run(cli: &Cli) -> Result<i32> {
     let root = cli.global.root.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
     let runtime = || {
         Runtime::new(&root)
-            .map(|r| match seccomp_cache_dir() {
-                Some(dir) => r.with_seccomp_cache(dir),
-                None => r,
-            })
+            .map(|r| r.with_seccomp_cache(seccomp_cache_dir()))
             .map_err(anyhow::Error::from)
     };
     match &cli.command {

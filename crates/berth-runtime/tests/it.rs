@@ -480,10 +480,11 @@ fn seccomp_filters_are_kept_outside_the_state_directory() {
         "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
     });
     std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
-    let (root, cache) = (dir.path().join("root"), dir.path().join("seccomp-cache"));
+    let (root, berth_cache) = (dir.path().join("root"), dir.path().join("cache"));
+    let cache = berth_cache.join("seccomp");
     for (i, how) in ["Compiled", "Cached"].into_iter().enumerate() {
         let out = Command::new(BIN)
-            .env("BERTH_RUNTIME_SECCOMP_CACHE", &cache)
+            .env("BERTH_CACHE", &berth_cache)
             .env("RUST_LOG", "berth_sandbox::runtime=debug,libcontainer::seccomp=debug")
             .arg("--root")
             .arg(&root)

@@ -341,21 +341,25 @@ fn network_modes() {
     }
 }
 
+/// `seccomp=FILE` for a profile file holding `json`.
+fn seccomp_option(env: &Env, json: &str) -> String {
+    let profile = env.path("profile.json");
+    std::fs::write(&profile, json).unwrap();
+    format!("seccomp={}", profile.display())
+}
+
 #[test]
 fn seccomp_profile_from_a_file() {
     let env = Env::new();
-    let profile = env.path("profile.json");
-    std::fs::write(
-        &profile,
+    let opt = seccomp_option(
+        &env,
         r#"{"defaultAction": "SCMP_ACT_ALLOW",
             "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]},
                         {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}],
             "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
                          {"names": ["rmdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
                           "includes": {"caps": ["CAP_SYS_ADMIN"]}}]}"#,
-    )
-    .unwrap();
-    let opt = format!("seccomp={}", profile.display());
+    );
     let ran = env.run(&["--security-opt", &opt], env.busybox(), &["sh", "-c", "mkdir /tmp/d"]);
     assert_ne!(ran.code, 0);
     assert!(ran.stderr.contains("Permission denied"), "{ran:?}");
@@ -376,14 +380,11 @@ fn seccomp_profile_from_a_file() {
 #[test]
 fn seccomp_filters_are_compiled_once_and_loaded_from_the_cache() {
     let env = Env::new();
-    let profile = env.path("profile.json");
-    std::fs::write(
-        &profile,
+    let opt = seccomp_option(
+        &env,
         r#"{"defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
-    )
-    .unwrap();
-    let opt = format!("seccomp={}", profile.display());
+    );
     let run = || {
         let mut cmd = env.berth(&[
             "run",

@@ -104,12 +104,11 @@ fn checksum(key: &[u8; 32], program: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Creates `dir` (mode 0700) if missing, and says whether it is a real directory (not a symlink) of this user's
-/// that no one else may write to.
+/// Creates `dir` (mode 0700) if missing, and says whether it is a directory Berth trusts (this user's, not
+/// writable by others, nor replaceable through a directory above it: `berth_spec::private_dir`), reached without a
+/// symlink.
 fn private_dir(dir: &Path) -> bool {
-    use std::os::unix::fs::DirBuilderExt;
-    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
-    std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && owned_and_private(&m))
+    berth_spec::private_dir::ensure_private_dir(dir).is_ok() && std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir())
 }
 
 fn owned_and_private(m: &std::fs::Metadata) -> bool {
